@@ -1,0 +1,187 @@
+//! Task transports for `rex.asynctask`.
+//!
+//! # Layout
+//!
+//! * [`Transport`] (this file) — the delivery contract every backend implements.
+//! * [`task`] — the data that crosses the contract: payloads, claimed tasks, leases, failures,
+//!   queue statistics; plus queue-name and payload validation shared by all backends.
+//! * [`sqlite`] — the embedded default (`sqlite:PATH`), WAL mode, safe for many processes.
+//! * [`memory`] — in-process only (`memory:`), for library use and tests.
+//! * [`conformance`] — the one test suite every transport must pass.
+//! * [`open`] — URI → transport.
+//!
+//! # Delivery contract (at-least-once)
+//!
+//! A task is `pending` until a consumer [`claim`](Transport::claim)s it; it is then `running`,
+//! leased to an *owner* (a string naming the worker process) until `lease_until`, with a
+//! *lease token* that is incremented on every claim. Every settlement — [`complete`],
+//! [`fail`], [`release`] — names the lease token and is a no-op returning `false` when the
+//! token is stale (the task was reclaimed meanwhile), so a late finisher can never overwrite a
+//! newer attempt. A task is never deleted before it is completed: a task whose attempts are
+//! used up is kept as `failed` with its error and its whole attempt history until an operator
+//! retries or purges it. Retry *policy* (how many attempts, which delay) is the caller's; the
+//! transport only records outcomes and honours `retry_at`.
+//!
+//! [`complete`]: Transport::complete
+//! [`fail`]: Transport::fail
+//! [`release`]: Transport::release
+
+pub mod conformance;
+pub mod memory;
+pub mod sqlite;
+pub mod task;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use task::{
+    normalize_payload, validate_queue_name, Attempt, Failure, FailureKind, Lease, Outcome, Payload,
+    QueueCounts, QueueStats, Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary,
+};
+
+/// Errors of the transport layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The queue name breaks `^[a-z](?:[a-z0-9]|_(?!_))*[a-z0-9]$`.
+    #[error("\"{0}\" is not a properly-formatted queue name")]
+    InvalidQueueName(String),
+    /// The payload is not a JSON object (or null).
+    #[error("Expected a mapping\nGot:\n    {0}")]
+    InvalidPayload(String),
+    /// The URI names no known transport.
+    #[error("\"{0}\" does not resolve to a known transport")]
+    UnknownTransport(String),
+    /// The URI is malformed for its scheme.
+    #[error("invalid transport URI \"{uri}\": {reason}")]
+    InvalidUri { uri: String, reason: String },
+    /// The backend cannot be reached or refused the connection. Retryable.
+    #[error("Failed to connect to {transport}:\n    {message}")]
+    Unavailable { transport: String, message: String },
+    /// Any other backend failure (SQL error, protocol error, corrupt row...).
+    #[error("{transport}: {message}")]
+    Backend { transport: String, message: String },
+    /// The transport cannot do this (e.g. `memory:` across processes).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl TransportError {
+    /// Whether retrying the same operation later may succeed (connection loss, busy DB).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, TransportError::Unavailable { .. })
+    }
+}
+
+pub type Result<T, E = TransportError> = std::result::Result<T, E>;
+
+/// Which tasks [`Transport::retry_failed`] moves back to `pending`.
+#[derive(Clone, Debug)]
+pub enum Selector {
+    Ids(Vec<TaskId>),
+    Queue(String),
+    All,
+}
+
+/// Which tasks [`Transport::purge`] deletes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PurgeWhich {
+    Failed,
+    Pending,
+}
+
+/// The delivery contract. Implementations must be cheap to share (`Arc<dyn Transport>`) and
+/// safe to use from several processes at once when their backend is shared.
+#[async_trait::async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// A display form of the URI with any password replaced by `***`.
+    fn describe(&self) -> String;
+
+    /// Whether tasks submitted here can be seen by other processes (false for `memory:`).
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    /// Enqueue a task. Returns its id, or `None` when `opts.idempotency_key` was already used
+    /// (the task was not enqueued a second time).
+    async fn submit(&self, queue: &str, payload: Payload, opts: &SubmitOptions) -> Result<Option<TaskId>>;
+
+    /// Claim the oldest ready task of `queue` (FIFO by submission among tasks whose `run_at`
+    /// has passed), leasing it to `owner` for `lease`. Increments the attempt count and the
+    /// lease token. `None` when nothing is ready.
+    async fn claim(&self, queue: &str, owner: &str, lease: Duration) -> Result<Option<Task>>;
+
+    /// Mark the attempt done (the task is deleted, or kept as `done` per retention) and, in the
+    /// same transaction where the backend allows it, enqueue `submits`. `false` if the lease is
+    /// stale (nothing was changed and nothing was submitted).
+    async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool>;
+
+    /// Record a failed attempt. With `retry_at` the task goes back to `pending` and becomes
+    /// ready at that time; without it the task becomes `failed` and is kept. `false` if stale.
+    async fn fail(&self, lease: &Lease, failure: &Failure, retry_at: Option<SystemTime>) -> Result<bool>;
+
+    /// Return a claimed task to `pending`, ready now, without using up an attempt (the attempt
+    /// count is decremented again; the history records the release). `false` if stale.
+    async fn release(&self, lease: &Lease, reason: &str) -> Result<bool>;
+
+    /// Tasks currently `running` under `owner` (used to settle a dead worker's tasks at once).
+    async fn owned_by(&self, owner: &str) -> Result<Vec<Task>>;
+
+    /// Tasks `running` whose lease ended before `now` (owner presumed dead).
+    async fn expired(&self, now: SystemTime) -> Result<Vec<Task>>;
+
+    /// Extend the leases of every task running under one of `owners` to `now + lease`.
+    async fn renew(&self, owners: &[String], lease: Duration) -> Result<u64>;
+
+    /// Counts for one queue (what `--halt-when-empty` needs).
+    async fn counts(&self, queue: &str) -> Result<QueueCounts>;
+
+    /// Statistics for every queue that has tasks in any state, sorted by queue name.
+    async fn stats(&self) -> Result<Vec<QueueStats>>;
+
+    /// `failed` tasks, oldest first, optionally of one queue.
+    async fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>>;
+
+    /// Move `failed` tasks back to `pending` (ready now, attempt counters reset, history kept).
+    /// Returns how many were moved.
+    async fn retry_failed(&self, selector: &Selector) -> Result<u64>;
+
+    /// Delete tasks of `queue` in the given state. Returns how many were deleted.
+    async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64>;
+
+    /// Wait until a task may have become ready in `queue`, or `timeout` passes. Backends
+    /// without notifications simply sleep; spurious wake-ups are allowed.
+    async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {
+        let _ = queue;
+        tokio::time::sleep(timeout).await;
+        Ok(())
+    }
+}
+
+/// Open the transport named by `uri`:
+/// * `sqlite:PATH` (relative paths are relative to the current directory),
+/// * `memory:` (a fresh in-process store).
+pub fn open(uri: &str) -> Result<Arc<dyn Transport>> {
+    let scheme = uri.split_once(':').map(|(s, _)| s).unwrap_or("");
+    match scheme {
+        "sqlite" => Ok(Arc::new(sqlite::SqliteTransport::open_uri(uri)?)),
+        "memory" => Ok(Arc::new(memory::MemoryTransport::new())),
+        _ => Err(TransportError::UnknownTransport(uri.to_string())),
+    }
+}
+
+/// `scheme://user:secret@host/...` → `scheme://user:***@host/...`; other URIs unchanged.
+pub fn redact_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return uri.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => uri.to_string(),
+        },
+        None => uri.to_string(),
+    }
+}

@@ -1,0 +1,274 @@
+//! The data that crosses the [`Transport`](crate::Transport) contract, and the validation
+//! rules every backend shares.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::TransportError;
+
+/// Task identifier, unique within one transport.
+pub type TaskId = i64;
+
+/// A task payload: always a JSON object. `serde_json::Map` keeps keys sorted, which gives the
+/// sorted-keys encoding the original promised (at every depth, not only the top level).
+pub type Payload = serde_json::Map<String, Value>;
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    Pending,
+    Running,
+    Failed,
+    Done,
+}
+
+impl TaskState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Pending => "pending",
+            TaskState::Running => "running",
+            TaskState::Failed => "failed",
+            TaskState::Done => "done",
+        }
+    }
+
+    /// Inverse of [`as_str`](Self::as_str).
+    pub fn parse(s: &str) -> Option<Self> {
+        [TaskState::Pending, TaskState::Running, TaskState::Failed, TaskState::Done]
+            .into_iter()
+            .find(|state| state.as_str() == s)
+    }
+}
+
+/// Options for [`Transport::submit`](crate::Transport::submit).
+#[derive(Clone, Debug, Default)]
+pub struct SubmitOptions {
+    /// Not ready before this time (delayed task).
+    pub run_at: Option<SystemTime>,
+    /// At most one task is ever enqueued per key on a transport (scheduler fires).
+    pub idempotency_key: Option<String>,
+}
+
+/// A task enqueued as part of a completion (a worker's requeue/submit calls).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Submit {
+    pub queue: String,
+    pub payload: Payload,
+}
+
+/// The fencing handle of one claim: settlements must quote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lease {
+    pub id: TaskId,
+    pub token: u64,
+}
+
+/// A claimed (running) task.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    pub queue: String,
+    pub payload: Payload,
+    /// 1 for the first attempt; includes this one.
+    pub attempt: u32,
+    /// Earlier attempts that ended in an error or panic.
+    pub errors: u32,
+    /// Earlier attempts that ended with the worker process dying (signal, exit, timeout, lost lease).
+    pub crashes: u32,
+    pub lease_token: u64,
+    pub owner: String,
+    #[serde(with = "epoch_ms")]
+    pub lease_until: SystemTime,
+    #[serde(with = "epoch_ms")]
+    pub created_at: SystemTime,
+}
+
+impl Task {
+    pub fn lease(&self) -> Lease {
+        Lease { id: self.id, token: self.lease_token }
+    }
+}
+
+/// Why an attempt failed. The two kinds are budgeted separately by the retry policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureKind {
+    /// The worker returned an error or panicked; the process survived.
+    Error,
+    /// The process holding the task died (signal, exit status, timeout kill, lease expiry).
+    Crash,
+}
+
+/// A failed attempt: its kind and a human-readable reason (`Oops!`, `killed by SIGKILL`...).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub reason: String,
+}
+
+impl Failure {
+    pub fn error(reason: impl Into<String>) -> Self {
+        Failure { kind: FailureKind::Error, reason: reason.into() }
+    }
+    pub fn crash(reason: impl Into<String>) -> Self {
+        Failure { kind: FailureKind::Crash, reason: reason.into() }
+    }
+}
+
+/// How an attempt ended, as recorded in a task's history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Done,
+    Error,
+    Crash,
+    Released,
+}
+
+/// One entry of a task's attempt history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub attempt: u32,
+    pub owner: String,
+    pub outcome: Outcome,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    pub finished_at: i64,
+}
+
+/// Counts for one queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueCounts {
+    /// Pending and ready now.
+    pub ready: u64,
+    /// Pending but not before a later time (delayed submits and retries).
+    pub delayed: u64,
+    pub running: u64,
+    pub failed: u64,
+    /// Earliest `run_at` among delayed tasks.
+    #[serde(default, with = "epoch_ms_opt")]
+    pub next_run_at: Option<SystemTime>,
+}
+
+impl QueueCounts {
+    /// Nothing left to do and nothing in flight: a `--halt-when-empty` worker may stop.
+    pub fn is_drained(&self) -> bool {
+        self.ready == 0 && self.delayed == 0 && self.running == 0
+    }
+}
+
+/// Statistics for one queue (`rex asynctask-queues`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    pub queue: String,
+    /// Ready + delayed.
+    pub pending: u64,
+    pub delayed: u64,
+    pub running: u64,
+    pub failed: u64,
+    /// Age in milliseconds of the oldest pending task, by submission time.
+    pub oldest_pending_ms: Option<u64>,
+}
+
+/// A task as listed by operators (`rex asynctask-failed`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSummary {
+    pub id: TaskId,
+    pub queue: String,
+    pub state: TaskState,
+    pub payload: Payload,
+    pub attempts: u32,
+    pub errors: u32,
+    pub crashes: u32,
+    pub last_error: Option<String>,
+    pub history: Vec<Attempt>,
+    #[serde(with = "epoch_ms")]
+    pub created_at: SystemTime,
+}
+
+/// Queue names: `^[a-z](?:[a-z0-9]|_(?!_))*[a-z0-9]$` — lowercase letters, digits and single
+/// underscores, starting with a letter, ending with a letter or digit, at least two characters.
+pub fn validate_queue_name(name: &str) -> Result<(), TransportError> {
+    let bytes = name.as_bytes();
+    let ok = bytes.len() >= 2
+        && bytes[0].is_ascii_lowercase()
+        && matches!(bytes[bytes.len() - 1], b'a'..=b'z' | b'0'..=b'9')
+        && bytes.iter().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        && !name.contains("__");
+    if ok { Ok(()) } else { Err(TransportError::InvalidQueueName(name.to_string())) }
+}
+
+/// `null` becomes `{}`; an object passes; anything else is `Expected a mapping`.
+pub fn normalize_payload(value: Value) -> Result<Payload, TransportError> {
+    match value {
+        Value::Null => Ok(Payload::new()),
+        Value::Object(map) => Ok(map),
+        other => Err(TransportError::InvalidPayload(other.to_string())),
+    }
+}
+
+/// Milliseconds since the Unix epoch (saturating; times before 1970 become 0).
+pub fn to_epoch_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Inverse of [`to_epoch_ms`].
+pub fn from_epoch_ms(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+/// `ms` plus `d` in milliseconds, saturating (a huge lease must not wrap into the past).
+pub(crate) fn add_ms(ms: i64, d: Duration) -> i64 {
+    ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+mod epoch_ms {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(to_epoch_ms(*t))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+        Ok(from_epoch_ms(i64::deserialize(d)?))
+    }
+}
+
+mod epoch_ms_opt {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => s.serialize_some(&to_epoch_ms(*t)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+        Ok(Option::<i64>::deserialize(d)?.map(from_epoch_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_names_follow_the_original_rule() {
+        for ok in ["ab", "foo", "a_b", "some_queue", "scheduled_0_demo_bar_worker", "q1"] {
+            assert!(validate_queue_name(ok).is_ok(), "{ok} should be valid");
+        }
+        for bad in ["a", "a__b", "foo_", "1foo", "BADNAME", "", "_ab", "a-b", "é1"] {
+            assert!(validate_queue_name(bad).is_err(), "{bad} should be invalid");
+        }
+    }
+
+    #[test]
+    fn payloads_must_be_objects() {
+        assert_eq!(normalize_payload(Value::Null).unwrap(), Payload::new());
+        let p = normalize_payload(serde_json::json!({"b": 1, "a": {"d": 1, "c": 2}})).unwrap();
+        assert_eq!(Value::Object(p).to_string(), r#"{"a":{"c":2,"d":1},"b":1}"#);
+        let err = normalize_payload(serde_json::json!([1])).unwrap_err();
+        assert_eq!(err.to_string(), "Expected a mapping\nGot:\n    [1]");
+    }
+}
