@@ -1,0 +1,92 @@
+//! The control channel between the master and each worker child.
+//!
+//! A Unix socket pair; the child's end is its file descriptor [`CONTROL_FD`]. Messages are JSON
+//! lines. The master writes the [`WorkerSpec`] first, then [`Down`] commands; the child writes
+//! [`Up`] events. A child that exits without having sent [`Up::Halted`] has *died*, whatever its
+//! exit status (the original treated exit code 0 as an orderly halt, which misfired).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::logging::LogConfig;
+use crate::project::ProjectArgs;
+use crate::settings::{RateLimit, RetryPolicy};
+
+/// The child's end of the control socket.
+pub const CONTROL_FD: i32 = 3;
+
+/// Everything a child needs to work a queue; sent by the master so the child never re-reads
+/// configuration that may have changed on disk since the master started.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkerSpec {
+    pub queue: String,
+    pub worker: String,
+    pub logger: String,
+    /// The library providing the worker; `None` for built-in workers.
+    pub plugin: Option<PathBuf>,
+    /// Effective settings, handed to the plugin's `init`.
+    pub settings: Value,
+    /// Resolved transport URI (may contain credentials: never logged).
+    pub transport: String,
+    pub poll_interval_ms: u64,
+    pub halt_when_empty: bool,
+    /// Lease owner name of this child: `<host>:<master pid>:<master start>:<generation>`.
+    pub owner: String,
+    pub lease_ms: u64,
+    pub retry: RetryPolicy,
+    pub rate: Option<RateLimit>,
+    pub log: LogConfig,
+    pub master_pid: u32,
+    /// How `ctl_executor` re-invokes `rex` for the same application.
+    pub project_args: ProjectArgs,
+}
+
+/// Why a child stopped in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HaltReason {
+    /// `--halt-when-empty` and the queue is drained.
+    Empty,
+    /// Asked to quit (by the master, or SIGTERM).
+    Quit,
+}
+
+/// Child → master.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "ev", rename_all = "snake_case")]
+pub enum Up {
+    Ready,
+    Claimed { task: i64, attempt: u32 },
+    Finished { task: i64, ok: bool },
+    Halted { reason: HaltReason },
+}
+
+/// Master → child.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum Down {
+    /// Finish the current task, claim no new one, report `Halted { Quit }` and exit.
+    Quit,
+}
+
+/// One JSON line.
+pub fn encode<T: Serialize>(msg: &T) -> String {
+    let mut line = serde_json::to_string(msg).unwrap_or_default();
+    line.push('\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_tagged_json_lines() {
+        assert_eq!(encode(&Up::Claimed { task: 7, attempt: 1 }), "{\"ev\":\"claimed\",\"task\":7,\"attempt\":1}\n");
+        assert_eq!(encode(&Down::Quit), "{\"cmd\":\"quit\"}\n");
+        let back: Up = serde_json::from_str("{\"ev\":\"halted\",\"reason\":\"empty\"}").unwrap();
+        assert_eq!(back, Up::Halted { reason: HaltReason::Empty });
+    }
+}

@@ -1,0 +1,45 @@
+//! The `rex` command-line tool.
+//!
+//! # Layout
+//!
+//! * [`cli`] — rex.ctl conventions (option normalisation, help layout, error wording) over clap.
+//! * [`tasks`] — the built-in tasks and dispatch to plugin-provided ones.
+//! * [`project`] — building an application: project, requirements, packages, settings.
+//! * [`package`] — what a package contributes; the built-in packages.
+//! * [`plugin`] — finding, checking and calling plugin libraries (the host side of the ABI).
+//! * [`settings`] — declared settings, merging, validation, typed asynctask configuration.
+//! * [`supervisor`] — `asynctask-workers`: the master that spawns and supervises children.
+//! * [`worker`] — the child process that works one queue.
+//! * [`control`] — the master/child control channel.
+//! * [`logging`] — `LEVEL:Logger:message` records over `tracing`.
+//! * [`error`] — the user-facing error type, rendered as `FATAL ERROR: ...`.
+
+pub mod cli;
+pub mod control;
+pub mod error;
+pub mod logging;
+pub mod package;
+pub mod plugin;
+pub mod project;
+pub mod settings;
+pub mod supervisor;
+pub mod tasks;
+pub mod worker;
+
+/// Run `rex` with `argv` (without the program name); returns the process exit status.
+pub fn main(argv: Vec<String>) -> i32 {
+    logging::init(logging::LogConfig::default());
+    let Some((task, rest)) = argv.split_first() else {
+        print!("{}", tasks::ctl::BANNER);
+        return 0;
+    };
+    let task = if task == worker::TASK_NAME { task.clone() } else { task.to_lowercase().replace('_', "-") };
+    let task = if task == "--help" || task == "-h" { "help".to_string() } else { task };
+    match tasks::dispatch(&task, rest) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("FATAL ERROR: {}", e.render());
+            1
+        }
+    }
+}

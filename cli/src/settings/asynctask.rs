@@ -1,0 +1,187 @@
+//! The `asynctask_workers` map: validation and its typed form.
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::spec::parse_duration_value;
+use super::Context;
+use crate::error::{Error, Result};
+use rex_transport::{FailureKind, Task};
+
+/// Fields a queue record may have, in the order they are documented.
+const FIELDS: &[&str] = &[
+    "worker",
+    "concurrency",
+    "max_attempts",
+    "max_crashes",
+    "retry_delay_min",
+    "retry_delay_max",
+    "timeout",
+    "rate_max_calls",
+    "rate_period",
+];
+
+/// How failed attempts are retried. Shared by the master (crashes) and children (errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryPolicy {
+    /// Attempts in all, whatever ended them (1 = never retried).
+    pub max_attempts: u32,
+    /// Attempts that may end with the worker process dying (poison-pill budget).
+    pub max_crashes: u32,
+    pub delay_min: Duration,
+    pub delay_max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 1, max_crashes: 1, delay_min: Duration::from_secs(1), delay_max: Duration::from_secs(300) }
+    }
+}
+
+impl RetryPolicy {
+    /// When to retry `task` after an attempt that failed with `kind`, or `None` when its
+    /// budget is used up and it must be kept as failed.
+    pub fn retry_at(&self, task: &Task, kind: FailureKind) -> Option<SystemTime> {
+        let crashes = task.crashes + u32::from(kind == FailureKind::Crash);
+        if task.attempt >= self.max_attempts || crashes >= self.max_crashes.max(1) && kind == FailureKind::Crash {
+            return None;
+        }
+        Some(SystemTime::now() + self.backoff(task.attempt))
+    }
+
+    /// Exponential backoff from `delay_min`, doubling per attempt, capped at `delay_max`, with
+    /// jitter over the upper half so retries of a burst spread out.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let exp = self.delay_min.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let capped = exp.min(self.delay_max).max(self.delay_min);
+        let jittered = capped.mul_f64(0.5 + fastrand::f64() * 0.5);
+        jittered.max(self.delay_min.min(capped))
+    }
+}
+
+/// A processing-rate limit: at most `max_calls` tasks per `period`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    pub max_calls: u32,
+    pub period: Duration,
+}
+
+/// One enabled queue of `asynctask_workers`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueConfig {
+    pub queue: String,
+    pub worker: String,
+    /// Number of child processes for the queue.
+    pub concurrency: u32,
+    pub retry: RetryPolicy,
+    /// Hard limit per payload: the child is killed and the attempt counts as a crash.
+    pub timeout: Option<Duration>,
+    pub rate: Option<RateLimit>,
+}
+
+pub(super) fn validate_workers(value: Value, ctx: &Context<'_>) -> Result<Value> {
+    let map = match value {
+        Value::Null => return Ok(Value::Object(Map::new())),
+        Value::Object(map) => map,
+        other => return Err(Error::new("Expected a JSON object").context("Got:", other.to_string())),
+    };
+    let mut out = Map::new();
+    for (queue, entry) in map {
+        if let Err(e) = rex_transport::validate_queue_name(&queue) {
+            return Err(Error::new(e.to_string()).context("While validating mapping key:", Value::String(queue).to_string()));
+        }
+        let key = Value::String(queue.clone()).to_string();
+        let entry = validate_entry(entry, ctx).map_err(|e| e.context("While validating mapping value for key:", key))?;
+        out.insert(queue, entry);
+    }
+    Ok(Value::Object(out))
+}
+
+fn validate_entry(entry: Value, ctx: &Context<'_>) -> Result<Value> {
+    let record = match entry {
+        Value::Null => return Ok(Value::Null),
+        Value::String(worker) => {
+            validate_worker_name(&worker, ctx)?;
+            let mut record = Map::new();
+            record.insert("worker".into(), Value::String(worker));
+            return Ok(Value::Object(record));
+        }
+        Value::Object(record) => record,
+        other => {
+            return Err(Error::new("Expected a worker name or a JSON object").context("Got:", other.to_string()));
+        }
+    };
+    for field in record.keys() {
+        if !FIELDS.contains(&field.as_str()) {
+            return Err(Error::with_body("Got unexpected field:", field.clone()));
+        }
+    }
+    let field_ctx = |name: &'static str| move |e: Error| e.context("While validating field:", name);
+    match record.get("worker") {
+        Some(Value::String(worker)) => validate_worker_name(worker, ctx).map_err(field_ctx("worker"))?,
+        Some(other) => return Err(Error::new("Expected a string").context("Got:", other.to_string())).map_err(field_ctx("worker")),
+        None => return Err(Error::with_body("Missing mandatory field:", "worker")),
+    }
+    for name in ["concurrency", "max_attempts", "max_crashes", "rate_max_calls"] {
+        if let Some(v) = record.get(name) {
+            if !v.as_u64().is_some_and(|n| (1..=u32::MAX as u64).contains(&n)) {
+                return Err(Error::new("Expected a positive integer").context("Got:", v.to_string())).map_err(field_ctx(name));
+            }
+        }
+    }
+    for name in ["retry_delay_min", "retry_delay_max", "timeout", "rate_period"] {
+        if let Some(v) = record.get(name) {
+            let d = parse_duration_value(v).map_err(field_ctx(name))?;
+            if d.is_zero() && name != "retry_delay_min" {
+                return Err(Error::new("Expected a duration greater than zero").context("Got:", v.to_string())).map_err(field_ctx(name));
+            }
+        }
+    }
+    if record.contains_key("rate_max_calls") != record.contains_key("rate_period") {
+        return Err(Error::new("rate_max_calls and rate_period must be given together"));
+    }
+    Ok(Value::Object(record))
+}
+
+fn validate_worker_name(worker: &str, ctx: &Context<'_>) -> Result<()> {
+    if ctx.workers.iter().any(|w| w == worker) {
+        Ok(())
+    } else {
+        Err(Error::with_body("Expected one of:", ctx.workers.join(", ")).context("Got:", Value::String(worker.to_string()).to_string()))
+    }
+}
+
+/// The enabled queues of a validated `asynctask_workers` value, sorted by queue name.
+pub(super) fn queues(value: Option<&Value>) -> Vec<QueueConfig> {
+    let Some(Value::Object(map)) = value else { return Vec::new() };
+    let mut queues: Vec<QueueConfig> = map
+        .iter()
+        .filter_map(|(queue, entry)| {
+            let record = entry.as_object()?;
+            let int = |name: &str, default: u32| record.get(name).and_then(Value::as_u64).map_or(default, |n| n as u32);
+            let dur = |name: &str| record.get(name).and_then(|v| parse_duration_value(v).ok());
+            let max_attempts = int("max_attempts", 1);
+            let defaults = RetryPolicy::default();
+            Some(QueueConfig {
+                queue: queue.clone(),
+                worker: record.get("worker")?.as_str()?.to_string(),
+                concurrency: int("concurrency", 1),
+                retry: RetryPolicy {
+                    max_attempts,
+                    max_crashes: int("max_crashes", max_attempts),
+                    delay_min: dur("retry_delay_min").unwrap_or(defaults.delay_min),
+                    delay_max: dur("retry_delay_max").unwrap_or(defaults.delay_max).max(dur("retry_delay_min").unwrap_or_default()),
+                },
+                timeout: dur("timeout"),
+                rate: match (record.get("rate_max_calls").and_then(Value::as_u64), dur("rate_period")) {
+                    (Some(max_calls), Some(period)) => Some(RateLimit { max_calls: max_calls as u32, period }),
+                    _ => None,
+                },
+            })
+        })
+        .collect();
+    queues.sort_by(|a, b| a.queue.cmp(&b.queue));
+    queues
+}

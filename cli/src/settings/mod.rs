@@ -1,0 +1,174 @@
+//! Settings: declared by packages, merged from every source, validated once.
+//!
+//! Sources are merged in this order (later wins, per the setting's merge rule): each package's
+//! `settings.yaml` (dependencies first, the project last), `rex.yaml` `parameters`,
+//! `REX_PARAMETERS`, then each `--set` in command-line order. Values given as strings on the
+//! command line are coerced by the setting's type (structured settings parse them as YAML,
+//! which includes JSON). Validation errors carry the rex.ctl context paragraphs.
+
+mod asynctask;
+mod spec;
+
+pub use asynctask::{QueueConfig, RateLimit, RetryPolicy};
+pub use spec::{Kind, Merge, SettingSpec, SPECS, parse_duration};
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::logging::{self, LogConfig};
+
+/// One source of setting values, with a description used in error messages.
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub origin: String,
+    pub values: serde_json::Map<String, Value>,
+    /// Parameters (rex.yaml, env, --set) are listed in the `With parameters:` error paragraph.
+    pub is_parameter: bool,
+}
+
+/// Validated, normalised settings of one application.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Settings {
+    values: BTreeMap<String, Value>,
+}
+
+/// What validation needs to know about the application.
+pub struct Context<'a> {
+    /// Every worker name the application provides, in registration order.
+    pub workers: &'a [String],
+}
+
+impl Settings {
+    /// Merge `sources` over the defaults of `specs` and validate the result.
+    pub fn build(specs: &[&SettingSpec], sources: &[Source], ctx: &Context<'_>) -> Result<Settings> {
+        let mut raw: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+        for source in sources {
+            for (name, value) in &source.values {
+                let Some(spec) = specs.iter().find(|s| s.name == name) else {
+                    return Err(Error::with_body("Got unknown setting:", name.clone()).context("In", source.origin.clone()));
+                };
+                let value = spec.kind.coerce(value.clone()).map_err(|e| e.context("While validating setting:", name.clone()))?;
+                raw.entry(spec.name).or_default().push(value);
+            }
+        }
+        let mut values = BTreeMap::new();
+        for spec in specs {
+            let merged = match raw.remove(spec.name) {
+                Some(list) => list.into_iter().reduce(|old, new| spec.merge.apply(old, new)).unwrap_or(Value::Null),
+                None => spec.default_value(),
+            };
+            let valid = spec.kind.validate(merged, ctx).map_err(|e| e.context("While validating setting:", spec.name))?;
+            values.insert(spec.name.to_string(), valid);
+        }
+        Ok(Settings { values })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name)
+    }
+
+    pub fn all(&self) -> &BTreeMap<String, Value> {
+        &self.values
+    }
+
+    fn u64(&self, name: &str, default: u64) -> u64 {
+        self.get(name).and_then(Value::as_u64).unwrap_or(default)
+    }
+
+    fn duration(&self, name: &str, default: Duration) -> Duration {
+        self.get(name).and_then(|v| spec::parse_duration_value(v).ok()).unwrap_or(default)
+    }
+
+    /// `asynctask_transport`, if set.
+    pub fn transport_uri(&self) -> Option<&str> {
+        self.get("asynctask_transport").and_then(Value::as_str)
+    }
+
+    pub fn poll_interval(&self) -> Duration {
+        Duration::from_millis(self.u64("asynctask_workers_poll_interval", 500))
+    }
+
+    pub fn check_child_interval(&self) -> Duration {
+        Duration::from_millis(self.u64("asynctask_workers_check_child_interval", 1000))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        self.duration("asynctask_workers_shutdown_grace", Duration::from_secs(30))
+    }
+
+    pub fn lease_duration(&self) -> Duration {
+        self.duration("asynctask_lease_duration", Duration::from_secs(60))
+    }
+
+    /// The configured queues (disabled ones skipped), sorted by queue name.
+    pub fn queues(&self) -> Vec<QueueConfig> {
+        asynctask::queues(self.get("asynctask_workers"))
+    }
+
+    pub fn log_config(&self) -> LogConfig {
+        let level = self.get("log_level").and_then(Value::as_str).and_then(logging::Level::parse).unwrap_or(logging::Level::Info);
+        let levels = self
+            .get("log_levels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), logging::Level::parse(v.as_str()?)?))).collect())
+            .unwrap_or_default();
+        let format = self
+            .get("log_format")
+            .and_then(Value::as_str)
+            .and_then(|f| serde_json::from_value(Value::String(f.to_string())).ok())
+            .unwrap_or_default();
+        LogConfig { level, levels, format, quiet: false, queue: None }
+    }
+
+    /// The settings as YAML, sorted by name, with transport passwords masked.
+    pub fn to_yaml(&self) -> String {
+        let mut shown = self.values.clone();
+        if let Some(Value::String(uri)) = shown.get_mut("asynctask_transport") {
+            *uri = rex_transport::redact_uri(uri);
+        }
+        serde_yaml::to_string(&shown).unwrap_or_default()
+    }
+
+    /// The settings as JSON (sent to plugins at init).
+    pub fn to_json(&self) -> Value {
+        Value::Object(self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+}
+
+/// Parse a `--set PARAM=VALUE` argument: `PARAM` normalised (`-` → `_`), `VALUE` kept as a
+/// string (coerced later by the setting's type); `--set PARAM` alone means `true`.
+pub fn parse_set_arg(arg: &str) -> Result<(String, Value)> {
+    let (name, value) = match arg.split_once('=') {
+        Some((name, value)) => (name, Value::String(value.to_string())),
+        None => (arg, Value::Bool(true)),
+    };
+    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid {
+        return Err(Error::with_body("invalid value for option --set:", "Expected PARAM=VALUE").context("Got:", arg));
+    }
+    Ok((name.replace('-', "_"), value))
+}
+
+/// Render values for the `With parameters:` error paragraph.
+pub fn describe_parameters(sources: &[Source]) -> Option<String> {
+    let mut params: BTreeMap<&str, String> = BTreeMap::new();
+    for source in sources.iter().filter(|s| s.is_parameter) {
+        for (k, v) in &source.values {
+            let shown = match (k.as_str(), v) {
+                ("asynctask_transport", Value::String(uri)) => Value::String(rex_transport::redact_uri(uri)).to_string(),
+                _ => v.to_string(),
+            };
+            params.insert(k, shown);
+        }
+    }
+    if params.is_empty() {
+        return None;
+    }
+    Some(params.into_iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("\n"))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,235 @@
+//! The declared settings: name, owning package, type, merge rule, default and doc line.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::Context;
+use crate::error::{Error, Result};
+
+/// How values from several sources combine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// The later value wins.
+    Replace,
+    /// Shallow map update: later keys override; `null` values are kept (they disable entries).
+    MapUpdate,
+    /// Lists are concatenated.
+    Concat,
+}
+
+impl Merge {
+    pub fn apply(self, old: Value, new: Value) -> Value {
+        match (self, old, new) {
+            (Merge::MapUpdate, Value::Object(mut old), Value::Object(new)) => {
+                old.extend(new);
+                Value::Object(old)
+            }
+            (Merge::Concat, Value::Array(mut old), Value::Array(new)) => {
+                old.extend(new);
+                Value::Array(old)
+            }
+            // Mismatched shapes: the newer value stands and validation reports it.
+            (_, _, new) => new,
+        }
+    }
+}
+
+/// Setting types. Each knows how to coerce a command-line string and validate a value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    OptionalString,
+    /// Integer with a lower bound.
+    Integer { min: i64 },
+    /// `500ms`, `30s`, `5m`, `1h`; a bare number means seconds.
+    Duration,
+    /// DEBUG, INFO, WARNING, ERROR.
+    LogLevel,
+    /// Map logger name -> level.
+    LogLevels,
+    /// basic, timestamp, json.
+    LogFormat,
+    /// The `asynctask_workers` map.
+    Workers,
+}
+
+#[derive(Debug)]
+pub struct SettingSpec {
+    pub name: &'static str,
+    pub package: &'static str,
+    pub kind: Kind,
+    pub merge: Merge,
+    /// Default as YAML text.
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// Every setting rex declares, grouped by package.
+pub static SPECS: &[SettingSpec] = &[
+    SettingSpec {
+        name: "log_level",
+        package: "rex.ctl",
+        kind: Kind::LogLevel,
+        merge: Merge::Replace,
+        default: "INFO",
+        doc: "Lowest level of log records printed: DEBUG, INFO, WARNING or ERROR.",
+    },
+    SettingSpec {
+        name: "log_levels",
+        package: "rex.ctl",
+        kind: Kind::LogLevels,
+        merge: Merge::MapUpdate,
+        default: "{}",
+        doc: "Per-logger levels overriding log_level, e.g. {FooWorker: DEBUG}. Merged across sources.",
+    },
+    SettingSpec {
+        name: "log_format",
+        package: "rex.ctl",
+        kind: Kind::LogFormat,
+        merge: Merge::Replace,
+        default: "basic",
+        doc: "Log record format: basic (LEVEL:Logger:message), timestamp (ISO time first) or json (one object per line).",
+    },
+    SettingSpec {
+        name: "asynctask_transport",
+        package: "rex.asynctask",
+        kind: Kind::OptionalString,
+        merge: Merge::Replace,
+        default: "null",
+        doc: "URI of the transport holding the tasks (sqlite:PATH, memory:). Unset: an SQLite file at .rex/asynctask.db next to rex.yaml, or in the current directory.",
+    },
+    SettingSpec {
+        name: "asynctask_workers",
+        package: "rex.asynctask",
+        kind: Kind::Workers,
+        merge: Merge::MapUpdate,
+        default: "{}",
+        doc: "Map of queue name to worker name, or to a record {worker, concurrency, max_attempts, max_crashes, retry_delay_min, retry_delay_max, timeout, rate_max_calls, rate_period}. Merged across sources; null disables a queue.",
+    },
+    SettingSpec {
+        name: "asynctask_workers_poll_interval",
+        package: "rex.asynctask",
+        kind: Kind::Integer { min: 1 },
+        merge: Merge::Replace,
+        default: "500",
+        doc: "Milliseconds an idle worker waits before looking at its queue again.",
+    },
+    SettingSpec {
+        name: "asynctask_workers_check_child_interval",
+        package: "rex.asynctask",
+        kind: Kind::Integer { min: 1 },
+        merge: Merge::Replace,
+        default: "1000",
+        doc: "Milliseconds between the master's housekeeping passes (lease reclaim); child deaths are detected at once regardless.",
+    },
+    SettingSpec {
+        name: "asynctask_workers_shutdown_grace",
+        package: "rex.asynctask",
+        kind: Kind::Duration,
+        merge: Merge::Replace,
+        default: "30s",
+        doc: "On SIGTERM/SIGINT, how long children may take to finish their current task before they are killed and the task is released.",
+    },
+    SettingSpec {
+        name: "asynctask_lease_duration",
+        package: "rex.asynctask",
+        kind: Kind::Duration,
+        merge: Merge::Replace,
+        default: "60s",
+        doc: "How long a claimed task stays leased without a heartbeat from its master before another master may reclaim it.",
+    },
+];
+
+impl SettingSpec {
+    pub fn default_value(&self) -> Value {
+        serde_yaml::from_str(self.default).unwrap_or(Value::Null)
+    }
+}
+
+fn got(value: &Value) -> String {
+    value.to_string()
+}
+
+impl Kind {
+    /// Coerce a value as written in a source; strings from the command line become structured
+    /// values for structured kinds.
+    pub fn coerce(self, value: Value) -> Result<Value> {
+        match (self, value) {
+            (Kind::OptionalString | Kind::LogLevel | Kind::LogFormat | Kind::Duration, v) => Ok(v),
+            (Kind::Integer { .. }, Value::String(s)) => match s.trim().parse::<i64>() {
+                Ok(n) => Ok(Value::from(n)),
+                Err(_) => Err(Error::new("Expected an integer").context("Got:", got(&Value::String(s)))),
+            },
+            (Kind::Workers | Kind::LogLevels, Value::String(s)) => match serde_yaml::from_str::<Value>(&s) {
+                Ok(v @ (Value::Object(_) | Value::Null)) => Ok(v),
+                _ => Err(Error::new("Expected a JSON object").context("Got:", got(&Value::String(s)))),
+            },
+            (_, v) => Ok(v),
+        }
+    }
+
+    pub fn validate(self, value: Value, ctx: &Context<'_>) -> Result<Value> {
+        match self {
+            Kind::OptionalString => match value {
+                Value::Null | Value::String(_) => Ok(value),
+                other => Err(Error::new("Expected a string").context("Got:", got(&other))),
+            },
+            Kind::Integer { min } => match value.as_i64() {
+                Some(n) if n >= min => Ok(Value::from(n)),
+                _ => Err(Error::new(format!("Expected an integer greater than or equal to {min}")).context("Got:", got(&value))),
+            },
+            Kind::Duration => {
+                parse_duration_value(&value)?;
+                Ok(value)
+            }
+            Kind::LogLevel => validate_level(value),
+            Kind::LogLevels => match value {
+                Value::Null => Ok(Value::Object(Map::new())),
+                Value::Object(map) => {
+                    let mut out = Map::new();
+                    for (logger, level) in map {
+                        let level = validate_level(level).map_err(|e| e.context("While validating mapping value for key:", logger.clone()))?;
+                        out.insert(logger, level);
+                    }
+                    Ok(Value::Object(out))
+                }
+                other => Err(Error::new("Expected a JSON object").context("Got:", got(&other))),
+            },
+            Kind::LogFormat => match value.as_str() {
+                Some("basic" | "timestamp" | "json") => Ok(value),
+                _ => Err(Error::with_body("Expected one of:", "basic, timestamp, json").context("Got:", got(&value))),
+            },
+            Kind::Workers => super::asynctask::validate_workers(value, ctx),
+        }
+    }
+}
+
+fn validate_level(value: Value) -> Result<Value> {
+    match value.as_str().and_then(crate::logging::Level::parse) {
+        Some(level) => Ok(Value::String(level.name().to_string())),
+        None => Err(Error::with_body("Expected one of:", "DEBUG, INFO, WARNING, ERROR").context("Got:", got(&value))),
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `1h 30m`; a bare number (or numeric string) means seconds.
+pub fn parse_duration(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+    }
+    humantime::parse_duration(text)
+        .map_err(|_| Error::new("Expected a duration such as 500ms, 30s or 5m").context("Got:", got(&Value::String(text.to_string()))))
+}
+
+pub fn parse_duration_value(value: &Value) -> Result<Duration> {
+    match value {
+        Value::String(s) => parse_duration(s),
+        Value::Number(n) => match n.as_f64() {
+            Some(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
+            _ => Err(Error::new("Expected a non-negative duration").context("Got:", got(value))),
+        },
+        other => Err(Error::new("Expected a duration such as 500ms, 30s or 5m").context("Got:", got(other))),
+    }
+}

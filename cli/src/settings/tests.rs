@@ -1,0 +1,138 @@
+use serde_json::json;
+
+use super::*;
+
+fn workers() -> Vec<String> {
+    ["ctl_executor", "demo_foo_worker", "demo_bar_worker"].map(String::from).to_vec()
+}
+
+fn source(origin: &str, values: serde_json::Value, is_parameter: bool) -> Source {
+    Source { origin: origin.into(), values: values.as_object().cloned().unwrap_or_default(), is_parameter }
+}
+
+fn build(sources: &[Source]) -> Result<Settings> {
+    let specs: Vec<&SettingSpec> = SPECS.iter().collect();
+    let workers = workers();
+    Settings::build(&specs, sources, &Context { workers: &workers })
+}
+
+#[test]
+fn defaults_apply_when_nothing_is_set() {
+    let s = build(&[]).unwrap();
+    assert_eq!(s.poll_interval(), Duration::from_millis(500));
+    assert_eq!(s.check_child_interval(), Duration::from_millis(1000));
+    assert_eq!(s.shutdown_grace(), Duration::from_secs(30));
+    assert!(s.queues().is_empty());
+    assert_eq!(s.transport_uri(), None);
+}
+
+#[test]
+fn workers_merge_shallowly_and_null_disables_a_queue() {
+    let s = build(&[
+        source("demo settings.yaml", json!({"asynctask_workers": {"foo": "demo_foo_worker"}}), false),
+        source("--set", json!({"asynctask_workers": "{\"some_queue\": {\"worker\": \"demo_bar_worker\", \"concurrency\": 2}}"}), true),
+    ])
+    .unwrap();
+    let queues = s.queues();
+    assert_eq!(queues.iter().map(|q| q.queue.as_str()).collect::<Vec<_>>(), ["foo", "some_queue"]);
+    assert_eq!(queues[1].concurrency, 2);
+    assert_eq!(queues[1].retry, RetryPolicy::default());
+
+    let s = build(&[
+        source("demo settings.yaml", json!({"asynctask_workers": {"foo": "demo_foo_worker"}}), false),
+        source("--set", json!({"asynctask_workers": "{}"}), true),
+    ])
+    .unwrap();
+    assert_eq!(s.queues().len(), 1, "an empty map merged over the defaults changes nothing");
+
+    let s = build(&[
+        source("demo settings.yaml", json!({"asynctask_workers": {"foo": "demo_foo_worker"}}), false),
+        source("--set", json!({"asynctask_workers": "{\"foo\": null}"}), true),
+    ])
+    .unwrap();
+    assert!(s.queues().is_empty());
+}
+
+#[test]
+fn unknown_worker_lists_the_valid_ones() {
+    let err = build(&[source("--set", json!({"asynctask_workers": {"some_queue": "doesntexist"}}), true)]).unwrap_err();
+    assert_eq!(
+        err.render(),
+        "Expected one of:\n    ctl_executor, demo_foo_worker, demo_bar_worker\nGot:\n    \"doesntexist\"\n\
+         While validating mapping value for key:\n    \"some_queue\"\nWhile validating setting:\n    asynctask_workers"
+    );
+}
+
+#[test]
+fn bad_queue_names_are_rejected_at_load_time() {
+    let err = build(&[source("--set", json!({"asynctask_workers": {"Bad__Name": "demo_foo_worker"}}), true)]).unwrap_err();
+    assert!(err.render().starts_with("\"Bad__Name\" is not a properly-formatted queue name"), "{}", err.render());
+}
+
+#[test]
+fn record_fields_are_typed() {
+    let s = build(&[source(
+        "rex.yaml",
+        json!({"asynctask_workers": {"foo": {"worker": "demo_foo_worker", "max_attempts": 3, "retry_delay_min": "10ms",
+            "retry_delay_max": "1s", "timeout": "5s", "rate_max_calls": 10, "rate_period": 2}}}),
+        true,
+    )])
+    .unwrap();
+    let q = &s.queues()[0];
+    assert_eq!(q.retry.max_attempts, 3);
+    assert_eq!(q.retry.max_crashes, 3);
+    assert_eq!(q.retry.delay_min, Duration::from_millis(10));
+    assert_eq!(q.timeout, Some(Duration::from_secs(5)));
+    assert_eq!(q.rate, Some(RateLimit { max_calls: 10, period: Duration::from_secs(2) }));
+
+    let err = build(&[source("x", json!({"asynctask_workers": {"foo": {"worker": "demo_foo_worker", "colour": 1}}}), true)]).unwrap_err();
+    assert!(err.render().starts_with("Got unexpected field:\n    colour"), "{}", err.render());
+    let err = build(&[source("x", json!({"asynctask_workers": {"foo": {"worker": "demo_foo_worker", "timeout": "soon"}}}), true)]).unwrap_err();
+    assert!(err.render().contains("While validating field:\n    timeout"), "{}", err.render());
+}
+
+#[test]
+fn command_line_strings_are_coerced_by_type() {
+    let s = build(&[source("--set", json!({"asynctask_workers_poll_interval": "100", "log_level": "debug"}), true)]).unwrap();
+    assert_eq!(s.poll_interval(), Duration::from_millis(100));
+    assert_eq!(s.log_config().level, crate::logging::Level::Debug);
+    let err = build(&[source("--set", json!({"asynctask_workers_poll_interval": "0"}), true)]).unwrap_err();
+    assert!(err.render().starts_with("Expected an integer greater than or equal to 1"), "{}", err.render());
+}
+
+#[test]
+fn unknown_settings_name_their_source() {
+    let err = build(&[source("rex.yaml parameters", json!({"colour": "blue"}), true)]).unwrap_err();
+    assert_eq!(err.render(), "Got unknown setting:\n    colour\nIn\n    rex.yaml parameters");
+}
+
+#[test]
+fn set_arguments_follow_rex_ctl() {
+    assert_eq!(parse_set_arg("a-b=c=d").unwrap(), ("a_b".into(), json!("c=d")));
+    assert_eq!(parse_set_arg("flag").unwrap(), ("flag".into(), json!(true)));
+    assert!(parse_set_arg("=x").is_err());
+}
+
+#[test]
+fn retry_policy_budgets_errors_and_crashes_separately() {
+    let policy = RetryPolicy { max_attempts: 3, max_crashes: 1, delay_min: Duration::from_millis(10), delay_max: Duration::from_secs(1) };
+    let task = |attempt, crashes| rex_transport::Task {
+        id: 1,
+        queue: "foo".into(),
+        payload: Default::default(),
+        attempt,
+        errors: 0,
+        crashes,
+        lease_token: 1,
+        owner: "o".into(),
+        lease_until: std::time::SystemTime::now(),
+        created_at: std::time::SystemTime::now(),
+    };
+    assert!(policy.retry_at(&task(1, 0), rex_transport::FailureKind::Error).is_some());
+    assert!(policy.retry_at(&task(3, 0), rex_transport::FailureKind::Error).is_none());
+    assert!(policy.retry_at(&task(1, 0), rex_transport::FailureKind::Crash).is_none(), "one crash allowed in all");
+    for attempt in 1..10 {
+        let d = policy.backoff(attempt);
+        assert!(d >= policy.delay_min && d <= policy.delay_max, "{attempt}: {d:?}");
+    }
+}

@@ -1,0 +1,160 @@
+//! One worker child: spawning it, watching it, signalling its process group.
+
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::Instant;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::control::{self, Down, HaltReason, Up, WorkerSpec, CONTROL_FD};
+
+/// Something that happened to the child of `slot` started as `generation`.
+pub struct Event {
+    pub slot: usize,
+    pub generation: u64,
+    pub kind: EventKind,
+}
+
+pub enum EventKind {
+    Up(Up),
+    Exited(Exit),
+}
+
+/// How a child ended.
+pub struct Exit(pub Option<std::process::ExitStatus>);
+
+impl Exit {
+    /// `exited with status 1`, `killed by SIGKILL`.
+    pub fn describe(&self) -> String {
+        match self.0 {
+            None => "vanished (its exit status could not be read)".into(),
+            Some(status) => match (status.code(), status.signal()) {
+                (Some(code), _) => format!("exited with status {code}"),
+                (None, Some(sig)) => match Signal::try_from(sig) {
+                    Ok(sig) => format!("killed by {}", sig.as_str()),
+                    Err(_) => format!("killed by signal {sig}"),
+                },
+                _ => "ended abnormally".into(),
+            },
+        }
+    }
+}
+
+/// The master's view of a live child.
+pub struct Child {
+    pub generation: u64,
+    pub pid: u32,
+    pub owner: String,
+    pub started: Instant,
+    /// The task it reported claiming, and when.
+    pub current: Option<(i64, Instant)>,
+    pub processed: u64,
+    /// Set when it reported an orderly halt.
+    pub halted: Option<HaltReason>,
+    /// Set when the master killed it for a reason to record against its task (timeout).
+    pub kill_reason: Option<String>,
+    /// Set when shutdown killed it (its tasks are released, not failed).
+    pub killed_by_shutdown: bool,
+    control: Option<std::os::unix::net::UnixStream>,
+    quit_sent: bool,
+}
+
+impl Child {
+    /// Start `rex __worker` in its own process group with the control socket on fd 3, hand it
+    /// its spec, and start a task that reports its messages and its exit.
+    pub fn spawn(slot: usize, generation: u64, spec: WorkerSpec, events: mpsc::UnboundedSender<Event>) -> std::io::Result<Child> {
+        let (master_end, child_end) = std::os::unix::net::UnixStream::pair()?;
+        let child_fd = child_end.as_raw_fd();
+        let exe = std::env::current_exe()?;
+        let mut cmd = tokio::process::Command::new(exe);
+        cmd.arg(crate::worker::TASK_NAME)
+            .stdin(Stdio::null())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .kill_on_drop(false);
+        // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if child_fd == CONTROL_FD {
+                    // dup2 onto itself keeps CLOEXEC; clear it explicitly.
+                    nix::libc::fcntl(child_fd, nix::libc::F_SETFD, 0);
+                } else if nix::libc::dup2(child_fd, CONTROL_FD) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        drop(child_end);
+        let pid = child.id().unwrap_or(0);
+        // Writes go through a plain dup of the socket: the few bytes of a command fit in the
+        // socket buffer, so a non-blocking write(2) completes at once without the reactor. The
+        // spec is written before the socket turns non-blocking, as it may be large.
+        let mut control = master_end.try_clone()?;
+        let owner = spec.owner.clone();
+        if let Err(e) = control.write_all(control::encode(&spec).as_bytes()) {
+            // A child that died at once yields EPIPE; its exit is reported below like any other.
+            tracing::debug!(logger = "AsyncTaskWorkerTask", "could not send the spec to worker {pid}: {e}");
+        }
+        master_end.set_nonblocking(true)?;
+        let read = tokio::net::UnixStream::from_std(master_end)?;
+        tokio::spawn(async move {
+            let send = |kind| events.send(Event { slot, generation, kind });
+            let mut lines = BufReader::new(read).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Ok(msg) = serde_json::from_str::<Up>(&line) {
+                    let _ = send(EventKind::Up(msg));
+                }
+            }
+            let status = child.wait().await.ok();
+            let _ = send(EventKind::Exited(Exit(status)));
+        });
+        Ok(Child {
+            generation,
+            pid,
+            owner,
+            started: Instant::now(),
+            current: None,
+            processed: 0,
+            halted: None,
+            kill_reason: None,
+            killed_by_shutdown: false,
+            control: Some(control),
+            quit_sent: false,
+        })
+    }
+
+    /// Ask the child to finish its current task and stop.
+    pub fn quit(&mut self) {
+        if self.quit_sent {
+            return;
+        }
+        self.quit_sent = true;
+        if let Some(control) = &mut self.control {
+            // If the child is already gone the error does not matter; its exit event follows.
+            let _ = control.write_all(control::encode(&Down::Quit).as_bytes());
+        }
+    }
+
+    /// SIGKILL the child's whole process group (it and anything it started).
+    pub fn kill(&self) {
+        if self.pid > 0 {
+            let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), used to tell
+/// a live master from a dead one whose pid was reused.
+pub fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; fields after it are space-separated.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split(' ').nth(19)?.parse().ok()
+}

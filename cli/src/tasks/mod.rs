@@ -1,0 +1,176 @@
+//! The built-in tasks (`rex <task>`), their specs, and dispatch.
+//!
+//! * [`ctl`] — `help`, `settings` (package `rex.ctl`).
+//! * [`operator`] — `asynctask-submit`, `-queues`, `-failed`, `-retry`, `-purge`, `-process`.
+//! * `asynctask-workers` is specified here and implemented by [`crate::supervisor`].
+//!
+//! A name that is not built in is looked up among the tasks of the application's plugins.
+
+pub mod ctl;
+pub mod operator;
+
+use crate::cli::{app_options, ArgSpec, OptSpec, Parsed, TaskSpec};
+use crate::error::{Error, Result};
+
+/// Function implementing a task; returns the exit status.
+type Run = fn(&Parsed) -> Result<i32>;
+
+pub struct Builtin {
+    pub spec: TaskSpec,
+    pub run: Run,
+    /// Hidden tasks are not listed by `rex help`.
+    pub hidden: bool,
+}
+
+fn spec(name: &str, hint: &str, help: &str, args: Vec<ArgSpec>, options: Vec<OptSpec>) -> TaskSpec {
+    TaskSpec { name: name.into(), hint: hint.into(), help: help.into(), args, options }
+}
+
+fn with_app(options: Vec<OptSpec>) -> Vec<OptSpec> {
+    let mut all = app_options();
+    all.extend(options);
+    all
+}
+
+const fn arg(name: &'static str) -> ArgSpec {
+    ArgSpec { name, optional: false, plural: false }
+}
+
+const fn optional(name: &'static str) -> ArgSpec {
+    ArgSpec { name, optional: true, plural: false }
+}
+
+/// Every built-in task, in the order `rex help` lists them.
+pub fn builtins() -> Vec<Builtin> {
+    vec![
+        Builtin {
+            spec: spec("help", "display help on tasks and settings", "", vec![optional("topic")], vec![]),
+            run: ctl::help,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "settings",
+                "show the effective settings of the application",
+                "Prints every setting of the application, as merged from the packages'\nsettings.yaml, rex.yaml, REX_PARAMETERS and --set, in YAML.",
+                vec![optional("project")],
+                with_app(vec![OptSpec::toggle("defaults", "list every setting with its default value and description")]),
+            ),
+            run: ctl::settings,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-workers",
+                "Launches processes for the rex.asynctask workers that are configured.",
+                "Starts worker processes according to the asynctask_workers setting that\nwill continually watch the queues and process tasks as they come across.",
+                vec![optional("project")],
+                with_app(vec![
+                    OptSpec::toggle("scheduler", "if specified, this process will act as the initiator for any ScheduledAsyncTaskWorkers that are configured. This should only be enabled for one process in cluster of workers."),
+                    OptSpec::toggle("quiet", "if specified, no logging output will be produced").short('q'),
+                    OptSpec::toggle("halt-when-empty", "if specified, workers will automatically stop running when they detect no more tasks are found in their queue."),
+                ]),
+            ),
+            run: crate::supervisor::task,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-submit",
+                "submit a task to a queue",
+                "Submits a JSON object as a task to the named queue. With - as the payload,\nreads tasks from standard input, one JSON object per line.",
+                vec![arg("queue"), arg("payload")],
+                with_app(vec![OptSpec::value("delay", "DURATION", "do not start the task before this delay (500ms, 30s, 5m)")]),
+            ),
+            run: operator::submit,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-queues",
+                "show the queues and how many tasks they hold",
+                "Lists every queue that holds tasks, with the number pending, delayed,\nrunning and failed, and the age of the oldest pending task.",
+                vec![],
+                with_app(vec![OptSpec::toggle("json", "print a JSON array instead of a table")]),
+            ),
+            run: operator::queues,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-failed",
+                "list the tasks that failed",
+                "Lists the failed tasks (oldest first) with their payload, attempts and last error.",
+                vec![],
+                with_app(vec![
+                    OptSpec::value("queue", "QUEUE", "only the failed tasks of this queue"),
+                    OptSpec::toggle("json", "print a JSON array instead of text"),
+                ]),
+            ),
+            run: operator::failed,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-retry",
+                "put failed tasks back on their queue",
+                "Moves failed tasks back to pending, with their attempt counters reset.\nName the tasks by id, or use --queue or --all.",
+                vec![ArgSpec { name: "id", optional: true, plural: true }],
+                with_app(vec![
+                    OptSpec::value("queue", "QUEUE", "retry every failed task of this queue"),
+                    OptSpec::toggle("all", "retry every failed task"),
+                ]),
+            ),
+            run: operator::retry,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-purge",
+                "delete tasks from a queue",
+                "Deletes the failed tasks (--failed, the default) or the pending tasks\n(--pending) of a queue. Running tasks are never deleted.",
+                vec![],
+                with_app(vec![
+                    OptSpec::value("queue", "QUEUE", "the queue to purge"),
+                    OptSpec::toggle("failed", "delete the failed tasks"),
+                    OptSpec::toggle("pending", "delete the pending tasks"),
+                ]),
+            ),
+            run: operator::purge,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-process",
+                "process the tasks of a queue in this process, then exit",
+                "Drains a queue in the current process with the worker configured for it\n(or --worker), without supervision, and prints how many tasks it processed.",
+                vec![arg("queue")],
+                with_app(vec![OptSpec::value("worker", "WORKER", "the worker to use instead of the configured one")]),
+            ),
+            run: operator::process,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(crate::worker::TASK_NAME, "internal: a supervised worker child", "", vec![], vec![]),
+            run: crate::worker::task,
+            hidden: true,
+        },
+    ]
+}
+
+pub fn find(name: &str) -> Option<Builtin> {
+    builtins().into_iter().find(|b| b.spec.name == name)
+}
+
+/// `rex <name> <argv>`.
+pub fn dispatch(name: &str, argv: &[String]) -> Result<i32> {
+    if let Some(builtin) = find(name) {
+        let parsed = builtin.spec.parse(argv)?;
+        if parsed.help_requested() {
+            print!("{}", builtin.spec.help());
+            return Ok(0);
+        }
+        return (builtin.run)(&parsed);
+    }
+    ctl::run_plugin_task(name, argv)?.ok_or_else(|| Error::new(format!("unknown task {name}")))
+}

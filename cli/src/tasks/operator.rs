@@ -1,0 +1,161 @@
+//! Operator tasks of `rex.asynctask`: submit, inspect, retry and purge tasks, drain a queue.
+
+use std::io::BufRead;
+use std::time::SystemTime;
+
+use serde_json::Value;
+
+use crate::cli::Parsed;
+use crate::error::{Error, Result};
+use crate::project::{App, Requirement};
+use rex_transport::{PurgeWhich, Selector, SubmitOptions};
+
+fn app(parsed: &Parsed) -> Result<App> {
+    App::build(&parsed.project_args(), Requirement { package: "rex.asynctask", fallback: Some("rex.asynctask") })
+}
+
+/// A current-thread runtime for one command.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::new(format!("cannot start the async runtime: {e}")))
+}
+
+fn parse_payload(text: &str) -> Result<rex_transport::Payload> {
+    let value: Value = serde_json::from_str(text).map_err(|e| Error::with_body("Expected a JSON object", e.to_string()).context("Got:", text))?;
+    rex_transport::normalize_payload(value).map_err(Error::from)
+}
+
+pub fn submit(parsed: &Parsed) -> Result<i32> {
+    let app = app(parsed)?;
+    let queue = parsed.arg("queue").unwrap_or_default();
+    rex_transport::validate_queue_name(&queue)?;
+    let delay = parsed.value("delay").map(|d| crate::settings::parse_duration(&d)).transpose().map_err(|e| e.context("While parsing option:", "--delay"))?;
+    let text = parsed.arg("payload").unwrap_or_default();
+    // Parse everything before submitting anything: a bad line must not leave half a batch.
+    let payloads = if text == "-" {
+        let mut payloads = Vec::new();
+        for (n, line) in std::io::stdin().lock().lines().enumerate() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            payloads.push(parse_payload(&line).map_err(|e| e.context("While reading standard input, line:", (n + 1).to_string()))?);
+        }
+        payloads
+    } else {
+        vec![parse_payload(&text)?]
+    };
+    let transport = app.open_transport()?;
+    let opts = SubmitOptions { run_at: delay.map(|d| SystemTime::now() + d), idempotency_key: None };
+    runtime()?.block_on(async {
+        for payload in payloads {
+            transport.submit(&queue, payload, &opts).await?;
+        }
+        Ok::<_, Error>(())
+    })?;
+    Ok(0)
+}
+
+pub fn queues(parsed: &Parsed) -> Result<i32> {
+    let app = app(parsed)?;
+    let transport = app.open_transport()?;
+    let stats = runtime()?.block_on(transport.stats())?;
+    if parsed.flag("json") {
+        println!("{}", serde_json::to_string(&stats).unwrap_or_else(|_| "[]".into()));
+        return Ok(0);
+    }
+    if stats.is_empty() {
+        println!("No tasks in any queue.");
+        return Ok(0);
+    }
+    println!("{:<32} {:>8} {:>8} {:>8} {:>8} {:>12}", "QUEUE", "PENDING", "DELAYED", "RUNNING", "FAILED", "OLDEST");
+    for s in stats {
+        let oldest = s.oldest_pending_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_else(|| "-".into());
+        println!("{:<32} {:>8} {:>8} {:>8} {:>8} {:>12}", s.queue, s.pending, s.delayed, s.running, s.failed, oldest);
+    }
+    Ok(0)
+}
+
+pub fn failed(parsed: &Parsed) -> Result<i32> {
+    let app = app(parsed)?;
+    let queue = parsed.value("queue");
+    if let Some(q) = &queue {
+        rex_transport::validate_queue_name(q)?;
+    }
+    let transport = app.open_transport()?;
+    let tasks = runtime()?.block_on(transport.failed(queue.as_deref()))?;
+    if parsed.flag("json") {
+        println!("{}", serde_json::to_string(&tasks).unwrap_or_else(|_| "[]".into()));
+        return Ok(0);
+    }
+    if tasks.is_empty() {
+        println!("No failed tasks.");
+    }
+    for t in tasks {
+        println!(
+            "{} {} {} attempts={} errors={} crashes={} error: {}",
+            t.id,
+            t.queue,
+            Value::Object(t.payload),
+            t.attempts,
+            t.errors,
+            t.crashes,
+            t.last_error.unwrap_or_default().lines().next().unwrap_or("")
+        );
+    }
+    Ok(0)
+}
+
+pub fn retry(parsed: &Parsed) -> Result<i32> {
+    let app = app(parsed)?;
+    let ids = parsed.args("id");
+    let selector = match (ids.is_empty(), parsed.value("queue"), parsed.flag("all")) {
+        (false, None, false) => Selector::Ids(
+            ids.iter().map(|id| id.parse().map_err(|_| Error::new(format!("invalid task id {id}")))).collect::<Result<_>>()?,
+        ),
+        (true, Some(queue), false) => {
+            rex_transport::validate_queue_name(&queue)?;
+            Selector::Queue(queue)
+        }
+        (true, None, true) => Selector::All,
+        _ => return Err(Error::new("name the tasks to retry: task ids, --queue=QUEUE or --all (exactly one of them)")),
+    };
+    let transport = app.open_transport()?;
+    let n = runtime()?.block_on(transport.retry_failed(&selector))?;
+    println!("Retrying {n} task{}.", if n == 1 { "" } else { "s" });
+    Ok(0)
+}
+
+pub fn purge(parsed: &Parsed) -> Result<i32> {
+    let app = app(parsed)?;
+    let queue = parsed.value("queue").ok_or_else(|| Error::new("missing value for option --queue"))?;
+    rex_transport::validate_queue_name(&queue)?;
+    let which = match (parsed.flag("failed"), parsed.flag("pending")) {
+        (_, false) => PurgeWhich::Failed,
+        (false, true) => PurgeWhich::Pending,
+        (true, true) => return Err(Error::new("use either --failed or --pending, not both")),
+    };
+    let transport = app.open_transport()?;
+    let n = runtime()?.block_on(transport.purge(&queue, which))?;
+    let what = if which == PurgeWhich::Failed { "failed" } else { "pending" };
+    println!("Deleted {n} {what} task{} from queue {queue}.", if n == 1 { "" } else { "s" });
+    Ok(0)
+}
+
+pub fn process(parsed: &Parsed) -> Result<i32> {
+    let app = app(parsed)?;
+    let queue = parsed.arg("queue").unwrap_or_default();
+    rex_transport::validate_queue_name(&queue)?;
+    let worker = match parsed.value("worker") {
+        Some(w) => w,
+        None => app
+            .settings
+            .queues()
+            .into_iter()
+            .find(|q| q.queue == queue)
+            .map(|q| q.worker)
+            .ok_or_else(|| Error::new(format!("Cannot identify worker for queue \"{queue}\"")))?,
+    };
+    let count = crate::worker::drain_in_process(&app, &queue, &worker)?;
+    println!("Processed {count} task{} from queue {queue}.", if count == 1 { "" } else { "s" });
+    Ok(0)
+}

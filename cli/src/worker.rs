@@ -1,0 +1,454 @@
+//! The worker child (`rex __worker`): claims tasks from one queue and runs its worker on them.
+//!
+//! Started only by the master (see [`crate::supervisor`]), with the control socket on fd 3.
+//! The loop is synchronous: each transport operation runs on a current-thread runtime with
+//! `block_on`, and the worker code runs on this thread in between, so plugin callbacks never
+//! re-enter the runtime. A panic in the worker is caught inside the plugin and fails only that
+//! task; anything that kills the process is seen by the master, which settles the task.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::FromRawFd;
+use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+
+use crate::cli::Parsed;
+use crate::control::{self, Down, HaltReason, Up, WorkerSpec, CONTROL_FD};
+use crate::error::{Error, Result};
+use crate::logging::{self, Logger};
+use crate::package::CTL_EXECUTOR;
+use crate::plugin::{self, CallResult, Plugin};
+use crate::project::App;
+use rex_transport::{Failure, Submit, Task, Transport};
+
+/// The hidden task name under which the master re-executes `rex` as a child.
+pub const TASK_NAME: &str = "__worker";
+
+/// Set by the master's `quit` command or by SIGTERM: finish the current task, then stop.
+static QUIT: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigterm(_: nix::libc::c_int) {
+    QUIT.store(true, Ordering::SeqCst);
+}
+
+/// `rex __worker`: the child's entry point.
+pub fn task(_parsed: &Parsed) -> Result<i32> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    use nix::sys::signal::{self, SigHandler, Signal};
+
+    // Die with the master (it may be SIGKILLed); checked again below against the race where the
+    // master died before this call.
+    let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
+    // SAFETY: fd 3 is ours only if the master set it up; F_GETFD just probes it.
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(CONTROL_FD) };
+    if fcntl(fd, FcntlArg::F_GETFD).is_err() {
+        return Err(Error::new(format!("{TASK_NAME} is started by rex asynctask-workers, not by hand")));
+    }
+    // Keep the control socket out of anything this child spawns (ctl_executor commands), so the
+    // master sees EOF exactly when this process exits.
+    let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
+    // SAFETY: fd 3 is a socket handed to us by the master and owned by nobody else here.
+    let stream = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
+    let writer = stream.try_clone()?;
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let spec: WorkerSpec = serde_json::from_str(&line).map_err(|e| Error::new(format!("bad worker spec from the master: {e}")))?;
+    if nix::unistd::getppid().as_raw() as u32 != spec.master_pid {
+        return Ok(1);
+    }
+    // Ctrl-C in a terminal goes to the master's process group only; a SIGTERM sent straight to
+    // a child (systemd's KillMode=control-group) finishes the current task like `quit`.
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        let _ = signal::signal(Signal::SIGINT, SigHandler::SigIgn);
+        let _ = signal::signal(Signal::SIGTERM, SigHandler::Handler(on_sigterm));
+    }
+    logging::init(logging::LogConfig { queue: Some(spec.queue.clone()), ..spec.log.clone() });
+
+    let wake = Arc::new(tokio::sync::Notify::new());
+    {
+        let wake = wake.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match reader.read_line(&mut line) {
+                    // EOF: the master is gone (PDEATHSIG normally kills us first).
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if let Ok(Down::Quit) = serde_json::from_str(&line) {
+                            QUIT.store(true, Ordering::SeqCst);
+                            wake.notify_one();
+                        }
+                    }
+                }
+            }
+            QUIT.store(true, Ordering::SeqCst);
+            wake.notify_one();
+        });
+    }
+    let events = Events { writer: Some(Mutex::new(writer)) };
+    let mut consumer = Consumer::new(&spec, events, wake)?;
+    consumer.run()?;
+    Ok(0)
+}
+
+/// Reports to the master (absent when draining in-process).
+struct Events {
+    writer: Option<Mutex<UnixStream>>,
+}
+
+impl Events {
+    fn send(&self, msg: &Up) {
+        if let Some(writer) = &self.writer {
+            let line = control::encode(msg);
+            // A vanished master is handled by PDEATHSIG; nothing useful to do on error here.
+            let _ = writer.lock().unwrap_or_else(|e| e.into_inner()).write_all(line.as_bytes());
+        }
+    }
+}
+
+/// How a task's worker code is run.
+enum Executor {
+    Plugin(Plugin),
+    Ctl(CtlExecutor),
+}
+
+/// A finished attempt, as the consumer sees it.
+enum Attempted {
+    Done(Vec<Submit>),
+    /// Failed; `detail` is logged, `reason` recorded; `permanent` skips the retry policy.
+    Failed { detail: String, reason: String, permanent: bool },
+}
+
+struct Consumer {
+    queue: String,
+    worker: String,
+    owner: String,
+    lease: Duration,
+    poll: Duration,
+    halt_when_empty: bool,
+    retry: crate::settings::RetryPolicy,
+    rate: Option<crate::settings::RateLimit>,
+    recent: VecDeque<Instant>,
+    logger: Logger,
+    transport: Arc<dyn Transport>,
+    executor: Executor,
+    rt: tokio::runtime::Runtime,
+    events: Events,
+    wake: Arc<tokio::sync::Notify>,
+    processed: u64,
+}
+
+impl Consumer {
+    fn new(spec: &WorkerSpec, events: Events, wake: Arc<tokio::sync::Notify>) -> Result<Consumer> {
+        let rt = crate::tasks::operator::runtime()?;
+        let transport = rex_transport::open(&spec.transport)?;
+        let executor = match &spec.plugin {
+            None if spec.worker == CTL_EXECUTOR => Executor::Ctl(CtlExecutor { project_args: spec.project_args.to_argv() }),
+            None => return Err(Error::new(format!("worker {} has no plugin", spec.worker))),
+            Some(path) => {
+                let plugin = Plugin::load(path, None).map_err(|e| Error::new(e.to_string()))?;
+                plugin
+                    .init(plugin::host_table(spec.log.min_level()), &json!({ "settings": spec.settings }))
+                    .map_err(|e| Error::new(e.to_string()))?;
+                Executor::Plugin(plugin)
+            }
+        };
+        Ok(Consumer {
+            queue: spec.queue.clone(),
+            worker: spec.worker.clone(),
+            owner: spec.owner.clone(),
+            lease: Duration::from_millis(spec.lease_ms),
+            poll: Duration::from_millis(spec.poll_interval_ms.max(1)),
+            halt_when_empty: spec.halt_when_empty,
+            retry: spec.retry,
+            rate: spec.rate,
+            recent: VecDeque::new(),
+            logger: Logger::new(spec.logger.clone()),
+            transport,
+            executor,
+            rt,
+            events,
+            wake,
+            processed: 0,
+        })
+    }
+
+    /// Work the queue until told to quit or, with `halt_when_empty`, until it is drained.
+    fn run(&mut self) -> Result<u64> {
+        self.logger.info(format_args!("Starting; queue={}", self.queue));
+        self.events.send(&Up::Ready);
+        let mut outage = 0u32;
+        let reason = loop {
+            if QUIT.load(Ordering::SeqCst) {
+                break HaltReason::Quit;
+            }
+            self.respect_rate_limit();
+            let claimed = self.rt.block_on(self.transport.claim(&self.queue, &self.owner, self.lease));
+            match claimed {
+                Ok(Some(task)) => {
+                    outage = 0;
+                    self.process(task);
+                }
+                Ok(None) => {
+                    outage = 0;
+                    if self.halt_when_empty {
+                        match self.rt.block_on(self.transport.counts(&self.queue)) {
+                            Ok(counts) if counts.is_drained() => {
+                                self.logger.info(format_args!("No tasks found in queue"));
+                                break HaltReason::Empty;
+                            }
+                            // Retries due later, or tasks still running elsewhere: wait for them.
+                            Ok(counts) => {
+                                let until_due = counts.next_run_at.and_then(|t| t.duration_since(SystemTime::now()).ok());
+                                self.idle(until_due.map_or(self.poll, |d| d.min(self.poll)));
+                            }
+                            Err(e) => outage = self.transport_trouble(e, outage),
+                        }
+                    } else {
+                        self.idle(self.poll);
+                    }
+                }
+                Err(e) => outage = self.transport_trouble(e, outage),
+            }
+        };
+        self.logger.info(format_args!("Terminating"));
+        self.events.send(&Up::Halted { reason });
+        Ok(self.processed)
+    }
+
+    /// Wait for work (a transport wake-up, the poll interval) or a quit request.
+    fn idle(&self, timeout: Duration) {
+        let wait = self.transport.wait(&self.queue, timeout);
+        let wake = self.wake.clone();
+        self.rt.block_on(async move {
+            tokio::select! {
+                _ = wait => {}
+                _ = wake.notified() => {}
+            }
+        });
+    }
+
+    /// Log a transport failure and back off (bounded exponential), never crash-looping.
+    fn transport_trouble(&self, e: rex_transport::TransportError, outage: u32) -> u32 {
+        let delay = Duration::from_millis(100u64 << outage.min(8)).min(Duration::from_secs(30));
+        self.logger.error(format_args!("Transport error on queue {}: {e}; retrying in {:.1}s", self.queue, delay.as_secs_f64()));
+        self.idle(delay);
+        outage + 1
+    }
+
+    /// `rate_max_calls` per `rate_period`, counting processed tasks (not polls).
+    fn respect_rate_limit(&mut self) {
+        let Some(rate) = self.rate else { return };
+        while let Some(oldest) = self.recent.front() {
+            if oldest.elapsed() >= rate.period {
+                self.recent.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.recent.len() >= rate.max_calls as usize {
+            if let Some(oldest) = self.recent.front() {
+                let pause = rate.period.saturating_sub(oldest.elapsed());
+                self.logger.debug(format_args!("Rate limited on queue {}, sleeping for {:.6} seconds", self.queue, pause.as_secs_f64()));
+                self.idle(pause);
+            }
+        }
+    }
+
+    fn process(&mut self, task: Task) {
+        let payload = Value::Object(task.payload.clone());
+        self.logger.debug(format_args!("Got payload: {payload}"));
+        self.events.send(&Up::Claimed { task: task.id, attempt: task.attempt });
+        logging::set_current_task(Some(task.id));
+        let outcome = match &mut self.executor {
+            Executor::Plugin(plugin) => run_plugin(plugin, &self.worker, &task, payload),
+            Executor::Ctl(ctl) => ctl.run(&self.logger, &task),
+        };
+        if self.rate.is_some() {
+            self.recent.push_back(Instant::now());
+        }
+        let ok = self.settle(&task, outcome);
+        logging::set_current_task(None);
+        self.processed += 1;
+        self.events.send(&Up::Finished { task: task.id, ok });
+    }
+
+    /// Record the outcome; returns whether the task succeeded.
+    fn settle(&self, task: &Task, outcome: Attempted) -> bool {
+        let lease = task.lease();
+        let (detail, reason, permanent) = match outcome {
+            Attempted::Done(submits) => match self.retrying(|| self.transport.complete(&lease, &submits)) {
+                Ok(true) => {
+                    self.logger.debug(format_args!("Processing complete"));
+                    return true;
+                }
+                Ok(false) => {
+                    self.logger.warn(format_args!("Task {} was reclaimed while it ran; this attempt's result was discarded", task.id));
+                    return false;
+                }
+                // The result cannot be stored (e.g. a submit to an invalid queue): fail the task.
+                Err(e) => (e.to_string(), e.to_string(), !e.is_retryable()),
+            },
+            Attempted::Failed { detail, reason, permanent } => (detail, reason, permanent),
+        };
+        self.logger.error(format_args!("An unhandled exception occurred while processing the payload\n{detail}"));
+        let retry_at = if permanent { None } else { self.retry.retry_at(task, rex_transport::FailureKind::Error) };
+        let failure = Failure::error(reason.clone());
+        match self.retrying(|| self.transport.fail(&lease, &failure, retry_at)) {
+            Ok(_) => {
+                if let Some(at) = retry_at {
+                    let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+                    self.logger.info(format_args!(
+                        "Task {} will be retried in {:.1}s (attempt {} of {} failed)",
+                        task.id,
+                        wait.as_secs_f64(),
+                        task.attempt,
+                        self.retry.max_attempts
+                    ));
+                }
+            }
+            Err(e) => self.logger.error(format_args!("Cannot record the failure of task {}: {e}; its lease will expire", task.id)),
+        }
+        false
+    }
+
+    /// Run a settlement, retrying while the transport is unreachable (bounded).
+    fn retrying<F, Fut>(&self, op: F) -> rex_transport::Result<bool>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = rex_transport::Result<bool>>,
+    {
+        let mut delay = Duration::from_millis(100);
+        for _ in 0..8 {
+            match self.rt.block_on(op()) {
+                Err(e) if e.is_retryable() => {
+                    self.logger.warn(format_args!("Transport unavailable ({e}); retrying in {:.1}s", delay.as_secs_f64()));
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+                other => return other,
+            }
+        }
+        self.rt.block_on(op())
+    }
+}
+
+fn run_plugin(plugin: &Plugin, worker: &str, task: &Task, payload: Value) -> Attempted {
+    let request = json!({ "queue": task.queue, "task_id": task.id, "attempt": task.attempt, "payload": payload });
+    match plugin.call(worker, &request) {
+        CallResult::Ok(body) => {
+            let submits = body.get("submits").cloned().map(serde_json::from_value::<Vec<Submit>>).transpose();
+            match submits {
+                Ok(submits) => Attempted::Done(submits.unwrap_or_default()),
+                Err(e) => Attempted::Failed { detail: format!("malformed response: {e}"), reason: format!("malformed response: {e}"), permanent: true },
+            }
+        }
+        CallResult::Failed { panicked: true, message, location, .. } => {
+            let at = location.map(|l| format!(" at {l}")).unwrap_or_default();
+            Attempted::Failed { detail: format!("panicked{at}:\n{message}"), reason: format!("panic: {message}"), permanent: false }
+        }
+        CallResult::Failed { message, .. } => Attempted::Failed { detail: message.clone(), reason: message, permanent: false },
+        CallResult::Rejected(message) => Attempted::Failed { detail: message.clone(), reason: message, permanent: true },
+    }
+}
+
+/// The built-in `ctl_executor` worker: runs `rex <command>` for the same application.
+struct CtlExecutor {
+    project_args: Vec<String>,
+}
+
+impl CtlExecutor {
+    fn run(&self, logger: &Logger, task: &Task) -> Attempted {
+        let fail = |msg: String| Attempted::Failed { detail: msg.clone(), reason: msg, permanent: true };
+        let Some(command) = task.payload.get("command").and_then(Value::as_str) else {
+            return fail("the payload must be {\"command\": \"<rex task and arguments>\"}".into());
+        };
+        let Ok(words) = shell_words::split(command) else {
+            return fail(format!("cannot split command: {command}"));
+        };
+        logger.info(format_args!("Executing Task: {command}"));
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => return fail(format!("cannot find the rex executable: {e}")),
+        };
+        let (reader, writer) = match std::io::pipe() {
+            Ok(p) => p,
+            Err(e) => return fail(format!("cannot create a pipe: {e}")),
+        };
+        let stderr = match writer.try_clone() {
+            Ok(w) => w,
+            Err(e) => return fail(format!("cannot create a pipe: {e}")),
+        };
+        let mut child = match std::process::Command::new(exe)
+            .args(&words)
+            .args(&self.project_args)
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(stderr)
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => return fail(format!("cannot run rex {command}: {e}")),
+        };
+        // Stream the command's output as it comes; keep the tail for the failure record.
+        let mut tail: VecDeque<String> = VecDeque::new();
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            logger.info(format_args!("{line}"));
+            tail.push_back(line);
+            if tail.len() > 20 {
+                tail.pop_front();
+            }
+        }
+        let status = child.wait();
+        match status {
+            Ok(s) if s.success() => Attempted::Done(Vec::new()),
+            Ok(s) => {
+                let code = s.code().map_or_else(|| "a signal".to_string(), |c| c.to_string());
+                let output = Vec::from(tail).join("\n");
+                let detail = format!("Failed execution\nReceived unexpected exit code:\n    expected 0; got {code}\nWith output:\n{}\nFrom:\n    rex {command}", indent(&output));
+                Attempted::Failed { detail, reason: format!("rex {command}: exit code {code}: {output}"), permanent: false }
+            }
+            Err(e) => fail(format!("cannot wait for rex {command}: {e}")),
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| if l.is_empty() { String::new() } else { format!("    {l}") }).collect::<Vec<_>>().join("\n")
+}
+
+/// `rex asynctask-process`: drain `queue` in this process with `worker`; returns the count.
+pub fn drain_in_process(app: &App, queue: &str, worker: &str) -> Result<u64> {
+    let (package, decl) = app.worker(worker).ok_or_else(|| Error::new(format!("Worker \"{worker}\" does not exist")))?;
+    let config = app.settings.queues().into_iter().find(|q| q.queue == queue);
+    let log = app.settings.log_config();
+    logging::configure(log.clone());
+    let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let spec = WorkerSpec {
+        queue: queue.to_string(),
+        worker: worker.to_string(),
+        logger: decl.logger.clone(),
+        plugin: package.plugin_path().cloned(),
+        settings: app.settings.to_json(),
+        transport: app.transport_uri(),
+        poll_interval_ms: app.settings.poll_interval().as_millis() as u64,
+        halt_when_empty: true,
+        owner: format!("{host}:{}:process", std::process::id()),
+        lease_ms: app.settings.lease_duration().as_millis() as u64,
+        retry: config.as_ref().map(|c| c.retry).unwrap_or_default(),
+        rate: config.as_ref().and_then(|c| c.rate),
+        log,
+        master_pid: std::process::id(),
+        project_args: app.args.clone(),
+    };
+    let mut consumer = Consumer::new(&spec, Events { writer: None }, Arc::new(tokio::sync::Notify::new()))?;
+    consumer.run()
+}
