@@ -83,7 +83,10 @@ impl TaskSpec {
             .disable_help_subcommand(true)
             .arg(Arg::new("help").long("help").short('h').action(ArgAction::SetTrue));
         for arg in &self.args {
-            let mut a = Arg::new(format!("arg:{}", arg.name)).required(!arg.optional).value_name(arg.name);
+            let mut a = Arg::new(format!("arg:{}", arg.name)).value_name(arg.name);
+            if !arg.optional {
+                a = a.required_unless_present("help");
+            }
             if arg.plural {
                 a = a.num_args(1..).action(ArgAction::Append);
             }
@@ -130,7 +133,13 @@ impl TaskSpec {
             }
             ErrorKind::MissingRequiredArgument => {
                 let missing = match e.get(ContextKind::InvalidArg) {
-                    Some(ContextValue::Strings(v)) => v.join(", "),
+                    // clap shows optional-looking names (`[payload]`) for args that are
+                    // required unless --help is given; rex.ctl always says `<payload>`.
+                    Some(ContextValue::Strings(v)) => v
+                        .iter()
+                        .map(|a| format!("<{}>", a.trim_end_matches("...").trim_matches(['[', ']', '<', '>'])))
+                        .collect::<Vec<_>>()
+                        .join(", "),
                     _ => String::new(),
                 };
                 format!("too few arguments for task {}: missing {missing}", self.name)

@@ -80,7 +80,7 @@ pub static SPECS: &[SettingSpec] = &[
         kind: Kind::LogLevels,
         merge: Merge::MapUpdate,
         default: "{}",
-        doc: "Per-logger levels overriding log_level, e.g. {FooWorker: DEBUG}. Merged across sources.",
+        doc: "Per-logger levels overriding log_level, such as {FooWorker: DEBUG}. Merged across sources.",
     },
     SettingSpec {
         name: "log_format",

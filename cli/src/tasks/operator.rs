@@ -67,11 +67,14 @@ pub fn queues(parsed: &Parsed) -> Result<i32> {
         println!("No tasks in any queue.");
         return Ok(0);
     }
-    println!("{:<32} {:>8} {:>8} {:>8} {:>8} {:>12}", "QUEUE", "PENDING", "DELAYED", "RUNNING", "FAILED", "OLDEST");
-    for s in stats {
-        let oldest = s.oldest_pending_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_else(|| "-".into());
-        println!("{:<32} {:>8} {:>8} {:>8} {:>8} {:>12}", s.queue, s.pending, s.delayed, s.running, s.failed, oldest);
-    }
+    let rows: Vec<[String; 6]> = stats
+        .into_iter()
+        .map(|s| {
+            let oldest = s.oldest_pending_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_else(|| "-".into());
+            [s.queue, s.pending.to_string(), s.delayed.to_string(), s.running.to_string(), s.failed.to_string(), oldest]
+        })
+        .collect();
+    print_table(["QUEUE", "PENDING", "DELAYED", "RUNNING", "FAILED", "OLDEST PENDING"], &rows);
     Ok(0)
 }
 
@@ -89,20 +92,42 @@ pub fn failed(parsed: &Parsed) -> Result<i32> {
     }
     if tasks.is_empty() {
         println!("No failed tasks.");
+        return Ok(0);
     }
-    for t in tasks {
-        println!(
-            "{} {} {} attempts={} errors={} crashes={} error: {}",
-            t.id,
-            t.queue,
-            Value::Object(t.payload),
-            t.attempts,
-            t.errors,
-            t.crashes,
-            t.last_error.unwrap_or_default().lines().next().unwrap_or("")
-        );
-    }
+    let rows: Vec<[String; 6]> = tasks
+        .into_iter()
+        .map(|t| {
+            let error = t.last_error.unwrap_or_default();
+            [t.id.to_string(), t.queue, t.attempts.to_string(), format!("{}/{}", t.errors, t.crashes), error.lines().next().unwrap_or("").to_string(), Value::Object(t.payload).to_string()]
+        })
+        .collect();
+    print_table(["ID", "QUEUE", "ATTEMPTS", "ERR/CRASH", "LAST ERROR", "PAYLOAD"], &rows);
     Ok(0)
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.to_vec());
+    for row in rows {
+        line(row.iter().map(String::as_str).collect());
+    }
 }
 
 pub fn retry(parsed: &Parsed) -> Result<i32> {
