@@ -107,7 +107,12 @@ impl App {
         if requirements.is_empty() {
             match need.fallback {
                 Some(fallback) => requirements.push(fallback.to_string()),
-                None => return Err(Error::new("application is not specified")),
+                None => {
+                    return Err(Error::with_body(
+                        "application is not specified; name its package in one of:",
+                        "the first argument (rex asynctask-workers rex.acme), --project=NAME, REX_PROJECT, or project: in ./rex.yaml",
+                    ));
+                }
             }
         }
 

@@ -169,8 +169,9 @@ impl Running {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                // Drain what the reader threads still hold.
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                // Drain what the reader threads still hold; they end at EOF, which disconnects
+                // the channel.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(30)) {
                     self.seen.push(line);
                 }
                 return (status.code(), self.seen);

@@ -85,7 +85,7 @@ pub(super) fn validate_workers(value: Value, ctx: &Context<'_>) -> Result<Value>
     let map = match value {
         Value::Null => return Ok(Value::Object(Map::new())),
         Value::Object(map) => map,
-        other => return Err(Error::new("Expected a JSON object").context("Got:", other.to_string())),
+        other => return Err(Error::new("Expected a mapping").context("Got:", other.to_string())),
     };
     let mut out = Map::new();
     for (queue, entry) in map {

@@ -162,7 +162,8 @@ impl Kind {
             },
             (Kind::Workers | Kind::LogLevels, Value::String(s)) => match serde_yaml::from_str::<Value>(&s) {
                 Ok(v @ (Value::Object(_) | Value::Null)) => Ok(v),
-                _ => Err(Error::new("Expected a JSON object").context("Got:", got(&Value::String(s)))),
+                Ok(_) => Err(Error::new("Expected a mapping").context("Got:", got(&Value::String(s)))),
+                Err(e) => Err(Error::with_body("Failed to parse a YAML or JSON mapping:", e.to_string()).context("Got:", got(&Value::String(s)))),
             },
             (_, v) => Ok(v),
         }
@@ -193,7 +194,7 @@ impl Kind {
                     }
                     Ok(Value::Object(out))
                 }
-                other => Err(Error::new("Expected a JSON object").context("Got:", got(&other))),
+                other => Err(Error::new("Expected a mapping").context("Got:", got(&other))),
             },
             Kind::LogFormat => match value.as_str() {
                 Some("basic" | "timestamp" | "json") => Ok(value),
