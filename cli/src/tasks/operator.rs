@@ -71,10 +71,12 @@ pub fn queues(parsed: &Parsed) -> Result<i32> {
         .into_iter()
         .map(|s| {
             let oldest = s.oldest_pending_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_else(|| "-".into());
-            [s.queue, s.pending.to_string(), s.delayed.to_string(), s.running.to_string(), s.failed.to_string(), oldest]
+            let ready = s.pending.saturating_sub(s.delayed);
+            [s.queue, ready.to_string(), s.delayed.to_string(), s.running.to_string(), s.failed.to_string(), oldest]
         })
         .collect();
-    print_table(["QUEUE", "PENDING", "DELAYED", "RUNNING", "FAILED", "OLDEST PENDING"], &rows);
+    // `pending` in --json is ready + delayed; the table splits it.
+    print_table(["QUEUE", "READY", "DELAYED", "RUNNING", "FAILED", "OLDEST PENDING"], &rows);
     Ok(0)
 }
 

@@ -67,6 +67,8 @@
 //!   `__private`.
 //! * [`testing`]: run workers and tasks in-process with captured logs and submissions, or
 //!   drive an exported table through its raw function pointers.
+//! * [`guide`]: the plugin author's guide (`docs/writing-plugins.md`), whose examples run as
+//!   doc tests.
 //!
 //! # Runtime behaviour
 //!
@@ -82,6 +84,8 @@
 
 pub mod context;
 pub mod error;
+#[doc = include_str!("../../../docs/writing-plugins.md")]
+pub mod guide {}
 pub mod export;
 pub mod payload;
 mod shim;
