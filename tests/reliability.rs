@@ -19,7 +19,11 @@ fn kill_child_mid_task(project: &Project, queues: &str) -> Running {
     let mut master = workers(project, queues);
     master.wait_for(LIMIT, |l| l.starts_with("DEBUG:SleepWorker:Got payload:"));
     let children = children_of(master.pid());
-    assert_eq!(children.len(), 1, "expected one worker child, found {children:?}");
+    assert_eq!(
+        children.len(),
+        1,
+        "expected one worker child, found {children:?}"
+    );
     kill(Pid::from_raw(children[0]), Signal::SIGKILL).expect("kill child");
     master
 }
@@ -32,8 +36,14 @@ fn a_child_killed_mid_task_leaves_the_task_failed_with_the_signal() {
     let (code, lines) = master.finish(LIMIT);
     let output = lines.join("\n");
     assert_eq!(code, Some(0), "{output}");
-    assert!(output.contains("ERROR:AsyncTaskWorkerTask:Worker for queue slow died; restarting..."), "{output}");
-    assert!(output.contains(r#"SLEEP processed: {"ms":0}"#), "the next task runs in the new child:\n{output}");
+    assert!(
+        output.contains("ERROR:AsyncTaskWorkerTask:Worker for queue slow died; restarting..."),
+        "{output}"
+    );
+    assert!(
+        output.contains(r#"SLEEP processed: {"ms":0}"#),
+        "the next task runs in the new child:\n{output}"
+    );
 
     let failed = project.failed("slow");
     assert_eq!(failed.len(), 1, "{failed:?}");
@@ -52,8 +62,15 @@ fn a_child_killed_mid_task_is_retried_when_attempts_remain() {
     let (code, lines) = master.finish(LIMIT);
     let output = lines.join("\n");
     assert_eq!(code, Some(0), "{output}");
-    assert!(output.contains("ERROR:AsyncTaskWorkerTask:Worker for queue slow died; restarting..."), "{output}");
-    assert_eq!(output.matches(r#"SLEEP processed: {"ms":1500}"#).count(), 1, "{output}");
+    assert!(
+        output.contains("ERROR:AsyncTaskWorkerTask:Worker for queue slow died; restarting..."),
+        "{output}"
+    );
+    assert_eq!(
+        output.matches(r#"SLEEP processed: {"ms":1500}"#).count(),
+        1,
+        "{output}"
+    );
     assert!(project.failed("slow").is_empty());
     assert_eq!(project.counts("slow"), (0, 0, 0));
 }
@@ -66,7 +83,10 @@ fn an_aborting_payload_is_failed_and_the_queue_goes_on() {
     let (code, lines) = master.finish(LIMIT);
     let output = lines.join("\n");
     assert_eq!(code, Some(0), "{output}");
-    assert!(output.contains(r#"ABORT processed: {"abort":false}"#), "{output}");
+    assert!(
+        output.contains(r#"ABORT processed: {"abort":false}"#),
+        "{output}"
+    );
     let failed = project.failed("boom");
     assert_eq!(failed.len(), 1, "{failed:?}");
     assert_eq!(failed[0]["last_error"], "killed by SIGABRT");

@@ -15,7 +15,10 @@ fn error(project: &Project, args: &[&str]) -> String {
     assert!(err.starts_with("FATAL ERROR: "), "{err}");
     // The plugin directory is machine-specific.
     let err = err
-        .replace(&rex_tests::artifacts().plugin_dir.display().to_string(), "[PLUGINS]")
+        .replace(
+            &rex_tests::artifacts().plugin_dir.display().to_string(),
+            "[PLUGINS]",
+        )
         .replace(&project.path().display().to_string(), "[PROJECT]");
     match std::env::var("HOME") {
         Ok(home) if !home.is_empty() => err.replace(&home, "[HOME]"),
@@ -27,14 +30,32 @@ fn error(project: &Project, args: &[&str]) -> String {
 fn help_texts() {
     let project = Project::demo();
     insta::assert_snapshot!("help", help(&project, &["help"]));
-    for task in
-        ["settings", "asynctask-workers", "asynctask-submit", "asynctask-queues", "asynctask-failed", "asynctask-retry", "asynctask-purge", "asynctask-process", "demo-noisy-task"]
-    {
+    for task in [
+        "settings",
+        "asynctask-workers",
+        "asynctask-submit",
+        "asynctask-queues",
+        "asynctask-failed",
+        "asynctask-retry",
+        "asynctask-purge",
+        "asynctask-process",
+        "demo-noisy-task",
+    ] {
         insta::assert_snapshot!(format!("help-{task}"), help(&project, &["help", task]));
-        assert_eq!(help(&project, &[task, "--help"]), help(&project, &["help", task]), "rex {task} --help");
+        assert_eq!(
+            help(&project, &[task, "--help"]),
+            help(&project, &["help", task]),
+            "rex {task} --help"
+        );
     }
-    insta::assert_snapshot!("help-setting-asynctask_workers", help(&project, &["help", "asynctask_workers"]));
-    insta::assert_snapshot!("settings-defaults", help(&project, &["settings", "--defaults"]));
+    insta::assert_snapshot!(
+        "help-setting-asynctask_workers",
+        help(&project, &["help", "asynctask_workers"])
+    );
+    insta::assert_snapshot!(
+        "settings-defaults",
+        help(&project, &["settings", "--defaults"])
+    );
 }
 
 #[test]
@@ -46,15 +67,51 @@ fn error_messages() {
         ("toggle-with-value", &["asynctask-workers", "--quiet=yes"]),
         ("missing-package", &["asynctask-workers", "rex.nope"]),
         ("bad-abi", &["asynctask-workers", "rex.bad_abi"]),
-        ("unknown-worker", &["asynctask-workers", r#"--set=asynctask_workers={"foo": "nope"}"#]),
-        ("bad-record-field", &["asynctask-workers", r#"--set=asynctask_workers={"foo": {"worker": "demo_foo_worker", "colour": "red"}}"#]),
-        ("record-without-worker", &["asynctask-workers", r#"--set=asynctask_workers={"foo": {"max_attempts": 2}}"#]),
-        ("bad-duration", &["asynctask-workers", r#"--set=asynctask_workers={"foo": {"worker": "demo_foo_worker", "timeout": "soon"}}"#]),
-        ("bad-transport", &["asynctask-queues", "--set=asynctask_transport=carrier-pigeon://coop"]),
+        (
+            "unknown-worker",
+            &[
+                "asynctask-workers",
+                r#"--set=asynctask_workers={"foo": "nope"}"#,
+            ],
+        ),
+        (
+            "bad-record-field",
+            &[
+                "asynctask-workers",
+                r#"--set=asynctask_workers={"foo": {"worker": "demo_foo_worker", "colour": "red"}}"#,
+            ],
+        ),
+        (
+            "record-without-worker",
+            &[
+                "asynctask-workers",
+                r#"--set=asynctask_workers={"foo": {"max_attempts": 2}}"#,
+            ],
+        ),
+        (
+            "bad-duration",
+            &[
+                "asynctask-workers",
+                r#"--set=asynctask_workers={"foo": {"worker": "demo_foo_worker", "timeout": "soon"}}"#,
+            ],
+        ),
+        (
+            "bad-transport",
+            &[
+                "asynctask-queues",
+                "--set=asynctask_transport=carrier-pigeon://coop",
+            ],
+        ),
         ("retry-without-selector", &["asynctask-retry"]),
         ("purge-without-queue", &["asynctask-purge"]),
-        ("bad-delay", &["asynctask-submit", "foo", "{}", "--delay=later"]),
-        ("bad-yaml-set", &["settings", "--set=asynctask_workers={foo: [}"]),
+        (
+            "bad-delay",
+            &["asynctask-submit", "foo", "{}", "--delay=later"],
+        ),
+        (
+            "bad-yaml-set",
+            &["settings", "--set=asynctask_workers={foo: [}"],
+        ),
     ];
     for (name, args) in cases {
         insta::assert_snapshot!(format!("error-{name}"), error(&project, args));

@@ -7,7 +7,10 @@ fn transcripts() {
     let artifacts = rex_tests::artifacts();
     trycmd::TestCases::new()
         .register_bin("rex", &artifacts.rex)
-        .env("REX_PLUGIN_PATH", artifacts.plugin_dir.display().to_string())
+        .env(
+            "REX_PLUGIN_PATH",
+            artifacts.plugin_dir.display().to_string(),
+        )
         .case("transcripts/*.md")
         .case("../docs/*.md")
         .run();

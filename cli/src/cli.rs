@@ -36,10 +36,24 @@ pub struct OptSpec {
 
 impl OptSpec {
     pub const fn toggle(long: &'static str, hint: &'static str) -> Self {
-        OptSpec { long, short: None, value: None, hint, plural: false, hidden: false }
+        OptSpec {
+            long,
+            short: None,
+            value: None,
+            hint,
+            plural: false,
+            hidden: false,
+        }
     }
     pub const fn value(long: &'static str, value: &'static str, hint: &'static str) -> Self {
-        OptSpec { long, short: None, value: Some(value), hint, plural: false, hidden: false }
+        OptSpec {
+            long,
+            short: None,
+            value: Some(value),
+            hint,
+            plural: false,
+            hidden: false,
+        }
     }
     pub const fn short(mut self, short: char) -> Self {
         self.short = Some(short);
@@ -61,7 +75,13 @@ pub fn app_options() -> Vec<OptSpec> {
         OptSpec::value("require", "PACKAGE", "include an additional package").plural(),
         OptSpec::value("set", "PARAM=VALUE", "set a configuration parameter").plural(),
         OptSpec::value("project", "NAME", "the primary package of the application").hidden(),
-        OptSpec::value("plugin-path", "DIR", "an extra directory to search for plugins").plural().hidden(),
+        OptSpec::value(
+            "plugin-path",
+            "DIR",
+            "an extra directory to search for plugins",
+        )
+        .plural()
+        .hidden(),
     ]
 }
 
@@ -81,7 +101,12 @@ impl TaskSpec {
             .disable_help_flag(true)
             .disable_version_flag(true)
             .disable_help_subcommand(true)
-            .arg(Arg::new("help").long("help").short('h').action(ArgAction::SetTrue));
+            .arg(
+                Arg::new("help")
+                    .long("help")
+                    .short('h')
+                    .action(ArgAction::SetTrue),
+            );
         for arg in &self.args {
             let mut a = Arg::new(format!("arg:{}", arg.name)).value_name(arg.name);
             if !arg.optional {
@@ -99,8 +124,16 @@ impl TaskSpec {
             }
             a = match (opt.value, opt.plural) {
                 (None, _) => a.action(ArgAction::SetTrue),
-                (Some(v), true) => a.value_name(v).num_args(1).action(ArgAction::Append).allow_hyphen_values(true),
-                (Some(v), false) => a.value_name(v).num_args(1).action(ArgAction::Set).allow_hyphen_values(true),
+                (Some(v), true) => a
+                    .value_name(v)
+                    .num_args(1)
+                    .action(ArgAction::Append)
+                    .allow_hyphen_values(true),
+                (Some(v), false) => a
+                    .value_name(v)
+                    .num_args(1)
+                    .action(ArgAction::Set)
+                    .allow_hyphen_values(true),
             };
             cmd = cmd.arg(a);
         }
@@ -123,7 +156,9 @@ impl TaskSpec {
         };
         let option = arg.split(['=', ' ']).next().unwrap_or("").to_string();
         let message = match e.kind() {
-            ErrorKind::UnknownArgument if arg.starts_with('-') => format!("unknown option {option}"),
+            ErrorKind::UnknownArgument if arg.starts_with('-') => {
+                format!("unknown option {option}")
+            }
             ErrorKind::UnknownArgument | ErrorKind::TooManyValues => {
                 if arg.starts_with("--") {
                     format!("unexpected value for a toggle option {option}")
@@ -137,20 +172,36 @@ impl TaskSpec {
                     // required unless --help is given; rex.ctl always says `<payload>`.
                     Some(ContextValue::Strings(v)) => v
                         .iter()
-                        .map(|a| format!("<{}>", a.trim_end_matches("...").trim_matches(['[', ']', '<', '>'])))
+                        .map(|a| {
+                            format!(
+                                "<{}>",
+                                a.trim_end_matches("...").trim_matches(['[', ']', '<', '>'])
+                            )
+                        })
                         .collect::<Vec<_>>()
                         .join(", "),
                     _ => String::new(),
                 };
-                format!("too few arguments for task {}: missing {missing}", self.name)
+                format!(
+                    "too few arguments for task {}: missing {missing}",
+                    self.name
+                )
             }
             ErrorKind::ArgumentConflict => format!("duplicate option {option}"),
-            ErrorKind::InvalidValue if e.get(ContextKind::InvalidValue).is_none_or(|v| matches!(v, ContextValue::String(s) if s.is_empty())) => {
+            ErrorKind::InvalidValue
+                if e.get(ContextKind::InvalidValue)
+                    .is_none_or(|v| matches!(v, ContextValue::String(s) if s.is_empty())) =>
+            {
                 format!("missing value for option {option}")
             }
             _ => {
                 let text = e.to_string();
-                let first = text.lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
+                let first = text
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("error: ")
+                    .to_string();
                 format!("invalid arguments for task {}: {first}", self.name)
             }
         };
@@ -171,7 +222,11 @@ impl TaskSpec {
             usage.push(' ');
             usage.push_str(&a);
         }
-        let mut out = format!("{} - {}\nUsage: {usage}\n\n", self.name.to_uppercase(), self.hint);
+        let mut out = format!(
+            "{} - {}\nUsage: {usage}\n\n",
+            self.name.to_uppercase(),
+            self.hint
+        );
         if !self.help.is_empty() {
             out.push_str(self.help.trim_end());
             out.push_str("\n\n");
@@ -242,15 +297,29 @@ impl Parsed {
     }
 
     pub fn flag(&self, name: &str) -> bool {
-        self.matches.try_get_one::<bool>(name).ok().flatten().copied().unwrap_or(false)
+        self.matches
+            .try_get_one::<bool>(name)
+            .ok()
+            .flatten()
+            .copied()
+            .unwrap_or(false)
     }
 
     pub fn value(&self, name: &str) -> Option<String> {
-        self.matches.try_get_one::<String>(name).ok().flatten().cloned()
+        self.matches
+            .try_get_one::<String>(name)
+            .ok()
+            .flatten()
+            .cloned()
     }
 
     pub fn values(&self, name: &str) -> Vec<String> {
-        self.matches.try_get_many::<String>(name).ok().flatten().map(|v| v.cloned().collect()).unwrap_or_default()
+        self.matches
+            .try_get_many::<String>(name)
+            .ok()
+            .flatten()
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default()
     }
 
     /// A positional argument.

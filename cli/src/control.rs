@@ -84,9 +84,20 @@ mod tests {
 
     #[test]
     fn messages_are_tagged_json_lines() {
-        assert_eq!(encode(&Up::Claimed { task: 7, attempt: 1 }), "{\"ev\":\"claimed\",\"task\":7,\"attempt\":1}\n");
+        assert_eq!(
+            encode(&Up::Claimed {
+                task: 7,
+                attempt: 1
+            }),
+            "{\"ev\":\"claimed\",\"task\":7,\"attempt\":1}\n"
+        );
         assert_eq!(encode(&Down::Quit), "{\"cmd\":\"quit\"}\n");
         let back: Up = serde_json::from_str("{\"ev\":\"halted\",\"reason\":\"empty\"}").unwrap();
-        assert_eq!(back, Up::Halted { reason: HaltReason::Empty });
+        assert_eq!(
+            back,
+            Up::Halted {
+                reason: HaltReason::Empty
+            }
+        );
     }
 }

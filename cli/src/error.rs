@@ -26,12 +26,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn new(message: impl Into<String>) -> Self {
-        Error { paragraphs: vec![(message.into(), None)] }
+        Error {
+            paragraphs: vec![(message.into(), None)],
+        }
     }
 
     /// A head line with an indented body, e.g. `Got unknown setting:` / `foo`.
     pub fn with_body(message: impl Into<String>, body: impl Into<String>) -> Self {
-        Error { paragraphs: vec![(message.into(), Some(body.into()))] }
+        Error {
+            paragraphs: vec![(message.into(), Some(body.into()))],
+        }
     }
 
     /// Append a context paragraph (`header:` then the indented `body`).

@@ -33,8 +33,16 @@ pub fn main(argv: Vec<String>) -> i32 {
         print!("{}", tasks::ctl::BANNER);
         return 0;
     };
-    let task = if task == worker::TASK_NAME { task.clone() } else { task.to_lowercase().replace('_', "-") };
-    let task = if task == "--help" || task == "-h" { "help".to_string() } else { task };
+    let task = if task == worker::TASK_NAME {
+        task.clone()
+    } else {
+        task.to_lowercase().replace('_', "-")
+    };
+    let task = if task == "--help" || task == "-h" {
+        "help".to_string()
+    } else {
+        task
+    };
     match tasks::dispatch(&task, rest) {
         Ok(code) => code,
         Err(e) => {

@@ -17,8 +17,8 @@ use std::sync::{OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 use tracing::field::{Field, Visit};
-use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::Layer;
+use tracing_subscriber::layer::{Context, SubscriberExt};
 
 /// Python logging levels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -101,7 +101,13 @@ pub struct LogConfig {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { level: Level::Info, levels: BTreeMap::new(), format: Format::Basic, quiet: false, queue: None }
+        LogConfig {
+            level: Level::Info,
+            levels: BTreeMap::new(),
+            format: Format::Basic,
+            quiet: false,
+            queue: None,
+        }
     }
 }
 
@@ -112,7 +118,12 @@ impl LogConfig {
 
     /// The lowest level any logger prints (plugins use it to skip formatting).
     pub fn min_level(&self) -> Level {
-        self.levels.values().copied().chain([self.level]).min().unwrap_or(Level::Info)
+        self.levels
+            .values()
+            .copied()
+            .chain([self.level])
+            .min()
+            .unwrap_or(Level::Info)
     }
 }
 
@@ -149,7 +160,10 @@ pub fn set_current_task(id: Option<i64>) {
 
 /// Whether a record of `level` under `logger` would be printed.
 pub fn enabled(logger: &str, level: Level) -> bool {
-    config().read().unwrap_or_else(|e| e.into_inner()).enabled(logger, level)
+    config()
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .enabled(logger, level)
 }
 
 /// A named logger, as in Python's `logging.getLogger(name)`.
@@ -282,7 +296,10 @@ mod tests {
     #[test]
     fn basic_format_is_python_logging() {
         let cfg = LogConfig::default();
-        assert_eq!(render(&cfg, Level::Warning, "FooWorker", "hi"), "WARNING:FooWorker:hi\n");
+        assert_eq!(
+            render(&cfg, Level::Warning, "FooWorker", "hi"),
+            "WARNING:FooWorker:hi\n"
+        );
     }
 
     #[test]
@@ -298,7 +315,11 @@ mod tests {
 
     #[test]
     fn json_records_carry_queue_and_level() {
-        let cfg = LogConfig { format: Format::Json, queue: Some("foo".into()), ..LogConfig::default() };
+        let cfg = LogConfig {
+            format: Format::Json,
+            queue: Some("foo".into()),
+            ..LogConfig::default()
+        };
         let line = render(&cfg, Level::Info, "FooWorker", "Starting; queue=foo");
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["level"], "INFO");

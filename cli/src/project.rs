@@ -40,7 +40,11 @@ impl ProjectArgs {
         }
         argv.extend(self.requires.iter().map(|r| format!("--require={r}")));
         argv.extend(self.sets.iter().map(|s| format!("--set={s}")));
-        argv.extend(self.plugin_paths.iter().map(|p| format!("--plugin-path={p}")));
+        argv.extend(
+            self.plugin_paths
+                .iter()
+                .map(|p| format!("--plugin-path={p}")),
+        );
         argv
     }
 }
@@ -68,7 +72,12 @@ fn load_rex_yaml(dir: &Path) -> Result<Option<(PathBuf, RexYaml)>> {
     let yaml: RexYaml = if text.trim().is_empty() {
         RexYaml::default()
     } else {
-        serde_yaml::from_str(&text).map_err(|e| Error::with_body(format!("Failed to parse {}:", path.display()), e.to_string()))?
+        serde_yaml::from_str(&text).map_err(|e| {
+            Error::with_body(
+                format!("Failed to parse {}:", path.display()),
+                e.to_string(),
+            )
+        })?
     };
     Ok(Some((path, yaml)))
 }
@@ -95,12 +104,20 @@ pub struct Requirement<'a> {
 
 impl App {
     pub fn build(args: &ProjectArgs, need: Requirement<'_>) -> Result<App> {
-        let cwd = std::env::current_dir().map_err(|e| Error::new(format!("cannot determine the current directory: {e}")))?;
+        let cwd = std::env::current_dir()
+            .map_err(|e| Error::new(format!("cannot determine the current directory: {e}")))?;
         let rex_yaml = load_rex_yaml(&cwd)?;
-        let base_dir = rex_yaml.as_ref().and_then(|(p, _)| p.parent().map(Path::to_path_buf)).unwrap_or_else(|| cwd.clone());
+        let base_dir = rex_yaml
+            .as_ref()
+            .and_then(|(p, _)| p.parent().map(Path::to_path_buf))
+            .unwrap_or_else(|| cwd.clone());
         let yaml = rex_yaml.as_ref().map(|(_, y)| y);
 
-        let project = args.project.clone().or_else(|| std::env::var("REX_PROJECT").ok().filter(|p| !p.is_empty())).or_else(|| yaml.and_then(|y| y.project.clone()));
+        let project = args
+            .project
+            .clone()
+            .or_else(|| std::env::var("REX_PROJECT").ok().filter(|p| !p.is_empty()))
+            .or_else(|| yaml.and_then(|y| y.project.clone()));
         let mut requirements: Vec<String> = project.into_iter().collect();
         requirements.extend(args.requires.iter().cloned());
         requirements.extend(yaml.map(|y| y.requirements.clone()).unwrap_or_default());
@@ -123,21 +140,40 @@ impl App {
             load_package(requirement, &plugin_dirs, &mut seen, &mut packages)?;
         }
         if !packages.iter().any(|p| p.name == need.package) {
-            return Err(Error::new(format!("package {} must be included with the application", need.package)));
+            return Err(Error::new(format!(
+                "package {} must be included with the application",
+                need.package
+            )));
         }
 
         let sources = sources(&packages, yaml, args)?;
-        let workers: Vec<String> = packages.iter().flat_map(|p| p.workers.iter().map(|w| w.name.clone())).collect();
-        let specs: Vec<&settings::SettingSpec> =
-            settings::SPECS.iter().filter(|s| packages.iter().any(|p| p.name == s.package)).collect();
-        let settings = Settings::build(&specs, &sources, &settings::Context { workers: &workers }).map_err(|e| {
-            let e = e.context("While initializing rex application:", requirements.join("\n"));
-            match settings::describe_parameters(&sources) {
-                Some(params) => e.context("With parameters:", params),
-                None => e,
-            }
-        })?;
-        Ok(App { requirements, packages, settings, base_dir, plugin_dirs, args: args.clone() })
+        let workers: Vec<String> = packages
+            .iter()
+            .flat_map(|p| p.workers.iter().map(|w| w.name.clone()))
+            .collect();
+        let specs: Vec<&settings::SettingSpec> = settings::SPECS
+            .iter()
+            .filter(|s| packages.iter().any(|p| p.name == s.package))
+            .collect();
+        let settings = Settings::build(&specs, &sources, &settings::Context { workers: &workers })
+            .map_err(|e| {
+                let e = e.context(
+                    "While initializing rex application:",
+                    requirements.join("\n"),
+                );
+                match settings::describe_parameters(&sources) {
+                    Some(params) => e.context("With parameters:", params),
+                    None => e,
+                }
+            })?;
+        Ok(App {
+            requirements,
+            packages,
+            settings,
+            base_dir,
+            plugin_dirs,
+            args: args.clone(),
+        })
     }
 
     pub fn has_package(&self, name: &str) -> bool {
@@ -146,20 +182,31 @@ impl App {
 
     /// Every worker name, in registration order (built-ins first).
     pub fn worker_names(&self) -> Vec<String> {
-        self.packages.iter().flat_map(|p| p.workers.iter().map(|w| w.name.clone())).collect()
+        self.packages
+            .iter()
+            .flat_map(|p| p.workers.iter().map(|w| w.name.clone()))
+            .collect()
     }
 
     /// The package providing `worker` and its declaration.
     pub fn worker(&self, worker: &str) -> Option<(&Package, &WorkerDecl)> {
-        self.packages.iter().rev().find_map(|p| p.workers.iter().find(|w| w.name == worker).map(|w| (p, w)))
+        self.packages
+            .iter()
+            .rev()
+            .find_map(|p| p.workers.iter().find(|w| w.name == worker).map(|w| (p, w)))
     }
 
     /// The transport URI with relative SQLite paths resolved against the project directory.
     pub fn transport_uri(&self) -> String {
         match self.settings.transport_uri() {
-            None => format!("sqlite:{}", self.base_dir.join(".rex").join("asynctask.db").display()),
+            None => format!(
+                "sqlite:{}",
+                self.base_dir.join(".rex").join("asynctask.db").display()
+            ),
             Some(uri) => match uri.strip_prefix("sqlite:") {
-                Some(path) if !path.is_empty() && !path.starts_with('/') => format!("sqlite:{}", self.base_dir.join(path).display()),
+                Some(path) if !path.is_empty() && !path.starts_with('/') => {
+                    format!("sqlite:{}", self.base_dir.join(path).display())
+                }
                 _ => uri.to_string(),
             },
         }
@@ -174,13 +221,20 @@ impl App {
     pub fn load_plugin(&self, package: &Package) -> Result<Option<Plugin>> {
         match package.plugin_path() {
             None => Ok(None),
-            Some(path) => Plugin::load(path, Some(&package.name)).map(Some).map_err(|e| Error::new(e.to_string())),
+            Some(path) => Plugin::load(path, Some(&package.name))
+                .map(Some)
+                .map_err(|e| Error::new(e.to_string())),
         }
     }
 }
 
 fn plugin_dirs(args: &ProjectArgs, yaml: Option<&RexYaml>, base_dir: &Path) -> Vec<PathBuf> {
-    let split = |s: &str| s.split(':').filter(|d| !d.is_empty()).map(PathBuf::from).collect::<Vec<_>>();
+    let split = |s: &str| {
+        s.split(':')
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect::<Vec<_>>()
+    };
     let mut dirs: Vec<PathBuf> = args.plugin_paths.iter().flat_map(|p| split(p)).collect();
     if let Ok(env) = std::env::var("REX_PLUGIN_PATH") {
         dirs.extend(split(&env));
@@ -195,7 +249,10 @@ fn plugin_dirs(args: &ProjectArgs, yaml: Option<&RexYaml>, base_dir: &Path) -> V
     if let Some(data_home) = data_home {
         dirs.push(data_home.join("rex/plugins"));
     }
-    if let Some(exe_dir) = std::env::current_exe().ok().and_then(|e| e.parent().map(Path::to_path_buf)) {
+    if let Some(exe_dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
         dirs.push(exe_dir.join("../lib/rex/plugins"));
         // A plain `cargo build` puts the plugins next to the binary.
         dirs.push(exe_dir);
@@ -205,7 +262,12 @@ fn plugin_dirs(args: &ProjectArgs, yaml: Option<&RexYaml>, base_dir: &Path) -> V
     dirs
 }
 
-fn load_package(name: &str, dirs: &[PathBuf], seen: &mut HashSet<String>, out: &mut Vec<Package>) -> Result<()> {
+fn load_package(
+    name: &str,
+    dirs: &[PathBuf],
+    seen: &mut HashSet<String>,
+    out: &mut Vec<Package>,
+) -> Result<()> {
     if !seen.insert(name.to_string()) {
         return Ok(());
     }
@@ -224,38 +286,67 @@ fn load_package(name: &str, dirs: &[PathBuf], seen: &mut HashSet<String>, out: &
     Ok(())
 }
 
-fn sources(packages: &[Package], yaml: Option<&RexYaml>, args: &ProjectArgs) -> Result<Vec<Source>> {
+fn sources(
+    packages: &[Package],
+    yaml: Option<&RexYaml>,
+    args: &ProjectArgs,
+) -> Result<Vec<Source>> {
     let mut sources = Vec::new();
     for package in packages {
         if package.settings_yaml.trim().is_empty() {
             continue;
         }
         let origin = format!("{} settings.yaml", package.name);
-        let values: Value = serde_yaml::from_str(&package.settings_yaml)
-            .map_err(|e| Error::with_body(format!("Failed to parse settings.yaml of package {}:", package.name), e.to_string()))?;
+        let values: Value = serde_yaml::from_str(&package.settings_yaml).map_err(|e| {
+            Error::with_body(
+                format!("Failed to parse settings.yaml of package {}:", package.name),
+                e.to_string(),
+            )
+        })?;
         match values {
-            Value::Object(values) => sources.push(Source { origin, values, is_parameter: false }),
+            Value::Object(values) => sources.push(Source {
+                origin,
+                values,
+                is_parameter: false,
+            }),
             Value::Null => {}
             _ => return Err(Error::new("Expected a mapping of settings").context("In", origin)),
         }
     }
     if let Some(yaml) = yaml {
-        sources.push(Source { origin: "rex.yaml parameters".into(), values: yaml.parameters.clone(), is_parameter: true });
+        sources.push(Source {
+            origin: "rex.yaml parameters".into(),
+            values: yaml.parameters.clone(),
+            is_parameter: true,
+        });
     }
     if let Ok(env) = std::env::var("REX_PARAMETERS") {
         if !env.trim().is_empty() {
             let values = match serde_yaml::from_str::<Value>(&env) {
                 Ok(Value::Object(values)) => values,
-                _ => return Err(Error::new("invalid value for REX_PARAMETERS: Expected a JSON object").context("Got:", env)),
+                _ => {
+                    return Err(Error::new(
+                        "invalid value for REX_PARAMETERS: Expected a JSON object",
+                    )
+                    .context("Got:", env));
+                }
             };
-            sources.push(Source { origin: "REX_PARAMETERS".into(), values, is_parameter: true });
+            sources.push(Source {
+                origin: "REX_PARAMETERS".into(),
+                values,
+                is_parameter: true,
+            });
         }
     }
     for set in &args.sets {
         let (name, value) = settings::parse_set_arg(set)?;
         let mut values = Map::new();
         values.insert(name, value);
-        sources.push(Source { origin: "--set".into(), values, is_parameter: true });
+        sources.push(Source {
+            origin: "--set".into(),
+            values,
+            is_parameter: true,
+        });
     }
     Ok(sources)
 }

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::cli::Parsed;
-use crate::control::{self, Down, HaltReason, Up, WorkerSpec, CONTROL_FD};
+use crate::control::{self, CONTROL_FD, Down, HaltReason, Up, WorkerSpec};
 use crate::error::{Error, Result};
 use crate::logging::{self, Logger};
 use crate::package::CTL_EXECUTOR;
@@ -37,7 +37,7 @@ extern "C" fn on_sigterm(_: nix::libc::c_int) {
 
 /// `rex __worker`: the child's entry point.
 pub fn task(_parsed: &Parsed) -> Result<i32> {
-    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
     use nix::sys::signal::{self, SigHandler, Signal};
 
     // Die with the master (it may be SIGKILLed); checked again below against the race where the
@@ -46,7 +46,9 @@ pub fn task(_parsed: &Parsed) -> Result<i32> {
     // SAFETY: fd 3 is ours only if the master set it up; F_GETFD just probes it.
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(CONTROL_FD) };
     if fcntl(fd, FcntlArg::F_GETFD).is_err() {
-        return Err(Error::new(format!("{TASK_NAME} is started by rex asynctask-workers, not by hand")));
+        return Err(Error::new(format!(
+            "{TASK_NAME} is started by rex asynctask-workers, not by hand"
+        )));
     }
     // Keep the control socket out of anything this child spawns (ctl_executor commands), so the
     // master sees EOF exactly when this process exits.
@@ -57,7 +59,8 @@ pub fn task(_parsed: &Parsed) -> Result<i32> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line)?;
-    let spec: WorkerSpec = serde_json::from_str(&line).map_err(|e| Error::new(format!("bad worker spec from the master: {e}")))?;
+    let spec: WorkerSpec = serde_json::from_str(&line)
+        .map_err(|e| Error::new(format!("bad worker spec from the master: {e}")))?;
     if nix::unistd::getppid().as_raw() as u32 != spec.master_pid {
         return Ok(1);
     }
@@ -68,7 +71,10 @@ pub fn task(_parsed: &Parsed) -> Result<i32> {
         let _ = signal::signal(Signal::SIGINT, SigHandler::SigIgn);
         let _ = signal::signal(Signal::SIGTERM, SigHandler::Handler(on_sigterm));
     }
-    logging::init(logging::LogConfig { queue: Some(spec.queue.clone()), ..spec.log.clone() });
+    logging::init(logging::LogConfig {
+        queue: Some(spec.queue.clone()),
+        ..spec.log.clone()
+    });
 
     let wake = Arc::new(tokio::sync::Notify::new());
     {
@@ -92,7 +98,9 @@ pub fn task(_parsed: &Parsed) -> Result<i32> {
             wake.notify_one();
         });
     }
-    let events = Events { writer: Some(Mutex::new(writer)) };
+    let events = Events {
+        writer: Some(Mutex::new(writer)),
+    };
     let mut consumer = Consumer::new(&spec, events, wake)?;
     consumer.run()?;
     Ok(0)
@@ -108,7 +116,10 @@ impl Events {
         if let Some(writer) = &self.writer {
             let line = control::encode(msg);
             // A vanished master is handled by PDEATHSIG; nothing useful to do on error here.
-            let _ = writer.lock().unwrap_or_else(|e| e.into_inner()).write_all(line.as_bytes());
+            let _ = writer
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .write_all(line.as_bytes());
         }
     }
 }
@@ -123,7 +134,11 @@ enum Executor {
 enum Attempted {
     Done(Vec<Submit>),
     /// Failed; `detail` is logged, `reason` recorded; `permanent` skips the retry policy.
-    Failed { detail: String, reason: String, permanent: bool },
+    Failed {
+        detail: String,
+        reason: String,
+        permanent: bool,
+    },
 }
 
 struct Consumer {
@@ -150,12 +165,17 @@ impl Consumer {
         let rt = crate::tasks::operator::runtime()?;
         let transport = rex_transport::open(&spec.transport)?;
         let executor = match &spec.plugin {
-            None if spec.worker == CTL_EXECUTOR => Executor::Ctl(CtlExecutor { project_args: spec.project_args.to_argv() }),
+            None if spec.worker == CTL_EXECUTOR => Executor::Ctl(CtlExecutor {
+                project_args: spec.project_args.to_argv(),
+            }),
             None => return Err(Error::new(format!("worker {} has no plugin", spec.worker))),
             Some(path) => {
                 let plugin = Plugin::load(path, None).map_err(|e| Error::new(e.to_string()))?;
                 plugin
-                    .init(plugin::host_table(spec.log.min_level()), &json!({ "settings": spec.settings }))
+                    .init(
+                        plugin::host_table(spec.log.min_level()),
+                        &json!({ "settings": spec.settings, "worker": spec.worker }),
+                    )
                     .map_err(|e| Error::new(e.to_string()))?;
                 Executor::Plugin(plugin)
             }
@@ -182,7 +202,8 @@ impl Consumer {
 
     /// Work the queue until told to quit or, with `halt_when_empty`, until it is drained.
     fn run(&mut self) -> Result<u64> {
-        self.logger.info(format_args!("Starting; queue={}", self.queue));
+        self.logger
+            .info(format_args!("Starting; queue={}", self.queue));
         self.events.send(&Up::Ready);
         let mut outage = 0u32;
         let reason = loop {
@@ -190,7 +211,9 @@ impl Consumer {
                 break HaltReason::Quit;
             }
             self.respect_rate_limit();
-            let claimed = self.rt.block_on(self.transport.claim(&self.queue, &self.owner, self.lease));
+            let claimed =
+                self.rt
+                    .block_on(self.transport.claim(&self.queue, &self.owner, self.lease));
             match claimed {
                 Ok(Some(task)) => {
                     outage = 0;
@@ -206,7 +229,9 @@ impl Consumer {
                             }
                             // Retries due later, or tasks still running elsewhere: wait for them.
                             Ok(counts) => {
-                                let until_due = counts.next_run_at.and_then(|t| t.duration_since(SystemTime::now()).ok());
+                                let until_due = counts
+                                    .next_run_at
+                                    .and_then(|t| t.duration_since(SystemTime::now()).ok());
                                 self.idle(until_due.map_or(self.poll, |d| d.min(self.poll)));
                             }
                             Err(e) => outage = self.transport_trouble(e, outage),
@@ -238,7 +263,11 @@ impl Consumer {
     /// Log a transport failure and back off (bounded exponential), never crash-looping.
     fn transport_trouble(&self, e: rex_transport::TransportError, outage: u32) -> u32 {
         let delay = Duration::from_millis(100u64 << outage.min(8)).min(Duration::from_secs(30));
-        self.logger.error(format_args!("Transport error on queue {}: {e}; retrying in {:.1}s", self.queue, delay.as_secs_f64()));
+        self.logger.error(format_args!(
+            "Transport error on queue {}: {e}; retrying in {:.1}s",
+            self.queue,
+            delay.as_secs_f64()
+        ));
         self.idle(delay);
         outage + 1
     }
@@ -256,7 +285,11 @@ impl Consumer {
         if self.recent.len() >= rate.max_calls as usize {
             if let Some(oldest) = self.recent.front() {
                 let pause = rate.period.saturating_sub(oldest.elapsed());
-                self.logger.debug(format_args!("Rate limited on queue {}, sleeping for {:.6} seconds", self.queue, pause.as_secs_f64()));
+                self.logger.debug(format_args!(
+                    "Rate limited on queue {}, sleeping for {:.6} seconds",
+                    self.queue,
+                    pause.as_secs_f64()
+                ));
                 self.idle(pause);
             }
         }
@@ -265,7 +298,10 @@ impl Consumer {
     fn process(&mut self, task: Task) {
         let payload = Value::Object(task.payload.clone());
         self.logger.debug(format_args!("Got payload: {payload}"));
-        self.events.send(&Up::Claimed { task: task.id, attempt: task.attempt });
+        self.events.send(&Up::Claimed {
+            task: task.id,
+            attempt: task.attempt,
+        });
         logging::set_current_task(Some(task.id));
         let outcome = match &mut self.executor {
             Executor::Plugin(plugin) => run_plugin(plugin, &self.worker, &task, payload),
@@ -284,22 +320,34 @@ impl Consumer {
     fn settle(&self, task: &Task, outcome: Attempted) -> bool {
         let lease = task.lease();
         let (detail, reason, permanent) = match outcome {
-            Attempted::Done(submits) => match self.retrying(|| self.transport.complete(&lease, &submits)) {
-                Ok(true) => {
-                    self.logger.debug(format_args!("Processing complete"));
-                    return true;
+            Attempted::Done(submits) => {
+                match self.retrying(|| self.transport.complete(&lease, &submits)) {
+                    Ok(true) => {
+                        self.logger.debug(format_args!("Processing complete"));
+                        return true;
+                    }
+                    Ok(false) => {
+                        self.logger.warn(format_args!("Task {} was reclaimed while it ran; this attempt's result was discarded", task.id));
+                        return false;
+                    }
+                    // The result cannot be stored (e.g. a submit to an invalid queue): fail the task.
+                    Err(e) => (e.to_string(), e.to_string(), !e.is_retryable()),
                 }
-                Ok(false) => {
-                    self.logger.warn(format_args!("Task {} was reclaimed while it ran; this attempt's result was discarded", task.id));
-                    return false;
-                }
-                // The result cannot be stored (e.g. a submit to an invalid queue): fail the task.
-                Err(e) => (e.to_string(), e.to_string(), !e.is_retryable()),
-            },
-            Attempted::Failed { detail, reason, permanent } => (detail, reason, permanent),
+            }
+            Attempted::Failed {
+                detail,
+                reason,
+                permanent,
+            } => (detail, reason, permanent),
         };
-        self.logger.error(format_args!("An unhandled exception occurred while processing the payload\n{detail}"));
-        let retry_at = if permanent { None } else { self.retry.retry_at(task, rex_transport::FailureKind::Error) };
+        self.logger.error(format_args!(
+            "An unhandled exception occurred while processing the payload\n{detail}"
+        ));
+        let retry_at = if permanent {
+            None
+        } else {
+            self.retry.retry_at(task, rex_transport::FailureKind::Error)
+        };
         let failure = Failure::error(reason.clone());
         match self.retrying(|| self.transport.fail(&lease, &failure, retry_at)) {
             Ok(_) => {
@@ -314,7 +362,10 @@ impl Consumer {
                     ));
                 }
             }
-            Err(e) => self.logger.error(format_args!("Cannot record the failure of task {}: {e}; its lease will expire", task.id)),
+            Err(e) => self.logger.error(format_args!(
+                "Cannot record the failure of task {}: {e}; its lease will expire",
+                task.id
+            )),
         }
         false
     }
@@ -329,7 +380,10 @@ impl Consumer {
         for _ in 0..8 {
             match self.rt.block_on(op()) {
                 Err(e) if e.is_retryable() => {
-                    self.logger.warn(format_args!("Transport unavailable ({e}); retrying in {:.1}s", delay.as_secs_f64()));
+                    self.logger.warn(format_args!(
+                        "Transport unavailable ({e}); retrying in {:.1}s",
+                        delay.as_secs_f64()
+                    ));
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }
@@ -344,18 +398,43 @@ fn run_plugin(plugin: &Plugin, worker: &str, task: &Task, payload: Value) -> Att
     let request = json!({ "queue": task.queue, "task_id": task.id, "attempt": task.attempt, "payload": payload });
     match plugin.call(worker, &request) {
         CallResult::Ok(body) => {
-            let submits = body.get("submits").cloned().map(serde_json::from_value::<Vec<Submit>>).transpose();
+            let submits = body
+                .get("submits")
+                .cloned()
+                .map(serde_json::from_value::<Vec<Submit>>)
+                .transpose();
             match submits {
                 Ok(submits) => Attempted::Done(submits.unwrap_or_default()),
-                Err(e) => Attempted::Failed { detail: format!("malformed response: {e}"), reason: format!("malformed response: {e}"), permanent: true },
+                Err(e) => Attempted::Failed {
+                    detail: format!("malformed response: {e}"),
+                    reason: format!("malformed response: {e}"),
+                    permanent: true,
+                },
             }
         }
-        CallResult::Failed { panicked: true, message, location, .. } => {
+        CallResult::Failed {
+            panicked: true,
+            message,
+            location,
+            ..
+        } => {
             let at = location.map(|l| format!(" at {l}")).unwrap_or_default();
-            Attempted::Failed { detail: format!("panicked{at}:\n{message}"), reason: format!("panic: {message}"), permanent: false }
+            Attempted::Failed {
+                detail: format!("panicked{at}:\n{message}"),
+                reason: format!("panic: {message}"),
+                permanent: false,
+            }
         }
-        CallResult::Failed { message, .. } => Attempted::Failed { detail: message.clone(), reason: message, permanent: false },
-        CallResult::Rejected(message) => Attempted::Failed { detail: message.clone(), reason: message, permanent: true },
+        CallResult::Failed { message, .. } => Attempted::Failed {
+            detail: message.clone(),
+            reason: message,
+            permanent: false,
+        },
+        CallResult::Rejected(message) => Attempted::Failed {
+            detail: message.clone(),
+            reason: message,
+            permanent: true,
+        },
     }
 }
 
@@ -366,7 +445,11 @@ struct CtlExecutor {
 
 impl CtlExecutor {
     fn run(&self, logger: &Logger, task: &Task) -> Attempted {
-        let fail = |msg: String| Attempted::Failed { detail: msg.clone(), reason: msg, permanent: true };
+        let fail = |msg: String| Attempted::Failed {
+            detail: msg.clone(),
+            reason: msg,
+            permanent: true,
+        };
         let Some(command) = task.payload.get("command").and_then(Value::as_str) else {
             return fail("the payload must be {\"command\": \"<rex task and arguments>\"}".into());
         };
@@ -411,10 +494,19 @@ impl CtlExecutor {
         match status {
             Ok(s) if s.success() => Attempted::Done(Vec::new()),
             Ok(s) => {
-                let code = s.code().map_or_else(|| "a signal".to_string(), |c| c.to_string());
+                let code = s
+                    .code()
+                    .map_or_else(|| "a signal".to_string(), |c| c.to_string());
                 let output = Vec::from(tail).join("\n");
-                let detail = format!("Failed execution\nReceived unexpected exit code:\n    expected 0; got {code}\nWith output:\n{}\nFrom:\n    rex {command}", indent(&output));
-                Attempted::Failed { detail, reason: format!("rex {command}: exit code {code}: {output}"), permanent: false }
+                let detail = format!(
+                    "Failed execution\nReceived unexpected exit code:\n    expected 0; got {code}\nWith output:\n{}\nFrom:\n    rex {command}",
+                    indent(&output)
+                );
+                Attempted::Failed {
+                    detail,
+                    reason: format!("rex {command}: exit code {code}: {output}"),
+                    permanent: false,
+                }
             }
             Err(e) => fail(format!("cannot wait for rex {command}: {e}")),
         }
@@ -422,16 +514,29 @@ impl CtlExecutor {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| if l.is_empty() { String::new() } else { format!("    {l}") }).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("    {l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// `rex asynctask-process`: drain `queue` in this process with `worker`; returns the count.
 pub fn drain_in_process(app: &App, queue: &str, worker: &str) -> Result<u64> {
-    let (package, decl) = app.worker(worker).ok_or_else(|| Error::new(format!("Worker \"{worker}\" does not exist")))?;
+    let (package, decl) = app
+        .worker(worker)
+        .ok_or_else(|| Error::new(format!("Worker \"{worker}\" does not exist")))?;
     let config = app.settings.queues().into_iter().find(|q| q.queue == queue);
     let log = app.settings.log_config();
     logging::configure(log.clone());
-    let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let spec = WorkerSpec {
         queue: queue.to_string(),
         worker: worker.to_string(),
@@ -449,6 +554,10 @@ pub fn drain_in_process(app: &App, queue: &str, worker: &str) -> Result<u64> {
         master_pid: std::process::id(),
         project_args: app.args.clone(),
     };
-    let mut consumer = Consumer::new(&spec, Events { writer: None }, Arc::new(tokio::sync::Notify::new()))?;
+    let mut consumer = Consumer::new(
+        &spec,
+        Events { writer: None },
+        Arc::new(tokio::sync::Notify::new()),
+    )?;
     consumer.run()
 }

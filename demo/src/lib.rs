@@ -120,6 +120,22 @@ impl Worker for AbortWorker {
     }
 }
 
+/// Cannot start: its constructor panics, as a worker whose connection to a service fails at
+/// start-up would. Exercises the supervisor's crash-loop backoff.
+pub struct UnstartableWorker;
+
+impl UnstartableWorker {
+    pub fn new() -> Self {
+        panic!("cannot connect to the mail server");
+    }
+}
+
+impl Worker for UnstartableWorker {
+    fn process(&mut self, _ctx: &mut Context, _payload: Payload) -> Result<()> {
+        Ok(())
+    }
+}
+
 fn noisy_task(_ctx: &mut TaskContext, _args: Vec<String>) -> Result<()> {
     println!("Hello world!");
     Ok(())
@@ -149,6 +165,7 @@ rex_plugin::export! {
         "requeue_worker" => RequeueWorker,
         "demo_sleep_worker" => SleepWorker,
         "demo_abort_worker" => AbortWorker,
+        "demo_unstartable_worker" => UnstartableWorker::new(),
     },
     tasks: {
         "demo-noisy-task" => { run: noisy_task, hint: "A task that says hello." },
@@ -166,7 +183,10 @@ mod tests {
     #[test]
     fn requeue_worker_requeues_only_foo_1() {
         let out = testing::run(&mut RequeueWorker, "foo", json!({"foo": 1}));
-        assert_eq!(out.assert_ok().submitted_to("foo")[0].to_string(), r#"{"foo":2}"#);
+        assert_eq!(
+            out.assert_ok().submitted_to("foo")[0].to_string(),
+            r#"{"foo":2}"#
+        );
         let out = testing::run(&mut RequeueWorker, "foo", json!({"foo": 2}));
         assert!(out.assert_ok().submits.is_empty());
     }
@@ -181,17 +201,26 @@ mod tests {
     #[test]
     fn sleep_worker_rejects_a_bad_duration() {
         let out = testing::run(&mut SleepWorker, "q", json!({"ms": "soon"}));
-        assert_eq!(out.error(), Some(r#"payload.ms must be a non-negative integer, got "soon""#));
+        assert_eq!(
+            out.error(),
+            Some(r#"payload.ms must be a non-negative integer, got "soon""#)
+        );
     }
 
     #[test]
     fn logging_worker_logs_at_info() {
         let out = testing::run(&mut LoggingWorker, "q", json!({"b": 1, "a": [true]}));
-        assert_eq!(out.messages(rex_plugin::Level::Info), [r#"Logging Worker received: {"a":[true],"b":1}"#]);
+        assert_eq!(
+            out.messages(rex_plugin::Level::Info),
+            [r#"Logging Worker received: {"a":[true],"b":1}"#]
+        );
     }
 
     #[test]
     fn crashy_task_fails() {
-        assert_eq!(testing::run_task("demo-crashy-task", crashy_task, Vec::<String>::new()).error(), Some("Oops, I crashed"));
+        assert_eq!(
+            testing::run_task("demo-crashy-task", crashy_task, Vec::<String>::new()).error(),
+            Some("Oops, I crashed")
+        );
     }
 }

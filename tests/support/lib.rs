@@ -7,8 +7,8 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::sync::OnceLock;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Where the built binary and plugins are.
@@ -25,19 +25,41 @@ pub fn artifacts() -> &'static Artifacts {
     ARTIFACTS.get_or_init(|| {
         // Test binaries live in target/<profile>/deps; the binary and the cdylibs one level up.
         let exe = std::env::current_exe().expect("test executable path");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>").to_path_buf();
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>")
+            .to_path_buf();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root")
+            .to_path_buf();
         // `cargo test` builds the cdylibs but only `cargo build` names them plainly next to the
         // binary; this is quick when everything is up to date.
         let mut build = Command::new(cargo);
-        build.current_dir(&workspace).args(["build", "--quiet", "-p", "rex-cli", "-p", "rex_asynctask_demo", "-p", "rex_bad_abi"]);
+        build.current_dir(&workspace).args([
+            "build",
+            "--quiet",
+            "-p",
+            "rex-cli",
+            "-p",
+            "rex_asynctask_demo",
+            "-p",
+            "rex_bad_abi",
+        ]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");
         }
         let status = build.status().expect("run cargo build");
-        assert!(status.success(), "cargo build of rex and the test plugins failed");
-        Artifacts { rex: profile_dir.join("rex"), plugin_dir: profile_dir }
+        assert!(
+            status.success(),
+            "cargo build of rex and the test plugins failed"
+        );
+        Artifacts {
+            rex: profile_dir.join("rex"),
+            plugin_dir: profile_dir,
+        }
     })
 }
 
@@ -77,8 +99,16 @@ impl Project {
 
     /// Run `rex <args>` to completion; returns (exit code, stdout, stderr).
     pub fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = self.rex(args).stdin(Stdio::null()).output().expect("run rex");
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+        let out = self
+            .rex(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run rex");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into(),
+            String::from_utf8_lossy(&out.stderr).into(),
+        )
     }
 
     /// Run `rex <args>` and insist on success; returns stdout.
@@ -90,7 +120,11 @@ impl Project {
 
     /// Submit tasks (one JSON object each) to `queue`.
     pub fn submit(&self, queue: &str, payloads: &[&str]) {
-        let mut child = self.rex(&["asynctask-submit", queue, "-"]).stdin(Stdio::piped()).spawn().expect("spawn submit");
+        let mut child = self
+            .rex(&["asynctask-submit", queue, "-"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("spawn submit");
         {
             use std::io::Write;
             let mut stdin = child.stdin.take().expect("stdin");
@@ -98,16 +132,25 @@ impl Project {
                 writeln!(stdin, "{p}").expect("write payload");
             }
         }
-        assert!(child.wait().expect("wait submit").success(), "asynctask-submit failed");
+        assert!(
+            child.wait().expect("wait submit").success(),
+            "asynctask-submit failed"
+        );
     }
 
     /// `rex asynctask-queues --json` for one queue: (pending, running, failed).
     pub fn counts(&self, queue: &str) -> (u64, u64, u64) {
         let out = self.ok(&["asynctask-queues", "--json"]);
         let rows: serde_json::Value = serde_json::from_str(&out).expect("queues json");
-        let row = rows.as_array().and_then(|rows| rows.iter().find(|r| r["queue"] == queue));
+        let row = rows
+            .as_array()
+            .and_then(|rows| rows.iter().find(|r| r["queue"] == queue));
         match row {
-            Some(r) => (r["pending"].as_u64().unwrap_or(0), r["running"].as_u64().unwrap_or(0), r["failed"].as_u64().unwrap_or(0)),
+            Some(r) => (
+                r["pending"].as_u64().unwrap_or(0),
+                r["running"].as_u64().unwrap_or(0),
+                r["failed"].as_u64().unwrap_or(0),
+            ),
             None => (0, 0, 0),
         }
     }
@@ -115,7 +158,11 @@ impl Project {
     /// `rex asynctask-failed --json`.
     pub fn failed(&self, queue: &str) -> Vec<serde_json::Value> {
         let out = self.ok(&["asynctask-failed", "--queue", queue, "--json"]);
-        serde_json::from_str::<serde_json::Value>(&out).expect("failed json").as_array().cloned().unwrap_or_default()
+        serde_json::from_str::<serde_json::Value>(&out)
+            .expect("failed json")
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -130,9 +177,17 @@ pub struct Running {
 impl Running {
     /// Spawn `cmd` with stdout and stderr captured line by line.
     pub fn spawn(mut cmd: Command) -> Running {
-        let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn rex");
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn rex");
         let (tx, lines) = mpsc::channel();
-        for stream in [Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>, Box::new(child.stderr.take().expect("stderr"))] {
+        for stream in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
             let tx = tx.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines() {
@@ -143,7 +198,11 @@ impl Running {
                 }
             });
         }
-        Running { child, lines, seen: Vec::new() }
+        Running {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
     }
 
     /// Wait until a line satisfying `pred` arrives (or panic after `limit`); returns it.
@@ -158,7 +217,10 @@ impl Running {
                         return line;
                     }
                 }
-                Err(_) => panic!("timed out waiting for a line; output so far:\n{}", self.seen.join("\n")),
+                Err(_) => panic!(
+                    "timed out waiting for a line; output so far:\n{}",
+                    self.seen.join("\n")
+                ),
             }
         }
     }
@@ -180,7 +242,10 @@ impl Running {
                 Ok(line) => self.seen.push(line),
                 Err(_) if Instant::now() > deadline => {
                     let _ = self.child.kill();
-                    panic!("process did not exit in time; output:\n{}", self.seen.join("\n"));
+                    panic!(
+                        "process did not exit in time; output:\n{}",
+                        self.seen.join("\n")
+                    );
                 }
                 Err(_) => {}
             }
@@ -195,14 +260,28 @@ impl Running {
 /// Pids of the live children of `parent` (from /proc), i.e. the worker processes of a master.
 pub fn children_of(parent: i32) -> Vec<i32> {
     let mut pids = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return pids };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return pids;
+    };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(close) = stat.rfind(')') else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
         let fields: Vec<&str> = stat[close + 2..].split(' ').collect();
         // fields[0] = state, fields[1] = ppid; zombies are already dead.
-        if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(parent) && fields.first() != Some(&"Z") {
+        if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(parent)
+            && fields.first() != Some(&"Z")
+        {
             pids.push(pid);
         }
     }

@@ -35,8 +35,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use task::{
-    normalize_payload, validate_queue_name, Attempt, Failure, FailureKind, Lease, Outcome, Payload,
-    QueueCounts, QueueStats, Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary,
+    Attempt, Failure, FailureKind, Lease, Outcome, Payload, QueueCounts, QueueStats, Submit,
+    SubmitOptions, Task, TaskId, TaskState, TaskSummary, normalize_payload, validate_queue_name,
 };
 
 /// Errors of the transport layer.
@@ -104,7 +104,12 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Enqueue a task. Returns its id, or `None` when `opts.idempotency_key` was already used
     /// (the task was not enqueued a second time).
-    async fn submit(&self, queue: &str, payload: Payload, opts: &SubmitOptions) -> Result<Option<TaskId>>;
+    async fn submit(
+        &self,
+        queue: &str,
+        payload: Payload,
+        opts: &SubmitOptions,
+    ) -> Result<Option<TaskId>>;
 
     /// Claim the oldest ready task of `queue` (FIFO by submission among tasks whose `run_at`
     /// has passed), leasing it to `owner` for `lease`. Increments the attempt count and the
@@ -118,7 +123,12 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Record a failed attempt. With `retry_at` the task goes back to `pending` and becomes
     /// ready at that time; without it the task becomes `failed` and is kept. `false` if stale.
-    async fn fail(&self, lease: &Lease, failure: &Failure, retry_at: Option<SystemTime>) -> Result<bool>;
+    async fn fail(
+        &self,
+        lease: &Lease,
+        failure: &Failure,
+        retry_at: Option<SystemTime>,
+    ) -> Result<bool>;
 
     /// Return a claimed task to `pending`, ready now, without using up an attempt (the attempt
     /// count is decremented again; the history records the release). `false` if stale.

@@ -37,9 +37,14 @@ impl TaskState {
 
     /// Inverse of [`as_str`](Self::as_str).
     pub fn parse(s: &str) -> Option<Self> {
-        [TaskState::Pending, TaskState::Running, TaskState::Failed, TaskState::Done]
-            .into_iter()
-            .find(|state| state.as_str() == s)
+        [
+            TaskState::Pending,
+            TaskState::Running,
+            TaskState::Failed,
+            TaskState::Done,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == s)
     }
 }
 
@@ -88,7 +93,10 @@ pub struct Task {
 
 impl Task {
     pub fn lease(&self) -> Lease {
-        Lease { id: self.id, token: self.lease_token }
+        Lease {
+            id: self.id,
+            token: self.lease_token,
+        }
     }
 }
 
@@ -111,10 +119,16 @@ pub struct Failure {
 
 impl Failure {
     pub fn error(reason: impl Into<String>) -> Self {
-        Failure { kind: FailureKind::Error, reason: reason.into() }
+        Failure {
+            kind: FailureKind::Error,
+            reason: reason.into(),
+        }
     }
     pub fn crash(reason: impl Into<String>) -> Self {
-        Failure { kind: FailureKind::Crash, reason: reason.into() }
+        Failure {
+            kind: FailureKind::Crash,
+            reason: reason.into(),
+        }
     }
 }
 
@@ -197,9 +211,15 @@ pub fn validate_queue_name(name: &str) -> Result<(), TransportError> {
     let ok = bytes.len() >= 2
         && bytes[0].is_ascii_lowercase()
         && matches!(bytes[bytes.len() - 1], b'a'..=b'z' | b'0'..=b'9')
-        && bytes.iter().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
+        && bytes
+            .iter()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
         && !name.contains("__");
-    if ok { Ok(()) } else { Err(TransportError::InvalidQueueName(name.to_string())) }
+    if ok {
+        Ok(())
+    } else {
+        Err(TransportError::InvalidQueueName(name.to_string()))
+    }
 }
 
 /// `null` becomes `{}`; an object passes; anything else is `Expected a mapping`.
@@ -213,7 +233,9 @@ pub fn normalize_payload(value: Value) -> Result<Payload, TransportError> {
 
 /// Milliseconds since the Unix epoch (saturating; times before 1970 become 0).
 pub fn to_epoch_ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Inverse of [`to_epoch_ms`].
@@ -238,13 +260,18 @@ mod epoch_ms {
 
 mod epoch_ms_opt {
     use super::*;
-    pub fn serialize<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        t: &Option<SystemTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match t {
             Some(t) => s.serialize_some(&to_epoch_ms(*t)),
             None => s.serialize_none(),
         }
     }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<SystemTime>, D::Error> {
         Ok(Option::<i64>::deserialize(d)?.map(from_epoch_ms))
     }
 }
@@ -255,10 +282,19 @@ mod tests {
 
     #[test]
     fn queue_names_follow_the_original_rule() {
-        for ok in ["ab", "foo", "a_b", "some_queue", "scheduled_0_demo_bar_worker", "q1"] {
+        for ok in [
+            "ab",
+            "foo",
+            "a_b",
+            "some_queue",
+            "scheduled_0_demo_bar_worker",
+            "q1",
+        ] {
             assert!(validate_queue_name(ok).is_ok(), "{ok} should be valid");
         }
-        for bad in ["a", "a__b", "foo_", "1foo", "BADNAME", "", "_ab", "a-b", "é1"] {
+        for bad in [
+            "a", "a__b", "foo_", "1foo", "BADNAME", "", "_ab", "a-b", "é1",
+        ] {
             assert!(validate_queue_name(bad).is_err(), "{bad} should be invalid");
         }
     }

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::spec::parse_duration_value;
 use super::Context;
+use super::spec::parse_duration_value;
 use crate::error::{Error, Result};
 use rex_transport::{FailureKind, Task};
 
@@ -36,7 +36,12 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 1, max_crashes: 1, delay_min: Duration::from_secs(1), delay_max: Duration::from_secs(300) }
+        RetryPolicy {
+            max_attempts: 1,
+            max_crashes: 1,
+            delay_min: Duration::from_secs(1),
+            delay_max: Duration::from_secs(300),
+        }
     }
 }
 
@@ -45,7 +50,9 @@ impl RetryPolicy {
     /// budget is used up and it must be kept as failed.
     pub fn retry_at(&self, task: &Task, kind: FailureKind) -> Option<SystemTime> {
         let crashes = task.crashes + u32::from(kind == FailureKind::Crash);
-        if task.attempt >= self.max_attempts || crashes >= self.max_crashes.max(1) && kind == FailureKind::Crash {
+        if task.attempt >= self.max_attempts
+            || crashes >= self.max_crashes.max(1) && kind == FailureKind::Crash
+        {
             return None;
         }
         Some(SystemTime::now() + self.backoff(task.attempt))
@@ -54,7 +61,9 @@ impl RetryPolicy {
     /// Exponential backoff from `delay_min`, doubling per attempt, capped at `delay_max`, with
     /// jitter over the upper half so retries of a burst spread out.
     pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.delay_min.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let exp = self
+            .delay_min
+            .saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
         let capped = exp.min(self.delay_max).max(self.delay_min);
         let jittered = capped.mul_f64(0.5 + fastrand::f64() * 0.5);
         jittered.max(self.delay_min.min(capped))
@@ -90,10 +99,14 @@ pub(super) fn validate_workers(value: Value, ctx: &Context<'_>) -> Result<Value>
     let mut out = Map::new();
     for (queue, entry) in map {
         if let Err(e) = rex_transport::validate_queue_name(&queue) {
-            return Err(Error::new(e.to_string()).context("While validating mapping key:", Value::String(queue).to_string()));
+            return Err(Error::new(e.to_string()).context(
+                "While validating mapping key:",
+                Value::String(queue).to_string(),
+            ));
         }
         let key = Value::String(queue.clone()).to_string();
-        let entry = validate_entry(entry, ctx).map_err(|e| e.context("While validating mapping value for key:", key))?;
+        let entry = validate_entry(entry, ctx)
+            .map_err(|e| e.context("While validating mapping value for key:", key))?;
         out.insert(queue, entry);
     }
     Ok(Value::Object(out))
@@ -110,7 +123,8 @@ fn validate_entry(entry: Value, ctx: &Context<'_>) -> Result<Value> {
         }
         Value::Object(record) => record,
         other => {
-            return Err(Error::new("Expected a worker name or a JSON object").context("Got:", other.to_string()));
+            return Err(Error::new("Expected a worker name or a JSON object")
+                .context("Got:", other.to_string()));
         }
     };
     for field in record.keys() {
@@ -120,27 +134,52 @@ fn validate_entry(entry: Value, ctx: &Context<'_>) -> Result<Value> {
     }
     let field_ctx = |name: &'static str| move |e: Error| e.context("While validating field:", name);
     match record.get("worker") {
-        Some(Value::String(worker)) => validate_worker_name(worker, ctx).map_err(field_ctx("worker"))?,
-        Some(other) => return Err(Error::new("Expected a string").context("Got:", other.to_string())).map_err(field_ctx("worker")),
+        Some(Value::String(worker)) => {
+            validate_worker_name(worker, ctx).map_err(field_ctx("worker"))?
+        }
+        Some(other) => {
+            return Err(Error::new("Expected a string").context("Got:", other.to_string()))
+                .map_err(field_ctx("worker"));
+        }
         None => return Err(Error::with_body("Missing mandatory field:", "worker")),
     }
-    for name in ["concurrency", "max_attempts", "max_crashes", "rate_max_calls"] {
+    for name in [
+        "concurrency",
+        "max_attempts",
+        "max_crashes",
+        "rate_max_calls",
+    ] {
         if let Some(v) = record.get(name) {
-            if !v.as_u64().is_some_and(|n| (1..=u32::MAX as u64).contains(&n)) {
-                return Err(Error::new("Expected a positive integer").context("Got:", v.to_string())).map_err(field_ctx(name));
+            if !v
+                .as_u64()
+                .is_some_and(|n| (1..=u32::MAX as u64).contains(&n))
+            {
+                return Err(
+                    Error::new("Expected a positive integer").context("Got:", v.to_string())
+                )
+                .map_err(field_ctx(name));
             }
         }
     }
-    for name in ["retry_delay_min", "retry_delay_max", "timeout", "rate_period"] {
+    for name in [
+        "retry_delay_min",
+        "retry_delay_max",
+        "timeout",
+        "rate_period",
+    ] {
         if let Some(v) = record.get(name) {
             let d = parse_duration_value(v).map_err(field_ctx(name))?;
             if d.is_zero() && name != "retry_delay_min" {
-                return Err(Error::new("Expected a duration greater than zero").context("Got:", v.to_string())).map_err(field_ctx(name));
+                return Err(Error::new("Expected a duration greater than zero")
+                    .context("Got:", v.to_string()))
+                .map_err(field_ctx(name));
             }
         }
     }
     if record.contains_key("rate_max_calls") != record.contains_key("rate_period") {
-        return Err(Error::new("rate_max_calls and rate_period must be given together"));
+        return Err(Error::new(
+            "rate_max_calls and rate_period must be given together",
+        ));
     }
     Ok(Value::Object(record))
 }
@@ -149,18 +188,26 @@ fn validate_worker_name(worker: &str, ctx: &Context<'_>) -> Result<()> {
     if ctx.workers.iter().any(|w| w == worker) {
         Ok(())
     } else {
-        Err(Error::with_body("Expected one of:", ctx.workers.join(", ")).context("Got:", Value::String(worker.to_string()).to_string()))
+        Err(Error::with_body("Expected one of:", ctx.workers.join(", "))
+            .context("Got:", Value::String(worker.to_string()).to_string()))
     }
 }
 
 /// The enabled queues of a validated `asynctask_workers` value, sorted by queue name.
 pub(super) fn queues(value: Option<&Value>) -> Vec<QueueConfig> {
-    let Some(Value::Object(map)) = value else { return Vec::new() };
+    let Some(Value::Object(map)) = value else {
+        return Vec::new();
+    };
     let mut queues: Vec<QueueConfig> = map
         .iter()
         .filter_map(|(queue, entry)| {
             let record = entry.as_object()?;
-            let int = |name: &str, default: u32| record.get(name).and_then(Value::as_u64).map_or(default, |n| n as u32);
+            let int = |name: &str, default: u32| {
+                record
+                    .get(name)
+                    .and_then(Value::as_u64)
+                    .map_or(default, |n| n as u32)
+            };
             let dur = |name: &str| record.get(name).and_then(|v| parse_duration_value(v).ok());
             let max_attempts = int("max_attempts", 1);
             let defaults = RetryPolicy::default();
@@ -172,11 +219,19 @@ pub(super) fn queues(value: Option<&Value>) -> Vec<QueueConfig> {
                     max_attempts,
                     max_crashes: int("max_crashes", max_attempts),
                     delay_min: dur("retry_delay_min").unwrap_or(defaults.delay_min),
-                    delay_max: dur("retry_delay_max").unwrap_or(defaults.delay_max).max(dur("retry_delay_min").unwrap_or_default()),
+                    delay_max: dur("retry_delay_max")
+                        .unwrap_or(defaults.delay_max)
+                        .max(dur("retry_delay_min").unwrap_or_default()),
                 },
                 timeout: dur("timeout"),
-                rate: match (record.get("rate_max_calls").and_then(Value::as_u64), dur("rate_period")) {
-                    (Some(max_calls), Some(period)) => Some(RateLimit { max_calls: max_calls as u32, period }),
+                rate: match (
+                    record.get("rate_max_calls").and_then(Value::as_u64),
+                    dur("rate_period"),
+                ) {
+                    (Some(max_calls), Some(period)) => Some(RateLimit {
+                        max_calls: max_calls as u32,
+                        period,
+                    }),
                     _ => None,
                 },
             })

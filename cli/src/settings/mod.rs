@@ -10,7 +10,7 @@ mod asynctask;
 mod spec;
 
 pub use asynctask::{QueueConfig, RateLimit, RetryPolicy};
-pub use spec::{Kind, Merge, SettingSpec, SPECS, parse_duration};
+pub use spec::{Kind, Merge, SPECS, SettingSpec, parse_duration};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -43,24 +43,38 @@ pub struct Context<'a> {
 
 impl Settings {
     /// Merge `sources` over the defaults of `specs` and validate the result.
-    pub fn build(specs: &[&SettingSpec], sources: &[Source], ctx: &Context<'_>) -> Result<Settings> {
+    pub fn build(
+        specs: &[&SettingSpec],
+        sources: &[Source],
+        ctx: &Context<'_>,
+    ) -> Result<Settings> {
         let mut raw: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
         for source in sources {
             for (name, value) in &source.values {
                 let Some(spec) = specs.iter().find(|s| s.name == name) else {
-                    return Err(Error::with_body("Got unknown setting:", name.clone()).context("In", source.origin.clone()));
+                    return Err(Error::with_body("Got unknown setting:", name.clone())
+                        .context("In", source.origin.clone()));
                 };
-                let value = spec.kind.coerce(value.clone()).map_err(|e| e.context("While validating setting:", name.clone()))?;
+                let value = spec
+                    .kind
+                    .coerce(value.clone())
+                    .map_err(|e| e.context("While validating setting:", name.clone()))?;
                 raw.entry(spec.name).or_default().push(value);
             }
         }
         let mut values = BTreeMap::new();
         for spec in specs {
             let merged = match raw.remove(spec.name) {
-                Some(list) => list.into_iter().reduce(|old, new| spec.merge.apply(old, new)).unwrap_or(Value::Null),
+                Some(list) => list
+                    .into_iter()
+                    .reduce(|old, new| spec.merge.apply(old, new))
+                    .unwrap_or(Value::Null),
                 None => spec.default_value(),
             };
-            let valid = spec.kind.validate(merged, ctx).map_err(|e| e.context("While validating setting:", spec.name))?;
+            let valid = spec
+                .kind
+                .validate(merged, ctx)
+                .map_err(|e| e.context("While validating setting:", spec.name))?;
             values.insert(spec.name.to_string(), valid);
         }
         Ok(Settings { values })
@@ -79,7 +93,9 @@ impl Settings {
     }
 
     fn duration(&self, name: &str, default: Duration) -> Duration {
-        self.get(name).and_then(|v| spec::parse_duration_value(v).ok()).unwrap_or(default)
+        self.get(name)
+            .and_then(|v| spec::parse_duration_value(v).ok())
+            .unwrap_or(default)
     }
 
     /// `asynctask_transport`, if set.
@@ -109,18 +125,32 @@ impl Settings {
     }
 
     pub fn log_config(&self) -> LogConfig {
-        let level = self.get("log_level").and_then(Value::as_str).and_then(logging::Level::parse).unwrap_or(logging::Level::Info);
+        let level = self
+            .get("log_level")
+            .and_then(Value::as_str)
+            .and_then(logging::Level::parse)
+            .unwrap_or(logging::Level::Info);
         let levels = self
             .get("log_levels")
             .and_then(Value::as_object)
-            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), logging::Level::parse(v.as_str()?)?))).collect())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), logging::Level::parse(v.as_str()?)?)))
+                    .collect()
+            })
             .unwrap_or_default();
         let format = self
             .get("log_format")
             .and_then(Value::as_str)
             .and_then(|f| serde_json::from_value(Value::String(f.to_string())).ok())
             .unwrap_or_default();
-        LogConfig { level, levels, format, quiet: false, queue: None }
+        LogConfig {
+            level,
+            levels,
+            format,
+            quiet: false,
+            queue: None,
+        }
     }
 
     /// The settings as YAML, sorted by name, with transport passwords masked.
@@ -134,7 +164,12 @@ impl Settings {
 
     /// The settings as JSON (sent to plugins at init).
     pub fn to_json(&self) -> Value {
-        Value::Object(self.values.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        Value::Object(
+            self.values
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
     }
 }
 
@@ -145,9 +180,15 @@ pub fn parse_set_arg(arg: &str) -> Result<(String, Value)> {
         Some((name, value)) => (name, Value::String(value.to_string())),
         None => (arg, Value::Bool(true)),
     };
-    let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     if !valid {
-        return Err(Error::with_body("invalid value for option --set:", "Expected PARAM=VALUE").context("Got:", arg));
+        return Err(
+            Error::with_body("invalid value for option --set:", "Expected PARAM=VALUE")
+                .context("Got:", arg),
+        );
     }
     Ok((name.replace('-', "_"), value))
 }
@@ -158,7 +199,9 @@ pub fn describe_parameters(sources: &[Source]) -> Option<String> {
     for source in sources.iter().filter(|s| s.is_parameter) {
         for (k, v) in &source.values {
             let shown = match (k.as_str(), v) {
-                ("asynctask_transport", Value::String(uri)) => Value::String(rex_transport::redact_uri(uri)).to_string(),
+                ("asynctask_transport", Value::String(uri)) => {
+                    Value::String(rex_transport::redact_uri(uri)).to_string()
+                }
                 _ => v.to_string(),
             };
             params.insert(k, shown);
@@ -167,7 +210,13 @@ pub fn describe_parameters(sources: &[Source]) -> Option<String> {
     if params.is_empty() {
         return None;
     }
-    Some(params.into_iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join("\n"))
+    Some(
+        params
+            .into_iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
 }
 
 #[cfg(test)]

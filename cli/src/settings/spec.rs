@@ -40,7 +40,9 @@ impl Merge {
 pub enum Kind {
     OptionalString,
     /// Integer with a lower bound.
-    Integer { min: i64 },
+    Integer {
+        min: i64,
+    },
     /// `500ms`, `30s`, `5m`, `1h`; a bare number means seconds.
     Duration,
     /// DEBUG, INFO, WARNING, ERROR.
@@ -158,13 +160,24 @@ impl Kind {
             (Kind::OptionalString | Kind::LogLevel | Kind::LogFormat | Kind::Duration, v) => Ok(v),
             (Kind::Integer { .. }, Value::String(s)) => match s.trim().parse::<i64>() {
                 Ok(n) => Ok(Value::from(n)),
-                Err(_) => Err(Error::new("Expected an integer").context("Got:", got(&Value::String(s)))),
+                Err(_) => {
+                    Err(Error::new("Expected an integer").context("Got:", got(&Value::String(s))))
+                }
             },
-            (Kind::Workers | Kind::LogLevels, Value::String(s)) => match serde_yaml::from_str::<Value>(&s) {
-                Ok(v @ (Value::Object(_) | Value::Null)) => Ok(v),
-                Ok(_) => Err(Error::new("Expected a mapping").context("Got:", got(&Value::String(s)))),
-                Err(e) => Err(Error::with_body("Failed to parse a YAML or JSON mapping:", e.to_string()).context("Got:", got(&Value::String(s)))),
-            },
+            (Kind::Workers | Kind::LogLevels, Value::String(s)) => {
+                match serde_yaml::from_str::<Value>(&s) {
+                    Ok(v @ (Value::Object(_) | Value::Null)) => Ok(v),
+                    Ok(_) => {
+                        Err(Error::new("Expected a mapping")
+                            .context("Got:", got(&Value::String(s))))
+                    }
+                    Err(e) => Err(Error::with_body(
+                        "Failed to parse a YAML or JSON mapping:",
+                        e.to_string(),
+                    )
+                    .context("Got:", got(&Value::String(s)))),
+                }
+            }
             (_, v) => Ok(v),
         }
     }
@@ -177,7 +190,10 @@ impl Kind {
             },
             Kind::Integer { min } => match value.as_i64() {
                 Some(n) if n >= min => Ok(Value::from(n)),
-                _ => Err(Error::new(format!("Expected an integer greater than or equal to {min}")).context("Got:", got(&value))),
+                _ => Err(Error::new(format!(
+                    "Expected an integer greater than or equal to {min}"
+                ))
+                .context("Got:", got(&value))),
             },
             Kind::Duration => {
                 parse_duration_value(&value)?;
@@ -189,7 +205,9 @@ impl Kind {
                 Value::Object(map) => {
                     let mut out = Map::new();
                     for (logger, level) in map {
-                        let level = validate_level(level).map_err(|e| e.context("While validating mapping value for key:", logger.clone()))?;
+                        let level = validate_level(level).map_err(|e| {
+                            e.context("While validating mapping value for key:", logger.clone())
+                        })?;
                         out.insert(logger, level);
                     }
                     Ok(Value::Object(out))
@@ -198,7 +216,10 @@ impl Kind {
             },
             Kind::LogFormat => match value.as_str() {
                 Some("basic" | "timestamp" | "json") => Ok(value),
-                _ => Err(Error::with_body("Expected one of:", "basic, timestamp, json").context("Got:", got(&value))),
+                _ => Err(
+                    Error::with_body("Expected one of:", "basic, timestamp, json")
+                        .context("Got:", got(&value)),
+                ),
             },
             Kind::Workers => super::asynctask::validate_workers(value, ctx),
         }
@@ -208,7 +229,10 @@ impl Kind {
 fn validate_level(value: Value) -> Result<Value> {
     match value.as_str().and_then(crate::logging::Level::parse) {
         Some(level) => Ok(Value::String(level.name().to_string())),
-        None => Err(Error::with_body("Expected one of:", "DEBUG, INFO, WARNING, ERROR").context("Got:", got(&value))),
+        None => Err(
+            Error::with_body("Expected one of:", "DEBUG, INFO, WARNING, ERROR")
+                .context("Got:", got(&value)),
+        ),
     }
 }
 
@@ -220,8 +244,10 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
             return Ok(Duration::from_secs_f64(secs));
         }
     }
-    humantime::parse_duration(text)
-        .map_err(|_| Error::new("Expected a duration such as 500ms, 30s or 5m").context("Got:", got(&Value::String(text.to_string()))))
+    humantime::parse_duration(text).map_err(|_| {
+        Error::new("Expected a duration such as 500ms, 30s or 5m")
+            .context("Got:", got(&Value::String(text.to_string())))
+    })
 }
 
 pub fn parse_duration_value(value: &Value) -> Result<Duration> {
@@ -231,6 +257,9 @@ pub fn parse_duration_value(value: &Value) -> Result<Duration> {
             Some(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
             _ => Err(Error::new("Expected a non-negative duration").context("Got:", got(value))),
         },
-        other => Err(Error::new("Expected a duration such as 500ms, 30s or 5m").context("Got:", got(other))),
+        other => {
+            Err(Error::new("Expected a duration such as 500ms, 30s or 5m")
+                .context("Got:", got(other)))
+        }
     }
 }

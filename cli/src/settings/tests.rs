@@ -3,11 +3,17 @@ use serde_json::json;
 use super::*;
 
 fn workers() -> Vec<String> {
-    ["ctl_executor", "demo_foo_worker", "demo_bar_worker"].map(String::from).to_vec()
+    ["ctl_executor", "demo_foo_worker", "demo_bar_worker"]
+        .map(String::from)
+        .to_vec()
 }
 
 fn source(origin: &str, values: serde_json::Value, is_parameter: bool) -> Source {
-    Source { origin: origin.into(), values: values.as_object().cloned().unwrap_or_default(), is_parameter }
+    Source {
+        origin: origin.into(),
+        values: values.as_object().cloned().unwrap_or_default(),
+        is_parameter,
+    }
 }
 
 fn build(sources: &[Source]) -> Result<Settings> {
@@ -34,20 +40,39 @@ fn workers_merge_shallowly_and_null_disables_a_queue() {
     ])
     .unwrap();
     let queues = s.queues();
-    assert_eq!(queues.iter().map(|q| q.queue.as_str()).collect::<Vec<_>>(), ["foo", "some_queue"]);
+    assert_eq!(
+        queues.iter().map(|q| q.queue.as_str()).collect::<Vec<_>>(),
+        ["foo", "some_queue"]
+    );
     assert_eq!(queues[1].concurrency, 2);
     assert_eq!(queues[1].retry, RetryPolicy::default());
 
     let s = build(&[
-        source("demo settings.yaml", json!({"asynctask_workers": {"foo": "demo_foo_worker"}}), false),
+        source(
+            "demo settings.yaml",
+            json!({"asynctask_workers": {"foo": "demo_foo_worker"}}),
+            false,
+        ),
         source("--set", json!({"asynctask_workers": "{}"}), true),
     ])
     .unwrap();
-    assert_eq!(s.queues().len(), 1, "an empty map merged over the defaults changes nothing");
+    assert_eq!(
+        s.queues().len(),
+        1,
+        "an empty map merged over the defaults changes nothing"
+    );
 
     let s = build(&[
-        source("demo settings.yaml", json!({"asynctask_workers": {"foo": "demo_foo_worker"}}), false),
-        source("--set", json!({"asynctask_workers": "{\"foo\": null}"}), true),
+        source(
+            "demo settings.yaml",
+            json!({"asynctask_workers": {"foo": "demo_foo_worker"}}),
+            false,
+        ),
+        source(
+            "--set",
+            json!({"asynctask_workers": "{\"foo\": null}"}),
+            true,
+        ),
     ])
     .unwrap();
     assert!(s.queues().is_empty());
@@ -55,7 +80,12 @@ fn workers_merge_shallowly_and_null_disables_a_queue() {
 
 #[test]
 fn unknown_worker_lists_the_valid_ones() {
-    let err = build(&[source("--set", json!({"asynctask_workers": {"some_queue": "doesntexist"}}), true)]).unwrap_err();
+    let err = build(&[source(
+        "--set",
+        json!({"asynctask_workers": {"some_queue": "doesntexist"}}),
+        true,
+    )])
+    .unwrap_err();
     assert_eq!(
         err.render(),
         "Expected one of:\n    ctl_executor, demo_foo_worker, demo_bar_worker\nGot:\n    \"doesntexist\"\n\
@@ -65,8 +95,18 @@ fn unknown_worker_lists_the_valid_ones() {
 
 #[test]
 fn bad_queue_names_are_rejected_at_load_time() {
-    let err = build(&[source("--set", json!({"asynctask_workers": {"Bad__Name": "demo_foo_worker"}}), true)]).unwrap_err();
-    assert!(err.render().starts_with("\"Bad__Name\" is not a properly-formatted queue name"), "{}", err.render());
+    let err = build(&[source(
+        "--set",
+        json!({"asynctask_workers": {"Bad__Name": "demo_foo_worker"}}),
+        true,
+    )])
+    .unwrap_err();
+    assert!(
+        err.render()
+            .starts_with("\"Bad__Name\" is not a properly-formatted queue name"),
+        "{}",
+        err.render()
+    );
 }
 
 #[test]
@@ -83,39 +123,96 @@ fn record_fields_are_typed() {
     assert_eq!(q.retry.max_crashes, 3);
     assert_eq!(q.retry.delay_min, Duration::from_millis(10));
     assert_eq!(q.timeout, Some(Duration::from_secs(5)));
-    assert_eq!(q.rate, Some(RateLimit { max_calls: 10, period: Duration::from_secs(2) }));
+    assert_eq!(
+        q.rate,
+        Some(RateLimit {
+            max_calls: 10,
+            period: Duration::from_secs(2)
+        })
+    );
 
-    let err = build(&[source("x", json!({"asynctask_workers": {"foo": {"worker": "demo_foo_worker", "colour": 1}}}), true)]).unwrap_err();
-    assert!(err.render().starts_with("Got unexpected field:\n    colour"), "{}", err.render());
-    let err = build(&[source("x", json!({"asynctask_workers": {"foo": {"worker": "demo_foo_worker", "timeout": "soon"}}}), true)]).unwrap_err();
-    assert!(err.render().contains("While validating field:\n    timeout"), "{}", err.render());
+    let err = build(&[source(
+        "x",
+        json!({"asynctask_workers": {"foo": {"worker": "demo_foo_worker", "colour": 1}}}),
+        true,
+    )])
+    .unwrap_err();
+    assert!(
+        err.render()
+            .starts_with("Got unexpected field:\n    colour"),
+        "{}",
+        err.render()
+    );
+    let err = build(&[source(
+        "x",
+        json!({"asynctask_workers": {"foo": {"worker": "demo_foo_worker", "timeout": "soon"}}}),
+        true,
+    )])
+    .unwrap_err();
+    assert!(
+        err.render()
+            .contains("While validating field:\n    timeout"),
+        "{}",
+        err.render()
+    );
 }
 
 #[test]
 fn command_line_strings_are_coerced_by_type() {
-    let s = build(&[source("--set", json!({"asynctask_workers_poll_interval": "100", "log_level": "debug"}), true)]).unwrap();
+    let s = build(&[source(
+        "--set",
+        json!({"asynctask_workers_poll_interval": "100", "log_level": "debug"}),
+        true,
+    )])
+    .unwrap();
     assert_eq!(s.poll_interval(), Duration::from_millis(100));
     assert_eq!(s.log_config().level, crate::logging::Level::Debug);
-    let err = build(&[source("--set", json!({"asynctask_workers_poll_interval": "0"}), true)]).unwrap_err();
-    assert!(err.render().starts_with("Expected an integer greater than or equal to 1"), "{}", err.render());
+    let err = build(&[source(
+        "--set",
+        json!({"asynctask_workers_poll_interval": "0"}),
+        true,
+    )])
+    .unwrap_err();
+    assert!(
+        err.render()
+            .starts_with("Expected an integer greater than or equal to 1"),
+        "{}",
+        err.render()
+    );
 }
 
 #[test]
 fn unknown_settings_name_their_source() {
-    let err = build(&[source("rex.yaml parameters", json!({"colour": "blue"}), true)]).unwrap_err();
-    assert_eq!(err.render(), "Got unknown setting:\n    colour\nIn\n    rex.yaml parameters");
+    let err = build(&[source(
+        "rex.yaml parameters",
+        json!({"colour": "blue"}),
+        true,
+    )])
+    .unwrap_err();
+    assert_eq!(
+        err.render(),
+        "Got unknown setting:\n    colour\nIn\n    rex.yaml parameters"
+    );
 }
 
 #[test]
 fn set_arguments_follow_rex_ctl() {
-    assert_eq!(parse_set_arg("a-b=c=d").unwrap(), ("a_b".into(), json!("c=d")));
+    assert_eq!(
+        parse_set_arg("a-b=c=d").unwrap(),
+        ("a_b".into(), json!("c=d"))
+    );
     assert_eq!(parse_set_arg("flag").unwrap(), ("flag".into(), json!(true)));
     assert!(parse_set_arg("=x").is_err());
 }
 
 #[test]
 fn retry_policy_budgets_errors_and_crashes_separately() {
-    let policy = RetryPolicy { max_attempts: 3, max_crashes: 1, delay_min: Duration::from_millis(10), delay_max: Duration::from_secs(1) };
+    let policy = RetryPolicy {
+        max_attempts: 3,
+        max_crashes: 1,
+        delay_min: Duration::from_millis(10),
+        delay_max: Duration::from_secs(1),
+    };
     let task = |attempt, crashes| rex_transport::Task {
         id: 1,
         queue: "foo".into(),
@@ -128,11 +225,27 @@ fn retry_policy_budgets_errors_and_crashes_separately() {
         lease_until: std::time::SystemTime::now(),
         created_at: std::time::SystemTime::now(),
     };
-    assert!(policy.retry_at(&task(1, 0), rex_transport::FailureKind::Error).is_some());
-    assert!(policy.retry_at(&task(3, 0), rex_transport::FailureKind::Error).is_none());
-    assert!(policy.retry_at(&task(1, 0), rex_transport::FailureKind::Crash).is_none(), "one crash allowed in all");
+    assert!(
+        policy
+            .retry_at(&task(1, 0), rex_transport::FailureKind::Error)
+            .is_some()
+    );
+    assert!(
+        policy
+            .retry_at(&task(3, 0), rex_transport::FailureKind::Error)
+            .is_none()
+    );
+    assert!(
+        policy
+            .retry_at(&task(1, 0), rex_transport::FailureKind::Crash)
+            .is_none(),
+        "one crash allowed in all"
+    );
     for attempt in 1..10 {
         let d = policy.backoff(attempt);
-        assert!(d >= policy.delay_min && d <= policy.delay_max, "{attempt}: {d:?}");
+        assert!(
+            d >= policy.delay_min && d <= policy.delay_max,
+            "{attempt}: {d:?}"
+        );
     }
 }

@@ -6,12 +6,12 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::Instant;
 
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::control::{self, Down, HaltReason, Up, WorkerSpec, CONTROL_FD};
+use crate::control::{self, CONTROL_FD, Down, HaltReason, Up, WorkerSpec};
 
 /// Something that happened to the child of `slot` started as `generation`.
 pub struct Event {
@@ -67,7 +67,12 @@ pub struct Child {
 impl Child {
     /// Start `rex __worker` in its own process group with the control socket on fd 3, hand it
     /// its spec, and start a task that reports its messages and its exit.
-    pub fn spawn(slot: usize, generation: u64, spec: WorkerSpec, events: mpsc::UnboundedSender<Event>) -> std::io::Result<Child> {
+    pub fn spawn(
+        slot: usize,
+        generation: u64,
+        spec: WorkerSpec,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> std::io::Result<Child> {
         let (master_end, child_end) = std::os::unix::net::UnixStream::pair()?;
         let child_fd = child_end.as_raw_fd();
         let exe = std::env::current_exe()?;
@@ -100,12 +105,21 @@ impl Child {
         let owner = spec.owner.clone();
         if let Err(e) = control.write_all(control::encode(&spec).as_bytes()) {
             // A child that died at once yields EPIPE; its exit is reported below like any other.
-            tracing::debug!(logger = "AsyncTaskWorkerTask", "could not send the spec to worker {pid}: {e}");
+            tracing::debug!(
+                logger = "AsyncTaskWorkerTask",
+                "could not send the spec to worker {pid}: {e}"
+            );
         }
         master_end.set_nonblocking(true)?;
         let read = tokio::net::UnixStream::from_std(master_end)?;
         tokio::spawn(async move {
-            let send = |kind| events.send(Event { slot, generation, kind });
+            let send = |kind| {
+                events.send(Event {
+                    slot,
+                    generation,
+                    kind,
+                })
+            };
             let mut lines = BufReader::new(read).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Ok(msg) = serde_json::from_str::<Up>(&line) {
@@ -151,10 +165,14 @@ impl Child {
 }
 
 /// Start time of a process in clock ticks since boot (field 22 of /proc/PID/stat), used to tell
-/// a live master from a dead one whose pid was reused.
+/// a live master from a dead one whose pid was reused. `None` for a gone or zombie process.
 pub fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces; fields after it are space-separated.
     let after = &stat[stat.rfind(')')? + 2..];
+    // A zombie (state Z) is dead; it only waits for its parent to reap it.
+    if after.starts_with('Z') {
+        return None;
+    }
     after.split(' ').nth(19)?.parse().ok()
 }

@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::cli::Parsed;
@@ -43,8 +43,17 @@ const MASTER: &str = "AsyncTaskWorkerTask";
 /// `rex asynctask-workers [<project>]`.
 pub fn task(parsed: &Parsed) -> Result<i32> {
     let args = parsed.project_args();
-    let options = Options { halt_when_empty: parsed.flag("halt-when-empty"), quiet: parsed.flag("quiet") };
-    let app = App::build(&args, Requirement { package: "rex.asynctask", fallback: None })?;
+    let options = Options {
+        halt_when_empty: parsed.flag("halt-when-empty"),
+        quiet: parsed.flag("quiet"),
+    };
+    let app = App::build(
+        &args,
+        Requirement {
+            package: "rex.asynctask",
+            fallback: None,
+        },
+    )?;
     let mut log = app.settings.log_config();
     log.quiet = options.quiet;
     logging::configure(log);
@@ -96,9 +105,14 @@ struct Supervisor {
 impl Supervisor {
     fn new(app: App, args: ProjectArgs, options: Options) -> Result<Supervisor> {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let host = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_else(|_| "localhost".into());
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "localhost".into());
         let pid = std::process::id();
-        let owner_prefix = format!("{host}:{pid}:{}", child::process_start_time(pid).unwrap_or(0));
+        let owner_prefix = format!(
+            "{host}:{pid}:{}",
+            child::process_start_time(pid).unwrap_or(0)
+        );
         let transport = app.open_transport()?;
         Ok(Supervisor {
             app,
@@ -119,8 +133,9 @@ impl Supervisor {
     fn slots_for(&self, queues: Vec<QueueConfig>) -> Result<Vec<Slot>> {
         let mut slots = Vec::new();
         for config in queues {
-            let (package, decl) =
-                self.app.worker(&config.worker).ok_or_else(|| Error::new(format!("Worker \"{}\" does not exist", config.worker)))?;
+            let (package, decl) = self.app.worker(&config.worker).ok_or_else(|| {
+                Error::new(format!("Worker \"{}\" does not exist", config.worker))
+            })?;
             for _ in 0..config.concurrency.max(1) {
                 slots.push(Slot {
                     config: config.clone(),
@@ -139,7 +154,8 @@ impl Supervisor {
     async fn run(mut self) -> Result<i32> {
         let queues = self.app.settings.queues();
         if queues.is_empty() {
-            self.log.info(format_args!("No workers configured; terminating."));
+            self.log
+                .info(format_args!("No workers configured; terminating."));
             return Ok(0);
         }
         if !self.transport.is_shared() {
@@ -185,10 +201,15 @@ impl Supervisor {
         if self.stopping.is_some() {
             self.log.debug(format_args!("Children dead"));
         } else {
-            self.log.info(format_args!("All workers halted; closing down..."));
+            self.log
+                .info(format_args!("All workers halted; closing down..."));
         }
         self.log.info(format_args!("Complete"));
-        Ok(if self.killed_children { EXIT_KILLED_CHILDREN } else { 0 })
+        Ok(if self.killed_children {
+            EXIT_KILLED_CHILDREN
+        } else {
+            0
+        })
     }
 
     fn launch(&mut self, index: usize) {
@@ -212,12 +233,18 @@ impl Supervisor {
             master_pid: std::process::id(),
             project_args: self.args.clone(),
         };
-        self.log.info(format_args!("Launching {} to work on queue {}", spec.worker, spec.queue));
+        self.log.info(format_args!(
+            "Launching {} to work on queue {}",
+            spec.worker, spec.queue
+        ));
         let generation = self.generation;
         match Child::spawn(index, generation, spec, self.events_tx.clone()) {
             Ok(child) => self.slots[index].state = State::Running(child),
             Err(e) => {
-                self.log.error(format_args!("Cannot start a worker for queue {}: {e}", self.slots[index].config.queue));
+                self.log.error(format_args!(
+                    "Cannot start a worker for queue {}: {e}",
+                    self.slots[index].config.queue
+                ));
                 let delay = self.slots[index].restarts.on_death(false);
                 self.slots[index].state = State::Backoff(Instant::now() + delay);
             }
@@ -225,13 +252,19 @@ impl Supervisor {
     }
 
     async fn on_event(&mut self, event: Event) {
-        let Some(slot) = self.slots.get_mut(event.slot) else { return };
-        let State::Running(child) = &mut slot.state else { return };
+        let Some(slot) = self.slots.get_mut(event.slot) else {
+            return;
+        };
+        let State::Running(child) = &mut slot.state else {
+            return;
+        };
         if child.generation != event.generation {
             return;
         }
         match event.kind {
-            child::EventKind::Up(Up::Claimed { task, .. }) => child.current = Some((task, Instant::now())),
+            child::EventKind::Up(Up::Claimed { task, .. }) => {
+                child.current = Some((task, Instant::now()))
+            }
             child::EventKind::Up(Up::Finished { .. }) => {
                 child.current = None;
                 child.processed += 1;
@@ -244,20 +277,28 @@ impl Supervisor {
     }
 
     async fn on_exit(&mut self, index: usize, exit: Exit) {
-        let State::Running(child) = std::mem::replace(&mut self.slots[index].state, State::Done) else { return };
+        let State::Running(child) = std::mem::replace(&mut self.slots[index].state, State::Done)
+        else {
+            return;
+        };
         let queue = self.slots[index].config.queue.clone();
         let orderly = child.halted.is_some() && child.kill_reason.is_none();
         if child.killed_by_shutdown {
             // Killed after the grace period: its tasks go back untouched for another worker.
-            self.release_tasks(&child.owner, "worker killed at shutdown").await;
+            self.release_tasks(&child.owner, "worker killed at shutdown")
+                .await;
             return;
         }
         if orderly {
             let reason = child.halted.unwrap_or(HaltReason::Quit);
-            let done = self.stopping.is_some() || self.slots[index].retiring || (self.options.halt_when_empty && reason == HaltReason::Empty);
+            let done = self.stopping.is_some()
+                || self.slots[index].retiring
+                || (self.options.halt_when_empty && reason == HaltReason::Empty);
             if !done {
                 // Stopped on its own (e.g. SIGTERM sent to the child directly): keep the queue worked.
-                self.log.info(format_args!("Worker for queue {queue} stopped; restarting..."));
+                self.log.info(format_args!(
+                    "Worker for queue {queue} stopped; restarting..."
+                ));
                 self.launch(index);
             }
             return;
@@ -266,15 +307,21 @@ impl Supervisor {
         let settled = self.settle_crash(&child.owner, &reason).await;
         let held_task = settled > 0 || child.current.is_some();
         if self.stopping.is_some() || self.slots[index].retiring {
-            self.log.error(format_args!("Worker for queue {queue} died during shutdown ({reason})"));
+            self.log.error(format_args!(
+                "Worker for queue {queue} died during shutdown ({reason})"
+            ));
             return;
         }
-        self.log.error(format_args!("Worker for queue {queue} died; restarting..."));
+        self.log
+            .error(format_args!("Worker for queue {queue} died; restarting..."));
         let task_note = match child.current {
             Some((task, _)) => format!(" while processing task {task}"),
             None => String::new(),
         };
-        self.log.debug(format_args!("Worker for queue {queue} (pid {}) {reason}{task_note}", child.pid));
+        self.log.debug(format_args!(
+            "Worker for queue {queue} (pid {}) {reason}{task_note}",
+            child.pid
+        ));
         let made_progress = held_task || child.processed > 0;
         let delay = self.slots[index].restarts.on_death(made_progress);
         if delay.is_zero() {
@@ -291,7 +338,11 @@ impl Supervisor {
 
     /// The retry policy of the queue a task belongs to (defaults for queues no longer configured).
     fn policy_for(&self, queue: &str) -> RetryPolicy {
-        self.slots.iter().find(|s| s.config.queue == queue).map(|s| s.config.retry).unwrap_or_default()
+        self.slots
+            .iter()
+            .find(|s| s.config.queue == queue)
+            .map(|s| s.config.retry)
+            .unwrap_or_default()
     }
 
     /// Settle every task leased to a dead owner as a crash; returns how many there were.
@@ -299,18 +350,30 @@ impl Supervisor {
         let tasks = match self.transport.owned_by(owner).await {
             Ok(tasks) => tasks,
             Err(e) => {
-                self.log.error(format_args!("Cannot settle the tasks of a dead worker ({e}); their leases will expire"));
+                self.log.error(format_args!(
+                    "Cannot settle the tasks of a dead worker ({e}); their leases will expire"
+                ));
                 return 0;
             }
         };
         for task in &tasks {
-            let retry_at = self.policy_for(&task.queue).retry_at(task, FailureKind::Crash);
-            match self.transport.fail(&task.lease(), &Failure::crash(reason), retry_at).await {
-                Ok(_) if retry_at.is_some() => {
-                    self.log.info(format_args!("Task {} on queue {} will be retried ({reason})", task.id, task.queue))
-                }
+            let retry_at = self
+                .policy_for(&task.queue)
+                .retry_at(task, FailureKind::Crash);
+            match self
+                .transport
+                .fail(&task.lease(), &Failure::crash(reason), retry_at)
+                .await
+            {
+                Ok(_) if retry_at.is_some() => self.log.info(format_args!(
+                    "Task {} on queue {} will be retried ({reason})",
+                    task.id, task.queue
+                )),
                 Ok(_) => {}
-                Err(e) => self.log.error(format_args!("Cannot settle task {}: {e}; its lease will expire", task.id)),
+                Err(e) => self.log.error(format_args!(
+                    "Cannot settle task {}: {e}; its lease will expire",
+                    task.id
+                )),
             }
         }
         tasks.len()
@@ -321,13 +384,21 @@ impl Supervisor {
             Ok(tasks) => {
                 for task in tasks {
                     if let Err(e) = self.transport.release(&task.lease(), reason).await {
-                        self.log.error(format_args!("Cannot release task {}: {e}; its lease will expire", task.id));
+                        self.log.error(format_args!(
+                            "Cannot release task {}: {e}; its lease will expire",
+                            task.id
+                        ));
                     } else {
-                        self.log.info(format_args!("Released task {} of queue {} ({reason})", task.id, task.queue));
+                        self.log.info(format_args!(
+                            "Released task {} of queue {} ({reason})",
+                            task.id, task.queue
+                        ));
                     }
                 }
             }
-            Err(e) => self.log.error(format_args!("Cannot release the tasks of a killed worker ({e}); their leases will expire")),
+            Err(e) => self.log.error(format_args!(
+                "Cannot release the tasks of a killed worker ({e}); their leases will expire"
+            )),
         }
     }
 
@@ -335,7 +406,8 @@ impl Supervisor {
         if self.stopping.is_some() {
             return;
         }
-        self.log.debug(format_args!("Termination received; shutting down children"));
+        self.log
+            .debug(format_args!("Termination received; shutting down children"));
         let grace = self.app.settings.shutdown_grace();
         self.stopping = Some(Instant::now() + grace);
         for slot in &mut self.slots {
@@ -359,7 +431,10 @@ impl Supervisor {
         }
         if n > 0 {
             self.killed_children = true;
-            self.log.warn(format_args!("Killing {n} worker{} ({why}); their tasks are released", if n == 1 { "" } else { "s" }));
+            self.log.warn(format_args!(
+                "Killing {n} worker{} ({why}); their tasks are released",
+                if n == 1 { "" } else { "s" }
+            ));
         }
     }
 
@@ -369,7 +444,9 @@ impl Supervisor {
             match &slot.state {
                 State::Backoff(at) => next = next.min(*at),
                 State::Running(child) => {
-                    if let (Some(timeout), Some((_, started)), None) = (slot.config.timeout, child.current, &child.kill_reason) {
+                    if let (Some(timeout), Some((_, started)), None) =
+                        (slot.config.timeout, child.current, &child.kill_reason)
+                    {
                         next = next.min(started + timeout);
                     }
                 }
@@ -394,7 +471,9 @@ impl Supervisor {
             match &mut slot.state {
                 State::Backoff(at) if *at <= now && self.stopping.is_none() => self.launch(i),
                 State::Running(child) => {
-                    if let (Some(timeout), Some((task, started)), None) = (slot.config.timeout, child.current, &child.kill_reason) {
+                    if let (Some(timeout), Some((task, started)), None) =
+                        (slot.config.timeout, child.current, &child.kill_reason)
+                    {
                         if now >= started + timeout {
                             let t = humantime::format_duration(timeout);
                             self.log.error(format_args!(
@@ -432,7 +511,10 @@ impl Supervisor {
                     at.saturating_duration_since(Instant::now()).as_secs_f64(),
                     slot.processed
                 )),
-                State::Done => self.log.info(format_args!("Worker for queue {queue}: state stopped, processed {}", slot.processed)),
+                State::Done => self.log.info(format_args!(
+                    "Worker for queue {queue}: state stopped, processed {}",
+                    slot.processed
+                )),
             }
         }
     }
@@ -442,11 +524,21 @@ impl Supervisor {
         if self.stopping.is_some() {
             return;
         }
-        self.log.info(format_args!("Reload requested; re-reading settings"));
-        let app = match App::build(&self.args, Requirement { package: "rex.asynctask", fallback: None }) {
+        self.log
+            .info(format_args!("Reload requested; re-reading settings"));
+        let app = match App::build(
+            &self.args,
+            Requirement {
+                package: "rex.asynctask",
+                fallback: None,
+            },
+        ) {
             Ok(app) => app,
             Err(e) => {
-                self.log.error(format_args!("Reload failed; keeping the current settings:\n{}", e.render()));
+                self.log.error(format_args!(
+                    "Reload failed; keeping the current settings:\n{}",
+                    e.render()
+                ));
                 return;
             }
         };
@@ -468,7 +560,10 @@ impl Supervisor {
                 }
             }
         }
-        let added: Vec<QueueConfig> = new_queues.into_iter().filter(|q| !kept.contains_key(&q.queue)).collect();
+        let added: Vec<QueueConfig> = new_queues
+            .into_iter()
+            .filter(|q| !kept.contains_key(&q.queue))
+            .collect();
         match self.slots_for(added) {
             Ok(new_slots) => {
                 let start = self.slots.len();
@@ -478,7 +573,8 @@ impl Supervisor {
                 }
             }
             Err(e) => {
-                self.log.error(format_args!("Reload failed: {}", e.render()));
+                self.log
+                    .error(format_args!("Reload failed: {}", e.render()));
                 self.app = old_app;
             }
         }
@@ -509,10 +605,13 @@ impl Supervisor {
         match self.transport.expired(SystemTime::now()).await {
             Ok(tasks) => {
                 for task in tasks {
-                    self.reclaim(&task, &format!("lease expired (owner {})", task.owner)).await;
+                    self.reclaim(&task, &format!("lease expired (owner {})", task.owner))
+                        .await;
                 }
             }
-            Err(e) => self.log.warn(format_args!("Cannot look for expired leases: {e}")),
+            Err(e) => self
+                .log
+                .warn(format_args!("Cannot look for expired leases: {e}")),
         }
     }
 
@@ -520,7 +619,9 @@ impl Supervisor {
     /// at once (its pid is gone or belongs to another process now).
     async fn reclaim_orphans(&self) {
         let far_future = SystemTime::now() + Duration::from_secs(100 * 365 * 24 * 3600);
-        let Ok(running) = self.transport.expired(far_future).await else { return };
+        let Ok(running) = self.transport.expired(far_future).await else {
+            return;
+        };
         let host = self.owner_prefix.split(':').next().unwrap_or("");
         for task in running {
             let parts: Vec<&str> = task.owner.split(':').collect();
@@ -533,22 +634,25 @@ impl Supervisor {
                 _ => false,
             };
             if dead_here || task.lease_until <= SystemTime::now() {
-                self.reclaim(&task, &format!("its master died (owner {})", task.owner)).await;
+                self.reclaim(&task, &format!("its master died (owner {})", task.owner))
+                    .await;
             }
         }
     }
 
+    /// A task whose master (or host) died goes back to pending without using an attempt: the
+    /// death is not attributable to the task. (A child's death is, and is settled at once by
+    /// its own master in `on_exit`.)
     async fn reclaim(&self, task: &rex_transport::Task, reason: &str) {
-        let retry_at = self.policy_for(&task.queue).retry_at(task, FailureKind::Crash);
-        match self.transport.fail(&task.lease(), &Failure::crash(reason), retry_at).await {
+        match self.transport.release(&task.lease(), reason).await {
             Ok(true) => self.log.warn(format_args!(
-                "Reclaimed task {} of queue {}: {reason}; {}",
-                task.id,
-                task.queue,
-                if retry_at.is_some() { "it will be retried" } else { "recorded as failed" }
+                "Reclaimed task {} of queue {}: {reason}; it is pending again",
+                task.id, task.queue
             )),
             Ok(false) => {}
-            Err(e) => self.log.warn(format_args!("Cannot reclaim task {}: {e}", task.id)),
+            Err(e) => self
+                .log
+                .warn(format_args!("Cannot reclaim task {}: {e}", task.id)),
         }
     }
 }

@@ -36,7 +36,9 @@ fn delay(failures: u32) -> Duration {
     if failures <= 1 {
         return Duration::ZERO;
     }
-    let base = FIRST_DELAY.saturating_mul(1 << (failures - 2).min(16)).min(MAX_DELAY);
+    let base = FIRST_DELAY
+        .saturating_mul(1 << (failures - 2).min(16))
+        .min(MAX_DELAY);
     base.mul_f64(0.8 + fastrand::f64() * 0.2)
 }
 
@@ -49,7 +51,10 @@ mod tests {
         let mut r = Restarts::default();
         assert_eq!(r.on_death(false), Duration::ZERO);
         let d2 = r.on_death(false);
-        assert!(d2 >= Duration::from_millis(400) && d2 <= FIRST_DELAY, "{d2:?}");
+        assert!(
+            d2 >= Duration::from_millis(400) && d2 <= FIRST_DELAY,
+            "{d2:?}"
+        );
         for _ in 0..20 {
             assert!(r.on_death(false) <= MAX_DELAY);
         }

@@ -1,6 +1,6 @@
 //! The `rex.ctl` tasks: `help`, `settings`, and running tasks provided by plugins.
 
-use crate::cli::{normalize, ArgSpec, Parsed, TaskSpec};
+use crate::cli::{ArgSpec, Parsed, TaskSpec, normalize};
 use crate::error::{Error, Result};
 use crate::logging;
 use crate::plugin::{self, TaskDecl};
@@ -42,7 +42,13 @@ fn overview() -> String {
         out.push('\n');
     }
     // Tasks of the current project's plugins, when a project is configured.
-    if let Ok(app) = App::build(&ProjectArgs::default(), Requirement { package: "rex.ctl", fallback: None }) {
+    if let Ok(app) = App::build(
+        &ProjectArgs::default(),
+        Requirement {
+            package: "rex.ctl",
+            fallback: None,
+        },
+    ) {
         for decl in app.packages.iter().flat_map(|p| p.tasks.iter()) {
             out.push_str(&plugin_task_spec(decl).summary_line());
             out.push('\n');
@@ -50,7 +56,11 @@ fn overview() -> String {
     }
     out.push_str("\nSettings:\n");
     for spec in SPECS {
-        out.push_str(&format!("  {:<24} : {}\n", spec.name, first_sentence(spec.doc)));
+        out.push_str(&format!(
+            "  {:<24} : {}\n",
+            spec.name,
+            first_sentence(spec.doc)
+        ));
     }
     out.push_str("\nGlobal options (accepted by every task that builds an application):\n");
     out.push_str("  --project=NAME           : the primary package (also REX_PROJECT, or project: in rex.yaml)\n");
@@ -59,19 +69,37 @@ fn overview() -> String {
 }
 
 fn first_sentence(doc: &str) -> &str {
-    doc.split_once(". ").map(|(s, _)| s).unwrap_or(doc).trim_end_matches('.')
+    doc.split_once(". ")
+        .map(|(s, _)| s)
+        .unwrap_or(doc)
+        .trim_end_matches('.')
 }
 
 fn setting_help(spec: &crate::settings::SettingSpec) -> String {
-    format!("{} - setting of package {}\n\n{}\n\nDefault: {}\n", spec.name.to_uppercase(), spec.package, spec.doc, spec.default)
+    format!(
+        "{} - setting of package {}\n\n{}\n\nDefault: {}\n",
+        spec.name.to_uppercase(),
+        spec.package,
+        spec.doc,
+        spec.default
+    )
 }
 
 pub fn settings(parsed: &Parsed) -> Result<i32> {
-    let app = App::build(&parsed.project_args(), Requirement { package: "rex.ctl", fallback: Some("rex.asynctask") })?;
+    let app = App::build(
+        &parsed.project_args(),
+        Requirement {
+            package: "rex.ctl",
+            fallback: Some("rex.asynctask"),
+        },
+    )?;
     if parsed.flag("defaults") {
         let mut out = String::new();
         for spec in SPECS.iter().filter(|s| app.has_package(s.package)) {
-            out.push_str(&format!("# {} ({})\n{}: {}\n\n", spec.doc, spec.package, spec.name, spec.default));
+            out.push_str(&format!(
+                "# {} ({})\n{}: {}\n\n",
+                spec.doc, spec.package, spec.name, spec.default
+            ));
         }
         print!("{out}");
     } else {
@@ -85,20 +113,35 @@ fn plugin_task_spec(decl: &TaskDecl) -> TaskSpec {
         name: decl.name.clone(),
         hint: decl.hint.clone(),
         help: decl.help.clone(),
-        args: vec![ArgSpec { name: "arguments", optional: true, plural: true }],
+        args: vec![ArgSpec {
+            name: "arguments",
+            optional: true,
+            plural: true,
+        }],
         options: vec![],
     }
 }
 
 /// Find `name` among the tasks of the configured application's plugins.
 fn plugin_task(name: &str, args: &ProjectArgs) -> Result<Option<(App, TaskDecl)>> {
-    let app = match App::build(args, Requirement { package: "rex.ctl", fallback: None }) {
+    let app = match App::build(
+        args,
+        Requirement {
+            package: "rex.ctl",
+            fallback: None,
+        },
+    ) {
         Ok(app) => app,
         // No project configured: there are no plugin tasks to look in.
         Err(e) if e.render() == "application is not specified" => return Ok(None),
         Err(e) => return Err(e),
     };
-    let decl = app.packages.iter().flat_map(|p| p.tasks.iter()).find(|t| t.name == name).cloned();
+    let decl = app
+        .packages
+        .iter()
+        .flat_map(|p| p.tasks.iter())
+        .find(|t| t.name == name)
+        .cloned();
     Ok(decl.map(|d| (app, d)))
 }
 
@@ -125,7 +168,9 @@ fn split_app_args(argv: &[String]) -> (ProjectArgs, Vec<String>) {
             rest.push(raw);
             continue;
         };
-        let Some(value) = inline.or_else(|| it.next().map(|(_, raw)| raw)) else { continue };
+        let Some(value) = inline.or_else(|| it.next().map(|(_, raw)| raw)) else {
+            continue;
+        };
         match slot {
             0 => args.project = Some(value),
             1 => args.requires.push(value),
@@ -139,17 +184,28 @@ fn split_app_args(argv: &[String]) -> (ProjectArgs, Vec<String>) {
 /// Run a plugin-provided task; `None` if no plugin provides `name`.
 pub fn run_plugin_task(name: &str, argv: &[String]) -> Result<Option<i32>> {
     let (args, rest) = split_app_args(argv);
-    let Some((app, decl)) = plugin_task(name, &args)? else { return Ok(None) };
+    let Some((app, decl)) = plugin_task(name, &args)? else {
+        return Ok(None);
+    };
     if rest.iter().any(|a| a == "--help" || a == "-h") {
         print!("{}", plugin_task_spec(&decl).help());
         return Ok(Some(0));
     }
-    let package = app.packages.iter().find(|p| p.tasks.iter().any(|t| t.name == name)).ok_or_else(|| Error::new(format!("unknown task {name}")))?;
+    let package = app
+        .packages
+        .iter()
+        .find(|p| p.tasks.iter().any(|t| t.name == name))
+        .ok_or_else(|| Error::new(format!("unknown task {name}")))?;
     let log = app.settings.log_config();
     logging::configure(log.clone());
-    let plugin = app.load_plugin(package)?.ok_or_else(|| Error::new(format!("unknown task {name}")))?;
+    let plugin = app
+        .load_plugin(package)?
+        .ok_or_else(|| Error::new(format!("unknown task {name}")))?;
     plugin
-        .init(plugin::host_table(log.min_level()), &serde_json::json!({"settings": app.settings.to_json()}))
+        .init(
+            plugin::host_table(log.min_level()),
+            &serde_json::json!({"settings": app.settings.to_json()}),
+        )
         .map_err(|e| Error::new(e.to_string()))?;
     match plugin.run_task(name, &rest) {
         Ok(code) => Ok(Some(code)),

@@ -9,7 +9,7 @@
 pub mod ctl;
 pub mod operator;
 
-use crate::cli::{app_options, ArgSpec, OptSpec, Parsed, TaskSpec};
+use crate::cli::{ArgSpec, OptSpec, Parsed, TaskSpec, app_options};
 use crate::error::{Error, Result};
 
 /// Function implementing a task; returns the exit status.
@@ -23,7 +23,13 @@ pub struct Builtin {
 }
 
 fn spec(name: &str, hint: &str, help: &str, args: Vec<ArgSpec>, options: Vec<OptSpec>) -> TaskSpec {
-    TaskSpec { name: name.into(), hint: hint.into(), help: help.into(), args, options }
+    TaskSpec {
+        name: name.into(),
+        hint: hint.into(),
+        help: help.into(),
+        args,
+        options,
+    }
 }
 
 fn with_app(options: Vec<OptSpec>) -> Vec<OptSpec> {
@@ -33,18 +39,32 @@ fn with_app(options: Vec<OptSpec>) -> Vec<OptSpec> {
 }
 
 const fn arg(name: &'static str) -> ArgSpec {
-    ArgSpec { name, optional: false, plural: false }
+    ArgSpec {
+        name,
+        optional: false,
+        plural: false,
+    }
 }
 
 const fn optional(name: &'static str) -> ArgSpec {
-    ArgSpec { name, optional: true, plural: false }
+    ArgSpec {
+        name,
+        optional: true,
+        plural: false,
+    }
 }
 
 /// Every built-in task, in the order `rex help` lists them.
 pub fn builtins() -> Vec<Builtin> {
     vec![
         Builtin {
-            spec: spec("help", "display help on tasks and settings", "", vec![optional("topic")], vec![]),
+            spec: spec(
+                "help",
+                "display help on tasks and settings",
+                "",
+                vec![optional("topic")],
+                vec![],
+            ),
             run: ctl::help,
             hidden: false,
         },
@@ -54,7 +74,10 @@ pub fn builtins() -> Vec<Builtin> {
                 "show the effective settings of the application",
                 "Prints every setting of the application, as merged from the packages'\nsettings.yaml, rex.yaml, REX_PARAMETERS and --set, in YAML.",
                 vec![optional("project")],
-                with_app(vec![OptSpec::toggle("defaults", "list every setting with its default value and description")]),
+                with_app(vec![OptSpec::toggle(
+                    "defaults",
+                    "list every setting with its default value and description",
+                )]),
             ),
             run: ctl::settings,
             hidden: false,
@@ -66,9 +89,16 @@ pub fn builtins() -> Vec<Builtin> {
                 "Starts worker processes according to the asynctask_workers setting that\nwill continually watch the queues and process tasks as they come across.",
                 vec![optional("project")],
                 with_app(vec![
-                    OptSpec::toggle("scheduler", "if specified, this process will act as the initiator for any ScheduledAsyncTaskWorkers that are configured. This should only be enabled for one process in cluster of workers."),
-                    OptSpec::toggle("quiet", "if specified, no logging output will be produced").short('q'),
-                    OptSpec::toggle("halt-when-empty", "if specified, workers will automatically stop running when they detect no more tasks are found in their queue."),
+                    OptSpec::toggle(
+                        "scheduler",
+                        "if specified, this process will act as the initiator for any ScheduledAsyncTaskWorkers that are configured. This should only be enabled for one process in cluster of workers.",
+                    ),
+                    OptSpec::toggle("quiet", "if specified, no logging output will be produced")
+                        .short('q'),
+                    OptSpec::toggle(
+                        "halt-when-empty",
+                        "if specified, workers will automatically stop running when they detect no more tasks are found in their queue.",
+                    ),
                 ]),
             ),
             run: crate::supervisor::task,
@@ -80,7 +110,11 @@ pub fn builtins() -> Vec<Builtin> {
                 "submit a task to a queue",
                 "Submits a JSON object as a task to the named queue. With - as the payload,\nreads tasks from standard input, one JSON object per line.",
                 vec![arg("queue"), arg("payload")],
-                with_app(vec![OptSpec::value("delay", "DURATION", "do not start the task before this delay (500ms, 30s, 5m)")]),
+                with_app(vec![OptSpec::value(
+                    "delay",
+                    "DURATION",
+                    "do not start the task before this delay (500ms, 30s, 5m)",
+                )]),
             ),
             run: operator::submit,
             hidden: false,
@@ -91,7 +125,10 @@ pub fn builtins() -> Vec<Builtin> {
                 "show the queues and how many tasks they hold",
                 "Lists every queue that holds tasks, with the number pending, delayed,\nrunning and failed, and the age of the oldest pending task.",
                 vec![],
-                with_app(vec![OptSpec::toggle("json", "print a JSON array instead of a table")]),
+                with_app(vec![OptSpec::toggle(
+                    "json",
+                    "print a JSON array instead of a table",
+                )]),
             ),
             run: operator::queues,
             hidden: false,
@@ -115,7 +152,11 @@ pub fn builtins() -> Vec<Builtin> {
                 "asynctask-retry",
                 "put failed tasks back on their queue",
                 "Moves failed tasks back to pending, with their attempt counters reset.\nName the tasks by id, or use --queue or --all.",
-                vec![ArgSpec { name: "id", optional: true, plural: true }],
+                vec![ArgSpec {
+                    name: "id",
+                    optional: true,
+                    plural: true,
+                }],
                 with_app(vec![
                     OptSpec::value("queue", "QUEUE", "retry every failed task of this queue"),
                     OptSpec::toggle("all", "retry every failed task"),
@@ -145,13 +186,23 @@ pub fn builtins() -> Vec<Builtin> {
                 "process the tasks of a queue in this process, then exit",
                 "Drains a queue in the current process with the worker configured for it\n(or --worker), without supervision, and prints how many tasks it processed.",
                 vec![arg("queue")],
-                with_app(vec![OptSpec::value("worker", "WORKER", "the worker to use instead of the configured one")]),
+                with_app(vec![OptSpec::value(
+                    "worker",
+                    "WORKER",
+                    "the worker to use instead of the configured one",
+                )]),
             ),
             run: operator::process,
             hidden: false,
         },
         Builtin {
-            spec: spec(crate::worker::TASK_NAME, "internal: a supervised worker child", "", vec![], vec![]),
+            spec: spec(
+                crate::worker::TASK_NAME,
+                "internal: a supervised worker child",
+                "",
+                vec![],
+                vec![],
+            ),
             run: crate::worker::task,
             hidden: true,
         },

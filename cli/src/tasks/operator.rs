@@ -11,16 +11,27 @@ use crate::project::{App, Requirement};
 use rex_transport::{PurgeWhich, Selector, SubmitOptions};
 
 fn app(parsed: &Parsed) -> Result<App> {
-    App::build(&parsed.project_args(), Requirement { package: "rex.asynctask", fallback: Some("rex.asynctask") })
+    App::build(
+        &parsed.project_args(),
+        Requirement {
+            package: "rex.asynctask",
+            fallback: Some("rex.asynctask"),
+        },
+    )
 }
 
 /// A current-thread runtime for one command.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| Error::new(format!("cannot start the async runtime: {e}")))
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(format!("cannot start the async runtime: {e}")))
 }
 
 fn parse_payload(text: &str) -> Result<rex_transport::Payload> {
-    let value: Value = serde_json::from_str(text).map_err(|e| Error::with_body("Expected a JSON object", e.to_string()).context("Got:", text))?;
+    let value: Value = serde_json::from_str(text).map_err(|e| {
+        Error::with_body("Expected a JSON object", e.to_string()).context("Got:", text)
+    })?;
     rex_transport::normalize_payload(value).map_err(Error::from)
 }
 
@@ -28,7 +39,11 @@ pub fn submit(parsed: &Parsed) -> Result<i32> {
     let app = app(parsed)?;
     let queue = parsed.arg("queue").unwrap_or_default();
     rex_transport::validate_queue_name(&queue)?;
-    let delay = parsed.value("delay").map(|d| crate::settings::parse_duration(&d)).transpose().map_err(|e| e.context("While parsing option:", "--delay"))?;
+    let delay = parsed
+        .value("delay")
+        .map(|d| crate::settings::parse_duration(&d))
+        .transpose()
+        .map_err(|e| e.context("While parsing option:", "--delay"))?;
     let text = parsed.arg("payload").unwrap_or_default();
     // Parse everything before submitting anything: a bad line must not leave half a batch.
     let payloads = if text == "-" {
@@ -38,14 +53,19 @@ pub fn submit(parsed: &Parsed) -> Result<i32> {
             if line.trim().is_empty() {
                 continue;
             }
-            payloads.push(parse_payload(&line).map_err(|e| e.context("While reading standard input, line:", (n + 1).to_string()))?);
+            payloads.push(parse_payload(&line).map_err(|e| {
+                e.context("While reading standard input, line:", (n + 1).to_string())
+            })?);
         }
         payloads
     } else {
         vec![parse_payload(&text)?]
     };
     let transport = app.open_transport()?;
-    let opts = SubmitOptions { run_at: delay.map(|d| SystemTime::now() + d), idempotency_key: None };
+    let opts = SubmitOptions {
+        run_at: delay.map(|d| SystemTime::now() + d),
+        idempotency_key: None,
+    };
     runtime()?.block_on(async {
         for payload in payloads {
             transport.submit(&queue, payload, &opts).await?;
@@ -60,7 +80,10 @@ pub fn queues(parsed: &Parsed) -> Result<i32> {
     let transport = app.open_transport()?;
     let stats = runtime()?.block_on(transport.stats())?;
     if parsed.flag("json") {
-        println!("{}", serde_json::to_string(&stats).unwrap_or_else(|_| "[]".into()));
+        println!(
+            "{}",
+            serde_json::to_string(&stats).unwrap_or_else(|_| "[]".into())
+        );
         return Ok(0);
     }
     if stats.is_empty() {
@@ -70,13 +93,33 @@ pub fn queues(parsed: &Parsed) -> Result<i32> {
     let rows: Vec<[String; 6]> = stats
         .into_iter()
         .map(|s| {
-            let oldest = s.oldest_pending_ms.map(|ms| format!("{:.1}s", ms as f64 / 1000.0)).unwrap_or_else(|| "-".into());
+            let oldest = s
+                .oldest_pending_ms
+                .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
+                .unwrap_or_else(|| "-".into());
             let ready = s.pending.saturating_sub(s.delayed);
-            [s.queue, ready.to_string(), s.delayed.to_string(), s.running.to_string(), s.failed.to_string(), oldest]
+            [
+                s.queue,
+                ready.to_string(),
+                s.delayed.to_string(),
+                s.running.to_string(),
+                s.failed.to_string(),
+                oldest,
+            ]
         })
         .collect();
     // `pending` in --json is ready + delayed; the table splits it.
-    print_table(["QUEUE", "READY", "DELAYED", "RUNNING", "FAILED", "OLDEST PENDING"], &rows);
+    print_table(
+        [
+            "QUEUE",
+            "READY",
+            "DELAYED",
+            "RUNNING",
+            "FAILED",
+            "OLDEST PENDING",
+        ],
+        &rows,
+    );
     Ok(0)
 }
 
@@ -89,7 +132,10 @@ pub fn failed(parsed: &Parsed) -> Result<i32> {
     let transport = app.open_transport()?;
     let tasks = runtime()?.block_on(transport.failed(queue.as_deref()))?;
     if parsed.flag("json") {
-        println!("{}", serde_json::to_string(&tasks).unwrap_or_else(|_| "[]".into()));
+        println!(
+            "{}",
+            serde_json::to_string(&tasks).unwrap_or_else(|_| "[]".into())
+        );
         return Ok(0);
     }
     if tasks.is_empty() {
@@ -100,10 +146,27 @@ pub fn failed(parsed: &Parsed) -> Result<i32> {
         .into_iter()
         .map(|t| {
             let error = t.last_error.unwrap_or_default();
-            [t.id.to_string(), t.queue, t.attempts.to_string(), format!("{}/{}", t.errors, t.crashes), error.lines().next().unwrap_or("").to_string(), Value::Object(t.payload).to_string()]
+            [
+                t.id.to_string(),
+                t.queue,
+                t.attempts.to_string(),
+                format!("{}/{}", t.errors, t.crashes),
+                error.lines().next().unwrap_or("").to_string(),
+                Value::Object(t.payload).to_string(),
+            ]
         })
         .collect();
-    print_table(["ID", "QUEUE", "ATTEMPTS", "ERR/CRASH", "LAST ERROR", "PAYLOAD"], &rows);
+    print_table(
+        [
+            "ID",
+            "QUEUE",
+            "ATTEMPTS",
+            "ERR/CRASH",
+            "LAST ERROR",
+            "PAYLOAD",
+        ],
+        &rows,
+    );
     Ok(0)
 }
 
@@ -137,14 +200,23 @@ pub fn retry(parsed: &Parsed) -> Result<i32> {
     let ids = parsed.args("id");
     let selector = match (ids.is_empty(), parsed.value("queue"), parsed.flag("all")) {
         (false, None, false) => Selector::Ids(
-            ids.iter().map(|id| id.parse().map_err(|_| Error::new(format!("invalid task id {id}")))).collect::<Result<_>>()?,
+            ids.iter()
+                .map(|id| {
+                    id.parse()
+                        .map_err(|_| Error::new(format!("invalid task id {id}")))
+                })
+                .collect::<Result<_>>()?,
         ),
         (true, Some(queue), false) => {
             rex_transport::validate_queue_name(&queue)?;
             Selector::Queue(queue)
         }
         (true, None, true) => Selector::All,
-        _ => return Err(Error::new("name the tasks to retry: task ids, --queue=QUEUE or --all (exactly one of them)")),
+        _ => {
+            return Err(Error::new(
+                "name the tasks to retry: task ids, --queue=QUEUE or --all (exactly one of them)",
+            ));
+        }
     };
     let transport = app.open_transport()?;
     let n = runtime()?.block_on(transport.retry_failed(&selector))?;
@@ -154,7 +226,9 @@ pub fn retry(parsed: &Parsed) -> Result<i32> {
 
 pub fn purge(parsed: &Parsed) -> Result<i32> {
     let app = app(parsed)?;
-    let queue = parsed.value("queue").ok_or_else(|| Error::new("missing value for option --queue"))?;
+    let queue = parsed
+        .value("queue")
+        .ok_or_else(|| Error::new("missing value for option --queue"))?;
     rex_transport::validate_queue_name(&queue)?;
     let which = match (parsed.flag("failed"), parsed.flag("pending")) {
         (_, false) => PurgeWhich::Failed,
@@ -163,8 +237,15 @@ pub fn purge(parsed: &Parsed) -> Result<i32> {
     };
     let transport = app.open_transport()?;
     let n = runtime()?.block_on(transport.purge(&queue, which))?;
-    let what = if which == PurgeWhich::Failed { "failed" } else { "pending" };
-    println!("Deleted {n} {what} task{} from queue {queue}.", if n == 1 { "" } else { "s" });
+    let what = if which == PurgeWhich::Failed {
+        "failed"
+    } else {
+        "pending"
+    };
+    println!(
+        "Deleted {n} {what} task{} from queue {queue}.",
+        if n == 1 { "" } else { "s" }
+    );
     Ok(0)
 }
 
@@ -183,6 +264,9 @@ pub fn process(parsed: &Parsed) -> Result<i32> {
             .ok_or_else(|| Error::new(format!("Cannot identify worker for queue \"{queue}\"")))?,
     };
     let count = crate::worker::drain_in_process(&app, &queue, &worker)?;
-    println!("Processed {count} task{} from queue {queue}.", if count == 1 { "" } else { "s" });
+    println!(
+        "Processed {count} task{} from queue {queue}.",
+        if count == 1 { "" } else { "s" }
+    );
     Ok(0)
 }

@@ -35,7 +35,11 @@ pub const REX_ABI_MINOR: u32 = 0;
 /// The exported entry point for [`REX_ABI_MAJOR`] = 1, NUL-terminated for `dlsym`.
 pub const ENTRY_SYMBOL: &[u8] = b"rex_plugin_v1\0";
 /// Entry points of other major versions a host probes to explain a mismatch.
-pub const OTHER_ENTRY_SYMBOLS: &[(u32, &[u8])] = &[(0, b"rex_plugin_v0\0"), (2, b"rex_plugin_v2\0"), (3, b"rex_plugin_v3\0")];
+pub const OTHER_ENTRY_SYMBOLS: &[(u32, &[u8])] = &[
+    (0, b"rex_plugin_v0\0"),
+    (2, b"rex_plugin_v2\0"),
+    (3, b"rex_plugin_v3\0"),
+];
 /// `size_of::<RexPluginV1>()` as of ABI 1.0; tables shorter than this are rejected.
 pub const MIN_PLUGIN_STRUCT_SIZE: u32 = core::mem::size_of::<RexPluginV1>() as u32;
 
@@ -50,7 +54,10 @@ pub struct RexStr {
 impl RexStr {
     /// A string borrowed from `s`; valid as long as `s` is.
     pub const fn new(s: &str) -> Self {
-        RexStr { ptr: s.as_ptr(), len: s.len() }
+        RexStr {
+            ptr: s.as_ptr(),
+            len: s.len(),
+        }
     }
 
     /// The empty string.
@@ -86,7 +93,11 @@ pub struct RexBuf {
 
 impl RexBuf {
     /// An empty buffer that owns nothing (freeing it is a no-op).
-    pub const EMPTY: RexBuf = RexBuf { ptr: core::ptr::null_mut(), len: 0, cap: 0 };
+    pub const EMPTY: RexBuf = RexBuf {
+        ptr: core::ptr::null_mut(),
+        len: 0,
+        cap: 0,
+    };
 
     /// # Safety
     /// The buffer must have been filled by a plugin call and not yet freed.
@@ -147,7 +158,9 @@ pub struct RexHostV1 {
 /// * `manifest_json` (static): `{"package": "rex.x", "version": "1.0.0", "requires": ["rex.asynctask"],
 ///   "settings": "<settings.yaml text>", "workers": [{"name", "logger", "summary"}],
 ///   "tasks": [{"name", "hint", "help", "usage"}]}`.
-/// * `init(host, config_json)`: `config_json` is `{"settings": {...effective settings...}}`.
+/// * `init(host, config_json)`: `config_json` is `{"settings": {...effective settings...},
+///   "worker"?: "name"}`; a worker process names the worker it will run, and the plugin
+///   constructs it then (an ERROR/PANIC reply fails the process start).
 /// * `call(worker, request_json)`: request `{"queue", "task_id", "attempt", "payload": {...}}`;
 ///   response on OK `{"submits": [{"queue", "payload"}]}`; on ERROR/PANIC the envelope
 ///   `{"kind": "error"|"panic", "message", "location"?, "submits": [...]}`.
@@ -168,9 +181,15 @@ pub struct RexPluginV1 {
     pub sdk_version: RexStr,
     /// The manifest document (see above).
     pub manifest_json: RexStr,
-    pub init: unsafe extern "C" fn(host: *const RexHostV1, config_json: RexStr, out: *mut RexBuf) -> RexStatus,
-    pub call: unsafe extern "C" fn(worker: RexStr, request_json: RexStr, out: *mut RexBuf) -> RexStatus,
-    pub run_task: unsafe extern "C" fn(task: RexStr, argv_json: RexStr, out: *mut RexBuf) -> RexStatus,
+    pub init: unsafe extern "C" fn(
+        host: *const RexHostV1,
+        config_json: RexStr,
+        out: *mut RexBuf,
+    ) -> RexStatus,
+    pub call:
+        unsafe extern "C" fn(worker: RexStr, request_json: RexStr, out: *mut RexBuf) -> RexStatus,
+    pub run_task:
+        unsafe extern "C" fn(task: RexStr, argv_json: RexStr, out: *mut RexBuf) -> RexStatus,
     pub free_buf: unsafe extern "C" fn(buf: RexBuf),
 }
 

@@ -62,7 +62,10 @@ pub(crate) enum Sink {
     /// The host's `log` callback.
     Host(&'static RexHostV1),
     /// Kept for inspection (tests).
-    Capture { min_level: Level, records: RefCell<Vec<LogRecord>> },
+    Capture {
+        min_level: Level,
+        records: RefCell<Vec<LogRecord>>,
+    },
     /// Dropped (no host, e.g. shims driven directly by a test).
     Discard,
 }
@@ -77,11 +80,20 @@ impl Log {
     /// Records go to the host given to `init`, or nowhere before that.
     pub(crate) fn to_host(logger: impl Into<String>) -> Self {
         let sink = crate::shim::host().map_or(Sink::Discard, Sink::Host);
-        Log { logger: logger.into(), sink }
+        Log {
+            logger: logger.into(),
+            sink,
+        }
     }
 
     pub(crate) fn capture(logger: impl Into<String>, min_level: Level) -> Self {
-        Log { logger: logger.into(), sink: Sink::Capture { min_level, records: RefCell::new(Vec::new()) } }
+        Log {
+            logger: logger.into(),
+            sink: Sink::Capture {
+                min_level,
+                records: RefCell::new(Vec::new()),
+            },
+        }
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -105,11 +117,22 @@ impl Log {
             Sink::Host(host) => {
                 // SAFETY: `init` checked the table's size; the host keeps it (and `data`) valid
                 // for the process lifetime, and both strings outlive the call.
-                unsafe { (host.log)(host.data, level.as_u32(), RexStr::new(&self.logger), RexStr::new(&message)) }
+                unsafe {
+                    (host.log)(
+                        host.data,
+                        level.as_u32(),
+                        RexStr::new(&self.logger),
+                        RexStr::new(&message),
+                    )
+                }
             }
             Sink::Capture { records, .. } => {
                 if let Ok(mut records) = records.try_borrow_mut() {
-                    records.push(LogRecord { level, logger: self.logger.clone(), message });
+                    records.push(LogRecord {
+                        level,
+                        logger: self.logger.clone(),
+                        message,
+                    });
                 }
             }
             Sink::Discard => {}
@@ -183,7 +206,13 @@ pub struct Context {
 
 impl Context {
     pub(crate) fn new(queue: String, task_id: i64, attempt: u32, log: Log) -> Self {
-        Context { queue, task_id, attempt, log, submits: Vec::new() }
+        Context {
+            queue,
+            task_id,
+            attempt,
+            log,
+            submits: Vec::new(),
+        }
     }
 
     /// The queue the task was taken from.
@@ -209,7 +238,10 @@ impl Context {
         P::Error: Into<Error>,
     {
         let payload = payload.try_into().map_err(Into::into)?;
-        self.submits.push(Submit { queue: queue.into(), payload });
+        self.submits.push(Submit {
+            queue: queue.into(),
+            payload,
+        });
         Ok(())
     }
 
@@ -220,8 +252,12 @@ impl Context {
         P::Error: Into<Error>,
     {
         let payload = payload.try_into().map_err(Into::into)?;
-        self.log.emit(Level::Debug, &format_args!("Requeued payload: {payload}"));
-        self.submits.push(Submit { queue: self.queue.clone(), payload });
+        self.log
+            .emit(Level::Debug, &format_args!("Requeued payload: {payload}"));
+        self.submits.push(Submit {
+            queue: self.queue.clone(),
+            payload,
+        });
         Ok(())
     }
 
@@ -274,6 +310,8 @@ impl TaskContext {
 
 impl fmt::Debug for TaskContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskContext").field("name", &self.log.logger).finish()
+        f.debug_struct("TaskContext")
+            .field("name", &self.log.logger)
+            .finish()
     }
 }

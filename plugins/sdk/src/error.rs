@@ -21,7 +21,9 @@ pub struct Error {
 impl Error {
     /// An error whose message is `message` rendered with `Display`.
     pub fn new(message: impl fmt::Display) -> Self {
-        Error { message: message.to_string() }
+        Error {
+            message: message.to_string(),
+        }
     }
 
     /// The message.
@@ -51,13 +53,17 @@ impl From<String> for Error {
 
 impl From<&str> for Error {
     fn from(message: &str) -> Self {
-        Error { message: message.to_owned() }
+        Error {
+            message: message.to_owned(),
+        }
     }
 }
 
 impl From<Box<str>> for Error {
     fn from(message: Box<str>) -> Self {
-        Error { message: message.into() }
+        Error {
+            message: message.into(),
+        }
     }
 }
 

@@ -25,9 +25,9 @@
 /// The expansion is one item, `#[unsafe(no_mangle)] pub extern "C" fn rex_plugin_v1() -> *const
 /// RexPluginV1`, with everything else (the plugin definition, the once-built manifest and table,
 /// the per-thread worker instances) scoped inside it; invoke the macro once per `cdylib`. Worker
-/// expressions are evaluated lazily, at most once per thread: first when the table is built
-/// (the manifest lists each worker's [`logger`](crate::Worker::logger) and
-/// [`summary`](crate::Worker::summary)), then on any other thread that calls the worker.
+/// expressions are evaluated lazily, at most once per thread: when the host starts a worker
+/// process for that worker (`init` names it, so a constructor that fails, fails the start), or
+/// at its first task. Reading the manifest never constructs a worker.
 ///
 /// Panics are caught and reported as `PANIC` only with `panic = "unwind"` (the default);
 /// under `panic = "abort"` a panicking worker takes the process down.
@@ -57,6 +57,7 @@ macro_rules! export {
                         $crate::__private::WorkerDef {
                             name: $worker_name,
                             make: || -> ::std::boxed::Box<dyn $crate::Worker> { ::std::boxed::Box::new($worker) },
+                            logger: || $crate::__private::logger_name_of(&|| $worker),
                         }
                     ),*)?],
                     tasks: &$crate::__export_tasks!([] $($($tasks)*)?),

@@ -72,8 +72,10 @@
 //!
 //! # Runtime behaviour
 //!
-//! * Each worker is constructed lazily from its `export!` expression, at most once per thread,
-//!   and reused for every task; it need not be `Send`.
+//! * Each worker is constructed from its `export!` expression at most once per thread, when
+//!   the host starts a worker process for it (a panicking constructor fails that start) or at
+//!   its first task, and reused for every task; it need not be `Send`. Reading the manifest
+//!   (which the supervising master does) never runs worker code.
 //! * Panics in a worker or task are caught (the plugin's panic hook records message and
 //!   `file:line:col` and prints nothing) and reported to the host as `PANIC`; the worker stays
 //!   usable. Nothing unwinds across the ABI.
@@ -99,12 +101,15 @@ pub use rex_plugin_abi as abi;
 pub use serde_json;
 pub use serde_json::json;
 pub use shim::{SDK_VERSION, TaskFn, settings};
-pub use worker::Worker;
+pub use worker::{Worker, logger_name};
 
 /// Used by the [`export!`] expansion; not a stable API.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::shim::{Export, Instances, PluginDef, State, TaskDef, TaskMeta, WorkerDef, entry};
+    pub use crate::shim::{
+        Export, Instances, PluginDef, State, TaskDef, TaskMeta, WorkerDef, entry,
+    };
+    pub use crate::worker::logger_name_of;
 }
 
 #[cfg(test)]

@@ -37,7 +37,10 @@ impl Payload {
     pub fn from_json(value: Value) -> Result<Self> {
         match value {
             Value::Object(map) => Ok(Payload(map)),
-            other => Err(Error::new(format_args!("a payload must be a JSON object, not {}", kind(&other)))),
+            other => Err(Error::new(format_args!(
+                "a payload must be a JSON object, not {}",
+                kind(&other)
+            ))),
         }
     }
 

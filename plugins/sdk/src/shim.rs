@@ -11,7 +11,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Once, OnceLock};
 
-use rex_plugin_abi::{REX_ABI_MAGIC, REX_ABI_MAJOR, REX_ABI_MINOR, RexBuf, RexHostV1, RexPluginV1, RexStatus, RexStr};
+use rex_plugin_abi::{
+    REX_ABI_MAGIC, REX_ABI_MAJOR, REX_ABI_MINOR, RexBuf, RexHostV1, RexPluginV1, RexStatus, RexStr,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -28,6 +30,8 @@ pub type TaskFn = fn(&mut TaskContext, Vec<String>) -> Result<()>;
 pub struct WorkerDef {
     pub name: &'static str,
     pub make: fn() -> Box<dyn Worker>,
+    /// The logger name of the type `make` returns, known without calling `make`.
+    pub logger: fn() -> &'static str,
 }
 
 /// A registered task.
@@ -46,7 +50,11 @@ pub struct TaskMeta {
 }
 
 impl TaskMeta {
-    pub const DEFAULT: TaskMeta = TaskMeta { hint: "", help: "", usage: "" };
+    pub const DEFAULT: TaskMeta = TaskMeta {
+        hint: "",
+        help: "",
+        usage: "",
+    };
 }
 
 /// Everything `export!` declares.
@@ -68,7 +76,10 @@ pub struct State {
 impl State {
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
-        State { manifest: OnceLock::new(), table: OnceLock::new() }
+        State {
+            manifest: OnceLock::new(),
+            table: OnceLock::new(),
+        }
     }
 }
 
@@ -130,7 +141,7 @@ pub fn entry<P: Export>() -> *const RexPluginV1 {
             version: RexStr::new(P::PLUGIN.version),
             sdk_version: RexStr::new(SDK_VERSION),
             manifest_json: RexStr::new(manifest),
-            init,
+            init: init::<P>,
             call: call::<P>,
             run_task: run_task::<P>,
             free_buf,
@@ -151,8 +162,8 @@ struct Manifest<'a> {
 #[derive(Serialize)]
 struct WorkerEntry<'a> {
     name: &'a str,
-    logger: String,
-    summary: String,
+    logger: &'a str,
+    summary: &'a str,
 }
 
 #[derive(Serialize)]
@@ -163,22 +174,16 @@ struct TaskEntry<'a> {
     usage: String,
 }
 
-/// The manifest needs each worker's `logger()` and `summary()`, so this constructs the workers
-/// (on the calling thread, where they stay for later calls). Never panics: a worker whose
-/// constructor panics is listed under its registration name.
+/// The manifest is pure data: building it never constructs a worker.
 fn manifest_json<P: Export>() -> String {
     let plugin = P::PLUGIN;
-    let workers = (0..plugin.workers.len())
-        .map(|index| {
-            let name = plugin.workers[index].name;
-            let (logger, summary) = catch(|| {
-                let worker = take_worker::<P>(index);
-                let info = (worker.logger().to_owned(), worker.summary().to_owned());
-                put_worker::<P>(index, worker);
-                info
-            })
-            .unwrap_or_else(|_| (name.to_owned(), String::new()));
-            WorkerEntry { name, logger, summary }
+    let workers = plugin
+        .workers
+        .iter()
+        .map(|w| WorkerEntry {
+            name: w.name,
+            logger: (w.logger)(),
+            summary: "",
         })
         .collect();
     let tasks = plugin
@@ -188,7 +193,11 @@ fn manifest_json<P: Export>() -> String {
             name: t.name,
             hint: t.meta.hint,
             help: t.meta.help,
-            usage: if t.meta.usage.is_empty() { format!("rex {}", t.name) } else { t.meta.usage.to_owned() },
+            usage: if t.meta.usage.is_empty() {
+                format!("rex {}", t.name)
+            } else {
+                t.meta.usage.to_owned()
+            },
         })
         .collect();
     let manifest = Manifest {
@@ -253,7 +262,9 @@ pub(crate) fn install_panic_hook() {
             }
             let report = PanicReport {
                 message: info.payload_as_str().unwrap_or("Box<dyn Any>").to_owned(),
-                location: info.location().map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
+                location: info
+                    .location()
+                    .map(|l| format!("{}:{}:{}", l.file(), l.line(), l.column())),
             };
             let _ = LAST_PANIC.try_with(|slot| {
                 if let Ok(mut slot) = slot.try_borrow_mut() {
@@ -273,7 +284,10 @@ pub(crate) fn catch<R>(f: impl FnOnce() -> R) -> std::result::Result<R, PanicRep
     CATCHING.with(|c| c.set(c.get() - 1));
     result.map_err(|payload| {
         let seen = LAST_PANIC.with(|slot| slot.borrow_mut().take());
-        let report = seen.unwrap_or_else(|| PanicReport { message: payload_message(&*payload), location: None });
+        let report = seen.unwrap_or_else(|| PanicReport {
+            message: payload_message(&*payload),
+            location: None,
+        });
         // A payload whose destructor panics must not unwind out of here either.
         if let Err(nested) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
             std::mem::forget(nested);
@@ -355,18 +369,39 @@ fn json<T: Serialize>(value: &T) -> Vec<u8> {
 }
 
 fn reject(status: RexStatus, message: &str) -> Reply {
-    (status, json(&Envelope { kind: "error", message, location: None, submits: None }))
+    (
+        status,
+        json(&Envelope {
+            kind: "error",
+            message,
+            location: None,
+            submits: None,
+        }),
+    )
 }
 
-fn failure(outcome: std::result::Result<crate::Error, PanicReport>, submits: Option<&[Submit]>) -> Reply {
+fn failure(
+    outcome: std::result::Result<crate::Error, PanicReport>,
+    submits: Option<&[Submit]>,
+) -> Reply {
     match outcome {
         Ok(error) => (
             RexStatus::ERROR,
-            json(&Envelope { kind: "error", message: error.message(), location: None, submits }),
+            json(&Envelope {
+                kind: "error",
+                message: error.message(),
+                location: None,
+                submits,
+            }),
         ),
         Err(panic) => (
             RexStatus::PANIC,
-            json(&Envelope { kind: "panic", message: &panic.message, location: panic.location.as_deref(), submits }),
+            json(&Envelope {
+                kind: "panic",
+                message: &panic.message,
+                location: panic.location.as_deref(),
+                submits,
+            }),
         ),
     }
 }
@@ -379,19 +414,28 @@ unsafe fn respond(out: *mut RexBuf, body: impl FnOnce() -> Reply) -> RexStatus {
     let (status, bytes) = catch(body).unwrap_or_else(|panic| failure(Err(panic), None));
     if !out.is_null() {
         let mut bytes = ManuallyDrop::new(bytes);
-        let buf = RexBuf { ptr: bytes.as_mut_ptr(), len: bytes.len(), cap: bytes.capacity() };
+        let buf = RexBuf {
+            ptr: bytes.as_mut_ptr(),
+            len: bytes.len(),
+            cap: bytes.capacity(),
+        };
         // SAFETY: guaranteed by the caller; ownership passes to the host until `free_buf`.
         unsafe { out.write(buf) };
     }
     status
 }
 
-/// `RexPluginV1::init`: remember the host and the settings, install the panic hook.
+/// `RexPluginV1::init`: remember the host and the settings, install the panic hook, and
+/// construct the worker named by `config_json.worker`, if any (its panic is the reply).
 ///
 /// # Safety
 /// As documented by the ABI: `host` is null or valid for the process lifetime, `config_json`
 /// readable for the call, `out` null or writable.
-pub unsafe extern "C" fn init(host: *const RexHostV1, config_json: RexStr, out: *mut RexBuf) -> RexStatus {
+pub unsafe extern "C" fn init<P: Export>(
+    host: *const RexHostV1,
+    config_json: RexStr,
+    out: *mut RexBuf,
+) -> RexStatus {
     install_panic_hook();
     // SAFETY: forwarded from our caller.
     unsafe {
@@ -399,7 +443,10 @@ pub unsafe extern "C" fn init(host: *const RexHostV1, config_json: RexStr, out: 
             if !host.is_null() {
                 let size = (*host).struct_size as usize;
                 if size < size_of::<RexHostV1>() {
-                    let message = format!("host table is {size} bytes, expected at least {}", size_of::<RexHostV1>());
+                    let message = format!(
+                        "host table is {size} bytes, expected at least {}",
+                        size_of::<RexHostV1>()
+                    );
                     return reject(RexStatus::BAD_INPUT, &message);
                 }
             }
@@ -409,12 +456,26 @@ pub unsafe extern "C" fn init(host: *const RexHostV1, config_json: RexStr, out: 
             } else {
                 match serde_json::from_slice(bytes) {
                     Ok(config) => config,
-                    Err(e) => return reject(RexStatus::BAD_INPUT, &format!("invalid plugin config: {e}")),
+                    Err(e) => {
+                        return reject(RexStatus::BAD_INPUT, &format!("invalid plugin config: {e}"));
+                    }
                 }
             };
             HOST.store(host.cast_mut(), Ordering::Release);
             if let Some(settings) = config.get("settings") {
                 let _ = SETTINGS.set(settings.clone());
+            }
+            // A worker process names its worker: construct it now, so that a worker that cannot
+            // start (a panicking constructor) fails the process start, not its first task.
+            if let Some(name) = config.get("worker").and_then(Value::as_str) {
+                let Some(index) = P::PLUGIN.workers.iter().position(|w| w.name == name) else {
+                    return reject(
+                        RexStatus::UNKNOWN,
+                        &format!("unknown worker {name:?} in {}", P::PLUGIN.package),
+                    );
+                };
+                let worker = take_worker::<P>(index);
+                put_worker::<P>(index, worker);
             }
             (RexStatus::OK, b"{}".to_vec())
         })
@@ -425,9 +486,17 @@ pub unsafe extern "C" fn init(host: *const RexHostV1, config_json: RexStr, out: 
 ///
 /// # Safety
 /// As documented by the ABI: both strings readable for the call, `out` null or writable.
-pub unsafe extern "C" fn call<P: Export>(worker: RexStr, request_json: RexStr, out: *mut RexBuf) -> RexStatus {
+pub unsafe extern "C" fn call<P: Export>(
+    worker: RexStr,
+    request_json: RexStr,
+    out: *mut RexBuf,
+) -> RexStatus {
     // SAFETY: forwarded from our caller.
-    unsafe { respond(out, || call_inner::<P>(worker.as_str(), request_json.as_bytes())) }
+    unsafe {
+        respond(out, || {
+            call_inner::<P>(worker.as_str(), request_json.as_bytes())
+        })
+    }
 }
 
 fn call_inner<P: Export>(name: Option<&str>, request: &[u8]) -> Reply {
@@ -443,7 +512,7 @@ fn call_inner<P: Export>(name: Option<&str>, request: &[u8]) -> Reply {
         return reject(RexStatus::UNKNOWN, &message);
     };
     let mut worker = take_worker::<P>(index);
-    let log = Log::to_host(worker.logger());
+    let log = Log::to_host((P::PLUGIN.workers[index].logger)());
     let mut ctx = Context::new(request.queue, request.task_id, request.attempt, log);
     let result = invoke(&mut *worker, &mut ctx, request.payload);
     put_worker::<P>(index, worker);
@@ -459,9 +528,17 @@ fn call_inner<P: Export>(name: Option<&str>, request: &[u8]) -> Reply {
 ///
 /// # Safety
 /// As documented by the ABI: both strings readable for the call, `out` null or writable.
-pub unsafe extern "C" fn run_task<P: Export>(task: RexStr, argv_json: RexStr, out: *mut RexBuf) -> RexStatus {
+pub unsafe extern "C" fn run_task<P: Export>(
+    task: RexStr,
+    argv_json: RexStr,
+    out: *mut RexBuf,
+) -> RexStatus {
     // SAFETY: forwarded from our caller.
-    unsafe { respond(out, || run_task_inner::<P>(task.as_str(), argv_json.as_bytes())) }
+    unsafe {
+        respond(out, || {
+            run_task_inner::<P>(task.as_str(), argv_json.as_bytes())
+        })
+    }
 }
 
 fn run_task_inner<P: Export>(name: Option<&str>, argv: &[u8]) -> Reply {
@@ -473,7 +550,12 @@ fn run_task_inner<P: Export>(name: Option<&str>, argv: &[u8]) -> Reply {
     } else {
         match serde_json::from_slice(argv) {
             Ok(args) => args,
-            Err(e) => return reject(RexStatus::BAD_INPUT, &format!("invalid task arguments: {e}")),
+            Err(e) => {
+                return reject(
+                    RexStatus::BAD_INPUT,
+                    &format!("invalid task arguments: {e}"),
+                );
+            }
         }
     };
     let Some(task) = P::PLUGIN.tasks.iter().find(|t| t.name == name) else {

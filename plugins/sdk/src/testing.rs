@@ -51,7 +51,10 @@ pub enum Status {
     /// `Err(error)`: the error's message.
     Error(String),
     /// A panic: its message and, when known, its `file:line:col`.
-    Panic { message: String, location: Option<String> },
+    Panic {
+        message: String,
+        location: Option<String>,
+    },
 }
 
 /// The result of [`run`] / [`run_task`].
@@ -65,13 +68,24 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn new(result: std::result::Result<Result<()>, PanicReport>, submits: Vec<Submit>, logs: Vec<LogRecord>) -> Self {
+    fn new(
+        result: std::result::Result<Result<()>, PanicReport>,
+        submits: Vec<Submit>,
+        logs: Vec<LogRecord>,
+    ) -> Self {
         let status = match result {
             Ok(Ok(())) => Status::Ok,
             Ok(Err(e)) => Status::Error(e.into_message()),
-            Err(p) => Status::Panic { message: p.message, location: p.location },
+            Err(p) => Status::Panic {
+                message: p.message,
+                location: p.location,
+            },
         };
-        Outcome { status, submits, logs }
+        Outcome {
+            status,
+            submits,
+            logs,
+        }
     }
 
     /// Whether the run returned `Ok(())`.
@@ -105,12 +119,20 @@ impl Outcome {
 
     /// The messages logged at exactly `level`, in order.
     pub fn messages(&self, level: Level) -> Vec<&str> {
-        self.logs.iter().filter(|r| r.level == level).map(|r| r.message.as_str()).collect()
+        self.logs
+            .iter()
+            .filter(|r| r.level == level)
+            .map(|r| r.message.as_str())
+            .collect()
     }
 
     /// The payloads submitted to `queue`, in order.
     pub fn submitted_to(&self, queue: &str) -> Vec<&Payload> {
-        self.submits.iter().filter(|s| s.queue == queue).map(|s| &s.payload).collect()
+        self.submits
+            .iter()
+            .filter(|s| s.queue == queue)
+            .map(|s| &s.payload)
+            .collect()
     }
 
     /// Panic with the status unless the run returned `Ok(())`.
@@ -126,8 +148,14 @@ impl fmt::Display for Status {
         match self {
             Status::Ok => f.write_str("Ok"),
             Status::Error(message) => write!(f, "Err({message})"),
-            Status::Panic { message, location: Some(at) } => write!(f, "panic at {at}: {message}"),
-            Status::Panic { message, location: None } => write!(f, "panic: {message}"),
+            Status::Panic {
+                message,
+                location: Some(at),
+            } => write!(f, "panic at {at}: {message}"),
+            Status::Panic {
+                message,
+                location: None,
+            } => write!(f, "panic: {message}"),
         }
     }
 }
@@ -143,7 +171,12 @@ pub struct Harness {
 
 impl Default for Harness {
     fn default() -> Self {
-        Harness { queue: "test".to_owned(), task_id: 1, attempt: 1, min_level: Level::Debug }
+        Harness {
+            queue: "test".to_owned(),
+            task_id: 1,
+            attempt: 1,
+            min_level: Level::Debug,
+        }
     }
 }
 
@@ -189,7 +222,7 @@ impl Harness {
             Ok(payload) => payload,
             Err(e) => panic!("testing::run: {}", e.into()),
         };
-        let log = Log::capture(worker.logger(), self.min_level);
+        let log = Log::capture(crate::worker::logger_name::<W>(), self.min_level);
         let mut ctx = Context::new(self.queue.clone(), self.task_id, self.attempt, log);
         let result = invoke(worker, &mut ctx, payload);
         let (submits, mut log) = ctx.finish();
@@ -254,7 +287,9 @@ impl PluginTable {
     /// [`export!`](crate::export) generates.
     pub unsafe fn new(entry: EntryFn) -> Self {
         // SAFETY: guaranteed by the caller.
-        PluginTable { table: unsafe { &*entry() } }
+        PluginTable {
+            table: unsafe { &*entry() },
+        }
     }
 
     /// The raw table.
@@ -269,6 +304,16 @@ impl PluginTable {
         serde_json::from_slice(text).unwrap_or(Value::Null)
     }
 
+    /// `init(no host, config)`: records the settings (first call only) and constructs the
+    /// worker named by `config.worker`, if any. Log records stay dropped.
+    pub fn init(&self, config: &Value) -> Reply {
+        let config = config.to_string();
+        let mut out = RexBuf::EMPTY;
+        // SAFETY: a null host is allowed; the string outlives the call and `out` is writable.
+        let status = unsafe { (self.table.init)(std::ptr::null(), RexStr::new(&config), &mut out) };
+        self.reply(status, out)
+    }
+
     /// `call(worker, request)`.
     pub fn call(&self, worker: &str, request: &Value) -> Reply {
         self.call_raw(worker, request.to_string().as_bytes())
@@ -277,7 +322,10 @@ impl PluginTable {
     /// `call(worker, request)` with request bytes as given (to test bad input).
     pub fn call_raw(&self, worker: &str, request: &[u8]) -> Reply {
         let mut out = RexBuf::EMPTY;
-        let request = RexStr { ptr: request.as_ptr(), len: request.len() };
+        let request = RexStr {
+            ptr: request.as_ptr(),
+            len: request.len(),
+        };
         // SAFETY: the strings outlive the call and `out` is writable.
         let status = unsafe { (self.table.call)(RexStr::new(worker), request, &mut out) };
         self.reply(status, out)
@@ -288,7 +336,8 @@ impl PluginTable {
         let argv = serde_json::to_string(args).unwrap_or_default();
         let mut out = RexBuf::EMPTY;
         // SAFETY: as for `call_raw`.
-        let status = unsafe { (self.table.run_task)(RexStr::new(task), RexStr::new(&argv), &mut out) };
+        let status =
+            unsafe { (self.table.run_task)(RexStr::new(task), RexStr::new(&argv), &mut out) };
         self.reply(status, out)
     }
 

@@ -25,6 +25,20 @@ impl Worker for Flaky {
     }
 }
 
+struct Unstartable;
+
+impl Unstartable {
+    fn new() -> Self {
+        panic!("no database");
+    }
+}
+
+impl Worker for Unstartable {
+    fn process(&mut self, _ctx: &mut Context, _payload: Payload) -> Result<()> {
+        Ok(())
+    }
+}
+
 fn failing_task(_ctx: &mut TaskContext, args: Vec<String>) -> Result<()> {
     if args.is_empty() {
         crate::bail!("Oops, I crashed");
@@ -37,7 +51,7 @@ crate::export! {
     version: "9.9.9",
     requires: ["rex.asynctask"],
     settings: "asynctask_workers:\n  flaky: flaky_worker\n",
-    workers: { "flaky_worker" => Flaky { calls: 0 } },
+    workers: { "flaky_worker" => Flaky { calls: 0 }, "unstartable" => Unstartable::new() },
     tasks: { "sdk-fail" => { run: failing_task, hint: "Fail without arguments." } },
 }
 
@@ -52,7 +66,11 @@ fn manifest_lists_package_workers_and_tasks() {
     assert_eq!(manifest["package"], "rex.sdk_test");
     assert_eq!(manifest["version"], "9.9.9");
     assert_eq!(manifest["requires"], json!(["rex.asynctask"]));
-    assert_eq!(manifest["workers"], json!([{"name": "flaky_worker", "logger": "Flaky", "summary": ""}]));
+    // Built without constructing any worker (Unstartable::new would panic).
+    assert_eq!(
+        manifest["workers"],
+        json!([{"name": "flaky_worker", "logger": "Flaky", "summary": ""}, {"name": "unstartable", "logger": "Unstartable", "summary": ""}])
+    );
     assert_eq!(manifest["tasks"][0]["usage"], "rex sdk-fail");
     assert_eq!(manifest["tasks"][0]["hint"], "Fail without arguments.");
 }
@@ -65,9 +83,18 @@ fn a_panic_is_reported_with_location_and_the_worker_survives() {
     assert_eq!(reply.status, RexStatus::PANIC);
     assert_eq!(reply.body["kind"], "panic");
     assert_eq!(reply.body["message"], "Oops!");
-    assert!(reply.body["location"].as_str().is_some_and(|l| l.contains("tests.rs")), "{}", reply.body);
+    assert!(
+        reply.body["location"]
+            .as_str()
+            .is_some_and(|l| l.contains("tests.rs")),
+        "{}",
+        reply.body
+    );
     // Submissions made before the panic are reported; the host decides what to do with them.
-    assert_eq!(reply.body["submits"], json!([{"queue": "flaky", "payload": {"after": "panic"}}]));
+    assert_eq!(
+        reply.body["submits"],
+        json!([{"queue": "flaky", "payload": {"after": "panic"}}])
+    );
 
     let ok = plugin.call("flaky_worker", &json!({"queue": "flaky", "payload": {}}));
     assert_eq!(ok.status, RexStatus::OK);
@@ -77,13 +104,19 @@ fn a_panic_is_reported_with_location_and_the_worker_survives() {
 #[test]
 fn errors_unknown_workers_and_bad_requests_are_distinguished() {
     let plugin = table();
-    let reply = plugin.call("flaky_worker", &json!({"queue": "q", "payload": {"fail": 1}}));
+    let reply = plugin.call(
+        "flaky_worker",
+        &json!({"queue": "q", "payload": {"fail": 1}}),
+    );
     assert_eq!(reply.status, RexStatus::ERROR);
     assert_eq!(reply.body["message"], r#"failed with {"fail":1}"#);
 
     let reply = plugin.call("nope", &json!({"queue": "q", "payload": {}}));
     assert_eq!(reply.status, RexStatus::UNKNOWN);
-    assert_eq!(reply.body["message"], r#"unknown worker "nope" in rex.sdk_test"#);
+    assert_eq!(
+        reply.body["message"],
+        r#"unknown worker "nope" in rex.sdk_test"#
+    );
 
     let reply = plugin.call_raw("flaky_worker", b"{not json");
     assert_eq!(reply.status, RexStatus::BAD_INPUT);
@@ -95,7 +128,10 @@ fn errors_unknown_workers_and_bad_requests_are_distinguished() {
 #[test]
 fn tasks_report_exit_codes_and_errors() {
     let plugin = table();
-    assert_eq!(plugin.run_task("sdk-fail", &["x"]).body, json!({"exit_code": 0}));
+    assert_eq!(
+        plugin.run_task("sdk-fail", &["x"]).body,
+        json!({"exit_code": 0})
+    );
     let reply = plugin.run_task("sdk-fail", &[]);
     assert_eq!(reply.status, RexStatus::ERROR);
     assert_eq!(reply.body["message"], "Oops, I crashed");
@@ -108,8 +144,28 @@ fn harness_captures_logs_and_filters_by_level() {
     let out = testing::run(&mut worker, "flaky", json!({}));
     assert_eq!(out.messages(Level::Debug), ["call 1"]);
 
-    let out = testing::Harness::new().min_level(Level::Info).run(&mut worker, json!({"panic": true}));
+    let out = testing::Harness::new()
+        .min_level(Level::Info)
+        .run(&mut worker, json!({"panic": true}));
     assert!(out.logs.is_empty());
     assert!(matches!(out.status, Status::Panic { ref message, .. } if message == "Oops!"));
     assert_eq!(worker.calls, 2);
+}
+
+#[test]
+fn init_constructs_the_named_worker_and_reports_its_panic() {
+    let plugin = table();
+    let reply = plugin.init(&json!({"settings": {}, "worker": "unstartable"}));
+    assert_eq!(reply.status, RexStatus::PANIC);
+    assert_eq!(reply.body["message"], "no database");
+    assert_eq!(
+        plugin
+            .init(&json!({"settings": {}, "worker": "flaky_worker"}))
+            .status,
+        RexStatus::OK
+    );
+    assert_eq!(
+        plugin.init(&json!({"worker": "nope"})).status,
+        RexStatus::UNKNOWN
+    );
 }

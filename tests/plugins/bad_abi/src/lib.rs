@@ -4,7 +4,11 @@
 
 use rex_plugin_abi::{REX_ABI_MAGIC, RexBuf, RexHostV1, RexPluginV1, RexStatus, RexStr};
 
-unsafe extern "C" fn init(_host: *const RexHostV1, _config: RexStr, _out: *mut RexBuf) -> RexStatus {
+unsafe extern "C" fn init(
+    _host: *const RexHostV1,
+    _config: RexStr,
+    _out: *mut RexBuf,
+) -> RexStatus {
     RexStatus::ERROR
 }
 
