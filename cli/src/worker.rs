@@ -296,12 +296,13 @@ impl Consumer {
     }
 
     fn process(&mut self, task: Task) {
-        let payload = Value::Object(task.payload.clone());
-        self.logger.debug(format_args!("Got payload: {payload}"));
+        // Tell the master first: by the time anyone reads "Got payload", the master knows.
         self.events.send(&Up::Claimed {
             task: task.id,
             attempt: task.attempt,
         });
+        let payload = Value::Object(task.payload.clone());
+        self.logger.debug(format_args!("Got payload: {payload}"));
         logging::set_current_task(Some(task.id));
         let outcome = match &mut self.executor {
             Executor::Plugin(plugin) => run_plugin(plugin, &self.worker, &task, payload),

@@ -187,6 +187,9 @@ impl Supervisor {
             }
             let deadline = self.next_deadline();
             tokio::select! {
+                // Events first: a child's report that is already queued is applied before a
+                // signal or timer looks at the children.
+                biased;
                 Some(event) = self.events.recv() => self.on_event(event).await,
                 _ = sigterm.recv() => self.begin_shutdown(),
                 _ = sigint.recv() => if self.stopping.is_some() { self.kill_all("second interrupt") } else { self.begin_shutdown() },
@@ -322,7 +325,9 @@ impl Supervisor {
             "Worker for queue {queue} (pid {}) {reason}{task_note}",
             child.pid
         ));
-        let made_progress = held_task || child.processed > 0;
+        // A child that held a task, or ran long enough to be called healthy, resets the count.
+        let made_progress =
+            held_task || child.processed > 0 || child.started.elapsed() >= restart::HEALTHY_UPTIME;
         let delay = self.slots[index].restarts.on_death(made_progress);
         if delay.is_zero() {
             self.launch(index);

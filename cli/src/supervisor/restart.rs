@@ -10,6 +10,8 @@ use std::time::Duration;
 
 const FIRST_DELAY: Duration = Duration::from_millis(500);
 const MAX_DELAY: Duration = Duration::from_secs(30);
+/// A child that stayed up this long before dying counts as having made progress.
+pub const HEALTHY_UPTIME: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub struct Restarts {

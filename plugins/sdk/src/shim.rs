@@ -457,7 +457,10 @@ pub unsafe extern "C" fn init<P: Export>(
                 match serde_json::from_slice(bytes) {
                     Ok(config) => config,
                     Err(e) => {
-                        return reject(RexStatus::BAD_INPUT, &format!("invalid plugin config: {e}"));
+                        return reject(
+                            RexStatus::BAD_INPUT,
+                            &format!("invalid plugin config: {e}"),
+                        );
                     }
                 }
             };
