@@ -9,6 +9,7 @@
 //! * [`plugin`] — finding, checking and calling plugin libraries (the host side of the ABI).
 //! * [`settings`] — declared settings, merging, validation, typed asynctask configuration.
 //! * [`supervisor`] — `asynctask-workers`: the master that spawns and supervises children.
+//! * [`scheduler`] — `asynctask_scheduled_workers`: APScheduler-style schedules, `--scheduler`.
 //! * [`worker`] — the child process that works one queue.
 //! * [`control`] — the master/child control channel.
 //! * [`logging`] — `LEVEL:Logger:message` records over `tracing`.
@@ -21,6 +22,7 @@ pub mod logging;
 pub mod package;
 pub mod plugin;
 pub mod project;
+pub mod scheduler;
 pub mod settings;
 pub mod supervisor;
 pub mod tasks;

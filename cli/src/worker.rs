@@ -341,9 +341,14 @@ impl Consumer {
                 permanent,
             } => (detail, reason, permanent),
         };
-        self.logger.error(format_args!(
-            "An unhandled exception occurred while processing the payload\n{detail}"
-        ));
+        // ctl_executor's report has its own headline, as in the original.
+        if detail.starts_with("Failed execution\n") {
+            self.logger.error(format_args!("{detail}"));
+        } else {
+            self.logger.error(format_args!(
+                "An unhandled exception occurred while processing the payload\n{detail}"
+            ));
+        }
         let retry_at = if permanent {
             None
         } else {

@@ -71,6 +71,7 @@ macro_rules! conformance_suite {
             case_expired,
             case_renew,
             case_idempotency_key,
+            case_schedule_fires,
             case_delayed_submit,
             case_stats,
             case_wait_returns,
@@ -813,6 +814,38 @@ pub async fn case_renew(t: Arc<dyn Transport>) {
     );
     assert!(t.complete(&kept.lease(), &[]).await.expect("complete"));
     assert_eq!(t.renew(&[], LEASE).await.expect("renew"), 0);
+}
+
+/// Each schedule fire is enqueued once, and the latest recorded fire is found per schedule.
+pub async fn case_schedule_fires(t: Arc<dyn Transport>) {
+    use crate::schedule_key;
+    let (queue, a, b) = (unique("sched"), unique("a"), unique("b"));
+    assert_eq!(t.last_fire(&a).await.expect("last_fire"), None);
+    let at = |ms: i64| crate::task::from_epoch_ms(ms);
+    let keyed = |key: String| SubmitOptions {
+        idempotency_key: Some(key),
+        ..SubmitOptions::default()
+    };
+    for ms in [2_000, 1_000, 3_000] {
+        assert!(
+            submit_with(&t, &queue, json!({}), keyed(schedule_key(&a, at(ms))))
+                .await
+                .is_some()
+        );
+    }
+    assert!(
+        submit_with(&t, &queue, json!({}), keyed(schedule_key(&b, at(9_000))))
+            .await
+            .is_some()
+    );
+    // A second scheduler trying the same fire enqueues nothing.
+    assert_eq!(
+        submit_with(&t, &queue, json!({}), keyed(schedule_key(&a, at(3_000)))).await,
+        None
+    );
+    assert_eq!(t.last_fire(&a).await.expect("last_fire"), Some(at(3_000)));
+    assert_eq!(t.last_fire(&b).await.expect("last_fire"), Some(at(9_000)));
+    assert_eq!(counts(&t, &queue).await, ready(4));
 }
 
 /// At most one task is ever enqueued per idempotency key.

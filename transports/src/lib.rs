@@ -36,7 +36,8 @@ use std::time::{Duration, SystemTime};
 
 pub use task::{
     Attempt, Failure, FailureKind, Lease, Outcome, Payload, QueueCounts, QueueStats, Submit,
-    SubmitOptions, Task, TaskId, TaskState, TaskSummary, normalize_payload, validate_queue_name,
+    SubmitOptions, Task, TaskId, TaskState, TaskSummary, normalize_payload, schedule_key,
+    schedule_key_prefix, schedule_key_time, validate_queue_name,
 };
 
 /// Errors of the transport layer.
@@ -158,6 +159,10 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Delete tasks of `queue` in the given state. Returns how many were deleted.
     async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64>;
+
+    /// The latest fire time recorded for a schedule: the greatest `at` of the idempotency keys
+    /// [`schedule_key`]`(schedule, at)` used so far, or `None`.
+    async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>>;
 
     /// Wait until a task may have become ready in `queue`, or `timeout` passes. Backends
     /// without notifications simply sleep; spurious wake-ups are allowed.

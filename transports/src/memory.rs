@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::task::{add_ms, from_epoch_ms, to_epoch_ms};
+use crate::task::{add_ms, from_epoch_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
 use crate::{
     Attempt, Failure, FailureKind, Lease, Outcome, Payload, PurgeWhich, QueueCounts, QueueStats,
     Result, Selector, Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, Transport,
@@ -408,6 +408,17 @@ impl Transport for MemoryTransport {
             .tasks
             .retain(|_, row| !(row.queue == queue && row.state == target));
         Ok((before - state.tasks.len()) as u64)
+    }
+
+    async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {
+        let prefix = schedule_key_prefix(schedule);
+        let state = self.state();
+        Ok(state
+            .idempotency_keys
+            .iter()
+            .filter(|k| k.starts_with(&prefix))
+            .max()
+            .and_then(|k| schedule_key_time(k)))
     }
 
     /// Returns when a task is ready in `queue`, when anything may have made one ready, or

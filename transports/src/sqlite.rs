@@ -17,7 +17,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::task::{add_ms, from_epoch_ms, to_epoch_ms};
+use crate::task::{add_ms, from_epoch_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
 use crate::{
     Failure, FailureKind, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
     Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, Transport, TransportError,
@@ -595,6 +595,18 @@ impl Transport for SqliteTransport {
                 .execute(params![queue, state.as_str()])
         })?;
         Ok(purged as u64)
+    }
+
+    async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {
+        let prefix = schedule_key_prefix(schedule);
+        // Keys of one schedule are contiguous: `prefix` < key < `prefix` with ':' bumped to ';'.
+        let upper = format!("{};", &prefix[..prefix.len() - 1]);
+        let key: Option<String> = self.with(|conn| {
+            conn.prepare_cached("SELECT key FROM idempotency_keys WHERE key > ?1 AND key < ?2 ORDER BY key DESC LIMIT 1")?
+                .query_row(params![prefix, upper], |row| row.get(0))
+                .optional()
+        })?;
+        Ok(key.as_deref().and_then(schedule_key_time))
     }
 
     /// Returns as soon as a task is ready in `queue`: at once for changes made through this

@@ -184,7 +184,7 @@ fn validate_entry(entry: Value, ctx: &Context<'_>) -> Result<Value> {
     Ok(Value::Object(record))
 }
 
-fn validate_worker_name(worker: &str, ctx: &Context<'_>) -> Result<()> {
+pub(crate) fn validate_worker_name(worker: &str, ctx: &Context<'_>) -> Result<()> {
     if ctx.workers.iter().any(|w| w == worker) {
         Ok(())
     } else {

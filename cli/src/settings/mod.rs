@@ -9,8 +9,9 @@
 mod asynctask;
 mod spec;
 
+pub(crate) use asynctask::validate_worker_name;
 pub use asynctask::{QueueConfig, RateLimit, RetryPolicy};
-pub use spec::{Kind, Merge, SPECS, SettingSpec, parse_duration};
+pub use spec::{Kind, Merge, SPECS, SettingSpec, parse_duration, parse_duration_value};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -117,6 +118,11 @@ impl Settings {
 
     pub fn lease_duration(&self) -> Duration {
         self.duration("asynctask_lease_duration", Duration::from_secs(60))
+    }
+
+    /// The entries of `asynctask_scheduled_workers`, in order.
+    pub fn schedules(&self) -> Vec<crate::scheduler::Entry> {
+        crate::scheduler::entries(self.get("asynctask_scheduled_workers"))
     }
 
     /// The configured queues (disabled ones skipped), sorted by queue name.

@@ -53,6 +53,8 @@ pub enum Kind {
     LogFormat,
     /// The `asynctask_workers` map.
     Workers,
+    /// The `asynctask_scheduled_workers` list.
+    Schedules,
 }
 
 #[derive(Debug)]
@@ -107,6 +109,14 @@ pub static SPECS: &[SettingSpec] = &[
         merge: Merge::MapUpdate,
         default: "{}",
         doc: "Map of queue name to worker name, or to a record {worker, concurrency, max_attempts, max_crashes, retry_delay_min, retry_delay_max, timeout, rate_max_calls, rate_period}. Merged across sources; null disables a queue.",
+    },
+    SettingSpec {
+        name: "asynctask_scheduled_workers",
+        package: "rex.asynctask",
+        kind: Kind::Schedules,
+        merge: Merge::Concat,
+        default: "[]",
+        doc: "List of schedules {worker | ctl, year, month, day, week, day_of_week, hour, minute, second | cron, start_date, end_date, timezone, misfire, overlap, timeout}; the --scheduler process enqueues each fire once. Concatenated across sources.",
     },
     SettingSpec {
         name: "asynctask_workers_poll_interval",
@@ -178,6 +188,17 @@ impl Kind {
                     .context("Got:", got(&Value::String(s)))),
                 }
             }
+            (Kind::Schedules, Value::String(s)) => match serde_yaml::from_str::<Value>(&s) {
+                Ok(v @ (Value::Array(_) | Value::Null)) => Ok(v),
+                Ok(_) => {
+                    Err(Error::new("Expected a sequence").context("Got:", got(&Value::String(s))))
+                }
+                Err(e) => Err(Error::with_body(
+                    "Failed to parse a YAML or JSON sequence:",
+                    e.to_string(),
+                )
+                .context("Got:", got(&Value::String(s)))),
+            },
             (_, v) => Ok(v),
         }
     }
@@ -222,6 +243,7 @@ impl Kind {
                 ),
             },
             Kind::Workers => super::asynctask::validate_workers(value, ctx),
+            Kind::Schedules => crate::scheduler::validate(value, ctx),
         }
     }
 }

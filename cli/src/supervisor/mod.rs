@@ -46,6 +46,7 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
     let options = Options {
         halt_when_empty: parsed.flag("halt-when-empty"),
         quiet: parsed.flag("quiet"),
+        scheduler: parsed.flag("scheduler"),
     };
     let app = App::build(
         &args,
@@ -65,6 +66,21 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
 pub struct Options {
     pub halt_when_empty: bool,
     pub quiet: bool,
+    /// This master also enqueues the scheduled fires.
+    pub scheduler: bool,
+}
+
+/// The configured queues, sorted by name, then the consumer queue of each schedule entry (a
+/// queue already listed is not added twice).
+fn all_queues(settings: &crate::settings::Settings) -> Vec<QueueConfig> {
+    let mut queues = settings.queues();
+    for entry in settings.schedules() {
+        let config = entry.queue_config();
+        if !queues.iter().any(|q| q.queue == config.queue) {
+            queues.push(config);
+        }
+    }
+    queues
 }
 
 /// One child position: a queue and an index below its concurrency.
@@ -100,6 +116,8 @@ struct Supervisor {
     events: mpsc::UnboundedReceiver<Event>,
     stopping: Option<Instant>,
     killed_children: bool,
+    /// The `--scheduler` producer task.
+    scheduler: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Supervisor {
@@ -127,6 +145,7 @@ impl Supervisor {
             events,
             stopping: None,
             killed_children: false,
+            scheduler: None,
         })
     }
 
@@ -152,7 +171,7 @@ impl Supervisor {
     }
 
     async fn run(mut self) -> Result<i32> {
-        let queues = self.app.settings.queues();
+        let queues = all_queues(&self.app.settings);
         if queues.is_empty() {
             self.log
                 .info(format_args!("No workers configured; terminating."));
@@ -181,6 +200,9 @@ impl Supervisor {
         for i in 0..self.slots.len() {
             self.launch(i);
         }
+        if self.options.scheduler {
+            self.start_scheduler();
+        }
         loop {
             if self.slots.iter().all(|s| matches!(s.state, State::Done)) {
                 break;
@@ -201,6 +223,7 @@ impl Supervisor {
                 _ = tokio::time::sleep_until(deadline.into()) => self.on_timers(),
             }
         }
+        self.stop_scheduler();
         if self.stopping.is_some() {
             self.log.debug(format_args!("Children dead"));
         } else {
@@ -407,10 +430,35 @@ impl Supervisor {
         }
     }
 
+    fn start_scheduler(&mut self) {
+        let entries = self.app.settings.schedules();
+        if entries.is_empty() {
+            self.log.info(format_args!(
+                "No schedules configured -- not starting scheduler"
+            ));
+            return;
+        }
+        let scheduler =
+            crate::scheduler::Scheduler::new(entries, self.transport.clone(), Logger::new(MASTER));
+        self.scheduler = Some(tokio::spawn(scheduler.run()));
+    }
+
+    /// Stop enqueueing. A fire is one atomic submit, so stopping between awaits loses nothing.
+    fn stop_scheduler(&mut self) {
+        if let Some(handle) = self.scheduler.take() {
+            self.log.debug(format_args!(
+                "Termination received; shutting down scheduler"
+            ));
+            handle.abort();
+            self.log.debug(format_args!("Scheduler dead"));
+        }
+    }
+
     fn begin_shutdown(&mut self) {
         if self.stopping.is_some() {
             return;
         }
+        self.stop_scheduler();
         self.log
             .debug(format_args!("Termination received; shutting down children"));
         let grace = self.app.settings.shutdown_grace();
@@ -547,7 +595,7 @@ impl Supervisor {
                 return;
             }
         };
-        let new_queues = app.settings.queues();
+        let new_queues = all_queues(&app.settings);
         let old_app = std::mem::replace(&mut self.app, app);
         let mut log = self.app.settings.log_config();
         log.quiet = self.options.quiet;
@@ -575,6 +623,11 @@ impl Supervisor {
                 self.slots.extend(new_slots);
                 for i in start..self.slots.len() {
                     self.launch(i);
+                }
+                if self.scheduler.is_some() {
+                    // New schedules: restart the producer (fires stay deduplicated by key).
+                    self.stop_scheduler();
+                    self.start_scheduler();
                 }
             }
             Err(e) => {

@@ -106,6 +106,20 @@ pub fn builtins() -> Vec<Builtin> {
         },
         Builtin {
             spec: spec(
+                "asynctask-schedules",
+                "show the scheduled workers with their last and next fire",
+                "Lists each entry of asynctask_scheduled_workers: what it runs, its queue, its\nschedule, when it last fired (as recorded in the transport) and when it fires next.",
+                vec![],
+                with_app(vec![OptSpec::toggle(
+                    "json",
+                    "print a JSON array instead of a table",
+                )]),
+            ),
+            run: operator::schedules,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
                 "asynctask-submit",
                 "submit a task to a queue",
                 "Submits a JSON object as a task to the named queue. With - as the payload,\nreads tasks from standard input, one JSON object per line.",

@@ -123,6 +123,64 @@ pub fn queues(parsed: &Parsed) -> Result<i32> {
     Ok(0)
 }
 
+pub fn schedules(parsed: &Parsed) -> Result<i32> {
+    let app = app(parsed)?;
+    let entries = app.settings.schedules();
+    let transport = app.open_transport()?;
+    let now = chrono::Utc::now();
+    let mut rows = Vec::with_capacity(entries.len());
+    let rt = runtime()?;
+    for entry in &entries {
+        let last = rt
+            .block_on(transport.last_fire(&entry.id))?
+            .map(chrono::DateTime::<chrono::Utc>::from);
+        let next = entry.schedule.next_after(now);
+        rows.push(serde_json::json!({
+            "id": entry.id,
+            "name": entry.name(),
+            "kind": if entry.worker.is_some() { "worker" } else { "ctl" },
+            "queue": entry.queue(),
+            "schedule": entry.description,
+            "last_fire": last.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            "next_fire": next.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+        }));
+    }
+    if parsed.flag("json") {
+        println!("{}", Value::Array(rows));
+        return Ok(0);
+    }
+    if rows.is_empty() {
+        println!("No schedules configured.");
+        return Ok(0);
+    }
+    let text = |v: &Value| {
+        v.as_str().map(str::to_string).unwrap_or_else(|| {
+            if v.is_null() {
+                "-".into()
+            } else {
+                v.to_string()
+            }
+        })
+    };
+    let table: Vec<[String; 5]> = rows
+        .iter()
+        .map(|r| {
+            [
+                text(&r["name"]),
+                text(&r["queue"]),
+                text(&r["schedule"]),
+                text(&r["last_fire"]),
+                text(&r["next_fire"]),
+            ]
+        })
+        .collect();
+    print_table(
+        ["NAME", "QUEUE", "SCHEDULE", "LAST FIRE", "NEXT FIRE"],
+        &table,
+    );
+    Ok(0)
+}
+
 pub fn failed(parsed: &Parsed) -> Result<i32> {
     let app = app(parsed)?;
     let queue = parsed.value("queue");
