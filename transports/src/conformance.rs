@@ -11,7 +11,8 @@
 //!
 //! The fixture expression is evaluated once per case. It yields an `Arc<dyn Transport>` or a
 //! `(Arc<dyn Transport>, guard)` pair whose guard (a temporary directory, a container...) lives
-//! until the case ends. The calling crate needs `tokio` (with `macros` and `rt`).
+//! until the case ends, or an `Option` of either: `None` skips the case with a message (how
+//! server transports run without their server). The calling crate needs `tokio` (with `macros` and `rt`).
 //!
 //! Every case names its queues and owners with a random suffix, so several runs may share one
 //! broker. Two things still see the whole broker: [`case_stats`] only checks the rows of its
@@ -32,20 +33,27 @@ use crate::{
     TaskId, TaskState, Transport, TransportError, normalize_payload,
 };
 
-/// What a conformance fixture yields: the transport under test, plus anything to keep alive.
+/// What a conformance fixture yields: the transport under test, plus anything to keep alive;
+/// `None` skips the case (a server transport whose `REX_TEST_*` variable is unset).
 pub trait Fixture {
-    fn transport(&self) -> Arc<dyn Transport>;
+    fn transport(&self) -> Option<Arc<dyn Transport>>;
 }
 
 impl Fixture for Arc<dyn Transport> {
-    fn transport(&self) -> Arc<dyn Transport> {
-        Arc::clone(self)
+    fn transport(&self) -> Option<Arc<dyn Transport>> {
+        Some(Arc::clone(self))
     }
 }
 
 impl<G> Fixture for (Arc<dyn Transport>, G) {
-    fn transport(&self) -> Arc<dyn Transport> {
-        Arc::clone(&self.0)
+    fn transport(&self) -> Option<Arc<dyn Transport>> {
+        Some(Arc::clone(&self.0))
+    }
+}
+
+impl<F: Fixture> Fixture for Option<F> {
+    fn transport(&self) -> Option<Arc<dyn Transport>> {
+        self.as_ref().and_then(Fixture::transport)
     }
 }
 
@@ -86,7 +94,10 @@ macro_rules! conformance_suite {
                 #[::tokio::test]
                 async fn $case() {
                     let fixture = $fixture.await;
-                    $crate::conformance::$case($crate::conformance::Fixture::transport(&fixture)).await;
+                    match $crate::conformance::Fixture::transport(&fixture) {
+                        Some(transport) => $crate::conformance::$case(transport).await,
+                        None => eprintln!("{}::{}: skipped (no server configured)", stringify!($module), stringify!($case)),
+                    }
                     drop(fixture);
                 }
             )*

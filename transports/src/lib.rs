@@ -7,6 +7,8 @@
 //!   queue statistics; plus queue-name and payload validation shared by all backends.
 //! * [`sqlite`] — the embedded default (`sqlite:PATH`), WAL mode, safe for many processes.
 //! * [`memory`] — in-process only (`memory:`), for library use and tests.
+//! * [`pgsql`] — PostgreSQL (`postgresql://`, `pgsql:`), for many hosts.
+//! * [`redis`] — Redis (`redis://`), for many hosts.
 //! * [`conformance`] — the one test suite every transport must pass.
 //! * [`open`] — URI → transport.
 //!
@@ -28,6 +30,8 @@
 
 pub mod conformance;
 pub mod memory;
+pub mod pgsql;
+pub mod redis;
 pub mod sqlite;
 pub mod task;
 
@@ -181,6 +185,8 @@ pub fn open(uri: &str) -> Result<Arc<dyn Transport>> {
     match scheme {
         "sqlite" => Ok(Arc::new(sqlite::SqliteTransport::open_uri(uri)?)),
         "memory" => Ok(Arc::new(memory::MemoryTransport::new())),
+        "pgsql" | "postgres" | "postgresql" => pgsql::open_uri(uri),
+        "redis" | "rediss" | "redis+unix" => redis::open_uri(uri),
         _ => Err(TransportError::UnknownTransport(uri.to_string())),
     }
 }
