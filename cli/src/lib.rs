@@ -4,6 +4,7 @@
 //!
 //! * [`cli`] — rex.ctl conventions (option normalisation, help layout, error wording) over clap.
 //! * [`tasks`] — the built-in tasks and dispatch to plugin-provided ones.
+//! * [`bench`] — `asynctask-bench`: throughput, latency, restart and memory figures.
 //! * [`project`] — building an application: project, requirements, packages, settings.
 //! * [`package`] — what a package contributes; the built-in packages.
 //! * [`plugin`] — finding, checking and calling plugin libraries (the host side of the ABI).
@@ -15,6 +16,7 @@
 //! * [`logging`] — `LEVEL:Logger:message` records over `tracing`.
 //! * [`error`] — the user-facing error type, rendered as `FATAL ERROR: ...`.
 
+pub mod bench;
 pub mod cli;
 pub mod control;
 pub mod error;

@@ -11,6 +11,9 @@ use crate::plugin::{Manifest, TaskDecl, WorkerDecl};
 /// The built-in worker that runs `rex <command>` for scheduled ctl entries.
 pub const CTL_EXECUTOR: &str = "ctl_executor";
 
+/// The built-in no-op worker that `rex asynctask-bench` measures with.
+pub const BENCH_WORKER: &str = "bench_worker";
+
 #[derive(Clone, Debug)]
 pub enum Source {
     Builtin,
@@ -72,6 +75,10 @@ pub fn builtin(name: &str) -> Option<Package> {
                 name: CTL_EXECUTOR.into(),
                 logger: "CtlExecutorWorker".into(),
                 summary: "This worker will execute the specified rex.ctl Task command.".into(),
+            }, WorkerDecl {
+                name: BENCH_WORKER.into(),
+                logger: "BenchWorker".into(),
+                summary: "Does nothing (rex asynctask-bench records start times through it).".into(),
             }],
             tasks: vec![],
             source: Source::Builtin,

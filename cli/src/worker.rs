@@ -20,7 +20,7 @@ use crate::cli::Parsed;
 use crate::control::{self, CONTROL_FD, Down, HaltReason, Up, WorkerSpec};
 use crate::error::{Error, Result};
 use crate::logging::{self, Logger};
-use crate::package::CTL_EXECUTOR;
+use crate::package::{BENCH_WORKER, CTL_EXECUTOR};
 use crate::plugin::{self, CallResult, Plugin};
 use crate::project::App;
 use rex_transport::{Failure, Submit, Task, Transport};
@@ -128,6 +128,8 @@ impl Events {
 enum Executor {
     Plugin(Plugin),
     Ctl(CtlExecutor),
+    /// The built-in no-op worker of `rex asynctask-bench`.
+    Bench,
 }
 
 /// A finished attempt, as the consumer sees it.
@@ -168,6 +170,7 @@ impl Consumer {
             None if spec.worker == CTL_EXECUTOR => Executor::Ctl(CtlExecutor {
                 project_args: spec.project_args.to_argv(),
             }),
+            None if spec.worker == BENCH_WORKER => Executor::Bench,
             None => return Err(Error::new(format!("worker {} has no plugin", spec.worker))),
             Some(path) => {
                 let plugin = Plugin::load(path, None).map_err(|e| Error::new(e.to_string()))?;
@@ -307,6 +310,7 @@ impl Consumer {
         let outcome = match &mut self.executor {
             Executor::Plugin(plugin) => run_plugin(plugin, &self.worker, &task, payload),
             Executor::Ctl(ctl) => ctl.run(&self.logger, &task),
+            Executor::Bench => bench_record(&task),
         };
         if self.rate.is_some() {
             self.recent.push_back(Instant::now());
@@ -566,4 +570,30 @@ pub fn drain_in_process(app: &App, queue: &str, worker: &str) -> Result<u64> {
         Arc::new(tokio::sync::Notify::new()),
     )?;
     consumer.run()
+}
+
+/// `bench_worker`: does nothing, except that a payload carrying `bench_t` (submit time, µs
+/// since the epoch) and `bench_log` (a file) gets the line `<pid> <bench_t> <start µs>`
+/// appended to that file — one small `O_APPEND` write, whole even with many children.
+fn bench_record(task: &Task) -> Attempted {
+    if let (Some(submitted), Some(path)) = (
+        task.payload.get("bench_t").and_then(Value::as_u64),
+        task.payload.get("bench_log").and_then(Value::as_str),
+    ) {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
+        let line = format!("{} {submitted} {started}\n", std::process::id());
+        let written = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            let msg = format!("cannot record to {path}: {e}");
+            return Attempted::Failed { detail: msg.clone(), reason: msg, permanent: true };
+        }
+    }
+    Attempted::Done(Vec::new())
 }

@@ -22,8 +22,7 @@ use crate::settings::{Context, QueueConfig, RetryPolicy, parse_duration};
 use cron::{CronSchedule, FIELDS, Zone};
 use rex_transport::{SubmitOptions, Transport, schedule_key};
 
-/// The built-in worker that runs scheduled `ctl` commands.
-pub const CTL_EXECUTOR: &str = "ctl_executor";
+pub use crate::package::CTL_EXECUTOR;
 
 const OTHER_FIELDS: [&str; 9] = [
     "worker",
