@@ -58,8 +58,10 @@ pub enum HaltReason {
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum Up {
     Ready,
+    /// Started a task (the previous one, if any, is settled).
     Claimed { task: i64, attempt: u32 },
-    Finished { task: i64, ok: bool },
+    /// Found nothing to do (the previous task, if any, is settled).
+    Idle,
     Halted { reason: HaltReason },
 }
 

@@ -250,8 +250,8 @@ impl Plugin {
     }
 
     /// Run `worker` on a request document; see the ABI docs for its shape.
-    pub fn call(&self, worker: &str, request: &Value) -> CallResult {
-        let request = request.to_string();
+    pub fn call(&self, worker: &str, request: &impl serde::Serialize) -> CallResult {
+        let request = serde_json::to_string(request).unwrap_or_default();
         let mut out = abi::RexBuf::EMPTY;
         // SAFETY: per the ABI; the strings outlive the call; the plugin catches its panics.
         let status = unsafe {

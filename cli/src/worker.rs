@@ -209,21 +209,30 @@ impl Consumer {
             .info(format_args!("Starting; queue={}", self.queue));
         self.events.send(&Up::Ready);
         let mut outage = 0u32;
+        // The next task, when completing the last one already claimed it.
+        let mut next: Option<Task> = None;
         let reason = loop {
             if QUIT.load(Ordering::SeqCst) {
+                if let Some(task) = next.take() {
+                    // Claimed but not started: back to the queue, no attempt used.
+                    let lease = task.lease();
+                    let _ = self.retrying(|| self.transport.release(&lease, "worker stopping"));
+                }
                 break HaltReason::Quit;
             }
             self.respect_rate_limit();
-            let claimed =
-                self.rt
-                    .block_on(self.transport.claim(&self.queue, &self.owner, self.lease));
+            let claimed = match next.take() {
+                Some(task) => Ok(Some(task)),
+                None => self.rt.block_on(self.transport.claim(&self.queue, &self.owner, self.lease)),
+            };
             match claimed {
                 Ok(Some(task)) => {
                     outage = 0;
-                    self.process(task);
+                    next = self.process(task);
                 }
                 Ok(None) => {
                     outage = 0;
+                    self.events.send(&Up::Idle);
                     if self.halt_when_empty {
                         match self.rt.block_on(self.transport.counts(&self.queue)) {
                             Ok(counts) if counts.is_drained() => {
@@ -298,42 +307,52 @@ impl Consumer {
         }
     }
 
-    fn process(&mut self, task: Task) {
+    /// Run one task and settle it; returns the next task when settling already claimed it.
+    fn process(&mut self, task: Task) -> Option<Task> {
         // Tell the master first: by the time anyone reads "Got payload", the master knows.
         self.events.send(&Up::Claimed {
             task: task.id,
             attempt: task.attempt,
         });
-        let payload = Value::Object(task.payload.clone());
-        self.logger.debug(format_args!("Got payload: {payload}"));
+        self.logger.debug(format_args!("Got payload: {}", JsonMap(&task.payload)));
         logging::set_current_task(Some(task.id));
         let outcome = match &mut self.executor {
-            Executor::Plugin(plugin) => run_plugin(plugin, &self.worker, &task, payload),
+            Executor::Plugin(plugin) => run_plugin(plugin, &self.worker, &task),
             Executor::Ctl(ctl) => ctl.run(&self.logger, &task),
             Executor::Bench => bench_record(&task),
         };
         if self.rate.is_some() {
             self.recent.push_back(Instant::now());
         }
-        let ok = self.settle(&task, outcome);
+        let next = self.settle(&task, outcome);
         logging::set_current_task(None);
         self.processed += 1;
-        self.events.send(&Up::Finished { task: task.id, ok });
+        next
     }
 
-    /// Record the outcome; returns whether the task succeeded.
-    fn settle(&self, task: &Task, outcome: Attempted) -> bool {
+    /// Record the outcome. A successful attempt is completed together with claiming the next
+    /// task (one transaction where the transport can), unless the worker is stopping or
+    /// rate-limited; that next task is returned.
+    fn settle(&self, task: &Task, outcome: Attempted) -> Option<Task> {
         let lease = task.lease();
         let (detail, reason, permanent) = match outcome {
             Attempted::Done(submits) => {
-                match self.retrying(|| self.transport.complete(&lease, &submits)) {
-                    Ok(true) => {
+                let prefetch = self.rate.is_none() && !QUIT.load(Ordering::SeqCst);
+                let settled = if prefetch {
+                    self.retrying(|| {
+                        self.transport.complete_and_claim(&lease, &submits, &self.queue, &self.owner, self.lease)
+                    })
+                } else {
+                    self.retrying(|| self.transport.complete(&lease, &submits)).map(|done| (done, None))
+                };
+                match settled {
+                    Ok((true, next)) => {
                         self.logger.debug(format_args!("Processing complete"));
-                        return true;
+                        return next;
                     }
-                    Ok(false) => {
+                    Ok((false, next)) => {
                         self.logger.warn(format_args!("Task {} was reclaimed while it ran; this attempt's result was discarded", task.id));
-                        return false;
+                        return next;
                     }
                     // The result cannot be stored (e.g. a submit to an invalid queue): fail the task.
                     Err(e) => (e.to_string(), e.to_string(), !e.is_retryable()),
@@ -377,14 +396,14 @@ impl Consumer {
                 task.id
             )),
         }
-        false
+        None
     }
 
     /// Run a settlement, retrying while the transport is unreachable (bounded).
-    fn retrying<F, Fut>(&self, op: F) -> rex_transport::Result<bool>
+    fn retrying<T, F, Fut>(&self, op: F) -> rex_transport::Result<T>
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = rex_transport::Result<bool>>,
+        Fut: std::future::Future<Output = rex_transport::Result<T>>,
     {
         let mut delay = Duration::from_millis(100);
         for _ in 0..8 {
@@ -404,8 +423,24 @@ impl Consumer {
     }
 }
 
-fn run_plugin(plugin: &Plugin, worker: &str, task: &Task, payload: Value) -> Attempted {
-    let request = json!({ "queue": task.queue, "task_id": task.id, "attempt": task.attempt, "payload": payload });
+/// Compact JSON of a payload, formatted only if the log record is.
+struct JsonMap<'a>(&'a serde_json::Map<String, Value>);
+
+impl std::fmt::Display for JsonMap<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+fn run_plugin(plugin: &Plugin, worker: &str, task: &Task) -> Attempted {
+    #[derive(serde::Serialize)]
+    struct Request<'a> {
+        queue: &'a str,
+        task_id: i64,
+        attempt: u32,
+        payload: &'a serde_json::Map<String, Value>,
+    }
+    let request = Request { queue: &task.queue, task_id: task.id, attempt: task.attempt, payload: &task.payload };
     match plugin.call(worker, &request) {
         CallResult::Ok(body) => {
             let submits = body

@@ -69,6 +69,7 @@ macro_rules! conformance_suite {
             case_invalid_queue_names,
             case_claim_leases,
             case_complete_with_submits,
+            case_complete_and_claim,
             case_stale_lease,
             case_fail_with_retry,
             case_fail_without_retry,
@@ -825,6 +826,32 @@ pub async fn case_renew(t: Arc<dyn Transport>) {
     );
     assert!(t.complete(&kept.lease(), &[]).await.expect("complete"));
     assert_eq!(t.renew(&[], LEASE).await.expect("renew"), 0);
+}
+
+/// Completing and claiming in one call: the attempt is done (its follow-ups enqueued) and the
+/// next task is leased to the same owner; a stale lease completes nothing but still claims.
+pub async fn case_complete_and_claim(t: Arc<dyn Transport>) {
+    let (queue, other, owner) = (unique("cac"), unique("cac_next"), unique("owner"));
+    let first = submit(&t, &queue, json!({"n": 1})).await;
+    let second = submit(&t, &queue, json!({"n": 2})).await;
+    let task = claim(&t, &queue, &owner).await.expect("first task");
+    assert_eq!(task.id, first);
+    let follow_up = Submit { queue: other.clone(), payload: payload(json!({"after": 1})) };
+    let (done, next) = t
+        .complete_and_claim(&task.lease(), &[follow_up], &queue, &owner, LEASE)
+        .await
+        .expect("complete_and_claim");
+    assert!(done);
+    let next = next.expect("the second task is claimed at once");
+    assert_eq!((next.id, next.attempt, next.owner.as_str()), (second, 1, owner.as_str()));
+    assert_eq!(counts(&t, &other).await, ready(1));
+    // The old lease is stale now: nothing completes, the (empty) queue yields nothing.
+    let (done, none) = t.complete_and_claim(&task.lease(), &[], &queue, &owner, LEASE).await.expect("stale");
+    assert!(!done);
+    assert!(none.is_none());
+    let (done, none) = t.complete_and_claim(&next.lease(), &[], &queue, &owner, LEASE).await.expect("last");
+    assert!(done && none.is_none());
+    assert!(counts(&t, &queue).await.is_drained());
 }
 
 /// Each schedule fire is enqueued once, and the latest recorded fire is found per schedule.

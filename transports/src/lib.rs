@@ -5,7 +5,8 @@
 //! * [`Transport`] (this file) — the delivery contract every backend implements.
 //! * [`task`] — the data that crosses the contract: payloads, claimed tasks, leases, failures,
 //!   queue statistics; plus queue-name and payload validation shared by all backends.
-//! * [`sqlite`] — the embedded default (`sqlite:PATH`), WAL mode, safe for many processes.
+//! * [`sqlite`] — the embedded default (`sqlite:PATH`), WAL mode, safe for many processes;
+//!   `wake` (private) carries its cross-process wake-ups.
 //! * [`memory`] — in-process only (`memory:`), for library use and tests.
 //! * [`pgsql`] — PostgreSQL (`postgresql://`, `pgsql:`), for many hosts.
 //! * [`redis`] — Redis (`redis://`), for many hosts.
@@ -34,6 +35,7 @@ pub mod pgsql;
 pub mod redis;
 pub mod sqlite;
 pub mod task;
+mod wake;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -125,6 +127,24 @@ pub trait Transport: Send + Sync + 'static {
     /// same transaction where the backend allows it, enqueue `submits`. `false` if the lease is
     /// stale (nothing was changed and nothing was submitted).
     async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool>;
+
+    /// [`complete`](Transport::complete) this attempt, then [`claim`](Transport::claim) the
+    /// next task of `queue` for the same owner: a consumer's steady state. Backends that can
+    /// do both in one transaction override this (half the commits per task). The claim part
+    /// never makes the call fail: on a claim error the next task is `None`, and the caller's
+    /// ordinary claim reports the error.
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        submits: &[Submit],
+        queue: &str,
+        owner: &str,
+        lease_for: Duration,
+    ) -> Result<(bool, Option<Task>)> {
+        let done = self.complete(lease, submits).await?;
+        let next = self.claim(queue, owner, lease_for).await.unwrap_or(None);
+        Ok((done, next))
+    }
 
     /// Record a failed attempt. With `retry_at` the task goes back to `pending` and becomes
     /// ready at that time; without it the task becomes `failed` and is kept. `false` if stale.

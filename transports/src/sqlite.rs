@@ -18,6 +18,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::task::{add_ms, from_epoch_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
+use crate::wake::WakeBus;
 use crate::{
     Failure, FailureKind, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
     Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, Transport, TransportError,
@@ -89,9 +90,10 @@ macro_rules! count_columns {
 pub struct SqliteTransport {
     path: PathBuf,
     conn: Mutex<Connection>,
-    /// Wakes `wait` at once for changes made through this instance; other processes' changes
-    /// are found by polling.
+    /// Wakes `wait` at once for changes made through this instance.
     notify: Notify,
+    /// Wakes the waiters of other processes on this host after a commit.
+    wake: WakeBus,
 }
 
 impl SqliteTransport {
@@ -130,6 +132,7 @@ impl SqliteTransport {
         configure(&conn).map_err(sql_error)?;
         migrate(&mut conn)?;
         Ok(SqliteTransport {
+            wake: WakeBus::new(&path),
             path,
             conn: Mutex::new(conn),
             notify: Notify::new(),
@@ -145,15 +148,45 @@ impl SqliteTransport {
         f(&mut conn).map_err(sql_error)
     }
 
-    fn has_ready(&self, queue: &str) -> Result<bool> {
+    /// Tasks may have become ready: wake this process's waiters and, through the wake bus,
+    /// those of other processes on this database.
+    fn wake_up(&self) {
+        self.notify.notify_waiters();
+        self.wake.ring();
+    }
+
+    /// Whether a task of `queue` is ready now, else when the next delayed one will be.
+    fn readiness(&self, queue: &str) -> Result<(bool, Option<i64>)> {
         let now = now_ms();
         self.with(|conn| {
             conn.prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM tasks WHERE queue = ?1 AND state = 'pending' AND run_at <= ?2)",
+                "SELECT EXISTS (SELECT 1 FROM tasks WHERE queue = ?1 AND state = 'pending' AND run_at <= ?2),
+                        (SELECT MIN(run_at) FROM tasks WHERE queue = ?1 AND state = 'pending' AND run_at > ?2)",
             )?
-            .query_row(params![queue, now], |row| row.get(0))
+            .query_row(params![queue, now], |row| Ok((row.get(0)?, row.get(1)?)))
         })
     }
+}
+
+/// Lease the oldest ready task of `queue`: one statement, so the choice of task and its lease
+/// are atomic across processes.
+fn claim_next(
+    conn: &Connection,
+    queue: &str,
+    owner: &str,
+    lease_until: i64,
+    now: i64,
+) -> rusqlite::Result<Option<Task>> {
+    conn.prepare_cached(concat!(
+        "UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_token = lease_token + 1,
+            owner = ?1, lease_until = ?2
+         WHERE id = (SELECT id FROM tasks WHERE queue = ?3 AND state = 'pending' AND run_at <= ?4
+                     ORDER BY id LIMIT 1)
+         RETURNING ",
+        task_columns!()
+    ))?
+    .query_row(params![owner, lease_until, queue, now], task_from_row)
+    .optional()
 }
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
@@ -343,7 +376,7 @@ impl Transport for SqliteTransport {
             Ok(Some(id))
         })?;
         if id.is_some() {
-            self.notify.notify_waiters();
+            self.wake_up();
         }
         Ok(id)
     }
@@ -351,19 +384,7 @@ impl Transport for SqliteTransport {
     async fn claim(&self, queue: &str, owner: &str, lease: Duration) -> Result<Option<Task>> {
         validate_queue_name(queue)?;
         let now = now_ms();
-        // One statement, so the choice of task and its lease are atomic across processes.
-        self.with(|conn| {
-            conn.prepare_cached(concat!(
-                "UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_token = lease_token + 1,
-                    owner = ?1, lease_until = ?2
-                 WHERE id = (SELECT id FROM tasks WHERE queue = ?3 AND state = 'pending' AND run_at <= ?4
-                             ORDER BY id LIMIT 1)
-                 RETURNING ",
-                task_columns!()
-            ))?
-            .query_row(params![owner, add_ms(now, lease), queue, now], task_from_row)
-            .optional()
-        })
+        self.with(|conn| claim_next(conn, queue, owner, add_ms(now, lease), now))
     }
 
     async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool> {
@@ -388,9 +409,46 @@ impl Transport for SqliteTransport {
             Ok(true)
         })?;
         if done && !submits.is_empty() {
-            self.notify.notify_waiters();
+            self.wake_up();
         }
         Ok(done)
+    }
+
+    /// One IMMEDIATE transaction: delete the finished task (if its lease is current), insert
+    /// its follow-ups, lease the next task.
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        submits: &[Submit],
+        queue: &str,
+        owner: &str,
+        lease_for: Duration,
+    ) -> Result<(bool, Option<Task>)> {
+        for submit in submits {
+            validate_queue_name(&submit.queue)?;
+        }
+        validate_queue_name(queue)?;
+        let now = now_ms();
+        let (done, next) = self.with(|conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let deleted = tx
+                .prepare_cached(
+                    "DELETE FROM tasks WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
+                )?
+                .execute(params![lease.id, token(lease)])?;
+            if deleted > 0 {
+                for submit in submits {
+                    insert_task(&tx, &submit.queue, &submit.payload, now, now)?;
+                }
+            }
+            let next = claim_next(&tx, queue, owner, add_ms(now, lease_for), now)?;
+            tx.commit()?;
+            Ok((deleted > 0, next))
+        })?;
+        if done && !submits.is_empty() {
+            self.wake_up();
+        }
+        Ok((done, next))
     }
 
     async fn fail(
@@ -430,7 +488,7 @@ impl Transport for SqliteTransport {
             ])
         })? == 1;
         if changed && retry_at.is_some() {
-            self.notify.notify_waiters();
+            self.wake_up();
         }
         Ok(changed)
     }
@@ -448,7 +506,7 @@ impl Transport for SqliteTransport {
             .execute(params![now, reason, lease.id, token(lease)])
         })? == 1;
         if changed {
-            self.notify.notify_waiters();
+            self.wake_up();
         }
         Ok(changed)
     }
@@ -579,7 +637,7 @@ impl Transport for SqliteTransport {
             Selector::All => self.with(|conn| conn.prepare_cached(RETRY)?.execute(params![now]))?,
         };
         if moved > 0 {
-            self.notify.notify_waiters();
+            self.wake_up();
         }
         Ok(moved as u64)
     }
@@ -614,18 +672,34 @@ impl Transport for SqliteTransport {
     async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {
         validate_queue_name(queue)?;
         let deadline = Instant::now() + timeout;
+        // Other processes ring the wake bus after their commits; without it (it could not be
+        // set up), poll.
+        let bus = self.wake.listener().and_then(|l| tokio::net::UnixDatagram::from_std(l).ok());
+        let mut buf = [0u8; 16];
         loop {
             // Registered before the check, so a submit between the check and the sleep still
             // wakes us up.
             let notified = self.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.has_ready(queue)? || Instant::now() >= deadline {
+            let (ready, next_run_at) = self.readiness(queue)?;
+            if ready || Instant::now() >= deadline {
                 return Ok(());
             }
+            // A delayed task becomes ready by itself: no one will ring for it.
+            let due = next_run_at.map(|at| Instant::now() + Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)));
+            let rung = async {
+                match &bus {
+                    Some(socket) => socket.recv(&mut buf).await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            };
+            let recheck = if bus.is_some() { deadline } else { (Instant::now() + POLL_INTERVAL).min(deadline) };
+            let recheck = due.map_or(recheck, |due| due.min(recheck));
             tokio::select! {
                 _ = notified => return Ok(()),
-                _ = tokio::time::sleep_until((Instant::now() + POLL_INTERVAL).min(deadline)) => {}
+                _ = rung => {}
+                _ = tokio::time::sleep_until(recheck) => {}
             }
         }
     }

@@ -288,13 +288,19 @@ impl Supervisor {
             return;
         }
         match event.kind {
+            // One message per task: a claim (or going idle) also means the previous task is
+            // settled, which halves the wake-ups of this process per task.
             child::EventKind::Up(Up::Claimed { task, .. }) => {
-                child.current = Some((task, Instant::now()))
+                if child.current.replace((task, Instant::now())).is_some() {
+                    child.processed += 1;
+                    slot.processed += 1;
+                }
             }
-            child::EventKind::Up(Up::Finished { .. }) => {
-                child.current = None;
-                child.processed += 1;
-                slot.processed += 1;
+            child::EventKind::Up(Up::Idle) => {
+                if child.current.take().is_some() {
+                    child.processed += 1;
+                    slot.processed += 1;
+                }
             }
             child::EventKind::Up(Up::Halted { reason }) => child.halted = Some(reason),
             child::EventKind::Up(Up::Ready) => {}

@@ -1,0 +1,128 @@
+//! Host-local wake-ups for processes sharing an SQLite file.
+//!
+//! SQLite cannot notify other processes of a commit, so a waiting consumer would have to poll.
+//! Instead each waiting transport instance listens on a Linux *abstract* datagram socket
+//! (no file to clean up, no path-length limit) and registers it with an empty file in
+//! `<database>.wake/`. After a commit that may make a task ready, the writer sends one byte to
+//! every registered socket. Registrations of dead processes are noticed (`ECONNREFUSED`) and
+//! removed. Everything here is best effort: a lost wake-up only means the waiter notices the
+//! task at its poll interval.
+
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long a writer reuses its listing of the registrations.
+const PEERS_TTL: Duration = Duration::from_millis(100);
+
+static INSTANCE: AtomicU64 = AtomicU64::new(0);
+
+pub struct WakeBus {
+    dir: PathBuf,
+    /// `<pid>-<instance>`: this instance's registration file name and socket name suffix.
+    me: String,
+    /// Hash of the database path: part of every socket name, so buses of two databases
+    /// never cross.
+    scope: String,
+    listener: Mutex<Option<UnixDatagram>>,
+    sender: Option<UnixDatagram>,
+    peers: Mutex<(Option<Instant>, Vec<String>)>,
+}
+
+impl WakeBus {
+    pub fn new(database: &Path) -> WakeBus {
+        let mut dir = database.as_os_str().to_owned();
+        dir.push(".wake");
+        let absolute = std::fs::canonicalize(database).unwrap_or_else(|_| database.to_path_buf());
+        WakeBus {
+            dir: PathBuf::from(dir),
+            me: format!("{}-{}", std::process::id(), INSTANCE.fetch_add(1, Ordering::Relaxed)),
+            scope: format!("{:016x}", fnv1a(absolute.as_os_str().as_encoded_bytes())),
+            listener: Mutex::new(None),
+            sender: UnixDatagram::unbound().and_then(|s| s.set_nonblocking(true).map(|()| s)).ok(),
+            peers: Mutex::new((None, Vec::new())),
+        }
+    }
+
+    fn address(&self, name: &str) -> std::io::Result<SocketAddr> {
+        SocketAddr::from_abstract_name(format!("rex-wake/{}/{name}", self.scope))
+    }
+
+    /// A clone of this instance's listening socket, registering it on first use; `None` if
+    /// the bus cannot be used here (the caller falls back to polling).
+    pub fn listener(&self) -> Option<UnixDatagram> {
+        let mut slot = self.listener.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            let socket = UnixDatagram::bind_addr(&self.address(&self.me).ok()?).ok()?;
+            socket.set_nonblocking(true).ok()?;
+            std::fs::create_dir_all(&self.dir).ok()?;
+            std::fs::write(self.dir.join(&self.me), b"").ok()?;
+            *slot = Some(socket);
+        }
+        slot.as_ref().and_then(|s| s.try_clone().ok())
+    }
+
+    /// Tell every other registered instance that a task may be ready.
+    pub fn ring(&self) {
+        let Some(sender) = &self.sender else { return };
+        let peers = {
+            let mut cache = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+            if cache.0.is_none_or(|at| at.elapsed() > PEERS_TTL) {
+                cache.1 = std::fs::read_dir(&self.dir)
+                    .map(|entries| {
+                        entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| *n != self.me).collect()
+                    })
+                    .unwrap_or_default();
+                cache.0 = Some(Instant::now());
+            }
+            cache.1.clone()
+        };
+        for peer in peers {
+            let Ok(addr) = self.address(&peer) else { continue };
+            if let Err(e) = sender.send_to_addr(b"!", &addr) {
+                // Nobody listens any more: a dead process's registration.
+                if e.kind() == std::io::ErrorKind::ConnectionRefused {
+                    let _ = std::fs::remove_file(self.dir.join(&peer));
+                }
+                // WouldBlock: its queue of wake-ups is full, it will wake anyway.
+            }
+        }
+    }
+}
+
+impl Drop for WakeBus {
+    fn drop(&mut self) {
+        if self.listener.get_mut().map(|l| l.is_some()).unwrap_or(false) {
+            let _ = std::fs::remove_file(self.dir.join(&self.me));
+        }
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ring_reaches_other_instances_of_the_same_database_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, other) = (WakeBus::new(&dir.path().join("x.db")), WakeBus::new(&dir.path().join("x.db")), WakeBus::new(&dir.path().join("y.db")));
+        let listener = b.listener().expect("listener");
+        let other_listener = other.listener().expect("listener");
+        a.ring();
+        let mut buf = [0u8; 8];
+        listener.set_nonblocking(false).unwrap();
+        listener.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(listener.recv(&mut buf).unwrap(), 1);
+        assert!(other_listener.recv(&mut buf).is_err(), "another database's bus heard it");
+        // A dropped instance unregisters.
+        drop(b);
+        assert_eq!(std::fs::read_dir(dir.path().join("x.db.wake")).unwrap().count(), 0);
+    }
+}
