@@ -277,7 +277,12 @@ impl Master {
     fn spawn(uri: &str, queues: &[String], opts: &Options, dir: &Path, halt: bool) -> Result<Master> {
         let workers: serde_json::Map<String, Value> = queues
             .iter()
-            .map(|q| (q.clone(), json!({"worker": BENCH_WORKER, "concurrency": opts.concurrency})))
+            // Retries: a task hit by the restart measurement's SIGKILL is run again, not lost.
+            .map(|q| {
+                let config = json!({"worker": BENCH_WORKER, "concurrency": opts.concurrency, "max_attempts": 3,
+                                    "retry_delay_min": "10ms", "retry_delay_max": "10ms"});
+                (q.clone(), config)
+            })
             .collect();
         let exe = std::env::current_exe()?;
         let mut cmd = Command::new(exe);
