@@ -113,10 +113,17 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
         )));
     }
     let rt = crate::tasks::operator::runtime()?;
-    let tag: String = std::iter::repeat_with(fastrand::lowercase).take(6).collect();
-    let queues: Vec<String> = (0..opts.queues).map(|i| format!("bench_{tag}_{i}")).collect();
+    let tag: String = std::iter::repeat_with(fastrand::lowercase)
+        .take(6)
+        .collect();
+    let queues: Vec<String> = (0..opts.queues)
+        .map(|i| format!("bench_{tag}_{i}"))
+        .collect();
     let log_path = scratch.path.join("starts.log");
-    let mut report = Report { transport: transport.describe(), ..Report::default() };
+    let mut report = Report {
+        transport: transport.describe(),
+        ..Report::default()
+    };
     let progress = Progress::new(opts.tasks, opts.json);
 
     let started = Instant::now();
@@ -129,7 +136,8 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
             let t1 = Instant::now();
             master.watch(&rt, &transport, &queues, opts.tasks, &progress)?;
             report.drain_s = t1.elapsed().as_secs_f64();
-            (report.master_rss_kb, report.child_rss_kb) = (master.master_rss_kb, master.child_rss_kb);
+            (report.master_rss_kb, report.child_rss_kb) =
+                (master.master_rss_kb, master.child_rss_kb);
         }
         Mode::Steady => {
             let mut master = Master::spawn(&uri, &queues, &opts, &scratch.path, false)?;
@@ -137,13 +145,19 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
             let t0 = Instant::now();
             let kill_at = std::sync::Mutex::new(None);
             let submitter = {
-                let (transport, queues, log_path) = (transport.clone(), queues.clone(), log_path.clone());
-                let (tasks, rate, bytes, master_pid) = (opts.tasks, opts.rate, opts.payload_bytes, master.pid());
+                let (transport, queues, log_path) =
+                    (transport.clone(), queues.clone(), log_path.clone());
+                let (tasks, rate, bytes, master_pid) =
+                    (opts.tasks, opts.rate, opts.payload_bytes, master.pid());
                 let kill_at = &kill_at;
                 move || -> Result<f64> {
                     let rt = crate::tasks::operator::runtime()?;
                     let pacing = Some((rate, tasks / 2, master_pid, kill_at));
-                    let o = Options { tasks, payload_bytes: bytes, ..options_default() };
+                    let o = Options {
+                        tasks,
+                        payload_bytes: bytes,
+                        ..options_default()
+                    };
                     let t = Instant::now();
                     rt.block_on(submit_all(&transport, &queues, &o, &log_path, pacing))?;
                     Ok(t.elapsed().as_secs_f64())
@@ -152,17 +166,21 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
             let submit_s = std::thread::scope(|scope| {
                 let handle = scope.spawn(submitter);
                 let watched = master.watch(&rt, &transport, &queues, opts.tasks, &progress);
-                let submitted = handle.join().map_err(|_| Error::new("the submitting thread panicked"))?;
+                let submitted = handle
+                    .join()
+                    .map_err(|_| Error::new("the submitting thread panicked"))?;
                 watched.and(submitted)
             })?;
             report.submit_s = submit_s;
             report.drain_s = t0.elapsed().as_secs_f64();
             master.stop()?;
-            (report.master_rss_kb, report.child_rss_kb) = (master.master_rss_kb, master.child_rss_kb);
+            (report.master_rss_kb, report.child_rss_kb) =
+                (master.master_rss_kb, master.child_rss_kb);
             let kill_at = kill_at.lock().map(|k| *k).unwrap_or(None);
             let starts = read_starts(&log_path);
             report.latencies_us = starts.iter().map(|s| s.2.saturating_sub(s.1)).collect();
-            report.restart_ms = kill_at.and_then(|(killed_pid, at_us)| restart_latency(&starts, killed_pid, at_us));
+            report.restart_ms =
+                kill_at.and_then(|(killed_pid, at_us)| restart_latency(&starts, killed_pid, at_us));
         }
     }
     report.end_to_end_s = started.elapsed().as_secs_f64();
@@ -177,7 +195,10 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
     })?;
     report.processed = opts.tasks.saturating_sub(left);
     if uri.starts_with("sqlite:") {
-        report.bare_rate = Some(bare_sqlite_rate(&scratch.path.join("bare.db"), opts.tasks.min(100_000))?);
+        report.bare_rate = Some(bare_sqlite_rate(
+            &scratch.path.join("bare.db"),
+            opts.tasks.min(100_000),
+        )?);
     }
     print_report(&report, &opts);
     if left > 0 {
@@ -202,7 +223,10 @@ fn options_default() -> Options {
 type Pacing<'a> = (u64, u64, u32, &'a std::sync::Mutex<Option<(u32, u64)>>);
 
 fn now_us() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 /// Submit `opts.tasks` tasks round-robin over `queues`. With `pacing` (steady mode): at `rate`
@@ -224,7 +248,12 @@ async fn submit_all(
             if n == kill_after {
                 if let Some(&child) = children_of(master).first() {
                     let at = now_us();
-                    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(child as i32), nix::sys::signal::Signal::SIGKILL).is_ok() {
+                    if nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(child as i32),
+                        nix::sys::signal::Signal::SIGKILL,
+                    )
+                    .is_ok()
+                    {
                         if let Ok(mut k) = kill_at.lock() {
                             *k = Some((child, at));
                         }
@@ -238,7 +267,9 @@ async fn submit_all(
         }
         let payload = rex_transport::normalize_payload(payload)?;
         let queue = &queues[(n % queues.len() as u64) as usize];
-        transport.submit(queue, payload, &SubmitOptions::default()).await?;
+        transport
+            .submit(queue, payload, &SubmitOptions::default())
+            .await?;
         SUBMITTED.fetch_add(1, Ordering::SeqCst);
     }
     Ok(())
@@ -274,7 +305,13 @@ struct Master {
 }
 
 impl Master {
-    fn spawn(uri: &str, queues: &[String], opts: &Options, dir: &Path, halt: bool) -> Result<Master> {
+    fn spawn(
+        uri: &str,
+        queues: &[String],
+        opts: &Options,
+        dir: &Path,
+        halt: bool,
+    ) -> Result<Master> {
         let workers: serde_json::Map<String, Value> = queues
             .iter()
             // Retries: a task hit by the restart measurement's SIGKILL is run again, not lost.
@@ -290,7 +327,10 @@ impl Master {
             .arg("rex.asynctask")
             .arg("--quiet")
             .arg(format!("--set=asynctask_transport={uri}"))
-            .arg(format!("--set=asynctask_workers={}", Value::Object(workers)))
+            .arg(format!(
+                "--set=asynctask_workers={}",
+                Value::Object(workers)
+            ))
             .current_dir(dir)
             .env_remove("REX_PROJECT")
             .env_remove("REX_PARAMETERS")
@@ -300,7 +340,11 @@ impl Master {
             cmd.arg("--halt-when-empty");
         }
         let child = cmd.spawn()?;
-        Ok(Master { child, master_rss_kb: 0, child_rss_kb: 0 })
+        Ok(Master {
+            child,
+            master_rss_kb: 0,
+            child_rss_kb: 0,
+        })
     }
 
     fn pid(&self) -> u32 {
@@ -391,17 +435,22 @@ fn peak_rss_kb(pid: u32) -> u64 {
 }
 
 fn children_of(parent: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok().is_some_and(|stat| {
-                let after = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
-                let mut f = after.split(' ');
-                let state = f.next();
-                state != Some("Z") && f.next().and_then(|p| p.parse::<u32>().ok()) == Some(parent)
-            })
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .is_some_and(|stat| {
+                    let after = stat.rfind(')').map(|i| &stat[i + 2..]).unwrap_or("");
+                    let mut f = after.split(' ');
+                    let state = f.next();
+                    state != Some("Z")
+                        && f.next().and_then(|p| p.parse::<u32>().ok()) == Some(parent)
+                })
         })
         .collect()
 }
@@ -435,9 +484,14 @@ fn bare_sqlite_rate(path: &Path, n: u64) -> Result<f64> {
     let start = Instant::now();
     let mut previous: Option<i64> = None;
     loop {
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate).map_err(db)?;
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db)?;
         if let Some(id) = previous {
-            tx.prepare_cached("DELETE FROM tasks WHERE id = ?1 AND lease_token = 1").map_err(db)?.execute([id]).map_err(db)?;
+            tx.prepare_cached("DELETE FROM tasks WHERE id = ?1 AND lease_token = 1")
+                .map_err(db)?
+                .execute([id])
+                .map_err(db)?;
         }
         let claimed: Option<(i64, String)> = tx
             .prepare_cached(
@@ -496,14 +550,29 @@ fn print_report(r: &Report, opts: &Options) {
         println!("{v}");
         return;
     }
-    let mode = if opts.mode == Mode::Steady { format!("steady at {}/s", opts.rate) } else { "burn-down".into() };
+    let mode = if opts.mode == Mode::Steady {
+        format!("steady at {}/s", opts.rate)
+    } else {
+        "burn-down".into()
+    };
     println!(
         "{}: {} tasks, {} queue(s) x {} child(ren), payload {} B, {mode}",
         r.transport, opts.tasks, opts.queues, opts.concurrency, opts.payload_bytes
     );
-    println!("submit      {:>9.3} s  {:>10.0} tasks/s", r.submit_s, rate(r.submit_s));
-    println!("drain       {:>9.3} s  {:>10.0} tasks/s", r.drain_s, drain_rate);
-    println!("end to end  {:>9.3} s  {:>10.0} tasks/s", r.end_to_end_s, rate(r.end_to_end_s));
+    println!(
+        "submit      {:>9.3} s  {:>10.0} tasks/s",
+        r.submit_s,
+        rate(r.submit_s)
+    );
+    println!(
+        "drain       {:>9.3} s  {:>10.0} tasks/s",
+        r.drain_s, drain_rate
+    );
+    println!(
+        "end to end  {:>9.3} s  {:>10.0} tasks/s",
+        r.end_to_end_s,
+        rate(r.end_to_end_s)
+    );
     if let (Some(p50), Some(p99)) = (p50, p99) {
         println!("submit->start latency  p50 {p50:.2} ms  p99 {p99:.2} ms");
     }
@@ -537,12 +606,19 @@ impl Progress {
         let tty = std::io::stderr().is_terminal();
         let bar = (tty && !json).then(|| {
             let bar = indicatif::ProgressBar::new(total);
-            if let Ok(style) = indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} tasks {per_sec} {eta}") {
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} tasks {per_sec} {eta}",
+            ) {
                 bar.set_style(style);
             }
             bar
         });
-        Progress { bar, total, plain: !tty && !json, last: std::sync::Mutex::new(Instant::now()) }
+        Progress {
+            bar,
+            total,
+            plain: !tty && !json,
+            last: std::sync::Mutex::new(Instant::now()),
+        }
     }
 
     fn set(&self, done: u64) {
@@ -572,7 +648,9 @@ struct Scratch {
 
 impl Scratch {
     fn new() -> Result<Scratch> {
-        let tag: String = std::iter::repeat_with(fastrand::alphanumeric).take(8).collect();
+        let tag: String = std::iter::repeat_with(fastrand::alphanumeric)
+            .take(8)
+            .collect();
         let path = std::env::temp_dir().join(format!("rex-bench-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&path)?;
         Ok(Scratch { path })

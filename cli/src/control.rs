@@ -59,10 +59,15 @@ pub enum HaltReason {
 pub enum Up {
     Ready,
     /// Started a task (the previous one, if any, is settled).
-    Claimed { task: i64, attempt: u32 },
+    Claimed {
+        task: i64,
+        attempt: u32,
+    },
     /// Found nothing to do (the previous task, if any, is settled).
     Idle,
-    Halted { reason: HaltReason },
+    Halted {
+        reason: HaltReason,
+    },
 }
 
 /// Master → child.

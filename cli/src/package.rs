@@ -71,15 +71,19 @@ pub fn builtin(name: &str) -> Option<Package> {
             version,
             requires: vec!["rex.ctl".into()],
             settings_yaml: String::new(),
-            workers: vec![WorkerDecl {
-                name: CTL_EXECUTOR.into(),
-                logger: "CtlExecutorWorker".into(),
-                summary: "This worker will execute the specified rex.ctl Task command.".into(),
-            }, WorkerDecl {
-                name: BENCH_WORKER.into(),
-                logger: "BenchWorker".into(),
-                summary: "Does nothing (rex asynctask-bench records start times through it).".into(),
-            }],
+            workers: vec![
+                WorkerDecl {
+                    name: CTL_EXECUTOR.into(),
+                    logger: "CtlExecutorWorker".into(),
+                    summary: "This worker will execute the specified rex.ctl Task command.".into(),
+                },
+                WorkerDecl {
+                    name: BENCH_WORKER.into(),
+                    logger: "BenchWorker".into(),
+                    summary: "Does nothing (rex asynctask-bench records start times through it)."
+                        .into(),
+                },
+            ],
             tasks: vec![],
             source: Source::Builtin,
         }),

@@ -160,6 +160,10 @@ struct Consumer {
     events: Events,
     wake: Arc<tokio::sync::Notify>,
     processed: u64,
+    /// Set after a transport error: a claim may have been applied while its reply was lost,
+    /// leaving a task leased to this child that it does not know about (and whose lease its
+    /// master keeps renewing). Checked before the next claim.
+    lost_replies: std::cell::Cell<bool>,
 }
 
 impl Consumer {
@@ -200,6 +204,7 @@ impl Consumer {
             events,
             wake,
             processed: 0,
+            lost_replies: std::cell::Cell::new(false),
         })
     }
 
@@ -221,9 +226,15 @@ impl Consumer {
                 break HaltReason::Quit;
             }
             self.respect_rate_limit();
+            if next.is_none() && self.lost_replies.get() {
+                self.release_strays();
+            }
             let claimed = match next.take() {
                 Some(task) => Ok(Some(task)),
-                None => self.rt.block_on(self.transport.claim(&self.queue, &self.owner, self.lease)),
+                None => {
+                    self.rt
+                        .block_on(self.transport.claim(&self.queue, &self.owner, self.lease))
+                }
             };
             match claimed {
                 Ok(Some(task)) => {
@@ -273,7 +284,33 @@ impl Consumer {
     }
 
     /// Log a transport failure and back off (bounded exponential), never crash-looping.
+    /// Between tasks this child holds no lease: any task still leased to it was claimed by a
+    /// request whose reply was lost. Put such tasks back (no attempt used).
+    fn release_strays(&self) {
+        match self.rt.block_on(self.transport.owned_by(&self.owner)) {
+            Ok(strays) => {
+                for task in strays {
+                    let released = self.rt.block_on(
+                        self.transport
+                            .release(&task.lease(), "claimed by a request whose reply was lost"),
+                    );
+                    if let Ok(true) = released {
+                        self.logger.info(format_args!(
+                            "Released task {}, claimed while the transport connection failed",
+                            task.id
+                        ));
+                    }
+                }
+                self.lost_replies.set(false);
+            }
+            Err(e) => self.logger.warn(format_args!(
+                "Cannot check for tasks claimed during the outage: {e}"
+            )),
+        }
+    }
+
     fn transport_trouble(&self, e: rex_transport::TransportError, outage: u32) -> u32 {
+        self.lost_replies.set(true);
         let delay = Duration::from_millis(100u64 << outage.min(8)).min(Duration::from_secs(30));
         self.logger.error(format_args!(
             "Transport error on queue {}: {e}; retrying in {:.1}s",
@@ -314,7 +351,8 @@ impl Consumer {
             task: task.id,
             attempt: task.attempt,
         });
-        self.logger.debug(format_args!("Got payload: {}", JsonMap(&task.payload)));
+        self.logger
+            .debug(format_args!("Got payload: {}", JsonMap(&task.payload)));
         logging::set_current_task(Some(task.id));
         let outcome = match &mut self.executor {
             Executor::Plugin(plugin) => run_plugin(plugin, &self.worker, &task),
@@ -340,10 +378,17 @@ impl Consumer {
                 let prefetch = self.rate.is_none() && !QUIT.load(Ordering::SeqCst);
                 let settled = if prefetch {
                     self.retrying(|| {
-                        self.transport.complete_and_claim(&lease, &submits, &self.queue, &self.owner, self.lease)
+                        self.transport.complete_and_claim(
+                            &lease,
+                            &submits,
+                            &self.queue,
+                            &self.owner,
+                            self.lease,
+                        )
                     })
                 } else {
-                    self.retrying(|| self.transport.complete(&lease, &submits)).map(|done| (done, None))
+                    self.retrying(|| self.transport.complete(&lease, &submits))
+                        .map(|done| (done, None))
                 };
                 match settled {
                     Ok((true, next)) => {
@@ -409,6 +454,7 @@ impl Consumer {
         for _ in 0..8 {
             match self.rt.block_on(op()) {
                 Err(e) if e.is_retryable() => {
+                    self.lost_replies.set(true);
                     self.logger.warn(format_args!(
                         "Transport unavailable ({e}); retrying in {:.1}s",
                         delay.as_secs_f64()
@@ -440,7 +486,12 @@ fn run_plugin(plugin: &Plugin, worker: &str, task: &Task) -> Attempted {
         attempt: u32,
         payload: &'a serde_json::Map<String, Value>,
     }
-    let request = Request { queue: &task.queue, task_id: task.id, attempt: task.attempt, payload: &task.payload };
+    let request = Request {
+        queue: &task.queue,
+        task_id: task.id,
+        attempt: task.attempt,
+        payload: &task.payload,
+    };
     match plugin.call(worker, &request) {
         CallResult::Ok(body) => {
             let submits = body
@@ -627,7 +678,11 @@ fn bench_record(task: &Task) -> Attempted {
             .and_then(|mut f| f.write_all(line.as_bytes()));
         if let Err(e) = written {
             let msg = format!("cannot record to {path}: {e}");
-            return Attempted::Failed { detail: msg.clone(), reason: msg, permanent: true };
+            return Attempted::Failed {
+                detail: msg.clone(),
+                reason: msg,
+                permanent: true,
+            };
         }
     }
     Attempted::Done(Vec::new())

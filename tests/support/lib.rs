@@ -4,6 +4,8 @@
 //! built by the workspace. [`artifacts`] makes sure they are built (a no-op under
 //! `cargo test --workspace`, which has built them already) and says where they are.
 
+pub mod networked;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -236,7 +238,7 @@ impl Running {
                 while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(30)) {
                     self.seen.push(line);
                 }
-                return (status.code(), self.seen);
+                return (status.code(), std::mem::take(&mut self.seen));
             }
             match self.lines.recv_timeout(Duration::from_millis(20)) {
                 Ok(line) => self.seen.push(line),
@@ -254,6 +256,17 @@ impl Running {
 
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
+    }
+}
+
+/// A test that fails while a master runs must not leave it running: SIGKILL it (its workers
+/// die with it, PR_SET_PDEATHSIG) and reap it.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

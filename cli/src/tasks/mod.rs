@@ -111,13 +111,29 @@ pub fn builtins() -> Vec<Builtin> {
                 "Submits tasks for the built-in no-op bench_worker, runs asynctask-workers on\nthem and reports submit, drain and end-to-end rates, submit->start latency,\nrestart latency and peak memory. Runs in a scratch directory: without --transport\nit measures a fresh SQLite file.",
                 vec![],
                 vec![
-                    OptSpec::value("transport", "URI", "the transport to measure (default: a fresh SQLite file)"),
+                    OptSpec::value(
+                        "transport",
+                        "URI",
+                        "the transport to measure (default: a fresh SQLite file)",
+                    ),
                     OptSpec::value("tasks", "N", "how many tasks (default 10000)"),
                     OptSpec::value("queues", "Q", "spread over this many queues (default 1)"),
                     OptSpec::value("concurrency", "C", "children per queue (default 1)"),
-                    OptSpec::value("payload-bytes", "B", "padding added to each payload (default 0)"),
-                    OptSpec::value("mode", "MODE", "burn-down (submit all, then drain) or steady (submit at --rate while workers run)"),
-                    OptSpec::value("rate", "R", "steady mode: tasks submitted per second (default 500)"),
+                    OptSpec::value(
+                        "payload-bytes",
+                        "B",
+                        "padding added to each payload (default 0)",
+                    ),
+                    OptSpec::value(
+                        "mode",
+                        "MODE",
+                        "burn-down (submit all, then drain) or steady (submit at --rate while workers run)",
+                    ),
+                    OptSpec::value(
+                        "rate",
+                        "R",
+                        "steady mode: tasks submitted per second (default 500)",
+                    ),
                     OptSpec::toggle("json", "print one JSON object instead of text"),
                 ],
             ),
