@@ -836,20 +836,32 @@ pub async fn case_complete_and_claim(t: Arc<dyn Transport>) {
     let second = submit(&t, &queue, json!({"n": 2})).await;
     let task = claim(&t, &queue, &owner).await.expect("first task");
     assert_eq!(task.id, first);
-    let follow_up = Submit { queue: other.clone(), payload: payload(json!({"after": 1})) };
+    let follow_up = Submit {
+        queue: other.clone(),
+        payload: payload(json!({"after": 1})),
+    };
     let (done, next) = t
         .complete_and_claim(&task.lease(), &[follow_up], &queue, &owner, LEASE)
         .await
         .expect("complete_and_claim");
     assert!(done);
     let next = next.expect("the second task is claimed at once");
-    assert_eq!((next.id, next.attempt, next.owner.as_str()), (second, 1, owner.as_str()));
+    assert_eq!(
+        (next.id, next.attempt, next.owner.as_str()),
+        (second, 1, owner.as_str())
+    );
     assert_eq!(counts(&t, &other).await, ready(1));
     // The old lease is stale now: nothing completes, the (empty) queue yields nothing.
-    let (done, none) = t.complete_and_claim(&task.lease(), &[], &queue, &owner, LEASE).await.expect("stale");
+    let (done, none) = t
+        .complete_and_claim(&task.lease(), &[], &queue, &owner, LEASE)
+        .await
+        .expect("stale");
     assert!(!done);
     assert!(none.is_none());
-    let (done, none) = t.complete_and_claim(&next.lease(), &[], &queue, &owner, LEASE).await.expect("last");
+    let (done, none) = t
+        .complete_and_claim(&next.lease(), &[], &queue, &owner, LEASE)
+        .await
+        .expect("last");
     assert!(done && none.is_none());
     assert!(counts(&t, &queue).await.is_drained());
 }

@@ -170,11 +170,17 @@ impl SqliteTransport {
 
 /// Run `f` in a `BEGIN IMMEDIATE` transaction whose BEGIN and COMMIT are cached statements
 /// (rusqlite's `Transaction` re-parses them on every use: measurable on the per-task path).
-fn immediate<T>(conn: &Connection, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+fn immediate<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
     conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
     match f(conn) {
         Ok(value) => {
-            if let Err(e) = conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
+            if let Err(e) = conn
+                .prepare_cached("COMMIT")
+                .and_then(|mut s| s.execute([]))
+            {
                 let _ = conn.execute_batch("ROLLBACK");
                 return Err(e);
             }
@@ -454,18 +460,18 @@ impl Transport for SqliteTransport {
         let now = now_ms();
         let (done, next) = self.with(|conn| {
             immediate(conn, |tx| {
-            let deleted = tx
+                let deleted = tx
                 .prepare_cached(
                     "DELETE FROM tasks WHERE id = ?1 AND lease_token = ?2 AND state = 'running'",
                 )?
                 .execute(params![lease.id, token(lease)])?;
-            if deleted > 0 {
-                for submit in submits {
-                    insert_task(tx, &submit.queue, &submit.payload, now, now)?;
+                if deleted > 0 {
+                    for submit in submits {
+                        insert_task(tx, &submit.queue, &submit.payload, now, now)?;
+                    }
                 }
-            }
-            let next = claim_next(tx, queue, owner, add_ms(now, lease_for), now)?;
-            Ok((deleted > 0, next))
+                let next = claim_next(tx, queue, owner, add_ms(now, lease_for), now)?;
+                Ok((deleted > 0, next))
             })
         })?;
         if done && !submits.is_empty() {
@@ -697,7 +703,10 @@ impl Transport for SqliteTransport {
         let deadline = Instant::now() + timeout;
         // Other processes ring the wake bus after their commits; without it (it could not be
         // set up), poll.
-        let bus = self.wake.listener().and_then(|l| tokio::net::UnixDatagram::from_std(l).ok());
+        let bus = self
+            .wake
+            .listener()
+            .and_then(|l| tokio::net::UnixDatagram::from_std(l).ok());
         let mut buf = [0u8; 16];
         loop {
             // Registered before the check, so a submit between the check and the sleep still
@@ -710,14 +719,20 @@ impl Transport for SqliteTransport {
                 return Ok(());
             }
             // A delayed task becomes ready by itself: no one will ring for it.
-            let due = next_run_at.map(|at| Instant::now() + Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0)));
+            let due = next_run_at.map(|at| {
+                Instant::now() + Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+            });
             let rung = async {
                 match &bus {
                     Some(socket) => socket.recv(&mut buf).await.map(|_| ()),
                     None => std::future::pending().await,
                 }
             };
-            let recheck = if bus.is_some() { deadline } else { (Instant::now() + POLL_INTERVAL).min(deadline) };
+            let recheck = if bus.is_some() {
+                deadline
+            } else {
+                (Instant::now() + POLL_INTERVAL).min(deadline)
+            };
             let recheck = due.map_or(recheck, |due| due.min(recheck));
             tokio::select! {
                 _ = notified => return Ok(()),

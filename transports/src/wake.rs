@@ -39,10 +39,16 @@ impl WakeBus {
         let absolute = std::fs::canonicalize(database).unwrap_or_else(|_| database.to_path_buf());
         WakeBus {
             dir: PathBuf::from(dir),
-            me: format!("{}-{}", std::process::id(), INSTANCE.fetch_add(1, Ordering::Relaxed)),
+            me: format!(
+                "{}-{}",
+                std::process::id(),
+                INSTANCE.fetch_add(1, Ordering::Relaxed)
+            ),
             scope: format!("{:016x}", fnv1a(absolute.as_os_str().as_encoded_bytes())),
             listener: Mutex::new(None),
-            sender: UnixDatagram::unbound().and_then(|s| s.set_nonblocking(true).map(|()| s)).ok(),
+            sender: UnixDatagram::unbound()
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                .ok(),
             peers: Mutex::new((None, Vec::new())),
         }
     }
@@ -73,7 +79,11 @@ impl WakeBus {
             if cache.0.is_none_or(|at| at.elapsed() > PEERS_TTL) {
                 cache.1 = std::fs::read_dir(&self.dir)
                     .map(|entries| {
-                        entries.flatten().filter_map(|e| e.file_name().into_string().ok()).filter(|n| *n != self.me).collect()
+                        entries
+                            .flatten()
+                            .filter_map(|e| e.file_name().into_string().ok())
+                            .filter(|n| *n != self.me)
+                            .collect()
                     })
                     .unwrap_or_default();
                 cache.0 = Some(Instant::now());
@@ -81,7 +91,9 @@ impl WakeBus {
             cache.1.clone()
         };
         for peer in peers {
-            let Ok(addr) = self.address(&peer) else { continue };
+            let Ok(addr) = self.address(&peer) else {
+                continue;
+            };
             if let Err(e) = sender.send_to_addr(b"!", &addr) {
                 // Nobody listens any more: a dead process's registration.
                 if e.kind() == std::io::ErrorKind::ConnectionRefused {
@@ -95,14 +107,21 @@ impl WakeBus {
 
 impl Drop for WakeBus {
     fn drop(&mut self) {
-        if self.listener.get_mut().map(|l| l.is_some()).unwrap_or(false) {
+        if self
+            .listener
+            .get_mut()
+            .map(|l| l.is_some())
+            .unwrap_or(false)
+        {
             let _ = std::fs::remove_file(self.dir.join(&self.me));
         }
     }
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3))
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 #[cfg(test)]
@@ -112,17 +131,31 @@ mod tests {
     #[test]
     fn a_ring_reaches_other_instances_of_the_same_database_only() {
         let dir = tempfile::tempdir().unwrap();
-        let (a, b, other) = (WakeBus::new(&dir.path().join("x.db")), WakeBus::new(&dir.path().join("x.db")), WakeBus::new(&dir.path().join("y.db")));
+        let (a, b, other) = (
+            WakeBus::new(&dir.path().join("x.db")),
+            WakeBus::new(&dir.path().join("x.db")),
+            WakeBus::new(&dir.path().join("y.db")),
+        );
         let listener = b.listener().expect("listener");
         let other_listener = other.listener().expect("listener");
         a.ring();
         let mut buf = [0u8; 8];
         listener.set_nonblocking(false).unwrap();
-        listener.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        listener
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         assert_eq!(listener.recv(&mut buf).unwrap(), 1);
-        assert!(other_listener.recv(&mut buf).is_err(), "another database's bus heard it");
+        assert!(
+            other_listener.recv(&mut buf).is_err(),
+            "another database's bus heard it"
+        );
         // A dropped instance unregisters.
         drop(b);
-        assert_eq!(std::fs::read_dir(dir.path().join("x.db.wake")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("x.db.wake"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }
