@@ -112,7 +112,14 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
             transport.describe()
         )));
     }
-    let rt = crate::tasks::operator::runtime()?;
+    // One runtime, shared by the submitting thread and the watching one: connections of a
+    // networked transport are driven by the runtime that opened them, so they must keep being
+    // driven while either thread waits.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::new(format!("cannot start the async runtime: {e}")))?;
     let tag: String = std::iter::repeat_with(fastrand::lowercase)
         .take(6)
         .collect();
@@ -150,8 +157,8 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
                 let (tasks, rate, bytes, master_pid) =
                     (opts.tasks, opts.rate, opts.payload_bytes, master.pid());
                 let kill_at = &kill_at;
+                let rt = &rt;
                 move || -> Result<f64> {
-                    let rt = crate::tasks::operator::runtime()?;
                     let pacing = Some((rate, tasks / 2, master_pid, kill_at));
                     let o = Options {
                         tasks,

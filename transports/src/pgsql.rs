@@ -690,6 +690,53 @@ impl Transport for PgsqlTransport {
         .await
     }
 
+    /// One transaction per task for a busy consumer. Without follow-up submits it commits with
+    /// `synchronous_commit = off`: if the server crashes right after, what can be lost is this
+    /// acknowledgement and claim — the task then runs again (at-least-once holds) — never a
+    /// submitted task, whose commits stay synchronous.
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        submits: &[Submit],
+        queue: &str,
+        owner: &str,
+        lease_for: Duration,
+    ) -> Result<(bool, Option<Task>)> {
+        for submit in submits {
+            validate_queue_name(&submit.queue)?;
+        }
+        validate_queue_name(queue)?;
+        self.run(async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            if submits.is_empty() {
+                tx.batch_execute("SET LOCAL synchronous_commit = off")
+                    .await?;
+            }
+            let stmt = tx.prepare_cached(&self.sql.complete).await?;
+            let done = tx.execute(&stmt, &[&lease.id, &token(lease)]).await? == 1;
+            if done && !submits.is_empty() {
+                let queues: Vec<&str> = submits.iter().map(|s| s.queue.as_str()).collect();
+                let payloads = submits
+                    .iter()
+                    .map(|s| encode(&s.payload))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let stmt = tx.prepare_cached(&self.sql.complete_submits).await?;
+                tx.execute(&stmt, &[&queues, &payloads, &now(), &self.channel])
+                    .await?;
+            }
+            let now = now();
+            let stmt = tx.prepare_cached(&self.sql.claim).await?;
+            let row = tx
+                .query_opt(&stmt, &[&owner, &add(now, lease_for), &queue, &now])
+                .await?;
+            let next = row.as_ref().map(task_from_row).transpose()?;
+            tx.commit().await?;
+            Ok((done, next))
+        })
+        .await
+    }
+
     async fn fail(
         &self,
         lease: &Lease,
