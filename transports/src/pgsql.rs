@@ -160,6 +160,7 @@ struct Sql {
     submit: String,
     submit_keyed: String,
     claim: String,
+    complete_and_claim: String,
     complete: String,
     complete_submits: String,
     fail_retry: String,
@@ -219,6 +220,23 @@ impl Sql {
                              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING ",
                 task_columns!()
+            )),
+            // One statement (one round trip, its own transaction): ack, claim the next task,
+            // and commit without waiting for the WAL flush (see `complete_and_claim`). The
+            // task columns come first (all NULL when nothing is ready), then the ack count.
+            complete_and_claim: s(concat!(
+                "WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS v),
+                 done AS (DELETE FROM {s}.tasks WHERE id = $5 AND lease_token = $6 AND state = 'running' RETURNING id),
+                 next AS (UPDATE {s}.tasks SET state = 'running', attempts = attempts + 1,
+                    lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz
+                 WHERE id = (SELECT id FROM {s}.tasks
+                             WHERE queue = $3::text AND state = 'pending' AND run_at <= $4::timestamptz
+                             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING ",
+                task_columns!(),
+                ")
+                 SELECT next.*, (SELECT count(*) FROM done), (SELECT v FROM cfg)
+                 FROM (SELECT 1) AS one LEFT JOIN next ON true"
             )),
             complete: s(
                 "DELETE FROM {s}.tasks WHERE id = $1 AND lease_token = $2 AND state = 'running'",
@@ -690,10 +708,11 @@ impl Transport for PgsqlTransport {
         .await
     }
 
-    /// One transaction per task for a busy consumer. Without follow-up submits it commits with
-    /// `synchronous_commit = off`: if the server crashes right after, what can be lost is this
-    /// acknowledgement and claim — the task then runs again (at-least-once holds) — never a
-    /// submitted task, whose commits stay synchronous.
+    /// One round trip per task for a busy consumer. Without follow-up submits it is one
+    /// statement that commits with `synchronous_commit = off`: if the server crashes right
+    /// after, what can be lost is this acknowledgement and claim — the task then runs again
+    /// (at-least-once holds) — never a submitted task, whose commits stay synchronous. With
+    /// submits, one durable transaction.
     async fn complete_and_claim(
         &self,
         lease: &Lease,
@@ -708,11 +727,27 @@ impl Transport for PgsqlTransport {
         validate_queue_name(queue)?;
         self.run(async {
             let mut client = self.client().await?;
-            let tx = client.transaction().await?;
             if submits.is_empty() {
-                tx.batch_execute("SET LOCAL synchronous_commit = off")
-                    .await?;
+                let now = now();
+                let stmt = client.prepare_cached(&self.sql.complete_and_claim).await?;
+                let params: [&(dyn ToSql + Sync); 6] = [
+                    &owner,
+                    &add(now, lease_for),
+                    &queue,
+                    &now,
+                    &lease.id,
+                    &token(lease),
+                ];
+                let row = client.query_one(&stmt, &params).await?;
+                let done: i64 = row.try_get(row.len() - 2)?;
+                let claimed: Option<i64> = row.try_get(0)?;
+                let next = match claimed {
+                    Some(_) => Some(task_from_row(&row)?),
+                    None => None,
+                };
+                return Ok((done == 1, next));
             }
+            let tx = client.transaction().await?;
             let stmt = tx.prepare_cached(&self.sql.complete).await?;
             let done = tx.execute(&stmt, &[&lease.id, &token(lease)]).await? == 1;
             if done && !submits.is_empty() {
