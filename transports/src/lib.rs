@@ -10,6 +10,7 @@
 //! * [`memory`] — in-process only (`memory:`), for library use and tests.
 //! * [`pgsql`] — PostgreSQL (`postgresql://`, `pgsql:`), for many hosts.
 //! * [`redis`] — Redis (`redis://`), for many hosts.
+//! * [`amqp`] — RabbitMQ (`amqp://`), for many hosts; leases are held by the broker.
 //! * [`conformance`] — the one test suite every transport must pass.
 //! * [`open`] — URI → transport.
 //!
@@ -29,6 +30,7 @@
 //! [`fail`]: Transport::fail
 //! [`release`]: Transport::release
 
+pub mod amqp;
 pub mod conformance;
 pub mod memory;
 pub mod pgsql;
@@ -107,6 +109,15 @@ pub trait Transport: Send + Sync + 'static {
     /// Whether tasks submitted here can be seen by other processes (false for `memory:`).
     fn is_shared(&self) -> bool {
         true
+    }
+
+    /// True when a claim is held by the claiming connection (RabbitMQ): then
+    /// [`owned_by`](Transport::owned_by), [`expired`](Transport::expired) and
+    /// [`renew`](Transport::renew) only see the calling process's claims, and a lost holder's
+    /// task is returned by the broker: its next claim hands the lost attempt out again with
+    /// [`Task::lost`] set, for the claimer to settle as a crash.
+    fn leases_held_by_broker(&self) -> bool {
+        false
     }
 
     /// Enqueue a task. Returns its id, or `None` when `opts.idempotency_key` was already used
@@ -199,7 +210,8 @@ pub trait Transport: Send + Sync + 'static {
 
 /// Open the transport named by `uri`:
 /// * `sqlite:PATH` (relative paths are relative to the current directory),
-/// * `memory:` (a fresh in-process store).
+/// * `memory:` (a fresh in-process store),
+/// * `postgresql://`, `redis://`, `amqp://` (see [`pgsql`], [`redis`], [`amqp`]).
 pub fn open(uri: &str) -> Result<Arc<dyn Transport>> {
     let scheme = uri.split_once(':').map(|(s, _)| s).unwrap_or("");
     match scheme {
@@ -207,6 +219,7 @@ pub fn open(uri: &str) -> Result<Arc<dyn Transport>> {
         "memory" => Ok(Arc::new(memory::MemoryTransport::new())),
         "pgsql" | "postgres" | "postgresql" => pgsql::open_uri(uri),
         "redis" | "rediss" | "redis+unix" => redis::open_uri(uri),
+        "amqp" | "amqps" => amqp::open_uri(uri),
         _ => Err(TransportError::UnknownTransport(uri.to_string())),
     }
 }

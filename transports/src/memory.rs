@@ -65,6 +65,7 @@ impl Row {
             owner: self.owner.clone(),
             lease_until: from_epoch_ms(self.lease_until),
             created_at: from_epoch_ms(self.created_at),
+            lost: false,
         }
     }
 

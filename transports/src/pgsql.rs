@@ -603,6 +603,7 @@ fn task_from_row(row: &Row) -> Result<Task, Fail> {
             .try_get::<_, Option<SystemTime>>(8)?
             .unwrap_or(UNIX_EPOCH),
         created_at: row.try_get(9)?,
+        lost: false,
     })
 }
 

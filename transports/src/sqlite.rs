@@ -330,6 +330,7 @@ fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         owner: row.get::<_, Option<String>>(7)?.unwrap_or_default(),
         lease_until: from_epoch_ms(row.get::<_, Option<i64>>(8)?.unwrap_or(0)),
         created_at: from_epoch_ms(row.get(9)?),
+        lost: false,
     })
 }
 

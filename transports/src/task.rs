@@ -89,6 +89,12 @@ pub struct Task {
     pub lease_until: SystemTime,
     #[serde(with = "epoch_ms")]
     pub created_at: SystemTime,
+    /// This attempt was already handed out once and its holder vanished without settling it
+    /// (transports whose broker holds the leases, see
+    /// [`Transport::leases_held_by_broker`](crate::Transport::leases_held_by_broker)). The
+    /// caller settles it as a crash before running the task again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub lost: bool,
 }
 
 impl Task {

@@ -1,0 +1,786 @@
+//! The RabbitMQ transport against a real broker: the conformance suite, plus what only a shared
+//! broker shows (several transport instances and runtimes, wake-ups across them, a holder that
+//! disappears, delays, idempotency keys racing).
+//!
+//! Set `REX_TEST_AMQP` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`) to run them; unset, every
+//! test is skipped. Each test uses a prefix of its own and deletes its broker objects at the
+//! end, so runs may share a virtual host. No plugin is needed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use rex_transport::amqp::AmqpTransport;
+use rex_transport::{
+    Failure, Outcome, Payload, SubmitOptions, Transport, TransportError, schedule_key,
+};
+
+const LEASE: Duration = Duration::from_secs(600);
+
+/// The broker under test, or `None` to skip.
+fn server() -> Option<String> {
+    std::env::var("REX_TEST_AMQP")
+        .ok()
+        .filter(|uri| !uri.is_empty())
+}
+
+/// A prefix no other test uses.
+fn unique_prefix() -> String {
+    let suffix: String = std::iter::repeat_with(fastrand::lowercase)
+        .take(12)
+        .collect();
+    format!("rex_test_{suffix}")
+}
+
+/// `base` with `prefix=prefix` added to its query.
+fn with_prefix(base: &str, prefix: &str) -> String {
+    let separator = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{separator}prefix={prefix}")
+}
+
+/// Deletes the broker objects of the given instances' prefix when dropped.
+struct Cleanup {
+    transports: Vec<Arc<AmqpTransport>>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let transports = std::mem::take(&mut self.transports);
+        // Best effort, on a runtime of its own: this runs inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                for t in &transports {
+                    let deleted =
+                        tokio::time::timeout(Duration::from_secs(30), t.delete_everything()).await;
+                    if !matches!(deleted, Ok(Ok(()))) {
+                        eprintln!("cleanup of {}: {deleted:?}", t.describe());
+                    }
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// A fresh prefix on the test broker: `instances` transports sharing it, and its cleanup.
+fn open(instances: usize) -> Option<(Vec<Arc<AmqpTransport>>, Cleanup)> {
+    let uri = with_prefix(&server()?, &unique_prefix());
+    let transports: Vec<Arc<AmqpTransport>> = (0..instances)
+        .map(|_| Arc::new(AmqpTransport::open_uri(&uri).expect("open")))
+        .collect();
+    let cleanup = Cleanup {
+        transports: transports.clone(),
+    };
+    Some((transports, cleanup))
+}
+
+async fn fixture() -> Option<(Arc<dyn Transport>, Cleanup)> {
+    let (mut transports, cleanup) = open(1)?;
+    Some((transports.remove(0) as Arc<dyn Transport>, cleanup))
+}
+
+rex_transport::conformance_suite!(amqp, fixture());
+
+fn skipped() {
+    eprintln!("skipped: REX_TEST_AMQP is not set");
+}
+
+fn payload(n: usize) -> Payload {
+    let mut payload = Payload::new();
+    payload.insert("n".into(), n.into());
+    payload
+}
+
+/// Opening parses the URI without connecting; `describe` hides the password.
+#[test]
+fn uris() {
+    let t = rex_transport::open("amqp://guest:guest@127.0.0.1:5672/%2f").expect("open");
+    assert_eq!(
+        t.describe(),
+        "AMQP(amqp://guest:***@127.0.0.1:5672/%2f, prefix rex)"
+    );
+    assert!(t.is_shared() && t.leases_held_by_broker());
+
+    let t = rex_transport::open("amqp://user:s3cret@localhost/prod?prefix=my_app&heartbeat=30")
+        .expect("open");
+    assert_eq!(
+        t.describe(),
+        "AMQP(amqp://user:***@localhost/prod?heartbeat=30, prefix my_app)"
+    );
+    for bad in [
+        "amqp://:s3cret@localhost/?prefix=Nope",
+        "amqp://u:s3cret@localhost/?tls=1",
+        "amqp://u:s3cret@localhost:x/",
+    ] {
+        let err = rex_transport::open(bad).err().expect("refused");
+        assert!(matches!(err, TransportError::InvalidUri { .. }), "{err}");
+        assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+    let err = rex_transport::open("amqps://u:s3cret@localhost/")
+        .err()
+        .expect("no TLS in this build");
+    assert!(matches!(err, TransportError::Unsupported(_)), "{err}");
+    assert!(err.to_string().contains("TLS"), "{err}");
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+/// A loopback port nothing listens on (as far as the system knows now).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    listener.local_addr().expect("address").port()
+}
+
+/// A broker that cannot be reached gives the retryable error, without the password, and the
+/// next attempts back off instead of hammering it.
+#[tokio::test]
+async fn unreachable_brokers_are_unavailable() {
+    let port = free_port();
+    let t = rex_transport::open(&format!("amqp://u:s3cret@127.0.0.1:{port}/%2f")).expect("open");
+    let err = t.counts("foo").await.expect_err("nothing listens there");
+    assert!(err.is_retryable(), "{err}");
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+    let start = Instant::now();
+    let err = t
+        .wait("foo", Duration::from_secs(5))
+        .await
+        .expect_err("nothing listens there");
+    assert!(err.is_retryable(), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "fails at once while backing off"
+    );
+    let err = t
+        .submit("foo", Payload::new(), &SubmitOptions::default())
+        .await
+        .expect_err("nothing listens there");
+    assert!(err.is_retryable(), "{err}");
+    assert!(!format!("{err:?}").contains("s3cret"), "{err:?}");
+}
+
+/// `wait` on one instance is woken by a submit on another (a broker push, not polling).
+#[tokio::test]
+async fn wait_is_woken_by_another_instance() {
+    let Some((transports, _cleanup)) = open(2) else {
+        return skipped();
+    };
+    let (waiter_side, submitter) = (Arc::clone(&transports[0]), &transports[1]);
+    let queue = "wakeup";
+    let waiter = {
+        let t = Arc::clone(&waiter_side);
+        tokio::spawn(async move {
+            let start = Instant::now();
+            t.wait(queue, Duration::from_secs(600))
+                .await
+                .map(|()| start.elapsed())
+        })
+    };
+    // Submit once the waiter is blocked on its signal queue, so that the wake-up, not the
+    // first check, is what ends the wait.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while waiter_side.blocked_waiters() == 0 {
+        assert!(Instant::now() < deadline, "the waiter never blocked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let submitted = Instant::now();
+    submitter
+        .submit(queue, Payload::new(), &SubmitOptions::default())
+        .await
+        .expect("submit");
+    tokio::time::timeout(Duration::from_secs(30), waiter)
+        .await
+        .expect("woken up well before the wait's own timeout")
+        .expect("waiter panicked")
+        .expect("wait");
+    eprintln!("woken {:?} after the submit", submitted.elapsed());
+    let task = waiter_side
+        .claim(queue, "owner", LEASE)
+        .await
+        .expect("claim");
+    assert!(task.is_some(), "the submitted task is claimable");
+}
+
+/// The broker returns the task of a holder that disappeared; the next claim hands out the lost
+/// attempt marked `lost`, for the claimer to settle as a crash, and no task is lost.
+#[tokio::test]
+async fn a_lost_holders_task_comes_back_as_a_crash() {
+    let Some((transports, _)) = open(2) else {
+        return skipped();
+    };
+    let (a, b) = (Arc::clone(&transports[0]), Arc::clone(&transports[1]));
+    // Only `a` cleans up: `b` must really go away.
+    let _cleanup = Cleanup {
+        transports: vec![Arc::clone(&a)],
+    };
+    drop(transports);
+    let queue = "lost";
+    let mut submitted = BTreeSet::new();
+    for n in 0..5 {
+        let id = a
+            .submit(queue, payload(n), &SubmitOptions::default())
+            .await
+            .expect("submit")
+            .expect("no key");
+        submitted.insert(id);
+    }
+    let lost = b
+        .claim(queue, "b_owner", LEASE)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    assert_eq!((lost.attempt, lost.crashes), (1, 0));
+    assert_eq!(a.counts(queue).await.expect("counts").ready, 4);
+    // A waiter's consumer must not keep the connection open either.
+    b.wait(queue, Duration::from_millis(1)).await.expect("wait");
+    drop(b); // closes its connection: the broker returns the delivery
+    let dropped = Instant::now();
+
+    let mut claimed = BTreeSet::new();
+    let mut recorded = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while claimed.len() < submitted.len() {
+        assert!(Instant::now() < deadline, "claimed only {claimed:?}");
+        let Some(task) = a.claim(queue, "a_owner", LEASE).await.expect("claim") else {
+            // The broker has not returned the lost delivery yet.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        assert!(claimed.insert(task.id), "{} claimed twice", task.id);
+        if task.id == lost.id {
+            eprintln!(
+                "the lost task came back {:?} after the drop",
+                dropped.elapsed()
+            );
+            recorded = Some(task);
+        } else {
+            assert_eq!((task.attempt, task.crashes, task.lost), (1, 0, false));
+            assert!(a.complete(&task.lease(), &[]).await.expect("complete"));
+        }
+    }
+    assert_eq!(claimed, submitted, "nothing is lost");
+    let recorded = recorded.expect("the lost task came back");
+    assert_eq!(
+        (
+            recorded.attempt,
+            recorded.errors,
+            recorded.crashes,
+            recorded.lost
+        ),
+        (1, 0, 0, true),
+        "the lost attempt itself, to be settled"
+    );
+    assert_eq!(recorded.payload, lost.payload);
+    assert!(
+        a.fail(
+            &recorded.lease(),
+            &Failure::crash("worker lost"),
+            Some(std::time::SystemTime::now())
+        )
+        .await
+        .expect("fail")
+    );
+    let retried = a
+        .claim(queue, "a_owner", LEASE)
+        .await
+        .expect("claim")
+        .expect("the crash is retried at once");
+    assert_eq!(
+        (retried.id, retried.attempt, retried.crashes, retried.lost),
+        (lost.id, 2, 1, false)
+    );
+    assert!(
+        a.fail(&retried.lease(), &Failure::error("Oops!"), None)
+            .await
+            .expect("fail")
+    );
+    let summary = a
+        .failed(Some(queue))
+        .await
+        .expect("failed")
+        .pop()
+        .expect("the failed task");
+    let history: Vec<_> = summary
+        .history
+        .iter()
+        .map(|h| (h.attempt, h.owner.as_str(), h.outcome))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            (1, "a_owner", Outcome::Crash),
+            (2, "a_owner", Outcome::Error)
+        ]
+    );
+    assert!(
+        summary.history[0]
+            .reason
+            .as_deref()
+            .is_some_and(|reason| reason.starts_with("worker lost")),
+        "{:?}",
+        summary.history[0]
+    );
+    let counts = a.counts(queue).await.expect("counts");
+    assert!(counts.is_drained() && counts.failed == 1, "{counts:?}");
+}
+
+/// A task delayed by 300 ms is not claimable before, and becomes claimable (waking a waiter)
+/// soon after, through the delay queues and without plugins.
+#[tokio::test]
+async fn delayed_tasks_become_ready_on_time() {
+    let Some((transports, _cleanup)) = open(2) else {
+        return skipped();
+    };
+    let queue = "delayed";
+    // Declare the queue's objects first (a wait does): declaring takes tens of milliseconds,
+    // which this test should not count against the delay.
+    transports[1]
+        .wait(queue, Duration::ZERO)
+        .await
+        .expect("wait");
+    let run_at = SystemTime::now() + Duration::from_millis(300);
+    let opts = SubmitOptions {
+        run_at: Some(run_at),
+        ..SubmitOptions::default()
+    };
+    let id = transports[1]
+        .submit(queue, Payload::new(), &opts)
+        .await
+        .expect("submit")
+        .expect("no key");
+    let counts = transports[0].counts(queue).await.expect("counts");
+    assert_eq!((counts.ready, counts.delayed), (0, 1));
+    assert!(
+        transports[0]
+            .claim(queue, "owner", LEASE)
+            .await
+            .expect("claim")
+            .is_none(),
+        "not claimable before run_at"
+    );
+    // Wake-ups may be spurious: wait until the claim succeeds, as a worker does.
+    let claimed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            transports[0]
+                .wait(queue, Duration::from_secs(600))
+                .await
+                .expect("wait");
+            if let Some(task) = transports[0]
+                .claim(queue, "owner", LEASE)
+                .await
+                .expect("claim")
+            {
+                return task;
+            }
+        }
+    })
+    .await
+    .expect("the delayed task became claimable well before the wait's own timeout");
+    let late = SystemTime::now()
+        .duration_since(run_at)
+        .expect("not claimed before run_at");
+    eprintln!("claimed {late:?} after run_at");
+    assert!(late < Duration::from_secs(2), "{late:?} late");
+    assert_eq!((claimed.id, claimed.attempt), (id, 1));
+}
+
+/// Two instances submitting the same idempotency keys at once enqueue each key's task once;
+/// `last_fire` sees the fires of both.
+#[tokio::test]
+async fn idempotency_keys_race_across_instances() {
+    let Some((transports, _cleanup)) = open(2) else {
+        return skipped();
+    };
+    let queue = "keyed";
+    let keyed = |key: String| SubmitOptions {
+        idempotency_key: Some(key),
+        ..SubmitOptions::default()
+    };
+    const KEYS: usize = 20;
+    let mut enqueued = 0;
+    for n in 0..KEYS {
+        let opts = keyed(format!("key_{n}"));
+        let (first, second) = tokio::join!(
+            transports[0].submit(queue, payload(n), &opts),
+            transports[1].submit(queue, payload(n), &opts),
+        );
+        let (first, second) = (first.expect("submit"), second.expect("submit"));
+        assert!(
+            first.is_some() != second.is_some(),
+            "key {n}: {first:?} {second:?}"
+        );
+        enqueued += 1;
+    }
+    assert_eq!(
+        transports[1].counts(queue).await.expect("counts").ready,
+        enqueued
+    );
+    // A key too long for a queue name is hashed, and still used once.
+    let long = keyed("k".repeat(400));
+    assert!(
+        transports[0]
+            .submit(queue, Payload::new(), &long)
+            .await
+            .expect("submit")
+            .is_some()
+    );
+    assert_eq!(
+        transports[1]
+            .submit(queue, Payload::new(), &long)
+            .await
+            .expect("submit"),
+        None
+    );
+
+    let at = rex_transport::task::from_epoch_ms;
+    assert_eq!(
+        transports[0].last_fire("nightly").await.expect("last_fire"),
+        None
+    );
+    let fires = [(0, 1_000), (1, 5_000), (0, 3_000), (1, 2_000), (0, 5_000)];
+    let submits = fires.iter().map(|&(instance, ms)| {
+        let t = Arc::clone(&transports[instance]);
+        let opts = keyed(schedule_key("nightly", at(ms)));
+        async move { t.submit(queue, Payload::new(), &opts).await }
+    });
+    let mut results = Vec::new();
+    for submit in submits.collect::<Vec<_>>() {
+        results.push(tokio::spawn(submit));
+    }
+    let mut fired = 0;
+    for result in results {
+        if result.await.expect("submitter").expect("submit").is_some() {
+            fired += 1;
+        }
+    }
+    assert_eq!(fired, 4, "5 000 was fired twice, enqueued once");
+    for t in &transports {
+        assert_eq!(
+            t.last_fire("nightly").await.expect("last_fire"),
+            Some(at(5_000))
+        );
+    }
+    assert_eq!(
+        transports[0].counts(queue).await.expect("counts").ready,
+        enqueued + 1 + 4
+    );
+}
+
+/// Claimers on two instances, each used from two runtimes (threads), get each of 500 tasks
+/// exactly once.
+#[tokio::test]
+async fn claimers_on_two_instances_and_runtimes_get_each_task_once() {
+    const TASKS: usize = 500;
+    let Some((transports, _cleanup)) = open(2) else {
+        return skipped();
+    };
+    let queue = "shared";
+    let mut submitted = BTreeSet::new();
+    for n in 0..TASKS {
+        let id = transports[n % 2]
+            .submit(queue, payload(n), &SubmitOptions::default())
+            .await
+            .expect("submit")
+            .expect("no key");
+        submitted.insert(id);
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let t = Arc::clone(&transports[i % 2]);
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    let claimers: Vec<_> = (0..2)
+                        .map(|j| {
+                            let t = Arc::clone(&t);
+                            tokio::spawn(async move {
+                                let owner = format!("claimer{i}_{j}");
+                                let mut got = Vec::new();
+                                while let Some(task) =
+                                    t.claim(queue, &owner, LEASE).await.expect("claim")
+                                {
+                                    got.push(task.id);
+                                    tokio::task::yield_now().await;
+                                    assert!(
+                                        t.complete(&task.lease(), &[]).await.expect("complete"),
+                                        "the lease is ours"
+                                    );
+                                }
+                                got
+                            })
+                        })
+                        .collect();
+                    let mut got = Vec::new();
+                    for claimer in claimers {
+                        got.extend(claimer.await.expect("claimer panicked"));
+                    }
+                    got
+                })
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for thread in threads {
+        claimed.extend(thread.join().expect("claimer thread panicked"));
+    }
+    assert_eq!(claimed.len(), TASKS, "no task claimed twice");
+    assert_eq!(
+        claimed.into_iter().collect::<BTreeSet<_>>(),
+        submitted,
+        "every task claimed"
+    );
+    let counts = transports[0].counts(queue).await.expect("counts");
+    assert!(counts.is_drained() && counts.failed == 0, "{counts:?}");
+}
+
+/// A rough throughput figure, run by hand: `cargo test -p rex-transport --test amqp --
+/// --ignored --nocapture throughput`. One runtime submits N tasks one at a time, then claims
+/// and completes them one at a time; then several concurrent submitters and claimers.
+#[tokio::test]
+#[ignore = "a measurement, not a test"]
+async fn throughput() {
+    const N: usize = 2000;
+    let Some((transports, _cleanup)) = open(1) else {
+        return skipped();
+    };
+    let t = Arc::clone(&transports[0]);
+    let queue = "bench";
+    t.counts(queue).await.expect("connect first");
+    let start = Instant::now();
+    for n in 0..N {
+        t.submit(queue, payload(n), &SubmitOptions::default())
+            .await
+            .expect("submit");
+    }
+    let submitted = start.elapsed();
+    let start = Instant::now();
+    while let Some(task) = t.claim(queue, "owner", LEASE).await.expect("claim") {
+        assert!(t.complete(&task.lease(), &[]).await.expect("complete"));
+    }
+    let drained = start.elapsed();
+    eprintln!(
+        "sequential: submit {:.0}/s ({:?} each), claim+complete {:.0}/s ({:?} each)",
+        N as f64 / submitted.as_secs_f64(),
+        submitted / N as u32,
+        N as f64 / drained.as_secs_f64(),
+        drained / N as u32,
+    );
+
+    const TASKS: usize = 8;
+    let start = Instant::now();
+    let submitters: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let t = Arc::clone(&t);
+            tokio::spawn(async move {
+                for n in 0..N / TASKS {
+                    t.submit(queue, payload(n), &SubmitOptions::default())
+                        .await
+                        .expect("submit");
+                }
+            })
+        })
+        .collect();
+    for submitter in submitters {
+        submitter.await.expect("submitter");
+    }
+    let submitted = start.elapsed();
+    let start = Instant::now();
+    let claimers: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let t = Arc::clone(&t);
+            tokio::spawn(async move {
+                while let Some(task) = t.claim(queue, "owner", LEASE).await.expect("claim") {
+                    assert!(t.complete(&task.lease(), &[]).await.expect("complete"));
+                }
+            })
+        })
+        .collect();
+    for claimer in claimers {
+        claimer.await.expect("claimer");
+    }
+    let drained = start.elapsed();
+    eprintln!(
+        "{TASKS} concurrent tasks: submit {:.0}/s, claim+complete {:.0}/s",
+        N as f64 / submitted.as_secs_f64(),
+        N as f64 / drained.as_secs_f64(),
+    );
+}
+
+/// Objects deleted behind a running process's back (by an operator, or another process's
+/// cleanup): the first operation that meets their absence fails with the retryable error, and
+/// the next ones declare them again.
+#[tokio::test]
+async fn deleted_objects_are_declared_again() {
+    let Some((transports, _cleanup)) = open(2) else {
+        return skipped();
+    };
+    let (t, operator) = (&transports[0], &transports[1]);
+    let queue = "deleted";
+    let opts = SubmitOptions::default();
+    t.submit(queue, payload(1), &opts).await.expect("submit");
+    operator.wait(queue, Duration::ZERO).await.expect("wait");
+    operator.delete_everything().await.expect("delete");
+    let mut errors = 0;
+    let id = loop {
+        match t.submit(queue, payload(2), &opts).await {
+            Ok(id) => break id.expect("no key"),
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                errors += 1;
+                assert!(errors < 5, "{e}");
+            }
+        }
+    };
+    let task = loop {
+        match t.claim(queue, "owner", LEASE).await {
+            Ok(task) => break task.expect("the new task"),
+            Err(e) => {
+                assert!(e.is_retryable(), "{e}");
+                errors += 1;
+                assert!(errors < 5, "{e}");
+            }
+        }
+    };
+    assert_eq!(task.id, id);
+    assert!(t.complete(&task.lease(), &[]).await.expect("complete"));
+    assert!(t.counts(queue).await.expect("counts").is_drained());
+}
+
+/// A TCP proxy to the broker whose connections can be cut (a network failure that only this
+/// test sees).
+struct Proxy {
+    port: u16,
+    cut: tokio::sync::watch::Sender<u64>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(broker: String) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let port = listener.local_addr().expect("address").port();
+        let (cut, _) = tokio::sync::watch::channel(0u64);
+        let cuts = cut.clone();
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let Ok(mut server) = tokio::net::TcpStream::connect(&broker).await else {
+                    continue;
+                };
+                let mut cut = cuts.subscribe();
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                    // Both sockets are dropped here: each side sees its peer go away.
+                });
+            }
+        });
+        Proxy {
+            port,
+            cut,
+            accepting,
+        }
+    }
+
+    /// Cut every connection made so far (new ones are still accepted).
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accepting.abort();
+    }
+}
+
+/// `amqp://user:pass@host:port/vhost` → (`host:port`, the URI with `127.0.0.1:port` instead).
+fn through(uri: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = uri.split_once("://").expect("a URI");
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((userinfo, hostport)) => (format!("{userinfo}@"), hostport),
+        None => (String::new(), authority),
+    };
+    let broker = if hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:5672")
+    };
+    (
+        broker,
+        format!("{scheme}://{userinfo}127.0.0.1:{port}{tail}"),
+    )
+}
+
+/// After the connection drops: operations fail with the retryable error (or reconnect), the
+/// lease taken through the lost connection is stale, and its task comes back marked lost.
+#[tokio::test]
+async fn a_lost_connection_is_replaced_and_its_leases_are_stale() {
+    let Some((transports, _cleanup)) = open(1) else {
+        return skipped();
+    };
+    let prefix = transports[0].prefix().to_string();
+    let server = server().expect("set");
+    let (broker, _) = through(&server, 0);
+    let proxy = Proxy::start(broker).await;
+    let (_, proxied) = through(&server, proxy.port);
+    let t = AmqpTransport::open_uri(&with_prefix(&proxied, &prefix)).expect("open");
+    let queue = "cut";
+    let id = t
+        .submit(queue, payload(1), &SubmitOptions::default())
+        .await
+        .expect("submit")
+        .expect("no key");
+    let old = t
+        .claim(queue, "owner", LEASE)
+        .await
+        .expect("claim")
+        .expect("claimable");
+    proxy.cut();
+    // Until the cut is noticed, operations may still see the old connection; then they
+    // fail with the retryable error (the claim's lease is dropped), and the next ones
+    // connect again.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let counts = loop {
+        assert!(Instant::now() < deadline, "never reconnected");
+        match t.counts(queue).await {
+            Ok(counts) if t.owned_by("owner").await.expect("owned_by").is_empty() => break counts,
+            Ok(_) => {}
+            Err(e) => assert!(e.is_retryable(), "{e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(counts.running, 0, "the lease went with its connection");
+    assert!(
+        !t.complete(&old.lease(), &[]).await.expect("complete"),
+        "a lease of the lost connection is stale"
+    );
+    let again = loop {
+        assert!(Instant::now() < deadline, "the task never came back");
+        if let Some(task) = t.claim(queue, "owner", LEASE).await.expect("claim") {
+            break task;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(
+        (again.id, again.attempt, again.crashes, again.lost),
+        (id, 1, 0, true)
+    );
+    assert!(t.complete(&again.lease(), &[]).await.expect("complete"));
+    assert!(t.counts(queue).await.expect("counts").is_drained());
+}
