@@ -41,6 +41,11 @@ pub struct WorkerSpec {
     pub master_pid: u32,
     /// How `ctl_executor` re-invokes `rex` for the same application.
     pub project_args: ProjectArgs,
+    /// On a transport whose broker holds the leases: the tasks that earlier children of this
+    /// queue held when they died, with why they died, so that the child that gets such a task
+    /// back records the real reason.
+    #[serde(default)]
+    pub lost_reasons: Vec<(i64, String)>,
 }
 
 /// Why a child stopped in order.

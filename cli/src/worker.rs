@@ -23,13 +23,17 @@ use crate::logging::{self, Logger};
 use crate::package::{BENCH_WORKER, CTL_EXECUTOR};
 use crate::plugin::{self, CallResult, Plugin};
 use crate::project::App;
-use rex_transport::{Failure, Submit, Task, Transport};
+use rex_transport::{Failure, Submit, Task, TaskId, Transport};
 
 /// The hidden task name under which the master re-executes `rex` as a child.
 pub const TASK_NAME: &str = "__worker";
 
 /// Set by the master's `quit` command or by SIGTERM: finish the current task, then stop.
 static QUIT: AtomicBool = AtomicBool::new(false);
+
+/// The crash reason of a lost attempt whose end nobody here saw.
+const LOST_WORKER: &str =
+    "worker lost: the broker returned its task (the process died or lost its connection)";
 
 extern "C" fn on_sigterm(_: nix::libc::c_int) {
     QUIT.store(true, Ordering::SeqCst);
@@ -164,6 +168,8 @@ struct Consumer {
     /// leaving a task leased to this child that it does not know about (and whose lease its
     /// master keeps renewing). Checked before the next claim.
     lost_replies: std::cell::Cell<bool>,
+    /// Why this queue's earlier children died, by the task they held (see `settle_lost`).
+    lost_reasons: Vec<(TaskId, String)>,
 }
 
 impl Consumer {
@@ -205,6 +211,7 @@ impl Consumer {
             wake,
             processed: 0,
             lost_replies: std::cell::Cell::new(false),
+            lost_reasons: spec.lost_reasons.clone(),
         })
     }
 
@@ -273,7 +280,14 @@ impl Consumer {
 
     /// Wait for work (a transport wake-up, the poll interval) or a quit request.
     fn idle(&self, timeout: Duration) {
-        let wait = self.transport.wait(&self.queue, timeout);
+        let waited = self.transport.wait(&self.queue, timeout);
+        // A wait that fails (the broker is down) must not cut the pause short: that would
+        // turn every retry loop into a hot one.
+        let wait = async move {
+            if waited.await.is_err() {
+                tokio::time::sleep(timeout).await;
+            }
+        };
         let wake = self.wake.clone();
         self.rt.block_on(async move {
             tokio::select! {
@@ -346,6 +360,10 @@ impl Consumer {
 
     /// Run one task and settle it; returns the next task when settling already claimed it.
     fn process(&mut self, task: Task) -> Option<Task> {
+        if task.lost {
+            self.settle_lost(&task);
+            return None;
+        }
         // Tell the master first: by the time anyone reads "Got payload", the master knows.
         self.events.send(&Up::Claimed {
             task: task.id,
@@ -366,6 +384,33 @@ impl Consumer {
         logging::set_current_task(None);
         self.processed += 1;
         next
+    }
+
+    /// On a transport whose broker holds the leases (RabbitMQ), nobody can settle the task of
+    /// a worker that died: the broker hands it out again, marked [`Task::lost`]. Its lost
+    /// attempt is settled here as the master settles a dead child's task elsewhere: a crash,
+    /// retried or failed by the queue's policy, with the reason the master passed down when it
+    /// saw the previous child die (a generic one when another host's worker held it).
+    fn settle_lost(&self, task: &Task) {
+        let reason = self
+            .lost_reasons
+            .iter()
+            .find(|(id, _)| *id == task.id)
+            .map(|(_, reason)| reason.as_str())
+            .unwrap_or(LOST_WORKER);
+        let retry_at = self.retry.retry_at(task, rex_transport::FailureKind::Crash);
+        let (lease, failure) = (task.lease(), Failure::crash(reason));
+        match self.retrying(|| self.transport.fail(&lease, &failure, retry_at)) {
+            Ok(true) if retry_at.is_some() => self.logger.info(format_args!(
+                "Task {} on queue {} will be retried ({reason})",
+                task.id, task.queue
+            )),
+            Ok(_) => {}
+            Err(e) => self.logger.error(format_args!(
+                "Cannot settle task {}, whose worker was lost: {e}",
+                task.id
+            )),
+        }
     }
 
     /// Record the outcome. A successful attempt is completed together with claiming the next
@@ -649,6 +694,7 @@ pub fn drain_in_process(app: &App, queue: &str, worker: &str) -> Result<u64> {
         log,
         master_pid: std::process::id(),
         project_args: app.args.clone(),
+        lost_reasons: Vec::new(),
     };
     let mut consumer = Consumer::new(
         &spec,

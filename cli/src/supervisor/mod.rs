@@ -18,7 +18,7 @@
 mod child;
 mod restart;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -93,7 +93,13 @@ struct Slot {
     processed: u64,
     /// Set while the slot is being removed (reload): it is not relaunched.
     retiring: bool,
+    /// Broker-held leases only: the last tasks this slot's children held when they died, with
+    /// the reason, for the next child (the broker gives such a task back to whoever claims it).
+    lost: VecDeque<(i64, String)>,
 }
+
+/// How many lost tasks a slot remembers for its next children.
+const LOST_REMEMBERED: usize = 16;
 
 enum State {
     Running(Child),
@@ -164,6 +170,7 @@ impl Supervisor {
                     restarts: Restarts::default(),
                     processed: 0,
                     retiring: false,
+                    lost: VecDeque::new(),
                 });
             }
         }
@@ -258,6 +265,7 @@ impl Supervisor {
             log: logging::current_config(),
             master_pid: std::process::id(),
             project_args: self.args.clone(),
+            lost_reasons: slot.lost.iter().cloned().collect(),
         };
         self.log.info(format_args!(
             "Launching {} to work on queue {}",
@@ -337,6 +345,15 @@ impl Supervisor {
         }
         let reason = child.kill_reason.clone().unwrap_or_else(|| exit.describe());
         let settled = self.settle_crash(&child.owner, &reason).await;
+        if let Some((task, _)) = child.current {
+            if self.transport.leases_held_by_broker() {
+                let lost = &mut self.slots[index].lost;
+                if lost.len() == LOST_REMEMBERED {
+                    lost.pop_front();
+                }
+                lost.push_back((task, reason.clone()));
+            }
+        }
         let held_task = settled > 0 || child.current.is_some();
         if self.stopping.is_some() || self.slots[index].retiring {
             self.log.error(format_args!(
