@@ -247,6 +247,11 @@ impl<S: tracing::Subscriber> Layer<S> for RexLayer {
         let level = Level::from_tracing(meta.level());
         let mut fields = Fields::default();
         event.record(&mut fields);
+        // Records of libraries (the broker clients...) carry no `logger`: their debug chatter
+        // is not the project's, so only their warnings and errors are shown.
+        if fields.logger.is_none() && level < Level::Warning {
+            return;
+        }
         let logger = fields.logger.as_deref().unwrap_or(meta.target());
         let cfg = config().read().unwrap_or_else(|e| e.into_inner());
         if !cfg.enabled(logger, level) {
