@@ -51,18 +51,14 @@ fn survive_restart(name: &str, uri: &str, restart: impl FnOnce()) {
     assert!(lost.is_empty(), "{name}: lost {lost:?}");
 }
 
-/// PostgreSQL: restarts the real cluster with the command in `REX_TEST_PGSQL_RESTART` (set by
-/// `.ci/run`); skipped without it, so a developer's database is never restarted by surprise.
-#[test]
-fn postgresql_restart_mid_run_loses_nothing() {
-    let Some(command) = std::env::var("REX_TEST_PGSQL_RESTART")
-        .ok()
-        .filter(|c| !c.is_empty())
-    else {
-        eprintln!("pgsql restart: skipped (REX_TEST_PGSQL_RESTART is not set)");
+/// Restart the shared server named `name` with the command in `variable` (set by `.ci/run`);
+/// skipped without it, so a developer's server is never restarted by surprise.
+fn restart_shared_server(name: &str, variable: &str) {
+    let Some(command) = std::env::var(variable).ok().filter(|c| !c.is_empty()) else {
+        eprintln!("{name} restart: skipped ({variable} is not set)");
         return;
     };
-    let Some((name, uri)) = servers().into_iter().find(|(n, _)| *n == "pgsql") else {
+    let Some((name, uri)) = servers().into_iter().find(|(n, _)| *n == name) else {
         return;
     };
     survive_restart(name, &uri, || {
@@ -73,6 +69,19 @@ fn postgresql_restart_mid_run_loses_nothing() {
             .expect("run the restart command");
         assert!(status.success(), "{command} failed");
     });
+}
+
+/// PostgreSQL: the real cluster, restarted with `REX_TEST_PGSQL_RESTART`.
+#[test]
+fn postgresql_restart_mid_run_loses_nothing() {
+    restart_shared_server("pgsql", "REX_TEST_PGSQL_RESTART");
+}
+
+/// RabbitMQ: the real node, restarted with `REX_TEST_AMQP_RESTART` (durable queues and
+/// persistent messages survive it; every connection is dropped).
+#[test]
+fn rabbitmq_restart_mid_run_loses_nothing() {
+    restart_shared_server("amqp", "REX_TEST_AMQP_RESTART");
 }
 
 /// Redis: a private server on a free port with an append-only file (so a restart keeps the

@@ -1,4 +1,5 @@
-//! Helpers for the tests of the networked transports (`REX_TEST_PGSQL`, `REX_TEST_REDIS`).
+//! Helpers for the tests of the networked transports (`REX_TEST_PGSQL`, `REX_TEST_REDIS`,
+//! `REX_TEST_AMQP`).
 
 use std::collections::BTreeMap;
 
@@ -13,6 +14,7 @@ pub fn servers() -> Vec<(&'static str, String)> {
     for (name, var, param) in [
         ("pgsql", "REX_TEST_PGSQL", "schema"),
         ("redis", "REX_TEST_REDIS", "key_prefix"),
+        ("amqp", "REX_TEST_AMQP", "prefix"),
     ] {
         match std::env::var(var).ok().filter(|v| !v.is_empty()) {
             Some(uri) => {

@@ -224,6 +224,7 @@ fn retry_policy_budgets_errors_and_crashes_separately() {
         owner: "o".into(),
         lease_until: std::time::SystemTime::now(),
         created_at: std::time::SystemTime::now(),
+        lost: false,
     };
     assert!(
         policy
