@@ -128,3 +128,57 @@ fn random_sigkills_across_two_masters_lose_nothing() {
         assert!(lost.is_empty(), "{name}: lost {lost:?}");
     }
 }
+
+/// A child SIGKILLed mid-task: the task is failed with the signal as its reason (one attempt,
+/// one crash) and the next task runs in the replacement child — also on RabbitMQ, where the
+/// broker hands the task back and the new child settles the lost attempt.
+#[test]
+fn a_child_killed_mid_task_fails_its_task_with_the_signal() {
+    for (name, uri) in servers() {
+        let project = Project::demo();
+        for payload in [r#"{"ms": 600000}"#, r#"{"ms": 0}"#] {
+            project.ok(&["asynctask-submit", "slow", payload, &transport_set(&uri)]);
+        }
+        let mut m = rex_tests::Running::spawn(project.rex(&[
+            "asynctask-workers",
+            "--halt-when-empty",
+            &transport_set(&uri),
+            r#"--set=asynctask_workers={"foo": null, "slow": "demo_sleep_worker"}"#,
+        ]));
+        m.wait_for(LIMIT, |l| {
+            l.starts_with("DEBUG:SleepWorker:Got payload: {\"ms\":600000}")
+        });
+        let children = children_of(m.pid());
+        assert_eq!(children.len(), 1, "{name}: {children:?}");
+        kill(Pid::from_raw(children[0]), Signal::SIGKILL).expect("kill child");
+        let (code, lines) = m.finish(LIMIT);
+        let output = lines.join("\n");
+        assert_eq!(code, Some(0), "{name}: {output}");
+        assert!(
+            output.contains(r#"SLEEP processed: {"ms":0}"#),
+            "{name}: {output}"
+        );
+        let failed: Vec<serde_json::Value> = serde_json::from_str(&project.ok(&[
+            "asynctask-failed",
+            "--queue=slow",
+            "--json",
+            &transport_set(&uri),
+        ]))
+        .expect("json");
+        assert_eq!(failed.len(), 1, "{name}: {failed:?}");
+        assert_eq!(
+            failed[0]["payload"],
+            serde_json::json!({"ms": 600000}),
+            "{name}"
+        );
+        assert_eq!(failed[0]["last_error"], "killed by SIGKILL", "{name}");
+        assert_eq!(
+            (
+                failed[0]["attempts"].as_u64(),
+                failed[0]["crashes"].as_u64()
+            ),
+            (Some(1), Some(1)),
+            "{name}"
+        );
+    }
+}
