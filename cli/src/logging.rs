@@ -242,17 +242,34 @@ impl Visit for Fields {
 }
 
 impl<S: tracing::Subscriber> Layer<S> for RexLayer {
+    // Decided once per call site, so that a library's records are never even built.
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if meta.fields().field("logger").is_some() {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+
+    fn enabled(&self, meta: &tracing::Metadata<'_>, _ctx: Context<'_, S>) -> bool {
+        meta.fields().field("logger").is_some()
+    }
+
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
         let meta = event.metadata();
         let level = Level::from_tracing(meta.level());
         let mut fields = Fields::default();
         event.record(&mut fields);
-        // Records of libraries (the broker clients...) carry no `logger`: their debug chatter
-        // is not the project's, so only their warnings and errors are shown.
-        if fields.logger.is_none() && level < Level::Warning {
+        // Records of libraries (the broker clients...) carry no `logger`. They are not the
+        // project's: their debug chatter is noise, and their errors reach rex as `Result`s that
+        // rex reports itself, in context (a broker client logs even the expected `NOT_FOUND` of
+        // a passive declare as an error).
+        let Some(logger) = fields.logger.as_deref() else {
             return;
-        }
-        let logger = fields.logger.as_deref().unwrap_or(meta.target());
+        };
         let cfg = config().read().unwrap_or_else(|e| e.into_inner());
         if !cfg.enabled(logger, level) {
             return;
