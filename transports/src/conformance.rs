@@ -940,7 +940,10 @@ pub async fn case_idempotency_key(t: Arc<dyn Transport>) {
 /// A submit with `run_at` is delayed until then, and does not block ready tasks behind it.
 pub async fn case_delayed_submit(t: Arc<dyn Transport>) {
     let (queue, owner) = (unique("delayed"), unique("owner"));
-    let run_at = SystemTime::now() + Duration::from_millis(300);
+    // Long enough that a slow first submit (which may create the queue's objects) does not
+    // bring a broker's first delay hop (half the remaining delay or more) to its end before
+    // the counts below.
+    let run_at = SystemTime::now() + Duration::from_millis(1500);
     let delayed = submit_with(
         &t,
         &queue,
@@ -965,7 +968,8 @@ pub async fn case_delayed_submit(t: Arc<dyn Transport>) {
         claim(&t, &queue, &owner).await.map(|task| task.id),
         Some(now)
     );
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    let until_due = run_at.duration_since(SystemTime::now()).unwrap_or_default();
+    tokio::time::sleep(until_due + Duration::from_millis(100)).await;
     assert_eq!(claim(&t, &queue, &owner).await.map(|task| task.id), delayed);
 }
 
