@@ -199,6 +199,11 @@ pub trait Transport: Send + Sync + 'static {
     /// [`schedule_key`]`(schedule, at)` used so far, or `None`.
     async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>>;
 
+    /// Forget the idempotency keys of schedule fires before `before`, except the latest key of
+    /// each schedule (which [`last_fire`](Transport::last_fire) reads). Returns how many were
+    /// deleted. A scheduler calls this now and then so that keys do not pile up forever.
+    async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64>;
+
     /// Wait until a task may have become ready in `queue`, or `timeout` passes. Backends
     /// without notifications simply sleep; spurious wake-ups are allowed.
     async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {

@@ -422,6 +422,31 @@ impl Transport for MemoryTransport {
             .and_then(|k| schedule_key_time(k)))
     }
 
+    async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {
+        let mut state = self.state();
+        // The latest key of each schedule is kept: keys sort by schedule, then by time.
+        let mut latest: std::collections::HashMap<String, String> = Default::default();
+        for key in state
+            .idempotency_keys
+            .iter()
+            .filter(|k| k.starts_with("schedule:"))
+        {
+            let schedule = key[..key.len().saturating_sub(16)].to_string();
+            let newest = latest.entry(schedule).or_insert_with(|| key.clone());
+            if key > newest {
+                *newest = key.clone();
+            }
+        }
+        let keep: std::collections::HashSet<String> = latest.into_values().collect();
+        let before_len = state.idempotency_keys.len();
+        state.idempotency_keys.retain(|key| {
+            keep.contains(key)
+                || !key.starts_with("schedule:")
+                || schedule_key_time(key).is_none_or(|at| at >= before)
+        });
+        Ok((before_len - state.idempotency_keys.len()) as u64)
+    }
+
     /// Returns when a task is ready in `queue`, when anything may have made one ready, or
     /// after `timeout`.
     async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {

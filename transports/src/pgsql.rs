@@ -178,6 +178,7 @@ struct Sql {
     notify: String,
     purge: String,
     last_fire: String,
+    prune_schedule_keys: String,
     next_pending: String,
 }
 
@@ -310,6 +311,17 @@ impl Sql {
             )),
             notify: "SELECT pg_notify($1::text, queue) FROM unnest($2::text[]) AS queue".into(),
             purge: s("DELETE FROM {s}.tasks WHERE queue = $1::text AND state = $2::text"),
+            // Schedule keys older than $1 except each schedule's latest (see sqlite.rs).
+            prune_schedule_keys: s(
+                "DELETE FROM {s}.idempotency_keys WHERE key IN (
+                     SELECT key FROM (
+                         SELECT key, row_number() OVER (
+                             PARTITION BY left(key, length(key) - 16) ORDER BY right(key, 16) DESC
+                         ) AS newest
+                         FROM {s}.idempotency_keys WHERE key LIKE 'schedule:%'
+                     ) AS k WHERE newest > 1 AND right(key, 16)::bigint < $1::bigint
+                 )",
+            ),
             last_fire: s(
                 "SELECT key FROM {s}.idempotency_keys WHERE key > $1::text AND key < $2::text
                  ORDER BY key DESC LIMIT 1",
@@ -1005,6 +1017,16 @@ impl Transport for PgsqlTransport {
             })
             .await?;
         Ok(key.as_deref().and_then(schedule_key_time))
+    }
+
+    async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {
+        let before = to_epoch_ms(before);
+        self.run(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(&self.sql.prune_schedule_keys).await?;
+            Ok(client.execute(&stmt, &[&before]).await?)
+        })
+        .await
     }
 
     /// Returns when a notification for `queue` arrives (from any process), when the earliest

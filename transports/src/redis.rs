@@ -431,6 +431,24 @@ forget_if_empty(queue)
 return #ids
 "#;
 
+/// ARGV: cutoff (ms, zero-padded to 16 digits like the keys). Removes the schedule keys fired
+/// before the cutoff except each schedule's latest (keys sort by schedule, then by time) and
+/// returns how many.
+const PRUNE_SCHEDULE_KEYS: &str = r#"
+local set = P .. ':keys'
+local cutoff = ARGV[2]
+local keys = redis.call('ZRANGEBYLEX', set, '[schedule:', '(schedule;')
+local removed = 0
+for i = 1, #keys - 1 do
+    local key, later = keys[i], keys[i + 1]
+    if string.sub(later, 1, -17) == string.sub(key, 1, -17) and string.sub(key, -16) < cutoff then
+        redis.call('ZREM', set, key)
+        removed = removed + 1
+    end
+end
+return removed
+"#;
+
 /// ARGV: queue, now. Returns {1} when a task is ready; otherwise clears the stale wake-up
 /// tokens and returns {0, earliest delayed run_at or nil}.
 const PROBE: &str = r#"
@@ -466,6 +484,7 @@ struct Scripts {
     failed: Script,
     retry_failed: Script,
     purge: Script,
+    prune_schedule_keys: Script,
     probe: Script,
 }
 
@@ -486,6 +505,7 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
         failed: script(FAILED),
         retry_failed: script(RETRY_FAILED),
         purge: script(PURGE),
+        prune_schedule_keys: script(PRUNE_SCHEDULE_KEYS),
         probe: script(PROBE),
     }
 });
@@ -1173,6 +1193,12 @@ impl Transport for RedisTransport {
             false,
         )
         .await
+    }
+
+    async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {
+        let cutoff = format!("{:016}", to_epoch_ms(before).max(0));
+        self.eval(&SCRIPTS.prune_schedule_keys, &[cutoff], true)
+            .await
     }
 
     async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {

@@ -62,6 +62,19 @@ CREATE TABLE idempotency_keys (
 );
 ";
 
+/// Schedule keys (`schedule:<id>:<16-digit ms>`) older than `?1`, but the latest of each
+/// schedule: numbered per schedule from the newest, by a window function (one sort, not a
+/// lookup per key).
+const PRUNE_SCHEDULE_KEYS: &str = "
+DELETE FROM idempotency_keys WHERE key IN (
+    SELECT key FROM (
+        SELECT key, row_number() OVER (
+            PARTITION BY substr(key, 1, length(key) - 16) ORDER BY key DESC
+        ) AS newest
+        FROM idempotency_keys WHERE key > 'schedule:' AND key < 'schedule;'
+    ) WHERE newest > 1 AND CAST(substr(key, -16) AS INTEGER) < ?1
+)";
+
 /// Columns read by [`task_from_row`].
 macro_rules! task_columns {
     () => {
@@ -695,6 +708,14 @@ impl Transport for SqliteTransport {
                 .optional()
         })?;
         Ok(key.as_deref().and_then(schedule_key_time))
+    }
+
+    async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {
+        let pruned = self.with(|conn| {
+            conn.prepare_cached(PRUNE_SCHEDULE_KEYS)?
+                .execute(params![to_epoch_ms(before)])
+        })?;
+        Ok(pruned as u64)
     }
 
     /// Returns as soon as a task is ready in `queue`: at once for changes made through this

@@ -334,6 +334,11 @@ pub struct Scheduler {
 
 /// Wall-clock jumps are noticed within this long.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// How long the key of a fire is kept (the latest of each schedule is kept for good): far
+/// longer than any scheduler could lag behind another, so no fire is ever enqueued twice.
+const KEY_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often old keys are pruned.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 impl Scheduler {
     pub fn new(entries: Vec<Entry>, transport: Arc<dyn Transport>, log: Logger) -> Scheduler {
@@ -359,12 +364,17 @@ impl Scheduler {
                 self.run_missed(entry, now).await;
             }
         }
+        let mut pruned_at: Option<std::time::Instant> = None;
         let mut next: Vec<Option<DateTime<Utc>>> = self
             .entries
             .iter()
             .map(|e| e.schedule.next_after(now))
             .collect();
         loop {
+            if pruned_at.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(std::time::Instant::now());
+                self.prune_keys().await;
+            }
             let Some((i, at)) = next
                 .iter()
                 .enumerate()
@@ -385,6 +395,20 @@ impl Scheduler {
             tokio::time::sleep(wait).await;
             self.fire(&self.entries[i], at).await;
             next[i] = self.entries[i].schedule.next_after(at);
+        }
+    }
+
+    /// Forget the keys of fires older than [`KEY_RETENTION`] so they do not pile up forever.
+    async fn prune_keys(&self) {
+        let before = std::time::SystemTime::now() - KEY_RETENTION;
+        match self.transport.prune_schedule_keys(before).await {
+            Ok(0) => {}
+            Ok(n) => self
+                .log
+                .debug(format_args!("Pruned {n} schedule keys older than 7 days")),
+            Err(e) => self
+                .log
+                .warn(format_args!("Cannot prune old schedule keys: {e}")),
         }
     }
 
