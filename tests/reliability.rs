@@ -92,7 +92,7 @@ fn an_aborting_payload_is_failed_and_the_queue_goes_on() {
     assert_eq!(failed[0]["last_error"], "killed by SIGABRT");
 }
 
-fn worker_lines<'a>(lines: &'a [String], prefix: &str) -> Vec<serde_json::Value> {
+fn worker_lines(lines: &[String], prefix: &str) -> Vec<serde_json::Value> {
     lines
         .iter()
         .filter_map(|l| l.strip_prefix(prefix))

@@ -252,19 +252,18 @@ async fn submit_all(
         if let Some((rate, kill_after, master, kill_at)) = pacing {
             let due = start + Duration::from_secs_f64(n as f64 / rate as f64);
             tokio::time::sleep_until(due.into()).await;
-            if n == kill_after {
-                if let Some(&child) = children_of(master).first() {
-                    let at = now_us();
-                    if nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(child as i32),
-                        nix::sys::signal::Signal::SIGKILL,
-                    )
-                    .is_ok()
-                    {
-                        if let Ok(mut k) = kill_at.lock() {
-                            *k = Some((child, at));
-                        }
-                    }
+            if n == kill_after
+                && let Some(&child) = children_of(master).first()
+            {
+                let at = now_us();
+                if nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok()
+                    && let Ok(mut k) = kill_at.lock()
+                {
+                    *k = Some((child, at));
                 }
             }
         }
@@ -631,13 +630,12 @@ impl Progress {
     fn set(&self, done: u64) {
         if let Some(bar) = &self.bar {
             bar.set_position(done);
-        } else if self.plain {
-            if let Ok(mut last) = self.last.lock() {
-                if last.elapsed() >= Duration::from_secs(1) {
-                    *last = Instant::now();
-                    eprintln!("processed {done}/{}", self.total);
-                }
-            }
+        } else if self.plain
+            && let Ok(mut last) = self.last.lock()
+            && last.elapsed() >= Duration::from_secs(1)
+        {
+            *last = Instant::now();
+            eprintln!("processed {done}/{}", self.total);
         }
     }
 

@@ -219,14 +219,14 @@ impl Plugin {
                 path: path.to_path_buf(),
                 reason: format!("malformed manifest: {e}"),
             })?;
-        if let Some(expected) = expected {
-            if manifest.package != expected {
-                return Err(PluginError::WrongPackage {
-                    path: path.to_path_buf(),
-                    found: manifest.package,
-                    expected: expected.to_string(),
-                });
-            }
+        if let Some(expected) = expected
+            && manifest.package != expected
+        {
+            return Err(PluginError::WrongPackage {
+                path: path.to_path_buf(),
+                found: manifest.package,
+                expected: expected.to_string(),
+            });
         }
         Ok(Plugin {
             path: path.to_path_buf(),

@@ -320,23 +320,23 @@ fn sources(
             is_parameter: true,
         });
     }
-    if let Ok(env) = std::env::var("REX_PARAMETERS") {
-        if !env.trim().is_empty() {
-            let values = match serde_yaml::from_str::<Value>(&env) {
-                Ok(Value::Object(values)) => values,
-                _ => {
-                    return Err(Error::new(
-                        "invalid value for REX_PARAMETERS: Expected a JSON object",
-                    )
-                    .context("Got:", env));
-                }
-            };
-            sources.push(Source {
-                origin: "REX_PARAMETERS".into(),
-                values,
-                is_parameter: true,
-            });
-        }
+    if let Ok(env) = std::env::var("REX_PARAMETERS")
+        && !env.trim().is_empty()
+    {
+        let values = match serde_yaml::from_str::<Value>(&env) {
+            Ok(Value::Object(values)) => values,
+            _ => {
+                return Err(
+                    Error::new("invalid value for REX_PARAMETERS: Expected a JSON object")
+                        .context("Got:", env),
+                );
+            }
+        };
+        sources.push(Source {
+            origin: "REX_PARAMETERS".into(),
+            values,
+            is_parameter: true,
+        });
     }
     for set in &args.sets {
         let (name, value) = settings::parse_set_arg(set)?;

@@ -345,16 +345,16 @@ impl Consumer {
                 break;
             }
         }
-        if self.recent.len() >= rate.max_calls as usize {
-            if let Some(oldest) = self.recent.front() {
-                let pause = rate.period.saturating_sub(oldest.elapsed());
-                self.logger.debug(format_args!(
-                    "Rate limited on queue {}, sleeping for {:.6} seconds",
-                    self.queue,
-                    pause.as_secs_f64()
-                ));
-                self.idle(pause);
-            }
+        if self.recent.len() >= rate.max_calls as usize
+            && let Some(oldest) = self.recent.front()
+        {
+            let pause = rate.period.saturating_sub(oldest.elapsed());
+            self.logger.debug(format_args!(
+                "Rate limited on queue {}, sleeping for {:.6} seconds",
+                self.queue,
+                pause.as_secs_f64()
+            ));
+            self.idle(pause);
         }
     }
 

@@ -124,6 +124,12 @@ impl Worker for AbortWorker {
 /// start-up would. Exercises the supervisor's crash-loop backoff.
 pub struct UnstartableWorker;
 
+impl Default for UnstartableWorker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl UnstartableWorker {
     pub fn new() -> Self {
         panic!("cannot connect to the mail server");

@@ -35,13 +35,12 @@ pub fn transport_set(uri: &str) -> String {
 pub fn runs(lines: &[String]) -> BTreeMap<u64, usize> {
     let mut runs = BTreeMap::new();
     for line in lines {
-        if let Some(json) = line.strip_prefix("SLEEP processed: ") {
-            if let Some(n) = serde_json::from_str::<serde_json::Value>(json)
+        if let Some(json) = line.strip_prefix("SLEEP processed: ")
+            && let Some(n) = serde_json::from_str::<serde_json::Value>(json)
                 .ok()
                 .and_then(|v| v["n"].as_u64())
-            {
-                *runs.entry(n).or_default() += 1;
-            }
+        {
+            *runs.entry(n).or_default() += 1;
         }
     }
     runs

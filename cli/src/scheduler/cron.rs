@@ -313,10 +313,13 @@ mod tests {
         })
     }
 
-    /// (fields, after, expected next fire), all in UTC. 2026-11-23 is a Monday.
+    /// (fields, after, expected next fire), all in UTC.
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, Option<&'a str>);
+
+    /// 2026-11-23 is a Monday.
     #[test]
     fn next_fire_times_follow_apscheduler() {
-        let cases: &[(&[(&str, &str)], &str, Option<&str>)] = &[
+        let cases: &[Case] = &[
             (
                 &[("second", "*/5")],
                 "2026-11-23T10:00:03Z",

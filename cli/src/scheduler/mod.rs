@@ -160,11 +160,11 @@ fn validate_item(item: Value, ctx: &Context<'_>) -> Result<Value> {
         };
         crate::settings::validate_worker_name(worker, ctx).map_err(field("worker"))?;
     }
-    if let Some(ctl) = record.get("ctl") {
-        if !ctl.is_string() {
-            return Err(Error::new("Expected a string").context("Got:", ctl.to_string()))
-                .map_err(field("ctl"));
-        }
+    if let Some(ctl) = record.get("ctl")
+        && !ctl.is_string()
+    {
+        return Err(Error::new("Expected a string").context("Got:", ctl.to_string()))
+            .map_err(field("ctl"));
     }
     for name in FIELDS {
         if let Some(v) = record.get_mut(name) {
@@ -204,12 +204,12 @@ fn validate_item(item: Value, ctx: &Context<'_>) -> Result<Value> {
         ("misfire", &["skip", "run_once"][..]),
         ("overlap", &["allow", "skip_if_running"][..]),
     ] {
-        if let Some(v) = record.get(name) {
-            if !v.as_str().is_some_and(|s| allowed.contains(&s)) {
-                return Err(Error::with_body("Expected one of:", allowed.join(", "))
-                    .context("Got:", v.to_string()))
-                .map_err(field(name));
-            }
+        if let Some(v) = record.get(name)
+            && !v.as_str().is_some_and(|s| allowed.contains(&s))
+        {
+            return Err(Error::with_body("Expected one of:", allowed.join(", "))
+                .context("Got:", v.to_string()))
+            .map_err(field(name));
         }
     }
     if let Some(v) = record.get("timeout") {

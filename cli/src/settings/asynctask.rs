@@ -149,16 +149,13 @@ fn validate_entry(entry: Value, ctx: &Context<'_>) -> Result<Value> {
         "max_crashes",
         "rate_max_calls",
     ] {
-        if let Some(v) = record.get(name) {
-            if !v
+        if let Some(v) = record.get(name)
+            && !v
                 .as_u64()
                 .is_some_and(|n| (1..=u32::MAX as u64).contains(&n))
-            {
-                return Err(
-                    Error::new("Expected a positive integer").context("Got:", v.to_string())
-                )
+        {
+            return Err(Error::new("Expected a positive integer").context("Got:", v.to_string()))
                 .map_err(field_ctx(name));
-            }
         }
     }
     for name in [

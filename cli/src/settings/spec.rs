@@ -261,10 +261,11 @@ fn validate_level(value: Value) -> Result<Value> {
 /// `500ms`, `30s`, `5m`, `1h 30m`; a bare number (or numeric string) means seconds.
 pub fn parse_duration(text: &str) -> Result<Duration> {
     let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Ok(Duration::from_secs_f64(secs));
-        }
+    if let Ok(secs) = text.parse::<f64>()
+        && secs.is_finite()
+        && secs >= 0.0
+    {
+        return Ok(Duration::from_secs_f64(secs));
     }
     humantime::parse_duration(text).map_err(|_| {
         Error::new("Expected a duration such as 500ms, 30s or 5m")

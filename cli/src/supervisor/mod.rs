@@ -345,14 +345,14 @@ impl Supervisor {
         }
         let reason = child.kill_reason.clone().unwrap_or_else(|| exit.describe());
         let settled = self.settle_crash(&child.owner, &reason).await;
-        if let Some((task, _)) = child.current {
-            if self.transport.leases_held_by_broker() {
-                let lost = &mut self.slots[index].lost;
-                if lost.len() == LOST_REMEMBERED {
-                    lost.pop_front();
-                }
-                lost.push_back((task, reason.clone()));
+        if let Some((task, _)) = child.current
+            && self.transport.leases_held_by_broker()
+        {
+            let lost = &mut self.slots[index].lost;
+            if lost.len() == LOST_REMEMBERED {
+                lost.pop_front();
             }
+            lost.push_back((task, reason.clone()));
         }
         let held_task = settled > 0 || child.current.is_some();
         if self.stopping.is_some() || self.slots[index].retiring {
@@ -537,10 +537,10 @@ impl Supervisor {
 
     fn on_timers(&mut self) {
         let now = Instant::now();
-        if let Some(grace_end) = self.stopping {
-            if now >= grace_end {
-                self.kill_all("shutdown grace period expired");
-            }
+        if let Some(grace_end) = self.stopping
+            && now >= grace_end
+        {
+            self.kill_all("shutdown grace period expired");
         }
         for i in 0..self.slots.len() {
             let slot = &mut self.slots[i];
@@ -549,16 +549,15 @@ impl Supervisor {
                 State::Running(child) => {
                     if let (Some(timeout), Some((task, started)), None) =
                         (slot.config.timeout, child.current, &child.kill_reason)
+                        && now >= started + timeout
                     {
-                        if now >= started + timeout {
-                            let t = humantime::format_duration(timeout);
-                            self.log.error(format_args!(
+                        let t = humantime::format_duration(timeout);
+                        self.log.error(format_args!(
                                 "Task {task} on queue {} exceeded its timeout of {t}; killing its worker",
                                 slot.config.queue
                             ));
-                            child.kill_reason = Some(format!("timeout after {t}"));
-                            child.kill();
-                        }
+                        child.kill_reason = Some(format!("timeout after {t}"));
+                        child.kill();
                     }
                 }
                 _ => {}
@@ -625,7 +624,7 @@ impl Supervisor {
         logging::configure(log);
         let mut kept: HashMap<String, usize> = HashMap::new();
         for slot in &mut self.slots {
-            let unchanged = new_queues.iter().any(|q| *q == slot.config);
+            let unchanged = new_queues.contains(&slot.config);
             if unchanged {
                 *kept.entry(slot.config.queue.clone()).or_default() += 1;
             } else if !slot.retiring {
