@@ -94,7 +94,8 @@ struct Slot {
     /// Set while the slot is being removed (reload): it is not relaunched.
     retiring: bool,
     /// Broker-held leases only: the last tasks this slot's children held when they died, with
-    /// the reason, for the next child (the broker gives such a task back to whoever claims it).
+    /// the reason, for the queue's next children (the broker gives such a task back to whoever
+    /// claims it; a child started before the death gets the generic reason).
     lost: VecDeque<(i64, String)>,
 }
 
@@ -265,7 +266,13 @@ impl Supervisor {
             log: logging::current_config(),
             master_pid: std::process::id(),
             project_args: self.args.clone(),
-            lost_reasons: slot.lost.iter().cloned().collect(),
+            // Any child of the queue may get a lost task back, not only the dead one's successor.
+            lost_reasons: self
+                .slots
+                .iter()
+                .filter(|s| s.config.queue == slot.config.queue)
+                .flat_map(|s| s.lost.iter().cloned())
+                .collect(),
         };
         self.log.info(format_args!(
             "Launching {} to work on queue {}",
