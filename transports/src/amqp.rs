@@ -165,7 +165,10 @@ use tokio::runtime::{Handle, Id as RuntimeId};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::task::{add_ms, from_epoch_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
+use crate::task::{
+    add_ms, from_epoch_ms, now_ms, percent_decode, schedule_key_prefix, schedule_key_time,
+    to_epoch_ms,
+};
 use crate::{
     Attempt, Failure, FailureKind, Lease, Outcome, Payload, PurgeWhich, QueueCounts, QueueStats,
     Result, Selector, Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, Transport,
@@ -377,28 +380,6 @@ struct ParsedUri {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing here can panic half-way through an update.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn now_ms() -> i64 {
-    to_epoch_ms(SystemTime::now())
-}
-
-/// `%XX` sequences decoded (as UTF-8).
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn parse_uri(uri: &str) -> Result<ParsedUri> {

@@ -1091,17 +1091,17 @@ pub async fn case_wait_returns(t: Arc<dyn Transport>) {
     assert!(start.elapsed() < Duration::from_secs(5));
 }
 
-/// Concurrent claimers get every task exactly once.
-pub async fn case_concurrent_claimers(t: Arc<dyn Transport>) {
-    const TASKS: usize = 200;
-    let queue = unique("concurrent");
-    let mut submitted = BTreeSet::new();
-    for n in 0..TASKS {
-        submitted.insert(submit(&t, &queue, json!({"n": n})).await);
-    }
-    let claimers: Vec<_> = (0..4)
+/// `claimers` tasks, spread over `instances` (as the current runtime's tasks), each claiming
+/// and completing until `queue` is empty. Returns every id claimed, repeats included.
+pub async fn claim_concurrently(
+    instances: &[Arc<dyn Transport>],
+    queue: &str,
+    claimers: usize,
+) -> Vec<TaskId> {
+    let claimers: Vec<_> = (0..claimers)
         .map(|i| {
-            let (t, queue) = (Arc::clone(&t), queue.clone());
+            let t = Arc::clone(&instances[i % instances.len()]);
+            let queue = queue.to_string();
             tokio::spawn(async move {
                 let owner = unique(&format!("claimer{i}"));
                 let mut got = Vec::new();
@@ -1121,11 +1121,28 @@ pub async fn case_concurrent_claimers(t: Arc<dyn Transport>) {
     for claimer in claimers {
         claimed.extend(claimer.await.expect("claimer panicked"));
     }
-    assert_eq!(claimed.len(), TASKS, "no task claimed twice");
+    claimed
+}
+
+/// Every submitted task was claimed, none twice.
+pub fn assert_claimed_once(claimed: Vec<TaskId>, submitted: &BTreeSet<TaskId>) {
+    assert_eq!(claimed.len(), submitted.len(), "no task claimed twice");
     assert_eq!(
-        claimed.into_iter().collect::<BTreeSet<_>>(),
+        &claimed.into_iter().collect::<BTreeSet<_>>(),
         submitted,
         "every task claimed"
     );
+}
+
+/// Concurrent claimers get every task exactly once.
+pub async fn case_concurrent_claimers(t: Arc<dyn Transport>) {
+    const TASKS: usize = 200;
+    let queue = unique("concurrent");
+    let mut submitted = BTreeSet::new();
+    for n in 0..TASKS {
+        submitted.insert(submit(&t, &queue, json!({"n": n})).await);
+    }
+    let claimed = claim_concurrently(&[Arc::clone(&t)], &queue, 4).await;
+    assert_claimed_once(claimed, &submitted);
     assert_eq!(counts(&t, &queue).await, QueueCounts::default());
 }

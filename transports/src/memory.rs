@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::task::{add_ms, from_epoch_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
+use crate::task::{
+    add_ms, from_epoch_ms, now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms,
+};
 use crate::{
     Attempt, Failure, FailureKind, Lease, Outcome, Payload, PurgeWhich, QueueCounts, QueueStats,
     Result, Selector, Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, Transport,
@@ -143,10 +145,6 @@ impl MemoryTransport {
         // still consistent.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
-}
-
-fn now_ms() -> i64 {
-    to_epoch_ms(SystemTime::now())
 }
 
 #[async_trait::async_trait]

@@ -91,7 +91,9 @@ use tokio::runtime::{Handle, Id as RuntimeId};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::task::{add_ms, from_epoch_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
+use crate::task::{
+    add_ms, from_epoch_ms, now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms,
+};
 use crate::{
     Attempt, Failure, FailureKind, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
     Selector, Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, Transport,
@@ -615,10 +617,6 @@ fn redact(uri: &str) -> String {
         })
         .collect();
     format!("{base}?{}", query.join("&"))
-}
-
-fn now_ms() -> i64 {
-    to_epoch_ms(SystemTime::now())
 }
 
 /// Where the lease-token counter starts when it is missing (see the module docs).

@@ -17,7 +17,9 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::task::{add_ms, from_epoch_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
+use crate::task::{
+    add_ms, from_epoch_ms, now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms,
+};
 use crate::wake::WakeBus;
 use crate::{
     Failure, FailureKind, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
@@ -301,10 +303,6 @@ fn sql_error(e: rusqlite::Error) -> TransportError {
     } else {
         TransportError::Backend { transport, message }
     }
-}
-
-fn now_ms() -> i64 {
-    to_epoch_ms(SystemTime::now())
 }
 
 fn encode(payload: &Payload) -> rusqlite::Result<String> {

@@ -12,30 +12,22 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rex_transport::amqp::AmqpTransport;
 use rex_transport::{
-    Failure, Outcome, Payload, SubmitOptions, Transport, TransportError, schedule_key,
+    Failure, Outcome, Payload, SubmitOptions, Transport, TransportError, conformance, schedule_key,
 };
 
 const LEASE: Duration = Duration::from_secs(600);
 
+mod common;
+use common::{unique_prefix, with_param};
+
 /// The broker under test, or `None` to skip.
 fn server() -> Option<String> {
-    std::env::var("REX_TEST_AMQP")
-        .ok()
-        .filter(|uri| !uri.is_empty())
-}
-
-/// A prefix no other test uses.
-fn unique_prefix() -> String {
-    let suffix: String = std::iter::repeat_with(fastrand::lowercase)
-        .take(12)
-        .collect();
-    format!("rex_test_{suffix}")
+    common::server("REX_TEST_AMQP")
 }
 
 /// `base` with `prefix=prefix` added to its query.
 fn with_prefix(base: &str, prefix: &str) -> String {
-    let separator = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{separator}prefix={prefix}")
+    with_param(base, "prefix", prefix)
 }
 
 /// Deletes the broker objects of the given instances' prefix when dropped.
@@ -491,33 +483,7 @@ async fn claimers_on_two_instances_and_runtimes_get_each_task_once() {
                     .enable_all()
                     .build()
                     .expect("runtime");
-                runtime.block_on(async move {
-                    let claimers: Vec<_> = (0..2)
-                        .map(|j| {
-                            let t = Arc::clone(&t);
-                            tokio::spawn(async move {
-                                let owner = format!("claimer{i}_{j}");
-                                let mut got = Vec::new();
-                                while let Some(task) =
-                                    t.claim(queue, &owner, LEASE).await.expect("claim")
-                                {
-                                    got.push(task.id);
-                                    tokio::task::yield_now().await;
-                                    assert!(
-                                        t.complete(&task.lease(), &[]).await.expect("complete"),
-                                        "the lease is ours"
-                                    );
-                                }
-                                got
-                            })
-                        })
-                        .collect();
-                    let mut got = Vec::new();
-                    for claimer in claimers {
-                        got.extend(claimer.await.expect("claimer panicked"));
-                    }
-                    got
-                })
+                runtime.block_on(conformance::claim_concurrently(&[t], queue, 2))
             })
         })
         .collect();
@@ -525,12 +491,7 @@ async fn claimers_on_two_instances_and_runtimes_get_each_task_once() {
     for thread in threads {
         claimed.extend(thread.join().expect("claimer thread panicked"));
     }
-    assert_eq!(claimed.len(), TASKS, "no task claimed twice");
-    assert_eq!(
-        claimed.into_iter().collect::<BTreeSet<_>>(),
-        submitted,
-        "every task claimed"
-    );
+    conformance::assert_claimed_once(claimed, &submitted);
     let counts = transports[0].counts(queue).await.expect("counts");
     assert!(counts.is_drained() && counts.failed == 0, "{counts:?}");
 }

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rex_transport::{Payload, SubmitOptions, Transport, TransportError};
+use rex_transport::{Payload, SubmitOptions, Transport, TransportError, conformance};
 
 /// Long enough never to expire during a case.
 const LEASE: Duration = Duration::from_secs(600);
@@ -20,20 +20,15 @@ const LONG_WAIT: Duration = Duration::from_secs(600);
 /// How long a test lets such a `wait` take before failing: generous, never reached when working.
 const GENEROUS: Duration = Duration::from_secs(120);
 
+mod common;
+use common::with_param;
+
 fn server() -> Option<String> {
-    let uri = std::env::var("REX_TEST_PGSQL")
-        .ok()
-        .filter(|uri| !uri.is_empty());
+    let uri = common::server("REX_TEST_PGSQL");
     if uri.is_none() {
         eprintln!("skipped: REX_TEST_PGSQL is not set");
     }
     uri
-}
-
-/// `uri` with one more query parameter.
-fn with_param(uri: &str, name: &str, value: &str) -> String {
-    let separator = if uri.contains('?') { '&' } else { '?' };
-    format!("{uri}{separator}{name}={value}")
 }
 
 /// The server URI as `tokio_postgres` reads it: its own scheme, none of rex's parameters.
@@ -267,33 +262,8 @@ async fn claimers_on_two_instances_share_the_tasks() {
     for n in 0..TASKS {
         submitted.insert(submit(&instances[n % 2], queue).await);
     }
-    let claimers: Vec<_> = (0..8)
-        .map(|i| {
-            let t = Arc::clone(&instances[i % 2]);
-            tokio::spawn(async move {
-                let owner = format!("claimer{i}");
-                let mut got = Vec::new();
-                while let Some(task) = t.claim(queue, &owner, LEASE).await.expect("claim") {
-                    got.push(task.id);
-                    assert!(
-                        t.complete(&task.lease(), &[]).await.expect("complete"),
-                        "the lease is ours"
-                    );
-                }
-                got
-            })
-        })
-        .collect();
-    let mut claimed = Vec::new();
-    for claimer in claimers {
-        claimed.extend(claimer.await.expect("claimer panicked"));
-    }
-    assert_eq!(claimed.len(), TASKS, "no task claimed twice");
-    assert_eq!(
-        claimed.into_iter().collect::<BTreeSet<_>>(),
-        submitted,
-        "every task claimed"
-    );
+    let claimed = conformance::claim_concurrently(&instances, queue, 8).await;
+    conformance::assert_claimed_once(claimed, &submitted);
     assert!(
         instances[0]
             .counts(queue)

@@ -10,27 +10,19 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rex_transport::{Payload, SubmitOptions, Transport, TransportError};
+use rex_transport::{Payload, SubmitOptions, Transport, TransportError, conformance};
+
+mod common;
+use common::{unique_prefix, with_param};
 
 /// The server under test, or `None` to skip.
 fn server() -> Option<String> {
-    std::env::var("REX_TEST_REDIS")
-        .ok()
-        .filter(|uri| !uri.is_empty())
-}
-
-/// A key prefix no other test uses.
-fn unique_prefix() -> String {
-    let suffix: String = std::iter::repeat_with(fastrand::lowercase)
-        .take(12)
-        .collect();
-    format!("rex_test_{suffix}")
+    common::server("REX_TEST_REDIS")
 }
 
 /// `base` with `key_prefix=prefix` added to its query.
 fn with_prefix(base: &str, prefix: &str) -> String {
-    let separator = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{separator}key_prefix={prefix}")
+    with_param(base, "key_prefix", prefix)
 }
 
 /// Deletes every key of one prefix when dropped.
@@ -257,38 +249,8 @@ async fn claimers_on_two_instances_get_each_task_once() {
             .expect("no idempotency key");
         submitted.insert(id);
     }
-    let claimers: Vec<_> = (0..6)
-        .map(|i| {
-            let t = Arc::clone(&transports[i % 2]);
-            tokio::spawn(async move {
-                let owner = format!("claimer{i}");
-                let mut got = Vec::new();
-                while let Some(task) = t
-                    .claim(queue, &owner, Duration::from_secs(600))
-                    .await
-                    .expect("claim")
-                {
-                    got.push(task.id);
-                    tokio::task::yield_now().await;
-                    assert!(
-                        t.complete(&task.lease(), &[]).await.expect("complete"),
-                        "the lease is ours"
-                    );
-                }
-                got
-            })
-        })
-        .collect();
-    let mut claimed = Vec::new();
-    for claimer in claimers {
-        claimed.extend(claimer.await.expect("claimer panicked"));
-    }
-    assert_eq!(claimed.len(), TASKS, "no task claimed twice");
-    assert_eq!(
-        claimed.into_iter().collect::<BTreeSet<_>>(),
-        submitted,
-        "every task claimed"
-    );
+    let claimed = conformance::claim_concurrently(&transports, queue, 6).await;
+    conformance::assert_claimed_once(claimed, &submitted);
     let counts = transports[0].counts(queue).await.expect("counts");
     assert!(counts.is_drained() && counts.failed == 0, "{counts:?}");
 }
