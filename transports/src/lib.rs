@@ -37,6 +37,7 @@ pub mod pgsql;
 pub mod redis;
 pub mod sqlite;
 pub mod task;
+mod tls;
 mod wake;
 
 use std::sync::Arc;
