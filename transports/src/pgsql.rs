@@ -7,9 +7,17 @@
 //! `pgsql://`), or `pgsql:DBNAME[?PARAMS]`. Omitted parts come from `PGHOST` (else
 //! `127.0.0.1`), `PGPORT` (else 5432), `PGUSER` (else `postgres`), `PGPASSWORD` and
 //! `PGDATABASE` (else the user name), like libpq. Parameters: `schema` (default `asynctask`),
-//! `sslmode` (`disable` or `prefer`; there is no TLS connector yet, so `prefer` connects without
-//! TLS and `require` is refused), `application_name` (default `rex`), `connect_timeout`
-//! (seconds, default 10).
+//! `sslmode`, `sslrootcert`, `sslcert` + `sslkey` (below), `application_name` (default `rex`),
+//! `connect_timeout` (seconds, default 10).
+//!
+//! # TLS
+//!
+//! `sslmode` means what it means to libpq (default `prefer`, or `PGSSLMODE`): `disable` never
+//! encrypts; `allow`/`prefer` encrypt when the server offers it, checking nothing; `require`
+//! insists on TLS, checking nothing unless a root certificate is given, then the chain;
+//! `verify-ca` checks the chain; `verify-full` checks the chain and that the certificate names
+//! the host. `sslrootcert` (or `PGSSLROOTCERT`) is a PEM file of the roots to trust (instead
+//! of the system's); `sslcert` + `sslkey` a client certificate and its PKCS#8 key, both PEM.
 //!
 //! # Layout
 //!
@@ -53,8 +61,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls, Row};
+use postgres_native_tls::MakeTlsConnector;
+use tokio_postgres::{AsyncMessage, Row};
 
+use crate::tls::{TlsSettings, Verify};
 use crate::task::{percent_decode, schedule_key_prefix, schedule_key_time, to_epoch_ms};
 use crate::{
     Attempt, Failure, FailureKind, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
@@ -377,9 +387,17 @@ impl PgsqlTransport {
     /// creates or migrates the schema).
     pub fn open(uri: &str) -> Result<Self> {
         let target = parse_uri(uri, &|name| std::env::var(name).ok())?;
+        let tls = target
+            .tls
+            .connector()
+            .map(MakeTlsConnector::new)
+            .map_err(|reason| TransportError::InvalidUri {
+                uri: redact(uri),
+                reason,
+            })?;
         let manager = Manager::from_config(
             target.config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -395,7 +413,7 @@ impl PgsqlTransport {
         Ok(PgsqlTransport {
             uri: target.described,
             sql: Sql::new(&target.schema),
-            listener: Listener::new(target.config, &channel),
+            listener: Listener::new(target.config, tls, &channel),
             schema: target.schema,
             channel,
             pool,
@@ -1103,15 +1121,17 @@ struct Wakes {
 /// long as the transport lives.
 struct Listener {
     config: tokio_postgres::Config,
+    tls: MakeTlsConnector,
     listen: String,
     wakes: Arc<Wakes>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Listener {
-    fn new(config: tokio_postgres::Config, channel: &str) -> Self {
+    fn new(config: tokio_postgres::Config, tls: MakeTlsConnector, channel: &str) -> Self {
         Listener {
             config,
+            tls,
             listen: format!("LISTEN \"{channel}\""),
             wakes: Arc::new(Wakes {
                 sender: broadcast::channel(WAKE_CAPACITY).0,
@@ -1128,6 +1148,7 @@ impl Listener {
             self.wakes.listening.send_replace(false);
             *task = Some(tokio::spawn(listen_forever(
                 self.config.clone(),
+                self.tls.clone(),
                 self.listen.clone(),
                 Arc::clone(&self.wakes),
             )));
@@ -1146,10 +1167,15 @@ impl Drop for Listener {
 
 /// Connect, LISTEN, forward notifications; after any failure wait (exponential backoff with
 /// jitter, reset once a connection was listening) and start again.
-async fn listen_forever(config: tokio_postgres::Config, listen: String, wakes: Arc<Wakes>) {
+async fn listen_forever(
+    config: tokio_postgres::Config,
+    tls: MakeTlsConnector,
+    listen: String,
+    wakes: Arc<Wakes>,
+) {
     let mut backoff = LISTEN_BACKOFF_MIN;
     loop {
-        if let Ok((client, mut connection)) = config.connect(NoTls).await {
+        if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
             if listen_on(&client, &mut connection, &listen, &wakes).await {
                 backoff = LISTEN_BACKOFF_MIN;
             }
@@ -1165,7 +1191,7 @@ async fn listen_on(
     client: &tokio_postgres::Client,
     connection: &mut tokio_postgres::Connection<
         tokio_postgres::Socket,
-        tokio_postgres::tls::NoTlsStream,
+        postgres_native_tls::TlsStream<tokio_postgres::Socket>,
     >,
     listen: &str,
     wakes: &Wakes,
@@ -1203,6 +1229,7 @@ pub fn open_uri(uri: &str) -> Result<Arc<dyn Transport>> {
 /// A parsed URI.
 struct Target {
     config: tokio_postgres::Config,
+    tls: TlsSettings,
     schema: String,
     /// Canonical form without the password.
     described: String,
@@ -1308,8 +1335,8 @@ fn parse_uri(uri: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> 
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30))
         .keepalives_interval(Duration::from_secs(10))
-        .keepalives_retries(3)
-        .ssl_mode(SslMode::Prefer);
+        .keepalives_retries(3);
+    let (mut sslmode, mut sslrootcert, mut sslcert, mut sslkey) = (None, None, None, None);
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair
             .split_once('=')
@@ -1331,21 +1358,10 @@ fn parse_uri(uri: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> 
                 }
                 schema = value;
             }
-            "sslmode" => match value.as_str() {
-                "disable" => {
-                    config.ssl_mode(SslMode::Disable);
-                }
-                "prefer" | "allow" => {
-                    config.ssl_mode(SslMode::Prefer);
-                }
-                "require" | "verify-ca" | "verify-full" => {
-                    return Err(invalid(format!(
-                        "sslmode={value}: TLS is not supported yet (use sslmode=disable or prefer, \
-                         which connect without TLS)"
-                    )));
-                }
-                _ => return Err(invalid(format!("unknown sslmode {value:?}"))),
-            },
+            "sslmode" => sslmode = Some(value),
+            "sslrootcert" => sslrootcert = Some(value),
+            "sslcert" => sslcert = Some(value),
+            "sslkey" => sslkey = Some(value),
             "application_name" => {
                 config.application_name(value);
             }
@@ -1359,11 +1375,41 @@ fn parse_uri(uri: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> 
             }
             _ => {
                 return Err(invalid(format!(
-                    "unknown parameter {key:?} (known: schema, sslmode, application_name, connect_timeout)"
+                    "unknown parameter {key:?} (known: schema, sslmode, sslrootcert, sslcert, \
+                     sslkey, application_name, connect_timeout)"
                 )));
             }
         }
     }
+
+    let explicit_mode = sslmode.clone();
+    let sslmode = sslmode.or_else(|| env("PGSSLMODE").and_then(nonempty));
+    let sslrootcert = sslrootcert.or_else(|| env("PGSSLROOTCERT").and_then(nonempty));
+    // libpq's meaning of each mode; `require` with a root certificate checks the chain.
+    let (mode, verify) = match sslmode.as_deref().unwrap_or("prefer") {
+        "disable" => (SslMode::Disable, Verify::Nothing),
+        "allow" | "prefer" => (SslMode::Prefer, Verify::Nothing),
+        "require" if sslrootcert.is_some() => (SslMode::Require, Verify::Chain),
+        "require" => (SslMode::Require, Verify::Nothing),
+        "verify-ca" => (SslMode::Require, Verify::Chain),
+        "verify-full" => (SslMode::Require, Verify::Full),
+        other => {
+            return Err(invalid(format!(
+                "unknown sslmode {other:?} (known: disable, allow, prefer, require, verify-ca, \
+                 verify-full)"
+            )));
+        }
+    };
+    config.ssl_mode(mode);
+    let mut tls = TlsSettings::new(verify);
+    if let Some(path) = &sslrootcert {
+        tls.read_roots("sslrootcert", path).map_err(&invalid)?;
+    }
+    tls.read_identity(
+        ("sslcert", sslcert.as_deref()),
+        ("sslkey", sslkey.as_deref()),
+    )
+    .map_err(&invalid)?;
 
     let host = host
         .or_else(|| env("PGHOST").and_then(nonempty))
@@ -1394,14 +1440,18 @@ fn parse_uri(uri: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> 
     } else {
         percent_encode(&host)
     };
-    let described = format!(
+    let mut described = format!(
         "postgresql://{}{}@{shown_host}:{port}/{}",
         percent_encode(&user),
         if password.is_some() { ":***" } else { "" },
         percent_encode(&dbname)
     );
+    if let Some(mode) = explicit_mode {
+        described = format!("{described}?sslmode={mode}");
+    }
     Ok(Target {
         config,
+        tls,
         schema,
         described,
     })
@@ -1448,7 +1498,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(t.schema, "work");
-        assert_eq!(t.described, "postgresql://rex:***@db.example:6543/jobs");
+        assert_eq!(
+            t.described,
+            "postgresql://rex:***@db.example:6543/jobs?sslmode=disable"
+        );
         let c = &t.config;
         assert_eq!(c.get_user(), Some("rex"));
         assert_eq!(c.get_password(), Some(&b"s@cret"[..]));
@@ -1491,10 +1544,45 @@ mod tests {
     }
 
     #[test]
+    fn sslmodes_mean_what_they_mean_to_libpq() {
+        let cases = [
+            ("", SslMode::Prefer, Verify::Nothing),
+            ("?sslmode=disable", SslMode::Disable, Verify::Nothing),
+            ("?sslmode=allow", SslMode::Prefer, Verify::Nothing),
+            ("?sslmode=require", SslMode::Require, Verify::Nothing),
+            ("?sslmode=verify-ca", SslMode::Require, Verify::Chain),
+            ("?sslmode=verify-full", SslMode::Require, Verify::Full),
+        ];
+        for (query, mode, verify) in cases {
+            let t = parse(&format!("pgsql://h/db{query}"), &[]).unwrap();
+            assert_eq!(t.config.get_ssl_mode(), mode, "{query}");
+            assert_eq!(t.tls.verify, verify, "{query}");
+            assert!(t.described.ends_with(query), "{}", t.described);
+        }
+        let t = parse("pgsql://h/db", &[("PGSSLMODE", "verify-full")]).unwrap();
+        assert_eq!(t.tls.verify, Verify::Full);
+        assert_eq!(t.described, "postgresql://postgres@h:5432/db");
+
+        // A root certificate makes `require` check the chain, as with libpq.
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUfakefakefakefakefakefakefakefakewCgYIKoZIzj0EAwIw\n-----END CERTIFICATE-----\n";
+        std::fs::write(&ca, pem).unwrap();
+        let bad = reason(&format!(
+            "pgsql://h/db?sslmode=require&sslrootcert={}",
+            ca.display()
+        ));
+        assert!(bad.contains("not a PEM certificate"), "{bad}");
+        let missing = reason("pgsql://h/db?sslmode=verify-ca&sslrootcert=/nonexistent.pem");
+        assert!(missing.starts_with("sslrootcert=/nonexistent.pem: "), "{missing}");
+        let lone = reason("pgsql://h/db?sslcert=/c.pem");
+        assert_eq!(lone, "sslcert and sslkey go together");
+    }
+
+    #[test]
     fn bad_uris() {
         assert!(reason("pgsql:").contains("expected"));
         assert!(reason("pgsql://h:99999/db").contains("bad port"));
-        assert!(reason("pgsql://h/db?sslmode=require").contains("TLS is not supported yet"));
         assert!(reason("pgsql://h/db?sslmode=bogus").contains("unknown sslmode"));
         assert!(reason("pgsql://h/db?nope=1").contains("unknown parameter"));
         for schema in ["Work", "1a", "a-b", "pg_x", "", &"a".repeat(49)] {

@@ -145,13 +145,70 @@ impl Drop for Schema {
     }
 }
 
-fn fixture() -> Option<(Arc<dyn Transport>, Schema)> {
-    let schema = Schema::fresh(&server()?);
+fn fixture_on(server: Option<String>) -> Option<(Arc<dyn Transport>, Schema)> {
+    let schema = Schema::fresh(&server?);
     let transport = rex_transport::open(&schema.uri()).expect("open");
     Some((transport, schema))
 }
 
-rex_transport::conformance_suite!(pgsql, async { fixture() });
+rex_transport::conformance_suite!(pgsql, async { fixture_on(server()) });
+
+/// The server over TLS with its certificate checked, e.g.
+/// `postgresql://postgres@localhost/test?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ssl-cert-snakeoil.pem`
+/// (`.ci/tls-servers` sets it when the cluster has `ssl = on`).
+fn tls_server() -> Option<String> {
+    let uri = common::server("REX_TEST_PGSQL_TLS");
+    if uri.is_none() {
+        eprintln!("skipped: REX_TEST_PGSQL_TLS is not set");
+    }
+    uri
+}
+
+rex_transport::conformance_suite!(pgsql_tls, async { fixture_on(tls_server()) });
+
+/// Every connection of a `verify-full` transport — pooled and listening — is encrypted.
+#[tokio::test]
+async fn tls_connections_are_encrypted_and_checked() {
+    let Some(server) = tls_server() else { return };
+    let schema = Schema::fresh(&server);
+    let waiter_name = format!("{}_waiter", schema.name);
+    let waiter = schema.open_as(&waiter_name);
+    let submitter = schema.open_as(&format!("{}_submitter", schema.name));
+    let admin = admin(&server).await;
+    woken_across_instances(&admin, &waiter, &waiter_name, &submitter, "sealed").await;
+    let rows = admin
+        .query(
+            "SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+             WHERE a.application_name LIKE $1",
+            &[&format!("{}%", schema.name)],
+        )
+        .await
+        .expect("pg_stat_ssl");
+    let encrypted: Vec<bool> = rows.iter().map(|row| row.get(0)).collect();
+    // The waiter's pool and its LISTEN connection, and the submitter's pool.
+    assert!(encrypted.len() >= 3, "{encrypted:?}");
+    assert!(encrypted.iter().all(|&ssl| ssl), "{encrypted:?}");
+}
+
+/// A certificate that does not name the host fails `verify-full` (retryable, like every
+/// connection failure) and passes `verify-ca`.
+#[tokio::test]
+async fn verify_full_checks_the_host_name() {
+    let Some(server) = tls_server() else { return };
+    if !server.contains("://localhost") {
+        eprintln!("skipped: REX_TEST_PGSQL_TLS does not name localhost");
+        return;
+    }
+    let schema = Schema::fresh(&server.replacen("://localhost", "://127.0.0.1", 1));
+    let t = rex_transport::open(&schema.uri()).expect("open");
+    let err = t.counts("foo").await.expect_err("the certificate names localhost");
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("certificate verify failed"), "{err}");
+
+    let verify_ca = schema.uri().replace("sslmode=verify-full", "sslmode=verify-ca");
+    let t = rex_transport::open(&verify_ca).expect("open");
+    t.counts("foo").await.expect("verify-ca does not check the host name");
+}
 
 /// Wait until the transport whose connections are named `application_name` has run the check
 /// at the start of `wait` (its pooled connection is idle after that query). From then on,
