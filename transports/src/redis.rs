@@ -6,10 +6,15 @@
 //! `redis://[USER:PASSWORD@]HOST[:PORT][/DB]` or `redis+unix:///PATH?db=N[&user=U&pass=P]`, plus
 //! an optional `key_prefix=NAME` query parameter (default `rex`, spelled like a queue name) that
 //! names every key of this transport, so several projects can share one database. The other
-//! parameters go to the `redis` crate as they are. `rediss://` (TLS) is recognised but refused:
-//! this build does not include TLS. Passwords never appear in [`describe`](Transport::describe),
+//! parameters go to the `redis` crate as they are, except the TLS ones below. Passwords never appear in [`describe`](Transport::describe),
 //! in errors or in logs. The server must be Redis 6.0 or newer (or a compatible one with Lua
 //! scripting): `wait` uses fractional `BLPOP` timeouts.
+//!
+//! `rediss://` connects over TLS and checks the server's certificate against the system's roots
+//! and its host name. The parameters (named as in redis-py): `ssl_ca_certs=PATH` trusts the
+//! PEM roots of a file instead of the system's; `ssl_certfile=PATH` + `ssl_keyfile=PATH` present a client
+//! certificate and its PKCS#8 key (servers with `tls-auth-clients yes`); `ssl_cert_reqs=none`
+//! checks nothing (encrypted, but open to a man in the middle).
 //!
 //! # Key layout (`P` is the key prefix)
 //!
@@ -84,15 +89,16 @@ use std::time::{Duration, SystemTime};
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use ::redis::{
-    AsyncConnectionConfig, Client, ErrorKind, FromRedisValue, RedisError, Script, ServerErrorKind,
-    Value,
+    AsyncConnectionConfig, Client, ClientTlsConfig, ErrorKind, FromRedisValue, RedisError, Script,
+    ServerErrorKind, TlsCertificates, Value,
 };
 use tokio::runtime::{Handle, Id as RuntimeId};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use crate::tls::{TlsSettings, Verify};
 use crate::task::{
-    add_ms, from_epoch_ms, now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms,
+    add_ms, from_epoch_ms, now_ms, percent_decode, schedule_key_prefix, schedule_key_time, to_epoch_ms,
 };
 use crate::{
     Attempt, Failure, FailureKind, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
@@ -543,9 +549,11 @@ struct ParsedUri {
     /// The URI for the `redis` crate: without `key_prefix`.
     connect: String,
     prefix: String,
-    /// `connect` with its passwords replaced by `***`.
+    /// The URI without `key_prefix`, with its passwords replaced by `***`.
     display: String,
     secrets: Vec<String>,
+    /// For `rediss://`: what to trust and check.
+    tls: Option<TlsSettings>,
 }
 
 fn parse_uri(uri: &str) -> Result<ParsedUri> {
@@ -560,14 +568,61 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
     let (base, query) = body.split_once('?').unwrap_or((body, ""));
     let mut prefix = None;
     let mut kept = Vec::new();
+    let mut shown = Vec::new();
+    let (mut ca, mut cert, mut key, mut verify) = (None, None, None, Verify::Full);
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if name != "key_prefix" {
-            kept.push(pair);
-        } else if prefix.replace(value).is_some() {
-            return Err(invalid("key_prefix is given twice".to_string()));
+        let decoded = || {
+            percent_decode(value).ok_or_else(|| invalid(format!("{name} is not properly percent-encoded")))
+        };
+        match name {
+            "key_prefix" => {
+                if prefix.replace(value).is_some() {
+                    return Err(invalid("key_prefix is given twice".to_string()));
+                }
+                continue;
+            }
+            "ssl_ca_certs" => ca = Some(decoded()?),
+            "ssl_certfile" => cert = Some(decoded()?),
+            "ssl_keyfile" => key = Some(decoded()?),
+            "ssl_cert_reqs" => {
+                verify = match value {
+                    "required" => Verify::Full,
+                    "none" => Verify::Nothing,
+                    _ => {
+                        return Err(invalid(format!(
+                            "ssl_cert_reqs={value}: expected required (the default) or none"
+                        )));
+                    }
+                }
+            }
+            _ => {
+                kept.push(pair);
+                shown.push(pair);
+                continue;
+            }
         }
+        shown.push(pair);
     }
+    let tls = if base.starts_with("rediss://") {
+        let mut tls = TlsSettings::new(verify);
+        if let Some(ca) = &ca {
+            tls.read_roots("ssl_ca_certs", ca).map_err(&invalid)?;
+        }
+        tls.read_identity(
+            ("ssl_certfile", cert.as_deref()),
+            ("ssl_keyfile", key.as_deref()),
+        )
+        .map_err(&invalid)?;
+        Some(tls)
+    } else {
+        if ca.is_some() || cert.is_some() || key.is_some() || verify != Verify::Full {
+            return Err(invalid(
+                "the ssl_* parameters need TLS: use rediss://".to_string(),
+            ));
+        }
+        None
+    };
     let prefix = prefix.unwrap_or(DEFAULT_PREFIX);
     if validate_queue_name(prefix).is_err() {
         return Err(invalid(format!(
@@ -578,8 +633,20 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
     if !kept.is_empty() {
         connect = format!("{connect}?{}", kept.join("&"));
     }
-    if let Some(fragment) = fragment {
-        connect = format!("{connect}#{fragment}");
+    let mut display = base.to_string();
+    if !shown.is_empty() {
+        display = format!("{display}?{}", shown.join("&"));
+    }
+    match fragment {
+        Some(fragment) => {
+            connect = format!("{connect}#{fragment}");
+            display = format!("{display}#{fragment}");
+        }
+        // How the `redis` crate is told not to check the server's certificate.
+        None if tls.as_ref().is_some_and(|tls| tls.verify == Verify::Nothing) => {
+            connect = format!("{connect}#insecure");
+        }
+        None => {}
     }
     let mut secrets: Vec<String> = base
         .split_once("://")
@@ -596,10 +663,11 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
     }
     secrets.retain(|secret| !secret.is_empty());
     Ok(ParsedUri {
-        display: redact(&connect),
+        display: redact(&display),
         connect,
         prefix: prefix.to_string(),
         secrets,
+        tls,
     })
 }
 
@@ -642,17 +710,25 @@ impl RedisTransport {
             });
         }
         let parsed = parse_uri(uri)?;
-        if scheme == "rediss" {
-            return Err(TransportError::Unsupported(format!(
-                "{}: this build of rex has no TLS support for rediss://",
-                parsed.display
-            )));
+        let client = match &parsed.tls {
+            Some(TlsSettings {
+                roots, identity, ..
+            }) if roots.is_some() || identity.is_some() => Client::build_with_tls(
+                parsed.connect.as_str(),
+                TlsCertificates {
+                    client_tls: identity.as_ref().map(|(cert, key)| ClientTlsConfig {
+                        client_cert: cert.clone().into_bytes(),
+                        client_key: key.clone().into_bytes(),
+                    }),
+                    root_cert: roots.clone().map(String::into_bytes),
+                },
+            ),
+            _ => Client::open(parsed.connect.as_str()),
         }
-        let client =
-            Client::open(parsed.connect.as_str()).map_err(|e| TransportError::InvalidUri {
-                uri: parsed.display.clone(),
-                reason: scrub(&e.to_string(), &parsed.secrets),
-            })?;
+        .map_err(|e| TransportError::InvalidUri {
+            uri: parsed.display.clone(),
+            reason: scrub(&e.to_string(), &parsed.secrets),
+        })?;
         Ok(RedisTransport {
             client,
             display: format!("{TRANSPORT}({}, prefix {})", parsed.display, parsed.prefix),
@@ -1271,6 +1347,7 @@ mod tests {
                 prefix: "app_one".to_string(),
                 display: "redis://u:***@host:6380/2?protocol=resp3".to_string(),
                 secrets: vec!["s3cret".to_string()],
+                tls: None,
             }
         );
         let parsed = parse_uri("redis+unix:///run/redis.sock?db=3&pass=hush").unwrap();
@@ -1292,6 +1369,28 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn tls_parameters() {
+        let parsed = parse_uri("rediss://h:6390/0").unwrap();
+        assert_eq!(parsed.tls.unwrap().verify, Verify::Full);
+        assert_eq!(parsed.connect, "rediss://h:6390/0");
+        let parsed = parse_uri("rediss://h/0?ssl_cert_reqs=none&key_prefix=ab").unwrap();
+        assert_eq!(parsed.tls.unwrap().verify, Verify::Nothing);
+        assert_eq!(parsed.connect, "rediss://h/0#insecure");
+        assert_eq!(parsed.display, "rediss://h/0?ssl_cert_reqs=none");
+        let reason = |uri: &str| match parse_uri(uri) {
+            Err(TransportError::InvalidUri { reason, .. }) => reason,
+            other => panic!("{uri}: {other:?}"),
+        };
+        assert!(reason("redis://h?ssl_cert_reqs=none").contains("use rediss://"));
+        assert!(reason("rediss://h?ssl_cert_reqs=maybe").contains("expected required"));
+        assert!(reason("rediss://h?ssl_ca_certs=/nonexistent.pem").starts_with("ssl_ca_certs=/nonexistent.pem: "));
+        assert_eq!(
+            reason("rediss://h?ssl_keyfile=/k.pem"),
+            "ssl_certfile and ssl_keyfile go together"
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         // Best effort: the server keeps nothing on disk anyway.
-        let Ok(client) = ::redis::Client::open(self.server.as_str()) else {
+        let Ok(client) = raw_client(&self.server) else {
             return;
         };
         let Ok(mut connection) = client.get_connection() else {
@@ -65,9 +65,52 @@ impl Drop for Cleanup {
     }
 }
 
+/// The TLS server (`rediss://`, with the `ssl_*` parameters rex reads), e.g. the one
+/// `.ci/tls-servers` starts: client certificates required.
+fn tls_server() -> Option<String> {
+    let uri = common::server("REX_TEST_REDIS_TLS");
+    if uri.is_none() {
+        eprintln!("skipped: REX_TEST_REDIS_TLS is not set");
+    }
+    uri
+}
+
+/// A plain `redis` crate client for `server`, reading the `ssl_*` parameters as rex does.
+fn raw_client(server: &str) -> ::redis::RedisResult<::redis::Client> {
+    let (base, query) = server.split_once('?').unwrap_or((server, ""));
+    let mut certificates = ::redis::TlsCertificates {
+        client_tls: None,
+        root_cert: None,
+    };
+    let (mut cert, mut key) = (Vec::new(), Vec::new());
+    for (name, value) in query.split('&').filter_map(|pair| pair.split_once('=')) {
+        let read = || std::fs::read(value).expect("a readable TLS file");
+        match name {
+            "ssl_ca_certs" => certificates.root_cert = Some(read()),
+            "ssl_certfile" => cert = read(),
+            "ssl_keyfile" => key = read(),
+            _ => {}
+        }
+    }
+    if !cert.is_empty() {
+        certificates.client_tls = Some(::redis::ClientTlsConfig {
+            client_cert: cert,
+            client_key: key,
+        });
+    }
+    if base.starts_with("rediss://") {
+        ::redis::Client::build_with_tls(base, certificates)
+    } else {
+        ::redis::Client::open(server)
+    }
+}
+
 /// A fresh prefix on the test server: `instances` transports sharing it, and its cleanup.
 fn open(instances: usize) -> Option<(Vec<Arc<dyn Transport>>, Cleanup)> {
-    let server = server()?;
+    open_on(server()?, instances)
+}
+
+fn open_on(server: String, instances: usize) -> Option<(Vec<Arc<dyn Transport>>, Cleanup)> {
     let prefix = unique_prefix();
     let uri = with_prefix(&server, &prefix);
     let transports = (0..instances)
@@ -82,6 +125,42 @@ async fn fixture() -> Option<(Arc<dyn Transport>, Cleanup)> {
 }
 
 rex_transport::conformance_suite!(redis, fixture());
+
+rex_transport::conformance_suite!(redis_tls, async {
+    let (mut transports, cleanup) = open_on(tls_server()?, 1)?;
+    Some((transports.remove(0), cleanup))
+});
+
+/// Over TLS: a waiter on one instance (a blocking connection of its own) is woken by another.
+#[tokio::test]
+async fn tls_wait_is_woken_by_another_instance() {
+    let Some((transports, cleanup)) = tls_server().and_then(|server| open_on(server, 2)) else {
+        return;
+    };
+    woken_across(&transports, &cleanup).await;
+}
+
+/// Without the CA the server's certificate is refused; without a client certificate the
+/// server refuses the client. Both are connection failures: retryable.
+#[tokio::test]
+async fn tls_checks_both_ends() {
+    let Some(server) = tls_server() else { return };
+    let (base, query) = server.split_once('?').unwrap_or((&server, ""));
+    let keep = |drop: &[&str]| {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| !drop.iter().any(|name| pair.starts_with(&format!("{name}="))))
+            .collect();
+        format!("{base}?{}", kept.join("&"))
+    };
+    let untrusted = rex_transport::open(&keep(&["ssl_ca_certs"])).expect("open");
+    let err = untrusted.counts("foo").await.expect_err("an unknown CA");
+    assert!(err.to_string().contains("certificate verify failed"), "{err}");
+
+    let anonymous = rex_transport::open(&keep(&["ssl_certfile", "ssl_keyfile"])).expect("open");
+    let err = anonymous.counts("foo").await.expect_err("no client certificate");
+    assert!(err.is_retryable(), "{err}");
+}
 
 /// Opening parses the URI without connecting; `describe` hides the password.
 #[test]
@@ -110,10 +189,10 @@ fn uris() {
         .err()
         .expect("a bad database");
     assert!(!err.to_string().contains("s3cret"), "{err}");
-    let err = rex_transport::open("rediss://:s3cret@localhost/0")
+    let err = rex_transport::open("rediss://:s3cret@localhost/0?ssl_ca_certs=/nonexistent.pem")
         .err()
-        .expect("no TLS in this build");
-    assert!(matches!(err, TransportError::Unsupported(_)), "{err}");
+        .expect("no such CA file");
+    assert!(matches!(err, TransportError::InvalidUri { .. }), "{err}");
     assert!(!err.to_string().contains("s3cret"), "{err}");
 }
 
@@ -140,6 +219,10 @@ async fn wait_is_woken_by_another_instance() {
         eprintln!("skipped: REX_TEST_REDIS is not set");
         return;
     };
+    woken_across(&transports, &cleanup).await;
+}
+
+async fn woken_across(transports: &[Arc<dyn Transport>], cleanup: &Cleanup) {
     let (waiter_side, submitter) = (Arc::clone(&transports[0]), &transports[1]);
     let queue = "wakeup";
     let waiter = {
@@ -148,7 +231,7 @@ async fn wait_is_woken_by_another_instance() {
     };
     // Submit once the waiter is blocked on the server (its connection is named after the
     // prefix), so that the wake-up, not the first check, is what ends the wait.
-    blocked_on_server(&cleanup).await;
+    blocked_on_server(cleanup).await;
     submitter
         .submit(queue, Payload::new(), &SubmitOptions::default())
         .await
@@ -167,7 +250,7 @@ async fn wait_is_woken_by_another_instance() {
 
 /// Waits until a connection of this prefix's waiters is blocked in `BLPOP`.
 async fn blocked_on_server(cleanup: &Cleanup) {
-    let client = ::redis::Client::open(cleanup.server.as_str()).expect("client");
+    let client = raw_client(&cleanup.server).expect("client");
     let mut connection = client
         .get_multiplexed_async_connection()
         .await
