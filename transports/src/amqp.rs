@@ -11,8 +11,13 @@
 //! (or test runs) can share one virtual host. The other query parameters that are accepted
 //! are those of the AMQP client: `heartbeat` (seconds, default 10), `connection_timeout`
 //! (milliseconds, default 2000), `frame_max` and `channel_max`; any other is refused.
-//! `amqps://` (TLS) is recognised but refused: this build does not include TLS. Passwords never
-//! appear in [`describe`](Transport::describe), in `Debug` output, in errors or in logs.
+//! Passwords never appear in [`describe`](Transport::describe), in `Debug` output, in errors or
+//! in logs.
+//!
+//! `amqps://` connects over TLS (port 5671 by default) and checks the broker's certificate
+//! against the system's roots and the host name. As in RabbitMQ's own URI spec, `cacertfile`
+//! names a PEM file of roots trusted as well and `certfile` + `keyfile` a client certificate and
+//! its PKCS#8 key (for `fail_if_no_peer_cert` listeners); `verify=verify_none` is refused.
 //!
 //! # Broker objects (`P` is the prefix, `Q` a queue of tasks)
 //!
@@ -155,16 +160,18 @@ use lapin::options::{
 };
 use lapin::protocol::AMQPErrorKind;
 use lapin::types::{AMQPValue, DeliveryTag, FieldTable, ShortString};
+use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer, ErrorKind,
-    ExchangeKind,
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
+    DefaultConnectionBuilder, ErrorKind, ExchangeKind,
 };
 use serde::{Deserialize, Serialize};
 use tokio::runtime::{Handle, Id as RuntimeId};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::tls::{TlsSettings, Verify};
 use crate::task::{
     add_ms, from_epoch_ms, now_ms, percent_decode, schedule_key_prefix, schedule_key_time,
     to_epoch_ms,
@@ -307,6 +314,8 @@ struct RuntimeSlot {
 struct Inner {
     /// The connection parameters; holds the password, never printed.
     uri: AMQPUri,
+    /// For `amqps://`: what to trust, and the client certificate.
+    tls: Option<OwnedTLSConfig>,
     prefix: String,
     /// `describe()`: the URI without secrets, and the prefix.
     display: String,
@@ -373,7 +382,8 @@ struct ParsedUri {
     /// The URI without `prefix` and with the password replaced by `***`.
     display: String,
     secrets: Vec<String>,
-    tls: bool,
+    /// For `amqps://`: the roots and client certificate (checks are always full).
+    tls: Option<OwnedTLSConfig>,
     connect_timeout: Duration,
 }
 
@@ -402,8 +412,13 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
     let mut prefix = None;
     let mut kept = Vec::new();
     let mut params = AMQPQueryString::default();
+    let (mut cacertfile, mut certfile, mut keyfile) = (None, None, None);
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let path = || {
+            percent_decode(value)
+                .ok_or_else(|| invalid(format!("{name} is not properly percent-encoded")))
+        };
         let number = |what: &str| -> Result<u64> {
             value.parse::<u64>().map_err(|_| {
                 invalid(format!(
@@ -429,9 +444,18 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
             "channel_max" => {
                 params.channel_max = Some(u16::try_from(number(name)?).map_err(|_| too_big(name))?);
             }
+            "cacertfile" => cacertfile = Some(path()?),
+            "certfile" => certfile = Some(path()?),
+            "keyfile" => keyfile = Some(path()?),
+            "verify" if value == "verify_peer" => {}
+            "verify" => {
+                return Err(invalid(format!(
+                    "verify={value}: only verify_peer is supported; give the broker's CA with cacertfile"
+                )));
+            }
             other => {
                 return Err(invalid(format!(
-                    "unknown parameter \"{other}\" (accepted: prefix, heartbeat, connection_timeout, frame_max, channel_max)"
+                    "unknown parameter \"{other}\" (accepted: prefix, heartbeat, connection_timeout, frame_max, channel_max, cacertfile, certfile, keyfile, verify)"
                 )));
             }
         }
@@ -443,6 +467,32 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
             "prefix \"{prefix}\" must be spelled like a queue name (lowercase letters, digits and single underscores)"
         )));
     }
+    let tls = if tls {
+        let mut settings = TlsSettings::new(Verify::Full);
+        if let Some(path) = &cacertfile {
+            settings.read_roots("cacertfile", path).map_err(&invalid)?;
+        }
+        settings
+            .read_identity(
+                ("certfile", certfile.as_deref()),
+                ("keyfile", keyfile.as_deref()),
+            )
+            .map_err(&invalid)?;
+        Some(OwnedTLSConfig {
+            identity: settings.identity.map(|(pem, key)| OwnedIdentity::PKCS8 {
+                pem: pem.into_bytes(),
+                key: key.into_bytes(),
+            }),
+            cert_chain: settings.roots,
+        })
+    } else {
+        if cacertfile.is_some() || certfile.is_some() || keyfile.is_some() {
+            return Err(invalid(
+                "cacertfile, certfile and keyfile need TLS: use amqps://".to_string(),
+            ));
+        }
+        None
+    };
 
     let (authority, path) = match base.find('/') {
         Some(slash) => (&base[..slash], &base[slash..]),
@@ -489,7 +539,7 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
     };
     let port = match port {
         None | Some("") => {
-            if tls {
+            if tls.is_some() {
                 5671
             } else {
                 5672
@@ -530,7 +580,7 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
     secrets.dedup();
     Ok(ParsedUri {
         uri: AMQPUri {
-            scheme: if tls {
+            scheme: if tls.is_some() {
                 AMQPScheme::AMQPS
             } else {
                 AMQPScheme::AMQP
@@ -650,16 +700,11 @@ impl AmqpTransport {
     /// Open `amqp://...` (see the module docs). Does not connect.
     pub fn open_uri(uri: &str) -> Result<Self> {
         let parsed = parse_uri(uri)?;
-        if parsed.tls {
-            return Err(TransportError::Unsupported(format!(
-                "{}: this build of rex has no TLS support for amqps://",
-                parsed.display
-            )));
-        }
         Ok(AmqpTransport {
             inner: Arc::new(Inner {
                 display: format!("{TRANSPORT}({}, prefix {})", parsed.display, parsed.prefix),
                 uri: parsed.uri,
+                tls: parsed.tls,
                 prefix: parsed.prefix,
                 secrets: parsed.secrets,
                 connect_timeout: parsed.connect_timeout,
@@ -914,7 +959,19 @@ impl Inner {
     async fn connect(&self) -> Result<Session> {
         let properties = ConnectionProperties::default()
             .with_connection_name(format!("rex (prefix {})", self.prefix).into());
-        let connecting = Connection::connect_uri(self.uri.clone(), properties);
+        let connecting = async {
+            match &self.tls {
+                None => Connection::connect_uri(self.uri.clone(), properties).await,
+                Some(tls) => {
+                    DefaultConnectionBuilder::new()?
+                        .with_uri(self.uri.clone())
+                        .with_properties(properties)
+                        .with_tls_config(tls.clone())
+                        .connect()
+                        .await
+                }
+            }
+        };
         let connection = match tokio::time::timeout(self.connect_timeout, connecting).await {
             Err(_) => {
                 return Err(self.unavailable(format!(
@@ -2178,7 +2235,18 @@ mod tests {
                 .connect_timeout,
             Duration::from_millis(50)
         );
-        assert!(parse_uri("amqps://h").unwrap().tls);
+        let parsed = parse_uri("amqps://h").unwrap();
+        assert_eq!(parsed.tls, Some(OwnedTLSConfig::default()));
+        assert_eq!(parsed.uri.authority.port, 5671);
+        let reason = |uri: &str| match parse_uri(uri) {
+            Err(TransportError::InvalidUri { reason, .. }) => reason,
+            Err(other) => panic!("{uri}: {other}"),
+            Ok(_) => panic!("{uri}: accepted"),
+        };
+        assert!(reason("amqp://h?cacertfile=/ca.pem").contains("use amqps://"));
+        assert!(reason("amqps://h?verify=verify_none").contains("only verify_peer"));
+        assert!(reason("amqps://h?cacertfile=/nonexistent.pem").starts_with("cacertfile=/nonexistent.pem: "));
+        assert_eq!(reason("amqps://h?certfile=/c.pem"), "certfile and keyfile go together");
 
         for bad in [
             "amqp://h?prefix=",
@@ -2254,8 +2322,8 @@ mod tests {
         let t = AmqpTransport::open_uri("amqp://me:s3cret@h/%2f").unwrap();
         assert_eq!(t.describe(), "AMQP(amqp://me:***@h/%2f, prefix rex)");
         assert!(!format!("{t:?}").contains("s3cret"));
-        let err = AmqpTransport::open_uri("amqps://me:s3cret@h/%2f").unwrap_err();
-        assert!(matches!(err, TransportError::Unsupported(_)), "{err}");
+        let err = AmqpTransport::open_uri("amqps://me:s3cret@h/%2f?cacertfile=/none").unwrap_err();
+        assert!(matches!(err, TransportError::InvalidUri { .. }), "{err}");
         assert!(!err.to_string().contains("s3cret"));
     }
 }

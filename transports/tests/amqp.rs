@@ -62,7 +62,11 @@ impl Drop for Cleanup {
 
 /// A fresh prefix on the test broker: `instances` transports sharing it, and its cleanup.
 fn open(instances: usize) -> Option<(Vec<Arc<AmqpTransport>>, Cleanup)> {
-    let uri = with_prefix(&server()?, &unique_prefix());
+    open_on(&server()?, instances)
+}
+
+fn open_on(server: &str, instances: usize) -> Option<(Vec<Arc<AmqpTransport>>, Cleanup)> {
+    let uri = with_prefix(server, &unique_prefix());
     let transports: Vec<Arc<AmqpTransport>> = (0..instances)
         .map(|_| Arc::new(AmqpTransport::open_uri(&uri).expect("open")))
         .collect();
@@ -78,6 +82,53 @@ async fn fixture() -> Option<(Arc<dyn Transport>, Cleanup)> {
 }
 
 rex_transport::conformance_suite!(amqp, fixture());
+
+/// The broker's TLS listener (`amqps://` with `cacertfile`, `certfile`, `keyfile`), e.g. the
+/// one `.ci/tls-servers` adds: client certificates required.
+fn tls_server() -> Option<String> {
+    let uri = common::server("REX_TEST_AMQP_TLS");
+    if uri.is_none() {
+        eprintln!("skipped: REX_TEST_AMQP_TLS is not set");
+    }
+    uri
+}
+
+rex_transport::conformance_suite!(amqp_tls, async {
+    let (mut transports, cleanup) = open_on(&tls_server()?, 1)?;
+    Some((transports.remove(0) as Arc<dyn Transport>, cleanup))
+});
+
+/// Over TLS: a waiter on one instance is woken by another's submit.
+#[tokio::test]
+async fn tls_wait_is_woken_by_another_instance() {
+    let Some((transports, _cleanup)) = tls_server().and_then(|server| open_on(&server, 2)) else {
+        return;
+    };
+    woken_across(&transports).await;
+}
+
+/// Without the CA the broker's certificate is refused; without a client certificate the
+/// broker refuses the client. Both are connection failures: retryable.
+#[tokio::test]
+async fn tls_checks_both_ends() {
+    let Some(server) = tls_server() else { return };
+    let (base, query) = server.split_once('?').unwrap_or((&server, ""));
+    let keep = |drop: &[&str]| {
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| !drop.iter().any(|name| pair.starts_with(&format!("{name}="))))
+            .collect();
+        format!("{base}?{}", kept.join("&"))
+    };
+    let untrusted = rex_transport::open(&keep(&["cacertfile"])).expect("open");
+    let err = untrusted.counts("foo").await.expect_err("an unknown CA");
+    assert!(err.is_retryable(), "{err}");
+    assert!(err.to_string().contains("certificate verify failed"), "{err}");
+
+    let anonymous = rex_transport::open(&keep(&["certfile", "keyfile"])).expect("open");
+    let err = anonymous.counts("foo").await.expect_err("no client certificate");
+    assert!(err.is_retryable(), "{err}");
+}
 
 fn skipped() {
     eprintln!("skipped: REX_TEST_AMQP is not set");
@@ -114,11 +165,11 @@ fn uris() {
         assert!(matches!(err, TransportError::InvalidUri { .. }), "{err}");
         assert!(!err.to_string().contains("s3cret"), "{err}");
     }
-    let err = rex_transport::open("amqps://u:s3cret@localhost/")
+    let err = rex_transport::open("amqps://u:s3cret@localhost/?cacertfile=/nonexistent.pem")
         .err()
-        .expect("no TLS in this build");
-    assert!(matches!(err, TransportError::Unsupported(_)), "{err}");
-    assert!(err.to_string().contains("TLS"), "{err}");
+        .expect("no such CA file");
+    assert!(matches!(err, TransportError::InvalidUri { .. }), "{err}");
+    assert!(err.to_string().contains("cacertfile"), "{err}");
     assert!(!err.to_string().contains("s3cret"), "{err}");
 }
 
@@ -157,6 +208,10 @@ async fn wait_is_woken_by_another_instance() {
     let Some((transports, _cleanup)) = open(2) else {
         return skipped();
     };
+    woken_across(&transports).await;
+}
+
+async fn woken_across(transports: &[Arc<AmqpTransport>]) {
     let (waiter_side, submitter) = (Arc::clone(&transports[0]), &transports[1]);
     let queue = "wakeup";
     let waiter = {
