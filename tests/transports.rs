@@ -1,13 +1,15 @@
 //! The networked transports end to end, with real `asynctask-workers` masters: the original
 //! transcripts, two masters sharing one queue, and random SIGKILLs. Each runs once per
-//! configured server (`REX_TEST_PGSQL`, `REX_TEST_REDIS`); without them the tests say what they
-//! skipped and pass. Every run uses its own schema or key prefix.
+//! configured server (`REX_TEST_PGSQL`, `REX_TEST_REDIS`, `REX_TEST_AMQP`, and their `_TLS`
+//! endpoints); without them the tests say what they skipped and pass. Every run uses its own schema or key prefix.
 
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rex_tests::networked::{master, runs, servers, submit_numbered, transport_set};
+use rex_tests::networked::{
+    master, runs, servers, submit_numbered, tls_servers, transport_set,
+};
 use rex_tests::{Project, children_of};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -29,6 +31,24 @@ fn the_original_transcripts_pass_on_every_transport() {
             )
             .case("transcripts/original.md")
             .run();
+    }
+}
+
+/// Over TLS (certificates checked, client certificates where the server asks for them): the
+/// submitting command, the master and its children all connect, and every task runs once.
+#[test]
+fn a_drain_over_tls_runs_every_task_once() {
+    for (name, uri) in tls_servers() {
+        let project = Project::demo();
+        submit_numbered(&project, &uri, "sealed", 200, |_| 0);
+        let queues = r#"{"foo": null, "sealed": {"worker": "demo_sleep_worker", "concurrency": 2}}"#;
+        let started = std::time::Instant::now();
+        let (code, lines) = master(&project, &uri, queues).finish(LIMIT);
+        assert_eq!(code, Some(0), "{name}: {}", lines.join("\n"));
+        let ran = runs(&lines);
+        eprintln!("{name} over TLS: {} of 200 tasks ran ({:?})", ran.len(), started.elapsed());
+        assert_eq!(ran.len(), 200, "{name}: every task ran");
+        assert!(ran.values().all(|&k| k == 1), "{name}: a task ran twice");
     }
 }
 

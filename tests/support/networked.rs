@@ -7,6 +7,15 @@ use crate::{Project, Running};
 
 /// The configured servers, each isolated under a fresh namespace.
 pub fn servers() -> Vec<(&'static str, String)> {
+    servers_named("")
+}
+
+/// The servers' TLS endpoints (`REX_TEST_PGSQL_TLS`, ...; `.ci/tls-servers` sets them up).
+pub fn tls_servers() -> Vec<(&'static str, String)> {
+    servers_named("_TLS")
+}
+
+fn servers_named(suffix: &str) -> Vec<(&'static str, String)> {
     let tag: String = std::iter::repeat_with(fastrand::lowercase)
         .take(10)
         .collect();
@@ -16,7 +25,8 @@ pub fn servers() -> Vec<(&'static str, String)> {
         ("redis", "REX_TEST_REDIS", "key_prefix"),
         ("amqp", "REX_TEST_AMQP", "prefix"),
     ] {
-        match std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        let var = format!("{var}{suffix}");
+        match std::env::var(&var).ok().filter(|v| !v.is_empty()) {
             Some(uri) => {
                 let sep = if uri.contains('?') { '&' } else { '?' };
                 out.push((name, format!("{uri}{sep}{param}=rex_e2e_{tag}")));
