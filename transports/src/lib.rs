@@ -100,6 +100,9 @@ pub enum PurgeWhich {
     Pending,
 }
 
+/// How often a master calls [`Transport::maintain`].
+pub const MAINTENANCE_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The delivery contract. Implementations must be cheap to share (`Arc<dyn Transport>`) and
 /// safe to use from several processes at once when their backend is shared.
 #[async_trait::async_trait]
@@ -204,6 +207,13 @@ pub trait Transport: Send + Sync + 'static {
     /// each schedule (which [`last_fire`](Transport::last_fire) reads). Returns how many were
     /// deleted. A scheduler calls this now and then so that keys do not pile up forever.
     async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64>;
+
+    /// Upkeep the backend needs and its server does not do by itself, run in the background
+    /// by every master about every [`MAINTENANCE_INTERVAL`]; several processes may call it at
+    /// once. Returns what was done, for the log (`None`: nothing was needed).
+    async fn maintain(&self) -> Result<Option<String>> {
+        Ok(None)
+    }
 
     /// Wait until a task may have become ready in `queue`, or `timeout` passes. Backends
     /// without notifications simply sleep; spurious wake-ups are allowed.

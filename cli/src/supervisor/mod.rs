@@ -33,7 +33,7 @@ use crate::project::{App, ProjectArgs, Requirement};
 use crate::settings::{QueueConfig, RetryPolicy};
 use child::{Child, Event, Exit};
 use restart::Restarts;
-use rex_transport::{Failure, FailureKind, Transport};
+use rex_transport::{Failure, FailureKind, MAINTENANCE_INTERVAL, Transport};
 
 /// Exit status when shutdown had to kill children (their tasks were released).
 pub const EXIT_KILLED_CHILDREN: i32 = 3;
@@ -125,6 +125,8 @@ struct Supervisor {
     killed_children: bool,
     /// The `--scheduler` producer task.
     scheduler: Option<tokio::task::JoinHandle<()>>,
+    /// The transport's upkeep, when one is running.
+    maintenance: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Supervisor {
@@ -153,6 +155,7 @@ impl Supervisor {
             stopping: None,
             killed_children: false,
             scheduler: None,
+            maintenance: None,
         })
     }
 
@@ -204,6 +207,8 @@ impl Supervisor {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut housekeeping = tokio::time::interval(self.app.settings.check_child_interval());
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut upkeep = tokio::time::interval(MAINTENANCE_INTERVAL);
+        upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         for i in 0..self.slots.len() {
             self.launch(i);
@@ -228,6 +233,7 @@ impl Supervisor {
                 _ = sighup.recv() => self.reload(),
                 _ = heartbeat.tick() => self.renew_leases(lease).await,
                 _ = housekeeping.tick() => self.reclaim_expired().await,
+                _ = upkeep.tick() => self.maintain(),
                 _ = tokio::time::sleep_until(deadline.into()) => self.on_timers(),
             }
         }
@@ -685,6 +691,27 @@ impl Supervisor {
         if let Err(e) = self.transport.renew(&owners, lease).await {
             self.log.warn(format_args!("Cannot renew task leases: {e}"));
         }
+    }
+
+    /// The transport's upkeep runs beside the loop (a vacuum may take a while), one at a time.
+    fn maintain(&mut self) {
+        if self
+            .maintenance
+            .as_ref()
+            .is_some_and(|job| !job.is_finished())
+        {
+            return;
+        }
+        let (transport, log) = (Arc::clone(&self.transport), self.log.clone());
+        self.maintenance = Some(tokio::spawn(async move {
+            match transport.maintain().await {
+                Ok(Some(done)) => log.info(format_args!("{done}")),
+                Ok(None) => {}
+                // An outage is reported by the operations that need the server.
+                Err(e) if e.is_retryable() => log.debug(format_args!("Maintenance skipped: {e}")),
+                Err(e) => log.warn(format_args!("Transport maintenance failed: {e}")),
+            }
+        }));
     }
 
     /// Leases that expired belong to a master (or host) that died: settle them as crashes.
