@@ -159,8 +159,8 @@ use lapin::options::{
     QueueDeclareOptions, QueueDeleteOptions, QueuePurgeOptions,
 };
 use lapin::protocol::AMQPErrorKind;
-use lapin::types::{AMQPValue, DeliveryTag, FieldTable, ShortString};
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use lapin::types::{AMQPValue, DeliveryTag, FieldTable, ShortString};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
@@ -171,11 +171,11 @@ use tokio::runtime::{Handle, Id as RuntimeId};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::tls::{TlsSettings, Verify};
 use crate::task::{
     add_ms, from_epoch_ms, now_ms, percent_decode, schedule_key_prefix, schedule_key_time,
     to_epoch_ms,
 };
+use crate::tls::{TlsSettings, Verify};
 use crate::{
     Attempt, Failure, FailureKind, Lease, Outcome, Payload, PurgeWhich, QueueCounts, QueueStats,
     Result, Selector, Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, Transport,
@@ -2245,8 +2245,14 @@ mod tests {
         };
         assert!(reason("amqp://h?cacertfile=/ca.pem").contains("use amqps://"));
         assert!(reason("amqps://h?verify=verify_none").contains("only verify_peer"));
-        assert!(reason("amqps://h?cacertfile=/nonexistent.pem").starts_with("cacertfile=/nonexistent.pem: "));
-        assert_eq!(reason("amqps://h?certfile=/c.pem"), "certfile and keyfile go together");
+        assert!(
+            reason("amqps://h?cacertfile=/nonexistent.pem")
+                .starts_with("cacertfile=/nonexistent.pem: ")
+        );
+        assert_eq!(
+            reason("amqps://h?certfile=/c.pem"),
+            "certfile and keyfile go together"
+        );
 
         for bad in [
             "amqp://h?prefix=",

@@ -24,14 +24,15 @@
 //! Everything lives in its own schema (`asynctask`): `tasks` (like SQLite's, times as
 //! `timestamptz`, the payload as `json` text — kept exactly as written — and the attempt
 //! history as a `jsonb` array), `idempotency_keys`, and `schema_version`. The schema is created
-//! or migrated on first use, under a transaction-level advisory lock so that many processes
-//! starting at once do not race.
+//! or migrated on first use ([`MIGRATIONS`], all in one transaction), under a transaction-level
+//! advisory lock so that many processes starting at once do not race.
 //!
 //! # Concurrency
 //!
 //! A claim is one `UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`: no
 //! queue-wide lock, so consumers of one queue claim in parallel, each skipping the rows the
-//! others are taking. Settlements are fenced by `lease_token` in their `WHERE` clause, so a
+//! others are taking. The earliest due task goes first (`run_at`, then `id`), read from the
+//! first entry of a partial index made for that order. Settlements are fenced by `lease_token` in their `WHERE` clause, so a
 //! stale lease matches no row. Each transport holds a small connection pool (deadpool).
 //!
 //! # Wake-ups
@@ -45,6 +46,12 @@
 //! when it starts waiting (is anything ready, or when will a delayed task be?) and nothing
 //! afterwards.
 //!
+//! # Upkeep
+//!
+//! Every task leaves dead row versions behind. With the server's autovacuum off,
+//! [`Transport::maintain`] (run by each master every few seconds) vacuums the tables once
+//! enough rows are dead, one process at a time.
+//!
 //! # Failures
 //!
 //! A lost or refused connection is [`TransportError::Unavailable`] (retryable): the pool drops
@@ -56,16 +63,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
+use postgres_native_tls::MakeTlsConnector;
 use tokio::sync::{OnceCell, broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::ToSql;
-use postgres_native_tls::MakeTlsConnector;
 use tokio_postgres::{AsyncMessage, Row};
 
-use crate::tls::{TlsSettings, Verify};
 use crate::task::{percent_decode, schedule_key_prefix, schedule_key_time, to_epoch_ms};
+use crate::tls::{TlsSettings, Verify};
 use crate::{
     Attempt, Failure, FailureKind, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
     Selector, Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, Transport,
@@ -73,8 +80,8 @@ use crate::{
 };
 
 const TRANSPORT: &str = "PostgreSQL";
-/// Bumped (with a migration in [`PgsqlTransport::migrate`]) whenever the schema changes.
-const SCHEMA_VERSION: i32 = 1;
+/// The schema's version: the number of [`MIGRATIONS`] applied.
+const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 const DEFAULT_SCHEMA: &str = "asynctask";
 /// Schema names longer than this would make the notification channel name too long.
 const MAX_SCHEMA_LEN: usize = 48;
@@ -84,6 +91,11 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// First argument of `pg_advisory_xact_lock(int, int)`: "rex" plus 1, to stay clear of other
 /// applications' locks. The second argument is a hash of the schema name.
 const MIGRATION_LOCK_CLASS: i32 = 0x7265_7801;
+/// First argument of `pg_try_advisory_lock(int, int)` while one process vacuums a schema.
+const VACUUM_LOCK_CLASS: i32 = MIGRATION_LOCK_CLASS + 1;
+/// Dead rows in `tasks`, beyond a fifth of the live ones, that make [`Transport::maintain`]
+/// vacuum when the server's autovacuum is off (autovacuum's rule with a larger base).
+const VACUUM_DEAD_ROWS: i64 = 10_000;
 /// Reconnection delays of the listening connection.
 const LISTEN_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
@@ -95,6 +107,9 @@ const MAX_DELAY: Duration = Duration::from_secs(1_000 * 365 * 24 * 3600);
 /// The DDL of version 1. `{s}` is the quoted schema name. Queue names, owners and keys sort
 /// bytewise (`COLLATE "C"`) like the other transports' — and so that schedule keys are
 /// contiguous ranges whatever the database's collation.
+/// Version `n` is reached by running the first `n` of these, in order, in one transaction.
+const MIGRATIONS: [&str; 2] = [SCHEMA_V1, SCHEMA_V2];
+
 const SCHEMA_V1: &str = r#"
 CREATE TABLE {s}.tasks (
     id BIGSERIAL PRIMARY KEY,
@@ -121,6 +136,15 @@ CREATE TABLE {s}.idempotency_keys (
     task_id BIGINT,
     created_at TIMESTAMPTZ NOT NULL
 );
+"#;
+
+/// Version 2: the ready tasks' index also gives the claim order (due time, then id), so a
+/// claim reads one index entry whatever the planner's statistics say. With the v1 index, a
+/// table never analyzed (autovacuum off, or a burst of submits since the last analyze) got a
+/// plan that sorted every pending task of the queue for each claim.
+const SCHEMA_V2: &str = r#"
+DROP INDEX {s}.tasks_pending_by_run_at;
+CREATE INDEX tasks_pending_by_due ON {s}.tasks (queue, run_at, id) WHERE state = 'pending';
 "#;
 
 /// Columns read by [`task_from_row`].
@@ -165,7 +189,7 @@ macro_rules! fail_set {
 struct Sql {
     version: String,
     version_table: String,
-    schema_v1: String,
+    migrations: [String; MIGRATIONS.len()],
     set_version: String,
     submit: String,
     submit_keyed: String,
@@ -204,7 +228,7 @@ impl Sql {
             version_table: s(
                 "CREATE TABLE IF NOT EXISTS {s}.schema_version (version INTEGER NOT NULL)",
             ),
-            schema_v1: s(SCHEMA_V1),
+            migrations: MIGRATIONS.map(s),
             set_version: s("INSERT INTO {s}.schema_version (version) VALUES ($1)"),
             submit: s(
                 "WITH t AS (INSERT INTO {s}.tasks (queue, payload, state, run_at, created_at)
@@ -228,7 +252,7 @@ impl Sql {
                     lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz
                  WHERE id = (SELECT id FROM {s}.tasks
                              WHERE queue = $3::text AND state = 'pending' AND run_at <= $4::timestamptz
-                             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                             ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING ",
                 task_columns!()
             )),
@@ -242,7 +266,7 @@ impl Sql {
                     lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz
                  WHERE id = (SELECT id FROM {s}.tasks
                              WHERE queue = $3::text AND state = 'pending' AND run_at <= $4::timestamptz
-                             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                             ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING ",
                 task_columns!(),
                 ")
@@ -471,22 +495,22 @@ impl PgsqlTransport {
         tx.batch_execute(&self.sql.version_table).await?;
         // Read again under the lock: another process may have created it meanwhile.
         let version: Option<i32> = tx.query_one(&self.sql.version, &[]).await?.try_get(0)?;
-        match version {
-            None => {
-                tx.batch_execute(&self.sql.schema_v1).await?;
-                tx.execute(&self.sql.set_version, &[&SCHEMA_VERSION])
-                    .await?;
+        let from = version.unwrap_or(0);
+        if from > SCHEMA_VERSION {
+            return Err(Fail::Transport(TransportError::Backend {
+                transport: TRANSPORT.to_string(),
+                message: format!(
+                    "schema \"{}\" has version {from}; this rex supports version {SCHEMA_VERSION} (is it newer?)",
+                    self.schema
+                ),
+            }));
+        }
+        if from < SCHEMA_VERSION {
+            for migration in &self.sql.migrations[from.max(0) as usize..] {
+                tx.batch_execute(migration).await?;
             }
-            Some(SCHEMA_VERSION) => {}
-            Some(other) => {
-                return Err(Fail::Transport(TransportError::Backend {
-                    transport: TRANSPORT.to_string(),
-                    message: format!(
-                        "schema \"{}\" has version {other}; this rex supports version {SCHEMA_VERSION} (is it newer?)",
-                        self.schema
-                    ),
-                }));
-            }
+            tx.execute(&self.sql.set_version, &[&SCHEMA_VERSION])
+                .await?;
         }
         tx.commit().await?;
         Ok(())
@@ -1047,6 +1071,65 @@ impl Transport for PgsqlTransport {
         .await
     }
 
+    /// Every task leaves two or three dead row versions behind (claim, settle), and a claim
+    /// scans past the dead ones of its index: without vacuum a busy queue slows down by an
+    /// order of magnitude within a few hundred thousand tasks. Autovacuum normally takes care
+    /// of it; when the server has it off, the masters vacuum the two tables themselves, one
+    /// at a time (an advisory lock), once enough rows are dead.
+    async fn maintain(&self) -> Result<Option<String>> {
+        self.run(async {
+            let client = self.client().await?;
+            let tasks = format!("\"{}\".tasks", self.schema);
+            let row = client
+                .query_one(
+                    "SELECT current_setting('autovacuum')::bool,
+                            coalesce(s.n_dead_tup, 0), coalesce(s.n_live_tup, 0)
+                     FROM (SELECT 1) AS one
+                     LEFT JOIN pg_stat_user_tables s ON s.relid = to_regclass($1::text)",
+                    &[&tasks],
+                )
+                .await?;
+            let (autovacuum, dead, live): (bool, i64, i64) =
+                (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+            if autovacuum || dead < VACUUM_DEAD_ROWS + live / 5 {
+                return Ok(None);
+            }
+            let lock = [&VACUUM_LOCK_CLASS as &(dyn ToSql + Sync), &self.schema];
+            let locked: bool = client
+                .query_one(
+                    "SELECT pg_try_advisory_lock($1::integer, hashtext($2::text))",
+                    &lock,
+                )
+                .await?
+                .try_get(0)?;
+            if !locked {
+                return Ok(None); // another process is at it
+            }
+            let vacuumed = client
+                .batch_execute(&format!(
+                    "VACUUM (ANALYZE) {tasks}, \"{}\".idempotency_keys",
+                    self.schema
+                ))
+                .await;
+            let unlocked = client
+                .execute(
+                    "SELECT pg_advisory_unlock($1::integer, hashtext($2::text))",
+                    &lock,
+                )
+                .await;
+            if vacuumed.is_err() || unlocked.is_err() {
+                // Never back into the pool while it may still hold the lock.
+                drop(deadpool_postgres::Client::take(client));
+            }
+            vacuumed?;
+            unlocked?;
+            Ok(Some(format!(
+                "Vacuumed {tasks} ({dead} dead rows; the server's autovacuum is off)"
+            )))
+        })
+        .await
+    }
+
     /// Returns when a notification for `queue` arrives (from any process), when the earliest
     /// delayed task of `queue` becomes ready, when the listening connection (re)connects, or
     /// at `timeout`. Errors other than an invalid queue name are not reported here (the next
@@ -1574,7 +1657,10 @@ mod tests {
         ));
         assert!(bad.contains("not a PEM certificate"), "{bad}");
         let missing = reason("pgsql://h/db?sslmode=verify-ca&sslrootcert=/nonexistent.pem");
-        assert!(missing.starts_with("sslrootcert=/nonexistent.pem: "), "{missing}");
+        assert!(
+            missing.starts_with("sslrootcert=/nonexistent.pem: "),
+            "{missing}"
+        );
         let lone = reason("pgsql://h/db?sslcert=/c.pem");
         assert_eq!(lone, "sslcert and sslkey go together");
     }

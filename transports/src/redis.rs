@@ -96,10 +96,11 @@ use tokio::runtime::{Handle, Id as RuntimeId};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use crate::tls::{TlsSettings, Verify};
 use crate::task::{
-    add_ms, from_epoch_ms, now_ms, percent_decode, schedule_key_prefix, schedule_key_time, to_epoch_ms,
+    add_ms, from_epoch_ms, now_ms, percent_decode, schedule_key_prefix, schedule_key_time,
+    to_epoch_ms,
 };
+use crate::tls::{TlsSettings, Verify};
 use crate::{
     Attempt, Failure, FailureKind, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
     Selector, Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, Transport,
@@ -573,7 +574,8 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         let decoded = || {
-            percent_decode(value).ok_or_else(|| invalid(format!("{name} is not properly percent-encoded")))
+            percent_decode(value)
+                .ok_or_else(|| invalid(format!("{name} is not properly percent-encoded")))
         };
         match name {
             "key_prefix" => {
@@ -643,7 +645,10 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
             display = format!("{display}#{fragment}");
         }
         // How the `redis` crate is told not to check the server's certificate.
-        None if tls.as_ref().is_some_and(|tls| tls.verify == Verify::Nothing) => {
+        None if tls
+            .as_ref()
+            .is_some_and(|tls| tls.verify == Verify::Nothing) =>
+        {
             connect = format!("{connect}#insecure");
         }
         None => {}
@@ -1386,7 +1391,10 @@ mod tests {
         };
         assert!(reason("redis://h?ssl_cert_reqs=none").contains("use rediss://"));
         assert!(reason("rediss://h?ssl_cert_reqs=maybe").contains("expected required"));
-        assert!(reason("rediss://h?ssl_ca_certs=/nonexistent.pem").starts_with("ssl_ca_certs=/nonexistent.pem: "));
+        assert!(
+            reason("rediss://h?ssl_ca_certs=/nonexistent.pem")
+                .starts_with("ssl_ca_certs=/nonexistent.pem: ")
+        );
         assert_eq!(
             reason("rediss://h?ssl_keyfile=/k.pem"),
             "ssl_certfile and ssl_keyfile go together"

@@ -149,7 +149,10 @@ mod tests {
         let missing = settings
             .read_roots("cacertfile", "/nonexistent/ca.pem")
             .unwrap_err();
-        assert!(missing.starts_with("cacertfile=/nonexistent/ca.pem: "), "{missing}");
+        assert!(
+            missing.starts_with("cacertfile=/nonexistent/ca.pem: "),
+            "{missing}"
+        );
         let empty = write(dir.path(), "empty.pem", "hello\n");
         let reason = settings.read_roots("sslrootcert", &empty).unwrap_err();
         assert!(reason.contains("no PEM certificate"), "{reason}");
@@ -161,7 +164,12 @@ mod tests {
         let reason = settings.read_roots("sslrootcert", &bad).unwrap_err();
         assert!(reason.contains("not a PEM certificate"), "{reason}");
         assert!(settings.roots.is_none());
-        assert!(settings.read_roots("x", "").unwrap_err().contains("needs a file path"));
+        assert!(
+            settings
+                .read_roots("x", "")
+                .unwrap_err()
+                .contains("needs a file path")
+        );
     }
 
     #[test]

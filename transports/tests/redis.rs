@@ -149,16 +149,26 @@ async fn tls_checks_both_ends() {
     let keep = |drop: &[&str]| {
         let kept: Vec<&str> = query
             .split('&')
-            .filter(|pair| !drop.iter().any(|name| pair.starts_with(&format!("{name}="))))
+            .filter(|pair| {
+                !drop
+                    .iter()
+                    .any(|name| pair.starts_with(&format!("{name}=")))
+            })
             .collect();
         format!("{base}?{}", kept.join("&"))
     };
     let untrusted = rex_transport::open(&keep(&["ssl_ca_certs"])).expect("open");
     let err = untrusted.counts("foo").await.expect_err("an unknown CA");
-    assert!(err.to_string().contains("certificate verify failed"), "{err}");
+    assert!(
+        err.to_string().contains("certificate verify failed"),
+        "{err}"
+    );
 
     let anonymous = rex_transport::open(&keep(&["ssl_certfile", "ssl_keyfile"])).expect("open");
-    let err = anonymous.counts("foo").await.expect_err("no client certificate");
+    let err = anonymous
+        .counts("foo")
+        .await
+        .expect_err("no client certificate");
     assert!(err.is_retryable(), "{err}");
 }
 
