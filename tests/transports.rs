@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rex_tests::networked::{
-    master, runs, servers, submit_numbered, tls_servers, transport_set,
-};
+use rex_tests::networked::{master, runs, servers, submit_numbered, tls_servers, transport_set};
 use rex_tests::{Project, children_of};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -41,12 +39,17 @@ fn a_drain_over_tls_runs_every_task_once() {
     for (name, uri) in tls_servers() {
         let project = Project::demo();
         submit_numbered(&project, &uri, "sealed", 200, |_| 0);
-        let queues = r#"{"foo": null, "sealed": {"worker": "demo_sleep_worker", "concurrency": 2}}"#;
+        let queues =
+            r#"{"foo": null, "sealed": {"worker": "demo_sleep_worker", "concurrency": 2}}"#;
         let started = std::time::Instant::now();
         let (code, lines) = master(&project, &uri, queues).finish(LIMIT);
         assert_eq!(code, Some(0), "{name}: {}", lines.join("\n"));
         let ran = runs(&lines);
-        eprintln!("{name} over TLS: {} of 200 tasks ran ({:?})", ran.len(), started.elapsed());
+        eprintln!(
+            "{name} over TLS: {} of 200 tasks ran ({:?})",
+            ran.len(),
+            started.elapsed()
+        );
         assert_eq!(ran.len(), 200, "{name}: every task ran");
         assert!(ran.values().all(|&k| k == 1), "{name}: a task ran twice");
     }
