@@ -102,6 +102,34 @@ fn error_messages() {
                 "--set=asynctask_transport=carrier-pigeon://coop",
             ],
         ),
+        (
+            "tls-missing-ca-file",
+            &[
+                "asynctask-queues",
+                "--set=asynctask_transport=rediss://localhost/0?ssl_ca_certs=/nonexistent/ca.pem",
+            ],
+        ),
+        (
+            "tls-not-a-certificate",
+            &[
+                "asynctask-queues",
+                "--set=asynctask_transport=postgresql://rex:s3cret@db/jobs?sslmode=verify-full&sslrootcert=rex.yaml",
+            ],
+        ),
+        (
+            "tls-key-without-certificate",
+            &[
+                "asynctask-queues",
+                "--set=asynctask_transport=amqps://rex:s3cret@mq/%2f?keyfile=rex.yaml",
+            ],
+        ),
+        (
+            "tls-verification-off",
+            &[
+                "asynctask-queues",
+                "--set=asynctask_transport=amqps://rex:s3cret@mq/%2f?verify=verify_none",
+            ],
+        ),
         ("retry-without-selector", &["asynctask-retry"]),
         ("purge-without-queue", &["asynctask-purge"]),
         (
