@@ -705,7 +705,8 @@ impl Supervisor {
         let (transport, log) = (Arc::clone(&self.transport), self.log.clone());
         self.maintenance = Some(tokio::spawn(async move {
             match transport.maintain().await {
-                Ok(Some(done)) => log.info(format_args!("{done}")),
+                // DEBUG: the transcript of a run stays the original's.
+                Ok(Some(done)) => log.debug(format_args!("{done}")),
                 Ok(None) => {}
                 // An outage is reported by the operations that need the server.
                 Err(e) if e.is_retryable() => log.debug(format_args!("Maintenance skipped: {e}")),
