@@ -705,11 +705,10 @@ impl Supervisor {
         let (transport, log) = (Arc::clone(&self.transport), self.log.clone());
         self.maintenance = Some(tokio::spawn(async move {
             match transport.maintain().await {
-                // DEBUG: the transcript of a run stays the original's.
                 Ok(Some(done)) => log.debug(format_args!("{done}")),
                 Ok(None) => {}
                 // An outage is reported by the operations that need the server.
-                Err(e) if e.is_retryable() => log.debug(format_args!("Maintenance skipped: {e}")),
+                Err(e) if e.is_retryable() => {}
                 Err(e) => log.warn(format_args!("Transport maintenance failed: {e}")),
             }
         }));
