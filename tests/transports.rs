@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rex_tests::networked::{master, runs, servers, submit_numbered, tls_servers, transport_set};
-use rex_tests::{Project, children_of};
+use rex_tests::{Project, Running, children_of};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -204,4 +204,77 @@ fn a_child_killed_mid_task_fails_its_task_with_the_signal() {
             "{name}"
         );
     }
+}
+
+/// The first value of `sql` on the `REX_TEST_PGSQL` server, as text.
+fn pg_value(sql: &str) -> Option<String> {
+    let uri = std::env::var("REX_TEST_PGSQL").ok()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&uri, tokio_postgres::NoTls)
+            .await
+            .expect("REX_TEST_PGSQL must be a postgresql:// URI");
+        tokio::spawn(connection);
+        let messages = client.simple_query(sql).await.expect("query");
+        messages.iter().find_map(|message| match message {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(String::from),
+            _ => None,
+        })
+    })
+}
+
+/// A PostgreSQL server with autovacuum off (this CI's) would let a busy schema fill with dead
+/// rows: a running master vacuums it by itself once enough tasks have come and gone.
+#[test]
+fn a_master_vacuums_its_postgresql_schema_when_autovacuum_is_off() {
+    let Some((_, uri)) = servers().into_iter().find(|(name, _)| *name == "pgsql") else {
+        return;
+    };
+    if pg_value("SHOW autovacuum").as_deref() != Some("off") {
+        eprintln!("skipped: the server's autovacuum is on");
+        return;
+    }
+    let project = Project::demo();
+    // Each task leaves two dead rows (claimed, deleted): 12,000 > the 10,000 that trigger.
+    let tasks = 6_000;
+    submit_numbered(&project, &uri, "churn", tasks, |_| 0);
+    let mut running = Running::spawn(project.rex(&[
+        "asynctask-workers",
+        "--set=log_level=INFO",
+        r#"--set=log_levels={"AsyncTaskWorkerTask": "DEBUG"}"#,
+        &transport_set(&uri),
+        r#"--set=asynctask_workers={"foo": null, "churn": "demo_sleep_worker"}"#,
+    ]));
+    // The vacuum may come before or after the last task.
+    let last = format!(r#""n":{}}}"#, tasks - 1);
+    let (mut vacuumed, mut drained) = (false, false);
+    while !(vacuumed && drained) {
+        let line = running.wait_for(Duration::from_secs(300), |line| {
+            line.contains("Vacuumed") || line.contains(&last)
+        });
+        if line.contains("Vacuumed") {
+            assert!(
+                line.starts_with("DEBUG:AsyncTaskWorkerTask:Vacuumed \"rex_e2e_"),
+                "{line}"
+            );
+            vacuumed = true;
+        } else {
+            drained = true;
+        }
+    }
+    let schema = uri.rsplit("schema=").next().expect("a schema");
+    let vacuum_seen = pg_value(&format!(
+        "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables
+         WHERE schemaname = '{schema}' AND relname = 'tasks'"
+    ));
+    assert_eq!(vacuum_seen.as_deref(), Some("t"));
+    kill(Pid::from_raw(running.pid()), Signal::SIGTERM).expect("SIGTERM");
+    let (code, lines) = running.finish(LIMIT);
+    assert_eq!(code, Some(0));
+    let ran = runs(&lines);
+    assert_eq!(ran.len() as u64, tasks, "every task ran");
+    assert!(ran.values().all(|&n| n == 1), "each once");
 }
