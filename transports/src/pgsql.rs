@@ -32,8 +32,9 @@
 //! A claim is one `UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`: no
 //! queue-wide lock, so consumers of one queue claim in parallel, each skipping the rows the
 //! others are taking. The earliest due task goes first (`run_at`, then `id`), read from the
-//! first entry of a partial index made for that order. Settlements are fenced by `lease_token` in their `WHERE` clause, so a
-//! stale lease matches no row. Each transport holds a small connection pool (deadpool).
+//! first entry of a partial index made for that order. Settlements are fenced by
+//! `lease_token` in their `WHERE` clause, so a stale lease matches no row. Each transport holds
+//! a small connection pool (deadpool).
 //!
 //! # Wake-ups
 //!
