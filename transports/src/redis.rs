@@ -890,6 +890,7 @@ impl RedisTransport {
     fn error(&self, e: RedisError) -> TransportError {
         let retryable = e.is_io_error()
             || e.is_connection_dropped()
+            || is_tls_failure(&e)
             || e.is_timeout()
             || e.code() == Some("BUSY")
             || matches!(
@@ -1335,6 +1336,15 @@ impl Transport for RedisTransport {
             }
         }
     }
+}
+
+/// A failed TLS handshake (an unknown CA, a refused client certificate): a connection
+/// failure like any other, as on the other transports — the server or its certificate may be
+/// fixed while the workers wait. redis-rs keeps the native-tls error behind an `Arc`.
+fn is_tls_failure(e: &RedisError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|source| source.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>())
+        .is_some_and(|inner| inner.is::<native_tls::Error>())
 }
 
 #[cfg(test)]
