@@ -140,36 +140,11 @@ async fn tls_wait_is_woken_by_another_instance() {
     woken_across(&transports, &cleanup).await;
 }
 
-/// Without the CA the server's certificate is refused; without a client certificate the
-/// server refuses the client. Both are connection failures: retryable.
+/// The server checks client certificates and the client checks the server's.
 #[tokio::test]
 async fn tls_checks_both_ends() {
     let Some(server) = tls_server() else { return };
-    let (base, query) = server.split_once('?').unwrap_or((&server, ""));
-    let keep = |drop: &[&str]| {
-        let kept: Vec<&str> = query
-            .split('&')
-            .filter(|pair| {
-                !drop
-                    .iter()
-                    .any(|name| pair.starts_with(&format!("{name}=")))
-            })
-            .collect();
-        format!("{base}?{}", kept.join("&"))
-    };
-    let untrusted = rex_transport::open(&keep(&["ssl_ca_certs"])).expect("open");
-    let err = untrusted.counts("foo").await.expect_err("an unknown CA");
-    assert!(
-        err.to_string().contains("certificate verify failed"),
-        "{err}"
-    );
-
-    let anonymous = rex_transport::open(&keep(&["ssl_certfile", "ssl_keyfile"])).expect("open");
-    let err = anonymous
-        .counts("foo")
-        .await
-        .expect_err("no client certificate");
-    assert!(err.is_retryable(), "{err}");
+    common::tls_checks_both_ends(&server, "ssl_ca_certs", ["ssl_certfile", "ssl_keyfile"]).await;
 }
 
 /// Opening parses the URI without connecting; `describe` hides the password.
