@@ -468,16 +468,13 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
         )));
     }
     let tls = if tls {
-        let mut settings = TlsSettings::new(Verify::Full);
-        if let Some(path) = &cacertfile {
-            settings.read_roots("cacertfile", path).map_err(&invalid)?;
-        }
-        settings
-            .read_identity(
-                ("certfile", certfile.as_deref()),
-                ("keyfile", keyfile.as_deref()),
-            )
-            .map_err(&invalid)?;
+        let settings = TlsSettings::from_files(
+            Verify::Full,
+            ("cacertfile", cacertfile.as_deref()),
+            ("certfile", certfile.as_deref()),
+            ("keyfile", keyfile.as_deref()),
+        )
+        .map_err(&invalid)?;
         Some(OwnedTLSConfig {
             identity: settings.identity.map(|(pem, key)| OwnedIdentity::PKCS8 {
                 pem: pem.into_bytes(),

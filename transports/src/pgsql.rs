@@ -1485,11 +1485,9 @@ fn parse_uri(uri: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> 
         }
     };
     config.ssl_mode(mode);
-    let mut tls = TlsSettings::new(verify);
-    if let Some(path) = &sslrootcert {
-        tls.read_roots("sslrootcert", path).map_err(&invalid)?;
-    }
-    tls.read_identity(
+    let tls = TlsSettings::from_files(
+        verify,
+        ("sslrootcert", sslrootcert.as_deref()),
         ("sslcert", sslcert.as_deref()),
         ("sslkey", sslkey.as_deref()),
     )

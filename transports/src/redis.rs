@@ -607,16 +607,15 @@ fn parse_uri(uri: &str) -> Result<ParsedUri> {
         shown.push(pair);
     }
     let tls = if base.starts_with("rediss://") {
-        let mut tls = TlsSettings::new(verify);
-        if let Some(ca) = &ca {
-            tls.read_roots("ssl_ca_certs", ca).map_err(&invalid)?;
-        }
-        tls.read_identity(
-            ("ssl_certfile", cert.as_deref()),
-            ("ssl_keyfile", key.as_deref()),
+        Some(
+            TlsSettings::from_files(
+                verify,
+                ("ssl_ca_certs", ca.as_deref()),
+                ("ssl_certfile", cert.as_deref()),
+                ("ssl_keyfile", key.as_deref()),
+            )
+            .map_err(&invalid)?,
         )
-        .map_err(&invalid)?;
-        Some(tls)
     } else {
         if ca.is_some() || cert.is_some() || key.is_some() || verify != Verify::Full {
             return Err(invalid(

@@ -51,8 +51,24 @@ impl TlsSettings {
         }
     }
 
-    /// Read the trusted roots from `path`, named `param` in errors. The reason is meant for
+    /// The TLS settings of one URI: `verify`, plus the files its parameters name, each given
+    /// as (parameter name, path if given). The reason is meant for
     /// [`crate::TransportError::InvalidUri`].
+    pub fn from_files(
+        verify: Verify,
+        (roots_param, roots): (&str, Option<&str>),
+        cert: (&str, Option<&str>),
+        key: (&str, Option<&str>),
+    ) -> Result<Self, String> {
+        let mut settings = TlsSettings::new(verify);
+        if let Some(path) = roots {
+            settings.read_roots(roots_param, path)?;
+        }
+        settings.read_identity(cert, key)?;
+        Ok(settings)
+    }
+
+    /// Read the trusted roots from `path`, named `param` in errors.
     pub fn read_roots(&mut self, param: &str, path: &str) -> Result<(), String> {
         let pem = read(param, path)?;
         let certificates = certificates(&pem)
