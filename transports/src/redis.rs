@@ -6,15 +6,16 @@
 //! `redis://[USER:PASSWORD@]HOST[:PORT][/DB]` or `redis+unix:///PATH?db=N[&user=U&pass=P]`, plus
 //! an optional `key_prefix=NAME` query parameter (default `rex`, spelled like a queue name) that
 //! names every key of this transport, so several projects can share one database. The other
-//! parameters go to the `redis` crate as they are, except the TLS ones below. Passwords never appear in [`describe`](Transport::describe),
-//! in errors or in logs. The server must be Redis 6.0 or newer (or a compatible one with Lua
-//! scripting): `wait` uses fractional `BLPOP` timeouts.
+//! parameters go to the `redis` crate as they are, except the TLS ones below. Passwords never
+//! appear in [`describe`](Transport::describe), in errors or in logs. The server must be Redis
+//! 6.0 or newer (or a compatible one with Lua scripting): `wait` uses fractional `BLPOP`
+//! timeouts.
 //!
 //! `rediss://` connects over TLS and checks the server's certificate against the system's roots
 //! and its host name. The parameters (named as in redis-py): `ssl_ca_certs=PATH` trusts the
-//! PEM roots of a file instead of the system's; `ssl_certfile=PATH` + `ssl_keyfile=PATH` present a client
-//! certificate and its PKCS#8 key (servers with `tls-auth-clients yes`); `ssl_cert_reqs=none`
-//! checks nothing (encrypted, but open to a man in the middle).
+//! PEM roots of a file instead of the system's; `ssl_certfile=PATH` + `ssl_keyfile=PATH`
+//! present a client certificate and its PKCS#8 key (servers with `tls-auth-clients yes`);
+//! `ssl_cert_reqs=none` checks nothing (encrypted, but open to a man in the middle).
 //!
 //! # Key layout (`P` is the key prefix)
 //!
