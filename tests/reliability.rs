@@ -334,6 +334,52 @@ fn chaos_random_sigkills_lose_no_task() {
     assert!(lost.is_empty(), "lost tasks: {lost:?}");
 }
 
+/// The master's loop never waits on the transport: while another process holds the SQLite
+/// database locked, a child's death, SIGUSR1 and SIGTERM are all answered, and the dead child's
+/// task is settled (nothing lost) once the lock goes away. The old loop settled inline and sat
+/// in the busy timeout (30 s) before it logged the death, then gave up on the settlement.
+#[test]
+fn the_master_answers_while_another_process_locks_the_database() {
+    let project = Project::demo();
+    project.submit("slow", &[r#"{"ms": 600000}"#]);
+    let mut master = workers(&project, r#"{"foo": null, "slow": "demo_sleep_worker"}"#);
+    master.wait_for(LIMIT, |l| l.starts_with("DEBUG:SleepWorker:Got payload:"));
+    let children = children_of(master.pid());
+    assert_eq!(children.len(), 1, "{children:?}");
+    let master_pid = Pid::from_raw(master.pid());
+
+    let lock = rusqlite::Connection::open(project.path().join(".rex/asynctask.db"))
+        .expect("open the database");
+    lock.execute_batch("BEGIN EXCLUSIVE")
+        .expect("lock the database");
+    kill(Pid::from_raw(children[0]), Signal::SIGKILL).expect("kill child");
+    master.wait_for(LIMIT, |l| {
+        l == "ERROR:AsyncTaskWorkerTask:Worker for queue slow died; restarting..."
+    });
+    kill(master_pid, Signal::SIGUSR1).expect("SIGUSR1");
+    master.wait_for(LIMIT, |l| {
+        l.starts_with("INFO:AsyncTaskWorkerTask:Worker for queue slow: ")
+    });
+    kill(master_pid, Signal::SIGTERM).expect("SIGTERM");
+    master.wait_for(LIMIT, |l| {
+        l.contains("Termination received; shutting down children")
+    });
+    let so_far = master.seen.join("\n");
+    assert!(
+        !so_far.contains("Cannot settle"),
+        "the master waited for the lock:\n{so_far}"
+    );
+    lock.execute_batch("ROLLBACK").expect("unlock the database");
+
+    let (code, lines) = master.finish(LIMIT);
+    let output = lines.join("\n");
+    assert_eq!(code, Some(0), "{output}");
+    let failed = project.failed("slow");
+    assert_eq!(failed.len(), 1, "{output}\n{failed:?}");
+    assert_eq!(failed[0]["last_error"], "killed by SIGKILL", "{output}");
+    assert_eq!(project.counts("slow"), (0, 0, 1));
+}
+
 #[test]
 fn sigusr1_reports_each_child_and_a_second_sigint_shuts_down_at_once() {
     let project = Project::demo();

@@ -2,7 +2,6 @@
 
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::Instant;
 
@@ -11,6 +10,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
+use super::death::DeathCause;
 use crate::control::{self, CONTROL_FD, Down, HaltReason, Up, WorkerSpec};
 
 /// Something that happened to the child of `slot` started as `generation`.
@@ -22,27 +22,7 @@ pub struct Event {
 
 pub enum EventKind {
     Up(Up),
-    Exited(Exit),
-}
-
-/// How a child ended.
-pub struct Exit(pub Option<std::process::ExitStatus>);
-
-impl Exit {
-    /// `exited with status 1`, `killed by SIGKILL`.
-    pub fn describe(&self) -> String {
-        match self.0 {
-            None => "vanished (its exit status could not be read)".into(),
-            Some(status) => match (status.code(), status.signal()) {
-                (Some(code), _) => format!("exited with status {code}"),
-                (None, Some(sig)) => match Signal::try_from(sig) {
-                    Ok(sig) => format!("killed by {}", sig.as_str()),
-                    Err(_) => format!("killed by signal {sig}"),
-                },
-                _ => "ended abnormally".into(),
-            },
-        }
-    }
+    Exited(DeathCause),
 }
 
 /// The master's view of a live child.
@@ -57,7 +37,7 @@ pub struct Child {
     /// Set when it reported an orderly halt.
     pub halted: Option<HaltReason>,
     /// Set when the master killed it for a reason to record against its task (timeout).
-    pub kill_reason: Option<String>,
+    pub kill_reason: Option<DeathCause>,
     /// Set when shutdown killed it (its tasks are released, not failed).
     pub killed_by_shutdown: bool,
     control: Option<std::os::unix::net::UnixStream>,
@@ -127,7 +107,7 @@ impl Child {
                 }
             }
             let status = child.wait().await.ok();
-            let _ = send(EventKind::Exited(Exit(status)));
+            let _ = send(EventKind::Exited(DeathCause::from_status(status)));
         });
         Ok(Child {
             generation,

@@ -28,6 +28,12 @@ impl Restarts {
         delay(self.failures)
     }
 
+    /// The last death turned out to have followed progress after all (the master learnt only
+    /// later that the child held a task): it counts as the first of a new run.
+    pub fn progress_found(&mut self) {
+        self.failures = self.failures.min(1);
+    }
+
     /// Deaths in a row without progress.
     pub fn failures(&self) -> u32 {
         self.failures
@@ -61,6 +67,19 @@ mod tests {
             assert!(r.on_death(false) <= MAX_DELAY);
         }
         assert!(r.on_death(false) >= MAX_DELAY.mul_f64(0.8));
+    }
+
+    #[test]
+    fn progress_found_later_resets_the_count_too() {
+        let mut r = Restarts::default();
+        for _ in 0..4 {
+            r.on_death(false);
+        }
+        r.progress_found();
+        assert_eq!(r.failures(), 1);
+        // The next death without progress is the second in a row: the first backoff step.
+        assert!(r.on_death(false) <= FIRST_DELAY);
+        assert_eq!(r.failures(), 2);
     }
 
     #[test]

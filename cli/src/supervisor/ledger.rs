@@ -1,0 +1,438 @@
+//! The master's transport ledger: every transport call the master makes, run off its loop.
+//!
+//! The master's loop must answer signals, child deaths and timeouts at once, but a transport
+//! call can take long: SQLite waits up to its busy timeout for a lock held by another process
+//! (and runs on the calling thread), a network broker may not answer at all. So the loop never
+//! awaits one. It hands each operation to the ledger, which runs it on a thread of its own (a
+//! current-thread runtime: a blocking SQLite call stalls only this thread), logs its outcome,
+//! and reports back what the loop needs to know ([`Report`]) through a channel the loop
+//! selects on.
+//!
+//! Periodic operations (renewals, reclaiming expired leases, upkeep) never pile up: a new one
+//! is skipped while the previous one still runs. Settlements of dead children's tasks are all
+//! kept, and [`Ledger::finish`] waits for them before the master exits, so nothing is left
+//! behind when a lock merely delayed them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rex_transport::{Failure, FailureKind, Task, Transport};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::logging::Logger;
+use crate::settings::RetryPolicy;
+
+/// What the loop learns back from the ledger.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Report {
+    /// The tasks of the child of `slot` started as `generation`, which died, were settled.
+    Settled {
+        slot: usize,
+        generation: u64,
+        tasks: usize,
+    },
+}
+
+/// Which slot's child (by generation) a settlement belongs to.
+#[derive(Clone, Copy, Debug)]
+pub struct ChildRef {
+    pub slot: usize,
+    pub generation: u64,
+}
+
+pub struct Ledger {
+    transport: Arc<dyn Transport>,
+    log: Logger,
+    handle: tokio::runtime::Handle,
+    reports: mpsc::UnboundedSender<Report>,
+    /// Settlements and releases: the master waits for these before it exits.
+    owed: Vec<JoinHandle<()>>,
+    renewing: Option<JoinHandle<()>>,
+    reclaiming: Option<JoinHandle<()>>,
+    maintaining: Option<JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ledger {
+    /// Start the ledger's thread. Reports arrive on the returned receiver.
+    pub fn start(
+        transport: Arc<dyn Transport>,
+        log: Logger,
+    ) -> std::io::Result<(Ledger, mpsc::UnboundedReceiver<Report>)> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("rex-ledger".into())
+            .spawn(move || {
+                // Spawned operations run while this waits; dropping the runtime afterwards
+                // cancels whatever the master chose not to wait for.
+                let _ = runtime.block_on(stopped);
+            })?;
+        let (reports, receiver) = mpsc::unbounded_channel();
+        Ok((
+            Ledger {
+                transport,
+                log,
+                handle,
+                reports,
+                owed: Vec::new(),
+                renewing: None,
+                reclaiming: None,
+                maintaining: None,
+                stop: Some(stop),
+                thread: Some(thread),
+            },
+            receiver,
+        ))
+    }
+
+    /// Run any future on the ledger's thread (the `--scheduler` producer lives here too: its
+    /// submits are transport calls).
+    pub fn spawn<F>(&self, future: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.handle.spawn(future)
+    }
+
+    /// Settle every task leased to a dead child as a crash, by the retry policy of its queue,
+    /// then report how many there were.
+    pub fn settle_crash(
+        &mut self,
+        child: ChildRef,
+        owner: String,
+        reason: String,
+        policies: HashMap<String, RetryPolicy>,
+    ) {
+        let (transport, log, reports) = self.parts();
+        let job = self.handle.spawn(async move {
+            let tasks = settle_crash(&*transport, &log, &owner, &reason, &policies).await;
+            let _ = reports.send(Report::Settled {
+                slot: child.slot,
+                generation: child.generation,
+                tasks,
+            });
+        });
+        self.owe(job);
+    }
+
+    /// Give the tasks of a child killed at shutdown back, untouched, for another worker.
+    pub fn release_all(&mut self, owner: String, reason: &'static str) {
+        let (transport, log, _) = self.parts();
+        let job = self.handle.spawn(async move {
+            release_all(&*transport, &log, &owner, reason).await;
+        });
+        self.owe(job);
+    }
+
+    /// Extend the leases of the live children's tasks (skipped while the last renewal runs).
+    pub fn renew(&mut self, owners: Vec<String>, lease: Duration) {
+        if owners.is_empty() || running(&self.renewing) {
+            return;
+        }
+        let (transport, log, _) = self.parts();
+        self.renewing = Some(self.handle.spawn(async move {
+            if let Err(e) = transport.renew(&owners, lease).await {
+                log.warn(format_args!("Cannot renew task leases: {e}"));
+            }
+        }));
+    }
+
+    /// Leases that expired belong to a master (or host) that died: their tasks go back to
+    /// pending (skipped while the last look still runs).
+    pub fn reclaim_expired(&mut self) {
+        if running(&self.reclaiming) {
+            return;
+        }
+        let (transport, log, _) = self.parts();
+        self.reclaiming = Some(self.handle.spawn(async move {
+            match transport.expired(SystemTime::now()).await {
+                Ok(tasks) => {
+                    for task in tasks {
+                        let reason = format!("lease expired (owner {})", task.owner);
+                        reclaim(&*transport, &log, &task, &reason).await;
+                    }
+                }
+                Err(e) => log.warn(format_args!("Cannot look for expired leases: {e}")),
+            }
+        }));
+    }
+
+    /// At start: besides expired leases, tasks held by a dead master on this host (its pid is
+    /// gone or belongs to another process now) are reclaimed at once.
+    pub fn reclaim_orphans(&mut self, owner_prefix: String) {
+        let (transport, log, _) = self.parts();
+        self.reclaiming = Some(self.handle.spawn(async move {
+            let far_future = SystemTime::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+            let Ok(running) = transport.expired(far_future).await else {
+                return;
+            };
+            for task in running {
+                if orphaned_here(&task.owner, &owner_prefix)
+                    || task.lease_until <= SystemTime::now()
+                {
+                    let reason = format!("its master died (owner {})", task.owner);
+                    reclaim(&*transport, &log, &task, &reason).await;
+                }
+            }
+        }));
+    }
+
+    /// The transport's upkeep (a vacuum may take a while), one at a time.
+    pub fn maintain(&mut self) {
+        if running(&self.maintaining) {
+            return;
+        }
+        let (transport, log, _) = self.parts();
+        self.maintaining = Some(self.handle.spawn(async move {
+            match transport.maintain().await {
+                Ok(Some(done)) => log.debug(format_args!("{done}")),
+                Ok(None) => {}
+                // An outage is reported by the operations that need the server.
+                Err(e) if e.is_retryable() => {}
+                Err(e) => log.warn(format_args!("Transport maintenance failed: {e}")),
+            }
+        }));
+    }
+
+    /// Settlements and releases not done yet.
+    pub fn owed(&self) -> usize {
+        self.owed.iter().filter(|job| !job.is_finished()).count()
+    }
+
+    /// Wait for every settlement and release, unless `interrupted` resolves first (then their
+    /// leases expire and another master reclaims the tasks). Stops the ledger's thread.
+    pub async fn finish(mut self, interrupted: impl Future<Output = ()>) {
+        let owed = std::mem::take(&mut self.owed);
+        if owed.iter().any(|job| !job.is_finished()) {
+            let all = async {
+                for job in owed {
+                    let _ = job.await;
+                }
+            };
+            tokio::select! {
+                _ = all => {}
+                _ = interrupted => self.log.warn(format_args!(
+                    "Exiting before {} transport operation(s) completed; their tasks' leases will expire",
+                    self.owed()
+                )),
+            }
+        }
+    }
+
+    fn parts(&self) -> (Arc<dyn Transport>, Logger, mpsc::UnboundedSender<Report>) {
+        (
+            Arc::clone(&self.transport),
+            self.log.clone(),
+            self.reports.clone(),
+        )
+    }
+
+    fn owe(&mut self, job: JoinHandle<()>) {
+        self.owed.retain(|job| !job.is_finished());
+        self.owed.push(job);
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // The thread only drops its runtime now; a blocked SQLite call ends at its timeout.
+        // Joining it would make the master's exit wait for that, so it is left to finish.
+        drop(self.thread.take());
+    }
+}
+
+fn running(job: &Option<JoinHandle<()>>) -> bool {
+    job.as_ref().is_some_and(|job| !job.is_finished())
+}
+
+/// Whether `owner` (`host:pid:start:generation`) names a master on this host that is gone:
+/// its pid is not ours and no longer runs the process that started at `start`.
+fn orphaned_here(owner: &str, owner_prefix: &str) -> bool {
+    let host = owner_prefix.split(':').next().unwrap_or("");
+    match owner.split(':').collect::<Vec<_>>().as_slice() {
+        [h, pid, start, _generation] if *h == host => {
+            let pid: u32 = pid.parse().unwrap_or(0);
+            let start: u64 = start.parse().unwrap_or(0);
+            pid != std::process::id() && super::child::process_start_time(pid) != Some(start)
+        }
+        _ => false,
+    }
+}
+
+/// Settle every task leased to a dead owner as a crash; returns how many there were.
+async fn settle_crash(
+    transport: &dyn Transport,
+    log: &Logger,
+    owner: &str,
+    reason: &str,
+    policies: &HashMap<String, RetryPolicy>,
+) -> usize {
+    let tasks = match transport.owned_by(owner).await {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            log.error(format_args!(
+                "Cannot settle the tasks of a dead worker ({e}); their leases will expire"
+            ));
+            return 0;
+        }
+    };
+    for task in &tasks {
+        // Queues no longer configured (a reload removed them) get the default policy.
+        let policy = policies.get(&task.queue).copied().unwrap_or_default();
+        let retry_at = policy.retry_at(task, FailureKind::Crash);
+        match transport
+            .fail(&task.lease(), &Failure::crash(reason), retry_at)
+            .await
+        {
+            Ok(_) if retry_at.is_some() => log.info(format_args!(
+                "Task {} on queue {} will be retried ({reason})",
+                task.id, task.queue
+            )),
+            Ok(_) => {}
+            Err(e) => log.error(format_args!(
+                "Cannot settle task {}: {e}; its lease will expire",
+                task.id
+            )),
+        }
+    }
+    tasks.len()
+}
+
+async fn release_all(transport: &dyn Transport, log: &Logger, owner: &str, reason: &str) {
+    match transport.owned_by(owner).await {
+        Ok(tasks) => {
+            for task in tasks {
+                if let Err(e) = transport.release(&task.lease(), reason).await {
+                    log.error(format_args!(
+                        "Cannot release task {}: {e}; its lease will expire",
+                        task.id
+                    ));
+                } else {
+                    log.info(format_args!(
+                        "Released task {} of queue {} ({reason})",
+                        task.id, task.queue
+                    ));
+                }
+            }
+        }
+        Err(e) => log.error(format_args!(
+            "Cannot release the tasks of a killed worker ({e}); their leases will expire"
+        )),
+    }
+}
+
+/// A task whose master (or host) died goes back to pending without using an attempt: the
+/// death is not attributable to the task. (A child's death is, and is settled at once by its
+/// own master.)
+async fn reclaim(transport: &dyn Transport, log: &Logger, task: &Task, reason: &str) {
+    match transport.release(&task.lease(), reason).await {
+        Ok(true) => log.warn(format_args!(
+            "Reclaimed task {} of queue {}: {reason}; it is pending again",
+            task.id, task.queue
+        )),
+        Ok(false) => {}
+        Err(e) => log.warn(format_args!("Cannot reclaim task {}: {e}", task.id)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rex_transport::memory::MemoryTransport;
+    use rex_transport::{Payload, SubmitOptions};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn a_dead_childs_task_is_settled_off_the_loop_and_reported() {
+        let rt = runtime();
+        rt.block_on(async {
+            let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
+            transport
+                .submit("jobs", Payload::default(), &SubmitOptions::default())
+                .await
+                .expect("submit");
+            let task = transport
+                .claim("jobs", "dead", Duration::from_secs(60))
+                .await
+                .expect("claim")
+                .expect("a task");
+            let (mut ledger, mut reports) =
+                Ledger::start(Arc::clone(&transport), Logger::new("test")).expect("ledger");
+            let child = ChildRef {
+                slot: 2,
+                generation: 7,
+            };
+            ledger.settle_crash(
+                child,
+                "dead".into(),
+                "killed by SIGKILL".into(),
+                HashMap::new(),
+            );
+            assert_eq!(
+                reports.recv().await,
+                Some(Report::Settled {
+                    slot: 2,
+                    generation: 7,
+                    tasks: 1
+                })
+            );
+            ledger.finish(std::future::pending()).await;
+            let failed = transport.failed(Some("jobs")).await.expect("failed");
+            assert_eq!(failed.len(), 1);
+            assert_eq!(failed[0].id, task.id);
+            assert_eq!(failed[0].last_error.as_deref(), Some("killed by SIGKILL"));
+        });
+    }
+
+    #[test]
+    fn finish_waits_for_releases_unless_interrupted() {
+        let rt = runtime();
+        rt.block_on(async {
+            let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
+            transport
+                .submit("jobs", Payload::default(), &SubmitOptions::default())
+                .await
+                .expect("submit");
+            transport
+                .claim("jobs", "killed", Duration::from_secs(60))
+                .await
+                .expect("claim");
+            let (mut ledger, _reports) =
+                Ledger::start(Arc::clone(&transport), Logger::new("test")).expect("ledger");
+            ledger.release_all("killed".into(), "worker killed at shutdown");
+            ledger.finish(std::future::pending()).await;
+            assert_eq!(transport.counts("jobs").await.expect("counts").ready, 1);
+        });
+    }
+
+    #[test]
+    fn orphans_are_masters_of_this_host_that_are_gone() {
+        let me = std::process::id();
+        let start = super::super::child::process_start_time(me).expect("own start time");
+        let prefix = format!("host:{me}:{start}");
+        // Our own children are not orphans; another host's owners are never judged here.
+        assert!(!orphaned_here(&format!("host:{me}:{start}:3"), &prefix));
+        assert!(!orphaned_here("elsewhere:1:1:1", &prefix));
+        // A pid that runs no process (or another process than the one recorded) is gone.
+        assert!(orphaned_here("host:999999999:1:1", &prefix));
+        assert!(orphaned_here(&format!("host:1:{}:1", u64::MAX), &prefix));
+    }
+}
