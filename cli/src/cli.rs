@@ -286,6 +286,17 @@ pub fn normalize(argv: &[String]) -> Vec<String> {
     out
 }
 
+/// What an option lookup found; an option the task does not declare is a programming error.
+fn declared<T>(name: &str, found: Result<Option<T>, clap::parser::MatchesError>) -> Option<T> {
+    match found {
+        Ok(value) => value,
+        Err(e) => {
+            debug_assert!(false, "option {name:?} is not declared by this task: {e}");
+            None
+        }
+    }
+}
+
 /// Parsed arguments of one task.
 pub struct Parsed {
     matches: ArgMatches,
@@ -296,30 +307,34 @@ impl Parsed {
         self.flag("help")
     }
 
+    /// A `--flag` of this task. The name must be declared by the task: a misspelled name is a
+    /// bug, caught by a debug assertion whenever a test runs the task (a release build reads
+    /// `false`, as clap would for an absent flag).
     pub fn flag(&self, name: &str) -> bool {
-        self.matches
-            .try_get_one::<bool>(name)
-            .ok()
-            .flatten()
+        declared(name, self.matches.try_get_one::<bool>(name))
             .copied()
             .unwrap_or(false)
     }
 
+    /// The value of a `--name=VALUE` option of this task (declared, as for [`flag`](Self::flag)).
     pub fn value(&self, name: &str) -> Option<String> {
+        declared(name, self.matches.try_get_one::<String>(name)).cloned()
+    }
+
+    /// Every value of a repeatable option of this task (declared, as for [`flag`](Self::flag)).
+    pub fn values(&self, name: &str) -> Vec<String> {
+        declared(name, self.matches.try_get_many::<String>(name))
+            .map(|v| v.cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The value of an option that only some tasks declare (absent elsewhere).
+    fn value_if_declared(&self, name: &str) -> Option<String> {
         self.matches
             .try_get_one::<String>(name)
             .ok()
             .flatten()
             .cloned()
-    }
-
-    pub fn values(&self, name: &str) -> Vec<String> {
-        self.matches
-            .try_get_many::<String>(name)
-            .ok()
-            .flatten()
-            .map(|v| v.cloned().collect())
-            .unwrap_or_default()
     }
 
     /// A positional argument.
@@ -335,7 +350,9 @@ impl Parsed {
     /// The project selection (`<project>` positional if the task has one, else `--project`).
     pub fn project_args(&self) -> ProjectArgs {
         ProjectArgs {
-            project: self.arg("project").or_else(|| self.value("project")),
+            project: self
+                .value_if_declared("arg:project")
+                .or_else(|| self.value_if_declared("project")),
             requires: self.values("require"),
             sets: self.values("set"),
             plugin_paths: self.values("plugin-path"),

@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::logging::LogConfig;
-use crate::project::ProjectArgs;
-use crate::settings::{RateLimit, RetryPolicy};
+use crate::error::{Error, Result};
+use crate::logging::{self, LogConfig};
+use crate::project::{App, ProjectArgs};
+use crate::settings::{QueueConfig, RateLimit, RetryPolicy};
 
 /// The child's end of the control socket.
 pub const CONTROL_FD: i32 = 3;
@@ -46,6 +47,39 @@ pub struct WorkerSpec {
     /// back records the real reason.
     #[serde(default)]
     pub lost_reasons: Vec<(i64, String)>,
+}
+
+impl WorkerSpec {
+    /// The spec for working `config`'s queue in `app` as lease owner `owner`: the one place a
+    /// spec is put together, for a master's children and for `asynctask-process` alike.
+    pub fn new(
+        app: &App,
+        config: &QueueConfig,
+        owner: String,
+        halt_when_empty: bool,
+    ) -> Result<WorkerSpec> {
+        let (package, decl) = app
+            .worker(&config.worker)
+            .ok_or_else(|| Error::new(format!("Worker \"{}\" does not exist", config.worker)))?;
+        Ok(WorkerSpec {
+            queue: config.queue.clone(),
+            worker: config.worker.clone(),
+            logger: decl.logger.clone(),
+            plugin: package.plugin_path().cloned(),
+            settings: app.settings.to_json(),
+            transport: app.transport_uri(),
+            poll_interval_ms: app.settings.poll_interval().as_millis() as u64,
+            halt_when_empty,
+            owner,
+            lease_ms: app.settings.lease_duration().as_millis() as u64,
+            retry: config.retry,
+            rate: config.rate,
+            log: logging::current_config(),
+            master_pid: std::process::id(),
+            project_args: app.args.clone(),
+            lost_reasons: Vec::new(),
+        })
+    }
 }
 
 /// Why a child stopped in order.

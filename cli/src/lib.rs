@@ -8,9 +8,11 @@
 //! * [`project`] — building an application: project, requirements, packages, settings.
 //! * [`package`] — what a package contributes; the built-in packages.
 //! * [`plugin`] — finding, checking and calling plugin libraries (the host side of the ABI).
-//! * [`settings`] — declared settings, merging, validation, typed asynctask configuration.
+//! * [`settings`] — declared settings, merging, validation; the typed asynctask configuration
+//!   (queues, schedule entries) built once with them.
 //! * [`supervisor`] — `asynctask-workers`: the master that spawns and supervises children.
-//! * [`scheduler`] — `asynctask_scheduled_workers`: APScheduler-style schedules, `--scheduler`.
+//! * [`scheduler`] — the `--scheduler` producer of `asynctask_scheduled_workers`.
+//! * [`cron`] — APScheduler's cron fields over `croner` (next fire times).
 //! * [`worker`] — the child process that works one queue.
 //! * [`control`] — the master/child control channel.
 //! * [`logging`] — `LEVEL:Logger:message` records over `tracing`.
@@ -19,6 +21,7 @@
 pub mod bench;
 pub mod cli;
 pub mod control;
+pub mod cron;
 pub mod error;
 pub mod logging;
 pub mod package;

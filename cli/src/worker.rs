@@ -23,6 +23,7 @@ use crate::logging::{self, Logger};
 use crate::package::{BENCH_WORKER, CTL_EXECUTOR};
 use crate::plugin::{self, CallResult, Plugin};
 use crate::project::App;
+use crate::settings::QueueConfig;
 use rex_transport::{Failure, Submit, Task, TaskId, Transport};
 
 /// The hidden task name under which the master re-executes `rex` as a child.
@@ -669,33 +670,23 @@ fn indent(text: &str) -> String {
 
 /// `rex asynctask-process`: drain `queue` in this process with `worker`; returns the count.
 pub fn drain_in_process(app: &App, queue: &str, worker: &str) -> Result<u64> {
-    let (package, decl) = app
-        .worker(worker)
-        .ok_or_else(|| Error::new(format!("Worker \"{worker}\" does not exist")))?;
-    let config = app.settings.queues().into_iter().find(|q| q.queue == queue);
-    let log = app.settings.log_config();
-    logging::configure(log.clone());
+    // The queue's configured options apply, whichever worker drains it here.
+    let config = QueueConfig {
+        worker: worker.to_string(),
+        ..app
+            .settings
+            .queues()
+            .iter()
+            .find(|q| q.queue == queue)
+            .cloned()
+            .unwrap_or_else(|| QueueConfig::with_defaults(queue, worker))
+    };
+    logging::configure(app.settings.log_config());
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let spec = WorkerSpec {
-        queue: queue.to_string(),
-        worker: worker.to_string(),
-        logger: decl.logger.clone(),
-        plugin: package.plugin_path().cloned(),
-        settings: app.settings.to_json(),
-        transport: app.transport_uri(),
-        poll_interval_ms: app.settings.poll_interval().as_millis() as u64,
-        halt_when_empty: true,
-        owner: format!("{host}:{}:process", std::process::id()),
-        lease_ms: app.settings.lease_duration().as_millis() as u64,
-        retry: config.as_ref().map(|c| c.retry).unwrap_or_default(),
-        rate: config.as_ref().and_then(|c| c.rate),
-        log,
-        master_pid: std::process::id(),
-        project_args: app.args.clone(),
-        lost_reasons: Vec::new(),
-    };
+    let owner = format!("{host}:{}:process", std::process::id());
+    let spec = WorkerSpec::new(app, &config, owner, true)?;
     let mut consumer = Consumer::new(
         &spec,
         Events { writer: None },

@@ -90,13 +90,33 @@ pub struct QueueConfig {
     pub rate: Option<RateLimit>,
 }
 
-pub(super) fn validate_workers(value: Value, ctx: &Context<'_>) -> Result<Value> {
+impl QueueConfig {
+    /// A queue with every option at its default: one child, no retries, no timeout, no rate.
+    pub fn with_defaults(queue: impl Into<String>, worker: impl Into<String>) -> QueueConfig {
+        QueueConfig {
+            queue: queue.into(),
+            worker: worker.into(),
+            concurrency: 1,
+            retry: RetryPolicy::default(),
+            timeout: None,
+            rate: None,
+        }
+    }
+}
+
+/// Validate `asynctask_workers` in one pass: the normalised value (for plugins and `rex
+/// settings`) and the typed configuration of every enabled queue, sorted by queue name.
+pub(super) fn validate_workers(
+    value: Value,
+    ctx: &Context<'_>,
+) -> Result<(Value, Vec<QueueConfig>)> {
     let map = match value {
-        Value::Null => return Ok(Value::Object(Map::new())),
+        Value::Null => return Ok((Value::Object(Map::new()), Vec::new())),
         Value::Object(map) => map,
         other => return Err(Error::new("Expected a mapping").context("Got:", other.to_string())),
     };
     let mut out = Map::new();
+    let mut queues = Vec::new();
     for (queue, entry) in map {
         if let Err(e) = rex_transport::validate_queue_name(&queue) {
             return Err(Error::new(e.to_string()).context(
@@ -106,10 +126,16 @@ pub(super) fn validate_workers(value: Value, ctx: &Context<'_>) -> Result<Value>
         }
         let key = Value::String(queue.clone()).to_string();
         let entry = validate_entry(entry, ctx)
-            .map_err(|e| e.context("While validating mapping value for key:", key))?;
+            .map_err(|e| e.context("While validating mapping value for key:", key.clone()))?;
+        if let Value::Object(record) = &entry {
+            let config = queue_config(&queue, record)
+                .map_err(|e| e.context("While validating mapping value for key:", key))?;
+            queues.push(config);
+        }
         out.insert(queue, entry);
     }
-    Ok(Value::Object(out))
+    queues.sort_by(|a, b| a.queue.cmp(&b.queue));
+    Ok((Value::Object(out), queues))
 }
 
 fn validate_entry(entry: Value, ctx: &Context<'_>) -> Result<Value> {
@@ -190,50 +216,45 @@ pub(crate) fn validate_worker_name(worker: &str, ctx: &Context<'_>) -> Result<()
     }
 }
 
-/// The enabled queues of a validated `asynctask_workers` value, sorted by queue name.
-pub(super) fn queues(value: Option<&Value>) -> Vec<QueueConfig> {
-    let Some(Value::Object(map)) = value else {
-        return Vec::new();
+/// The typed configuration of one validated, enabled entry (defaults for absent fields).
+fn queue_config(queue: &str, record: &Map<String, Value>) -> Result<QueueConfig> {
+    let int = |name: &str, default: u32| {
+        record
+            .get(name)
+            .and_then(Value::as_u64)
+            .map_or(default, |n| n as u32)
     };
-    let mut queues: Vec<QueueConfig> = map
-        .iter()
-        .filter_map(|(queue, entry)| {
-            let record = entry.as_object()?;
-            let int = |name: &str, default: u32| {
-                record
-                    .get(name)
-                    .and_then(Value::as_u64)
-                    .map_or(default, |n| n as u32)
-            };
-            let dur = |name: &str| record.get(name).and_then(|v| parse_duration_value(v).ok());
-            let max_attempts = int("max_attempts", 1);
-            let defaults = RetryPolicy::default();
-            Some(QueueConfig {
-                queue: queue.clone(),
-                worker: record.get("worker")?.as_str()?.to_string(),
-                concurrency: int("concurrency", 1),
-                retry: RetryPolicy {
-                    max_attempts,
-                    max_crashes: int("max_crashes", max_attempts),
-                    delay_min: dur("retry_delay_min").unwrap_or(defaults.delay_min),
-                    delay_max: dur("retry_delay_max")
-                        .unwrap_or(defaults.delay_max)
-                        .max(dur("retry_delay_min").unwrap_or_default()),
-                },
-                timeout: dur("timeout"),
-                rate: match (
-                    record.get("rate_max_calls").and_then(Value::as_u64),
-                    dur("rate_period"),
-                ) {
-                    (Some(max_calls), Some(period)) => Some(RateLimit {
-                        max_calls: max_calls as u32,
-                        period,
-                    }),
-                    _ => None,
-                },
-            })
-        })
-        .collect();
-    queues.sort_by(|a, b| a.queue.cmp(&b.queue));
-    queues
+    let dur = |name: &str| record.get(name).map(parse_duration_value).transpose();
+    let defaults = RetryPolicy::default();
+    let max_attempts = int("max_attempts", defaults.max_attempts);
+    let given_delay_min = dur("retry_delay_min")?;
+    Ok(QueueConfig {
+        queue: queue.to_string(),
+        worker: record
+            .get("worker")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::with_body("Missing mandatory field:", "worker"))?
+            .to_string(),
+        concurrency: int("concurrency", 1),
+        retry: RetryPolicy {
+            max_attempts,
+            max_crashes: int("max_crashes", max_attempts),
+            delay_min: given_delay_min.unwrap_or(defaults.delay_min),
+            // A maximum below the minimum given is raised to it.
+            delay_max: dur("retry_delay_max")?
+                .unwrap_or(defaults.delay_max)
+                .max(given_delay_min.unwrap_or_default()),
+        },
+        timeout: dur("timeout")?,
+        rate: match (
+            record.get("rate_max_calls").and_then(Value::as_u64),
+            dur("rate_period")?,
+        ) {
+            (Some(max_calls), Some(period)) => Some(RateLimit {
+                max_calls: max_calls as u32,
+                period,
+            }),
+            _ => None,
+        },
+    })
 }

@@ -7,10 +7,12 @@
 //! which includes JSON). Validation errors carry the rex.ctl context paragraphs.
 
 mod asynctask;
+mod schedules;
 mod spec;
 
 pub(crate) use asynctask::validate_worker_name;
 pub use asynctask::{QueueConfig, RateLimit, RetryPolicy};
+pub use schedules::{Entry, Misfire, Overlap};
 pub use spec::{Kind, Merge, SPECS, SettingSpec, parse_duration, parse_duration_value};
 
 use std::collections::BTreeMap;
@@ -30,10 +32,23 @@ pub struct Source {
     pub is_parameter: bool,
 }
 
-/// Validated, normalised settings of one application.
-#[derive(Clone, Debug, Default, PartialEq)]
+/// Validated, normalised settings of one application: the values (as plugins and `rex
+/// settings` see them) and, parsed once with them, the typed asynctask configuration.
+#[derive(Clone, Debug)]
 pub struct Settings {
     values: BTreeMap<String, Value>,
+    queues: Vec<QueueConfig>,
+    schedules: Vec<Entry>,
+    timing: Timing,
+}
+
+/// The asynctask durations, read from their (validated, defaulted) settings.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    poll_interval: Duration,
+    check_child_interval: Duration,
+    shutdown_grace: Duration,
+    lease_duration: Duration,
 }
 
 /// What validation needs to know about the application.
@@ -64,6 +79,7 @@ impl Settings {
             }
         }
         let mut values = BTreeMap::new();
+        let (mut queues, mut schedules) = (Vec::new(), Vec::new());
         for spec in specs {
             let merged = match raw.remove(spec.name) {
                 Some(list) => list
@@ -72,13 +88,30 @@ impl Settings {
                     .unwrap_or(Value::Null),
                 None => spec.default_value(),
             };
-            let valid = spec
-                .kind
-                .validate(merged, ctx)
-                .map_err(|e| e.context("While validating setting:", spec.name))?;
+            let in_context = |e: Error| e.context("While validating setting:", spec.name);
+            let valid = match spec.kind {
+                Kind::Workers => {
+                    let (value, typed) =
+                        asynctask::validate_workers(merged, ctx).map_err(in_context)?;
+                    queues = typed;
+                    value
+                }
+                Kind::Schedules => {
+                    let (value, typed) = schedules::validate(merged, ctx).map_err(in_context)?;
+                    schedules = typed;
+                    value
+                }
+                _ => spec.kind.validate(merged, ctx).map_err(in_context)?,
+            };
             values.insert(spec.name.to_string(), valid);
         }
-        Ok(Settings { values })
+        let timing = Timing::read(&values)?;
+        Ok(Settings {
+            values,
+            queues,
+            schedules,
+            timing,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -89,45 +122,35 @@ impl Settings {
         &self.values
     }
 
-    fn u64(&self, name: &str, default: u64) -> u64 {
-        self.get(name).and_then(Value::as_u64).unwrap_or(default)
-    }
-
-    fn duration(&self, name: &str, default: Duration) -> Duration {
-        self.get(name)
-            .and_then(|v| spec::parse_duration_value(v).ok())
-            .unwrap_or(default)
-    }
-
     /// `asynctask_transport`, if set.
     pub fn transport_uri(&self) -> Option<&str> {
         self.get("asynctask_transport").and_then(Value::as_str)
     }
 
     pub fn poll_interval(&self) -> Duration {
-        Duration::from_millis(self.u64("asynctask_workers_poll_interval", 500))
+        self.timing.poll_interval
     }
 
     pub fn check_child_interval(&self) -> Duration {
-        Duration::from_millis(self.u64("asynctask_workers_check_child_interval", 1000))
+        self.timing.check_child_interval
     }
 
     pub fn shutdown_grace(&self) -> Duration {
-        self.duration("asynctask_workers_shutdown_grace", Duration::from_secs(30))
+        self.timing.shutdown_grace
     }
 
     pub fn lease_duration(&self) -> Duration {
-        self.duration("asynctask_lease_duration", Duration::from_secs(60))
+        self.timing.lease_duration
     }
 
     /// The entries of `asynctask_scheduled_workers`, in order.
-    pub fn schedules(&self) -> Vec<crate::scheduler::Entry> {
-        crate::scheduler::entries(self.get("asynctask_scheduled_workers"))
+    pub fn schedules(&self) -> &[Entry] {
+        &self.schedules
     }
 
     /// The configured queues (disabled ones skipped), sorted by queue name.
-    pub fn queues(&self) -> Vec<QueueConfig> {
-        asynctask::queues(self.get("asynctask_workers"))
+    pub fn queues(&self) -> &[QueueConfig] {
+        &self.queues
     }
 
     pub fn log_config(&self) -> LogConfig {
@@ -176,6 +199,41 @@ impl Settings {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
         )
+    }
+}
+
+impl Timing {
+    /// From the validated values; an application without `rex.asynctask` has none of these
+    /// settings and gets their declared defaults (`spec.rs` is the one place defaults live).
+    fn read(values: &BTreeMap<String, Value>) -> Result<Timing> {
+        let get = |name: &str| -> Result<Value> {
+            match values.get(name) {
+                Some(value) => Ok(value.clone()),
+                None => SPECS
+                    .iter()
+                    .find(|spec| spec.name == name)
+                    .map(SettingSpec::default_value)
+                    .ok_or_else(|| Error::with_body("Missing setting:", name)),
+            }
+        };
+        let millis = |name: &str| -> Result<Duration> {
+            let value = get(name)?;
+            value.as_u64().map(Duration::from_millis).ok_or_else(|| {
+                Error::new("Expected an integer")
+                    .context("Got:", value.to_string())
+                    .context("While validating setting:", name)
+            })
+        };
+        let duration = |name: &str| -> Result<Duration> {
+            spec::parse_duration_value(&get(name)?)
+                .map_err(|e| e.context("While validating setting:", name))
+        };
+        Ok(Timing {
+            poll_interval: millis("asynctask_workers_poll_interval")?,
+            check_child_interval: millis("asynctask_workers_check_child_interval")?,
+            shutdown_grace: duration("asynctask_workers_shutdown_grace")?,
+            lease_duration: duration("asynctask_lease_duration")?,
+        })
     }
 }
 

@@ -242,8 +242,9 @@ impl Kind {
                         .context("Got:", got(&value)),
                 ),
             },
-            Kind::Workers => super::asynctask::validate_workers(value, ctx),
-            Kind::Schedules => crate::scheduler::validate(value, ctx),
+            // Settings::build keeps the typed forms these produce; here only the value counts.
+            Kind::Workers => super::asynctask::validate_workers(value, ctx).map(|(v, _)| v),
+            Kind::Schedules => super::schedules::validate(value, ctx).map(|(v, _)| v),
         }
     }
 }

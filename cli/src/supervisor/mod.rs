@@ -43,7 +43,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::cli::Parsed;
-use crate::control::Up;
+use crate::control::{Up, WorkerSpec};
 use crate::error::{Error, Result};
 use crate::logging::{self, Logger};
 use crate::project::{App, ProjectArgs, Requirement};
@@ -234,29 +234,28 @@ impl Supervisor {
         self.generation += 1;
         let owner = format!("{}:{}", self.owner_prefix, self.generation);
         let slot = &self.slots[index];
-        let spec = crate::control::WorkerSpec {
-            queue: slot.config.queue.clone(),
-            worker: slot.config.worker.clone(),
-            logger: slot.logger_name.clone(),
-            plugin: slot.plugin.clone(),
-            settings: self.app.settings.to_json(),
-            transport: self.app.transport_uri(),
-            poll_interval_ms: self.app.settings.poll_interval().as_millis() as u64,
-            halt_when_empty: self.options.halt_when_empty,
-            owner,
-            lease_ms: self.app.settings.lease_duration().as_millis() as u64,
-            retry: slot.config.retry,
-            rate: slot.config.rate,
-            log: logging::current_config(),
-            master_pid: std::process::id(),
-            project_args: self.args.clone(),
-            // Any child of the queue may get a lost task back, not only the dead one's successor.
-            lost_reasons: self
-                .slots
-                .iter()
-                .filter(|s| s.config.queue == slot.config.queue)
-                .flat_map(|s| s.lost.iter().cloned())
-                .collect(),
+        let halt_when_empty = self.options.halt_when_empty;
+        let spec = match WorkerSpec::new(&self.app, &slot.config, owner, halt_when_empty) {
+            Ok(mut spec) => {
+                // Any child of the queue may get a lost task back, not only the dead one's
+                // successor.
+                spec.lost_reasons = self
+                    .slots
+                    .iter()
+                    .filter(|s| s.config.queue == slot.config.queue)
+                    .flat_map(|s| s.lost.iter().cloned())
+                    .collect();
+                spec
+            }
+            Err(e) => {
+                self.log.error(format_args!(
+                    "Cannot start a worker for queue {}: {}",
+                    slot.config.queue,
+                    e.render()
+                ));
+                self.slots[index].state = State::Done;
+                return;
+            }
         };
         self.log.info(format_args!(
             "Launching {} to work on queue {}",
@@ -308,7 +307,7 @@ impl Supervisor {
     }
 
     fn start_scheduler(&mut self) {
-        let entries = self.app.settings.schedules();
+        let entries = self.app.settings.schedules().to_vec();
         if entries.is_empty() {
             self.log.info(format_args!(
                 "No schedules configured -- not starting scheduler"

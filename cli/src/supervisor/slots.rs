@@ -14,7 +14,7 @@ use crate::settings::{QueueConfig, RetryPolicy};
 /// The configured queues, sorted by name, then the consumer queue of each schedule entry (a
 /// queue already listed is not added twice).
 pub(super) fn all_queues(settings: &crate::settings::Settings) -> Vec<QueueConfig> {
-    let mut queues = settings.queues();
+    let mut queues = settings.queues().to_vec();
     for entry in settings.schedules() {
         let config = entry.queue_config();
         if !queues.iter().any(|q| q.queue == config.queue) {
@@ -27,8 +27,6 @@ pub(super) fn all_queues(settings: &crate::settings::Settings) -> Vec<QueueConfi
 /// One child position: a queue and an index below its concurrency.
 pub(super) struct Slot {
     pub(super) config: QueueConfig,
-    pub(super) logger_name: String,
-    pub(super) plugin: Option<std::path::PathBuf>,
     pub(super) state: State,
     pub(super) restarts: Restarts,
     pub(super) processed: u64,
@@ -55,14 +53,15 @@ impl Supervisor {
     pub(super) fn slots_for(&self, queues: Vec<QueueConfig>) -> Result<Vec<Slot>> {
         let mut slots = Vec::new();
         for config in queues {
-            let (package, decl) = self.app.worker(&config.worker).ok_or_else(|| {
-                Error::new(format!("Worker \"{}\" does not exist", config.worker))
-            })?;
+            if self.app.worker(&config.worker).is_none() {
+                return Err(Error::new(format!(
+                    "Worker \"{}\" does not exist",
+                    config.worker
+                )));
+            }
             for _ in 0..config.concurrency.max(1) {
                 slots.push(Slot {
                     config: config.clone(),
-                    logger_name: decl.logger.clone(),
-                    plugin: package.plugin_path().cloned(),
                     state: State::Backoff(Instant::now()),
                     restarts: Restarts::default(),
                     processed: 0,

@@ -130,7 +130,7 @@ pub fn schedules(parsed: &Parsed) -> Result<i32> {
     let now = chrono::Utc::now();
     let mut rows = Vec::with_capacity(entries.len());
     let rt = runtime()?;
-    for entry in &entries {
+    for entry in entries {
         let last = rt
             .block_on(transport.last_fire(&entry.id))?
             .map(chrono::DateTime::<chrono::Utc>::from);
@@ -318,7 +318,7 @@ pub fn process(parsed: &Parsed) -> Result<i32> {
             .queues()
             .into_iter()
             .find(|q| q.queue == queue)
-            .map(|q| q.worker)
+            .map(|q| q.worker.clone())
             .ok_or_else(|| Error::new(format!("Cannot identify worker for queue \"{queue}\"")))?,
     };
     let count = crate::worker::drain_in_process(&app, &queue, &worker)?;
