@@ -316,7 +316,7 @@ pub fn process(parsed: &Parsed) -> Result<i32> {
         None => app
             .settings
             .queues()
-            .into_iter()
+            .iter()
             .find(|q| q.queue == queue)
             .map(|q| q.worker.clone())
             .ok_or_else(|| Error::new(format!("Cannot identify worker for queue \"{queue}\"")))?,
