@@ -1,0 +1,1 @@
+return counts(ARGV[2], ARGV[3])

@@ -1,0 +1,273 @@
+//! The Redis transport (`redis://`, `rediss://`, `redis+unix://`): tasks kept in a Redis server
+//! shared by every worker process of a project, on any number of hosts.
+//!
+//! # URIs
+//!
+//! `redis://[USER:PASSWORD@]HOST[:PORT][/DB]` or `redis+unix:///PATH?db=N[&user=U&pass=P]`, plus
+//! an optional `key_prefix=NAME` query parameter (default `rex`, spelled like a queue name) that
+//! names every key of this transport, so several projects can share one database. The other
+//! parameters go to the `redis` crate as they are, except the TLS ones below. Passwords never
+//! appear in [`describe`](Transport::describe), in errors or in logs. The server must be Redis
+//! 6.0 or newer (or a compatible one with Lua scripting): `wait` uses fractional `BLPOP`
+//! timeouts.
+//!
+//! `rediss://` connects over TLS and checks the server's certificate against the system's roots
+//! and its host name. The parameters (named as in redis-py): `ssl_ca_certs=PATH` trusts the
+//! PEM roots of a file instead of the system's; `ssl_certfile=PATH` + `ssl_keyfile=PATH`
+//! present a client certificate and its PKCS#8 key (servers with `tls-auth-clients yes`);
+//! `ssl_cert_reqs=none` checks nothing (encrypted, but open to a man in the middle).
+//!
+//! # Key layout
+//!
+//! Every key is named `P:...`, `P` being the key prefix: one counter of task ids and one of
+//! lease tokens, a hash per task, sorted sets and sets indexing the tasks of each queue by
+//! state, a wake-up list per queue, the running tasks by lease end and by owner, the queues,
+//! and the used idempotency keys. The table of every key, its type and what it holds is in
+//! `scripts.rs`, next to the Lua scripts that use them.
+//!
+//! Times are milliseconds since the Unix epoch, taken from the client's clock like the SQLite
+//! transport does. Completed tasks are deleted.
+//!
+//! # Atomicity
+//!
+//! Every operation that changes anything is one Lua script (`EVALSHA`, loaded again by the
+//! `redis` crate after a `NOSCRIPT`), so each state transition happens at once or not at all,
+//! whichever client runs it: a claim moves the due delayed ids into the ready set, pops the
+//! lowest id, bumps its attempt count and lease token and indexes it as running under its owner
+//! in one step, so a claimed task is never only in a client's memory — if the worker dies, the
+//! task is still running under its lease and `expired` finds it. Settlements compare the lease
+//! token inside their script and change nothing when it is stale; `complete` enqueues its
+//! follow-up submits in the same script (and `complete_and_claim` leases the next task in it
+//! too: one round trip per task for a busy consumer), and a submit records its idempotency
+//! key in the same script as the task. The scripts build key names from the prefix, which is fine on a single
+//! Redis server (or a replicated one) but not on Redis Cluster.
+//!
+//! Lease tokens come from one counter per prefix, seeded from the clock (milliseconds × 1000)
+//! when it is missing, so they still grow on every claim of a task and, unlike per-task
+//! counters, are never issued twice even when the server restarts without its data: a worker
+//! that held a lease before such a restart cannot settle a newer task that reused the id.
+//!
+//! # Waiting
+//!
+//! [`wait`](Transport::wait) blocks on the server instead of polling. Every script that makes
+//! a task ready (submit, release, a failure retried now, `retry_failed`) pushes a token to the queue's signal list,
+//! and so does one that makes a delayed task the queue's earliest. A waiter first checks in
+//! one script whether a task is ready (then it returns at once); if not, the same script
+//! clears the stale tokens (there is nothing ready for them to announce) and reports the
+//! earliest delayed `run_at`. It then `BLPOP`s the signal list until a token arrives, its
+//! timeout passes or the earliest delayed task becomes due. `BLPOP` blocks its connection, so
+//! it runs on connections of its own (kept in a small pool), never on the shared one.
+//! Wake-ups may be spurious (a token popped by one waiter whose task another consumer
+//! claimed); consumers claim again, as the contract allows.
+//!
+//! # Connections and outages
+//!
+//! Opening a transport does not connect: the first operation does. Commands share one
+//! multiplexed [`ConnectionManager`](::redis::aio::ConnectionManager), which reconnects by itself after the connection drops.
+//! Failures to reach the server (refused, reset, timed out, server loading...) are
+//! [`TransportError::Unavailable`], the retryable error: an operation that failed that way
+//! may be retried, and once the server is back — even restarted empty — operations work again
+//! on the same transport. Read-only operations retry once themselves after a dropped
+//! connection; state changes do not (whether the server ran them is unknown), so the worker's
+//! backoff retries them — at least once: a settlement retried after it did run is refused as
+//! stale, a submit retried after it did run is enqueued twice (unless it has an idempotency
+//! key). The connections of a Tokio runtime are driven by that runtime's
+//! tasks, so each runtime that uses the transport (the CLI uses several current-thread
+//! runtimes) gets connections of its own.
+//!
+//! # Files
+//!
+//! * `mod.rs` — these docs, [`RedisTransport`], [`open_uri`] and the [`Transport`] impl,
+//!   which delegates every operation to an inherent method of one of the files below.
+//! * `uri.rs` — parsing and redacting URIs, the key prefix, the TLS parameters.
+//! * `connection.rs` — the connections of each Tokio runtime (a cache whose generic part
+//!   knows nothing of Redis), and `redis` crate errors mapped to [`TransportError`].
+//! * `scripts.rs` — the key layout, the registry of Lua scripts and `eval`, which runs them;
+//!   the Lua itself is in `lua/` (`prelude.lua`, shared by all, then one file per script).
+//! * `rows.rs` — decoding script replies into tasks, summaries and counts; encoding arguments.
+//! * `queue.rs` — submit, claim, complete, fail, release, `owned_by`, `expired`, `renew`.
+//! * `operator.rs` — counts, stats, failed tasks (list, retry, purge), schedule keys.
+//! * `wake.rs` — `wait`: the probe script and `BLPOP` on the queue's signal list.
+
+mod connection;
+mod operator;
+mod queue;
+mod rows;
+mod scripts;
+mod uri;
+mod wake;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ::redis::{Client, ClientTlsConfig, TlsCertificates};
+
+use self::connection::{MAX_RUNTIMES, PerRuntime, RuntimeConnections, scrub};
+use self::uri::{parse_uri, redact};
+use crate::tls::TlsSettings;
+use crate::{
+    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Submit,
+    SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
+};
+
+const TRANSPORT: &str = "Redis";
+
+/// Open the transport named by `uri` (connecting lazily, on first use).
+pub fn open_uri(uri: &str) -> Result<Arc<dyn Transport>> {
+    Ok(Arc::new(RedisTransport::open_uri(uri)?))
+}
+
+/// A transport backed by a Redis server.
+pub struct RedisTransport {
+    client: Client,
+    prefix: String,
+    /// `describe()`: the URI without secrets, and the prefix.
+    display: String,
+    /// Passwords of the URI, scrubbed from error messages.
+    secrets: Vec<String>,
+    /// Connections per Tokio runtime: each is driven by tasks of the runtime that made it.
+    runtimes: PerRuntime<RuntimeConnections>,
+}
+
+impl RedisTransport {
+    /// Open `redis://...`, `redis+unix://...` (see the module docs). Does not connect.
+    pub fn open_uri(uri: &str) -> Result<Self> {
+        let scheme = uri.split_once("://").map_or("", |(scheme, _)| scheme);
+        if !matches!(scheme, "redis" | "rediss" | "redis+unix") {
+            return Err(TransportError::InvalidUri {
+                uri: redact(uri),
+                reason: "expected redis://, rediss:// or redis+unix://".to_string(),
+            });
+        }
+        let parsed = parse_uri(uri)?;
+        let client = match &parsed.tls {
+            Some(TlsSettings {
+                roots, identity, ..
+            }) if roots.is_some() || identity.is_some() => Client::build_with_tls(
+                parsed.connect.as_str(),
+                TlsCertificates {
+                    client_tls: identity.as_ref().map(|(cert, key)| ClientTlsConfig {
+                        client_cert: cert.clone().into_bytes(),
+                        client_key: key.clone().into_bytes(),
+                    }),
+                    root_cert: roots.clone().map(String::into_bytes),
+                },
+            ),
+            _ => Client::open(parsed.connect.as_str()),
+        }
+        .map_err(|e| TransportError::InvalidUri {
+            uri: parsed.display.clone(),
+            reason: scrub(&e.to_string(), &parsed.secrets),
+        })?;
+        Ok(RedisTransport {
+            client,
+            display: format!("{TRANSPORT}({}, prefix {})", parsed.display, parsed.prefix),
+            prefix: parsed.prefix,
+            secrets: parsed.secrets,
+            runtimes: PerRuntime::new(MAX_RUNTIMES),
+        })
+    }
+
+    /// The key prefix (`rex` unless the URI's `key_prefix` says otherwise).
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+// Every operation but `describe` calls the inherent method of the same name (inherent methods
+// win over trait methods), in `queue.rs`, `operator.rs` or `wake.rs`.
+#[async_trait::async_trait]
+impl Transport for RedisTransport {
+    fn describe(&self) -> String {
+        self.display.clone()
+    }
+
+    async fn submit(
+        &self,
+        queue: &str,
+        payload: Payload,
+        opts: &SubmitOptions,
+    ) -> Result<Option<TaskId>> {
+        self.submit(queue, payload, opts).await
+    }
+
+    async fn claim(&self, queue: &str, owner: &str, lease: Duration) -> Result<Option<Task>> {
+        self.claim(queue, owner, lease).await
+    }
+
+    async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool> {
+        self.complete(lease, submits).await
+    }
+
+    /// Both in one script, so one round trip per task in a busy consumer.
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        submits: &[Submit],
+        queue: &str,
+        owner: &str,
+        lease_for: Duration,
+    ) -> Result<(bool, Option<Task>)> {
+        self.complete_and_claim(lease, submits, queue, owner, lease_for)
+            .await
+    }
+
+    async fn fail(
+        &self,
+        lease: &Lease,
+        failure: &Failure,
+        retry_at: Option<SystemTime>,
+    ) -> Result<bool> {
+        self.fail(lease, failure, retry_at).await
+    }
+
+    async fn release(&self, lease: &Lease, reason: &str) -> Result<bool> {
+        self.release(lease, reason).await
+    }
+
+    async fn owned_by(&self, owner: &str) -> Result<Vec<Task>> {
+        self.owned_by(owner).await
+    }
+
+    async fn expired(&self, now: SystemTime) -> Result<Vec<Task>> {
+        self.expired(now).await
+    }
+
+    async fn renew(&self, owners: &[String], lease: Duration) -> Result<u64> {
+        self.renew(owners, lease).await
+    }
+
+    async fn counts(&self, queue: &str) -> Result<QueueCounts> {
+        self.counts(queue).await
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>> {
+        self.stats().await
+    }
+
+    async fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>> {
+        self.failed(queue).await
+    }
+
+    async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+        self.retry_failed(selector).await
+    }
+
+    async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {
+        self.purge(queue, which).await
+    }
+
+    async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {
+        self.prune_schedule_keys(before).await
+    }
+
+    async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {
+        self.last_fire(schedule).await
+    }
+
+    /// Returns as soon as a task is ready in `queue` (announced by a wake-up token, or due by
+    /// its `run_at`), or when `timeout` passes. See the module docs.
+    async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {
+        self.wait(queue, timeout).await
+    }
+}

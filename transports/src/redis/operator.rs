@@ -1,0 +1,127 @@
+//! Operators and maintenance: counts, stats, the failed tasks (list, retry, purge), and the
+//! idempotency keys of schedules (`last_fire`, `prune_schedule_keys`). The reads are sent
+//! again once after a dropped connection; the changes are not.
+
+use std::time::SystemTime;
+
+use ::redis::Value;
+
+use super::RedisTransport;
+use super::rows::{STATS_ROW, SUMMARY_ROW};
+use super::scripts::SCRIPTS;
+use crate::task::{now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
+use crate::{
+    PurgeWhich, QueueCounts, QueueStats, Result, Selector, TaskId, TaskSummary, validate_queue_name,
+};
+
+impl RedisTransport {
+    pub(super) async fn counts(&self, queue: &str) -> Result<QueueCounts> {
+        validate_queue_name(queue)?;
+        let args = [queue.to_string(), now_ms().to_string()];
+        let values: Vec<Value> = self.eval(&SCRIPTS.counts, &args, true).await?;
+        if values.len() != 6 {
+            return Err(self.corrupt(format_args!("counts returned {} values", values.len())));
+        }
+        Ok(self.counts_from(&values)?.0)
+    }
+
+    pub(super) async fn stats(&self) -> Result<Vec<QueueStats>> {
+        let now = now_ms();
+        let rows: Vec<Value> = self.eval(&SCRIPTS.stats, &[now.to_string()], true).await?;
+        let mut stats = rows
+            .chunks_exact(STATS_ROW)
+            .map(|row| {
+                let (counts, oldest) = self.counts_from(&row[1..])?;
+                Ok(QueueStats {
+                    queue: self.field(&row[0], "queue")?,
+                    pending: counts.ready + counts.delayed,
+                    delayed: counts.delayed,
+                    running: counts.running,
+                    failed: counts.failed,
+                    oldest_pending_ms: oldest
+                        .map(|created| u64::try_from(now.saturating_sub(created)).unwrap_or(0)),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        stats.sort_by(|a, b| a.queue.cmp(&b.queue));
+        Ok(stats)
+    }
+
+    pub(super) async fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>> {
+        if let Some(queue) = queue {
+            validate_queue_name(queue)?;
+        }
+        let rows: Vec<Value> = self
+            .eval(
+                &SCRIPTS.failed,
+                &[queue.unwrap_or_default().to_string()],
+                true,
+            )
+            .await?;
+        let mut summaries = rows
+            .chunks_exact(SUMMARY_ROW)
+            .filter(|row| row[0] != Value::Nil)
+            .map(|row| self.summary(row))
+            .collect::<Result<Vec<_>>>()?;
+        summaries.sort_by_key(|summary| summary.id);
+        Ok(summaries)
+    }
+
+    pub(super) async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+        let mut args = vec![now_ms().to_string()];
+        match selector {
+            Selector::Ids(ids) => {
+                args.push("ids".to_string());
+                args.extend(ids.iter().map(TaskId::to_string));
+            }
+            Selector::Queue(queue) => {
+                validate_queue_name(queue)?;
+                args.push("queue".to_string());
+                args.push(queue.clone());
+            }
+            Selector::All => args.push("all".to_string()),
+        }
+        self.eval(&SCRIPTS.retry_failed, &args, false).await
+    }
+
+    pub(super) async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {
+        validate_queue_name(queue)?;
+        let which = match which {
+            PurgeWhich::Failed => "failed",
+            PurgeWhich::Pending => "pending",
+        };
+        self.eval(
+            &SCRIPTS.purge,
+            &[queue.to_string(), which.to_string()],
+            false,
+        )
+        .await
+    }
+
+    pub(super) async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {
+        let cutoff = format!("{:016}", to_epoch_ms(before).max(0));
+        self.eval(&SCRIPTS.prune_schedule_keys, &[cutoff], true)
+            .await
+    }
+
+    pub(super) async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {
+        let prefix = schedule_key_prefix(schedule);
+        // Keys of one schedule are contiguous: `prefix` < key < `prefix` with ':' bumped to ';'.
+        let upper = format!("{};", &prefix[..prefix.len() - 1]);
+        let mut command = ::redis::cmd("ZREVRANGEBYLEX");
+        command
+            .arg(format!("{}:keys", self.prefix))
+            .arg(format!("({upper}"))
+            .arg(format!("({prefix}"))
+            .arg("LIMIT")
+            .arg(0)
+            .arg(1);
+        let mut connection = self.connection().await?;
+        let keys: Vec<String> = match command.query_async(&mut connection).await {
+            Err(e) if e.is_connection_dropped() => command.query_async(&mut connection).await,
+            result => result,
+        }
+        .map_err(|e| self.command_error(e))?;
+        Ok(keys.first().and_then(|key| schedule_key_time(key)))
+    }
+}

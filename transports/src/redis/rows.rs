@@ -1,0 +1,165 @@
+//! Script replies and arguments: decoding the rows the Lua scripts return (`TASK_FIELDS`,
+//! `SUMMARY_FIELDS`, `counts`; see `lua/prelude.lua`) into the crate's types, refusing
+//! unexpected data, and encoding payloads and follow-up submits for a script's ARGV.
+
+use ::redis::{FromRedisValue, Value};
+
+use super::RedisTransport;
+use crate::task::from_epoch_ms;
+use crate::{
+    Attempt, QueueCounts, Result, Submit, Task, TaskState, TaskSummary, TransportError,
+    validate_queue_name,
+};
+
+/// The fields of `TASK_FIELDS` and `SUMMARY_FIELDS` rows.
+const TASK_ROW: usize = 10;
+pub(super) const SUMMARY_ROW: usize = 10;
+/// A `STATS` row: the queue and the six values of `counts`.
+pub(super) const STATS_ROW: usize = 7;
+
+/// Milliseconds, or a score as Redis prints it (`1795000000300`, `1.7e+19`).
+fn parse_ms(text: &str) -> Option<i64> {
+    text.parse::<i64>()
+        .ok()
+        .or_else(|| text.parse::<f64>().ok().map(|ms| ms as i64))
+}
+
+impl RedisTransport {
+    pub(super) fn corrupt(&self, what: impl std::fmt::Display) -> TransportError {
+        TransportError::Backend {
+            transport: self.display.clone(),
+            message: format!("unexpected data: {what}"),
+        }
+    }
+
+    pub(super) fn field<T: FromRedisValue>(&self, value: &Value, name: &str) -> Result<T> {
+        ::redis::from_redis_value_ref(value)
+            .map_err(|e| self.corrupt(format_args!("field {name}: {e}")))
+    }
+
+    /// A numeric field stored as a decimal string.
+    pub(super) fn number<T: std::str::FromStr>(&self, value: &Value, name: &str) -> Result<T> {
+        let text: String = self.field(value, name)?;
+        text.parse()
+            .map_err(|_| self.corrupt(format_args!("field {name} = {text:?}")))
+    }
+
+    pub(super) fn optional_ms(&self, value: &Value, name: &str) -> Result<Option<i64>> {
+        match self.field::<Option<String>>(value, name)? {
+            None => Ok(None),
+            Some(text) => parse_ms(&text)
+                .map(Some)
+                .ok_or_else(|| self.corrupt(format_args!("field {name} = {text:?}"))),
+        }
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, value: &Value, name: &str) -> Result<T> {
+        let text: String = self.field(value, name)?;
+        serde_json::from_str(&text).map_err(|e| self.corrupt(format_args!("field {name}: {e}")))
+    }
+
+    /// One TASK_FIELDS row.
+    fn task(&self, row: &[Value]) -> Result<Task> {
+        Ok(Task {
+            id: self.number(&row[0], "id")?,
+            queue: self.field(&row[1], "queue")?,
+            payload: self.json(&row[2], "payload")?,
+            attempt: self.number(&row[3], "attempts")?,
+            errors: self.number(&row[4], "errors")?,
+            crashes: self.number(&row[5], "crashes")?,
+            lease_token: self.number(&row[6], "lease_token")?,
+            owner: self
+                .field::<Option<String>>(&row[7], "owner")?
+                .unwrap_or_default(),
+            lease_until: from_epoch_ms(self.optional_ms(&row[8], "lease_until")?.unwrap_or(0)),
+            created_at: from_epoch_ms(self.number(&row[9], "created_at")?),
+            lost: false,
+        })
+    }
+
+    /// TASK_FIELDS rows, by id; rows of tasks deleted meanwhile (all nil) are skipped.
+    pub(super) fn tasks(&self, values: &[Value]) -> Result<Vec<Task>> {
+        let mut tasks = values
+            .chunks_exact(TASK_ROW)
+            .filter(|row| row[0] != Value::Nil)
+            .map(|row| self.task(row))
+            .collect::<Result<Vec<_>>>()?;
+        tasks.sort_by_key(|task| task.id);
+        Ok(tasks)
+    }
+
+    /// One SUMMARY_FIELDS row.
+    pub(super) fn summary(&self, row: &[Value]) -> Result<TaskSummary> {
+        let state: String = self.field(&row[2], "state")?;
+        Ok(TaskSummary {
+            id: self.number(&row[0], "id")?,
+            queue: self.field(&row[1], "queue")?,
+            state: TaskState::parse(&state)
+                .ok_or_else(|| self.corrupt(format_args!("task state {state:?}")))?,
+            payload: self.json(&row[3], "payload")?,
+            attempts: self.number(&row[4], "attempts")?,
+            errors: self.number(&row[5], "errors")?,
+            crashes: self.number(&row[6], "crashes")?,
+            last_error: self.field(&row[7], "last_error")?,
+            history: self.json::<Vec<Attempt>>(&row[8], "history")?,
+            created_at: from_epoch_ms(self.number(&row[9], "created_at")?),
+        })
+    }
+
+    /// The six values of the `counts` Lua function.
+    pub(super) fn counts_from(&self, values: &[Value]) -> Result<(QueueCounts, Option<i64>)> {
+        let count = |i: usize, name: &str| -> Result<u64> { self.field(&values[i], name) };
+        Ok((
+            QueueCounts {
+                ready: count(0, "ready")?,
+                delayed: count(1, "delayed")?,
+                running: count(2, "running")?,
+                failed: count(3, "failed")?,
+                next_run_at: self
+                    .optional_ms(&values[4], "next_run_at")?
+                    .map(from_epoch_ms),
+            },
+            self.optional_ms(&values[5], "oldest created_at")?,
+        ))
+    }
+
+    /// A claim's reply: TASK_FIELDS, or nil.
+    pub(super) fn claimed(&self, reply: &Value) -> Result<Option<Task>> {
+        match reply {
+            Value::Nil => Ok(None),
+            Value::Array(row) if row.len() == TASK_ROW => self.task(row).map(Some),
+            other => Err(self.corrupt(format_args!("a claim returned {other:?}"))),
+        }
+    }
+
+    /// Validate follow-up submits (before anything changes) and add them to a script's ARGV.
+    pub(super) fn push_submits(&self, args: &mut Vec<String>, submits: &[Submit]) -> Result<()> {
+        for submit in submits {
+            validate_queue_name(&submit.queue)?;
+        }
+        for submit in submits {
+            args.push(submit.queue.clone());
+            args.push(self.encode(&submit.payload)?);
+        }
+        Ok(())
+    }
+
+    pub(super) fn encode<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<String> {
+        serde_json::to_string(value).map_err(|e| TransportError::Backend {
+            transport: self.display.clone(),
+            message: format!("cannot encode: {e}"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_parse_as_milliseconds() {
+        assert_eq!(parse_ms("1795000000300"), Some(1_795_000_000_300));
+        assert_eq!(parse_ms("1.5e3"), Some(1500));
+        assert_eq!(parse_ms("x"), None);
+    }
+}

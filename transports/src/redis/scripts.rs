@@ -1,0 +1,128 @@
+//! The Lua scripts (in `lua/`) and the key layout they share, and [`RedisTransport::eval`],
+//! which runs them: every operation that changes anything is one of these scripts, so this is
+//! where the data model lives.
+//!
+//! # Key layout (`P` is the key prefix)
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `P:ids` | string | the last task id (`INCR`) |
+//! | `P:tokens` | string | the last lease token; see the module docs |
+//! | `P:task:ID` | hash | one task: `id queue payload state run_at created_at attempts errors crashes lease_token owner lease_until last_error history` (`history` is the JSON array of [`Attempt`](crate::Attempt)s) |
+//! | `P:q:QUEUE:ready` | sorted set | pending ids whose `run_at` has passed, score = id: claims pop the lowest, FIFO by submission like SQLite's `ORDER BY id` |
+//! | `P:q:QUEUE:delayed` | sorted set | pending ids not ready before `run_at` (delayed submits and retries), score = `run_at` |
+//! | `P:q:QUEUE:pending` | sorted set | every pending id (ready and delayed), score = `created_at` (oldest pending, purge) |
+//! | `P:q:QUEUE:running` | set | running ids of the queue (counts) |
+//! | `P:q:QUEUE:failed` | sorted set | failed ids, score = id (oldest first) |
+//! | `P:q:QUEUE:signal` | list | wake-up tokens for [`wait`](crate::Transport::wait), at most 256 |
+//! | `P:running` | sorted set | every running id, score = `lease_until` (expired leases) |
+//! | `P:owner:OWNER` | set | running ids leased to one owner (`owned_by`, `renew`) |
+//! | `P:queues` | set | queues that may have tasks (`stats`, `failed`, `retry_failed`) |
+//! | `P:keys` | sorted set | used idempotency keys, all with score 0 so that they sort bytewise: `last_fire` is one reverse range query over a schedule's keys |
+//!
+//! The scripts build these names from the prefix (`lua/prelude.lua`); the Rust side names
+//! only `P:keys` (`last_fire`) and `P:q:QUEUE:signal` (`BLPOP` in `wait`) itself.
+
+use std::sync::LazyLock;
+
+use ::redis::{FromRedisValue, Script};
+
+use super::RedisTransport;
+use crate::Result;
+
+/// Shared by every script: `ARGV[1]` is the key prefix. Ids, counts and times travel as
+/// decimal strings and are stored as such, so no large number goes through Lua's doubles.
+const PRELUDE: &str = include_str!("lua/prelude.lua");
+
+/// The scripts, each `PRELUDE` then its own body; the `ARGV` below start at `ARGV[2]`.
+pub(super) struct Scripts {
+    /// ARGV: queue, payload, run_at, now, has_key (`1`/`0`), key. Returns the id, or nil when
+    /// the idempotency key was used already.
+    pub(super) submit: Script,
+    /// ARGV: queue, owner, lease_until, now, token seed. Returns the task's TASK_FIELDS or nil.
+    pub(super) claim: Script,
+    /// ARGV: id, token, now, then (queue, payload) pairs. Returns 1, or 0 when stale.
+    pub(super) complete: Script,
+    /// ARGV: id, token, now, queue, owner, lease_until, token seed, then (queue, payload) pairs.
+    /// Returns {1 or 0 as `complete`, TASK_FIELDS of the next task or nil}.
+    pub(super) complete_and_claim: Script,
+    /// ARGV: id, token, now, outcome (`error`/`crash`), reason, reason as JSON, retry_at (or
+    /// empty). Returns 1, or 0 when stale.
+    pub(super) fail: Script,
+    /// ARGV: id, token, now, reason as JSON. Returns 1, or 0 when stale.
+    pub(super) release: Script,
+    /// ARGV: owner. Returns flat TASK_FIELDS rows.
+    pub(super) owned_by: Script,
+    /// ARGV: now. Returns flat TASK_FIELDS rows of the leases that ended before now.
+    pub(super) expired: Script,
+    /// ARGV: lease_until, then owners (distinct). Returns how many leases were extended.
+    pub(super) renew: Script,
+    /// ARGV: queue, now. Returns the six values of `counts`.
+    pub(super) counts: Script,
+    /// ARGV: now. Returns flat rows: queue and the six values of `counts`, for every queue with
+    /// tasks; forgets the others.
+    pub(super) stats: Script,
+    /// ARGV: queue (or empty for every queue). Returns flat SUMMARY_FIELDS rows.
+    pub(super) failed: Script,
+    /// ARGV: now, mode (`ids`, `queue`, `all`), then the ids or the queue. Returns how many
+    /// failed tasks became pending.
+    pub(super) retry_failed: Script,
+    /// ARGV: queue, which (`failed`/`pending`). Returns how many tasks were deleted.
+    pub(super) purge: Script,
+    /// ARGV: cutoff (ms, zero-padded to 16 digits like the keys). Removes the schedule keys
+    /// fired before the cutoff except each schedule's latest (keys sort by schedule, then by
+    /// time) and returns how many.
+    pub(super) prune_schedule_keys: Script,
+    /// ARGV: queue, now. Returns {1} when a task is ready; otherwise clears the stale wake-up
+    /// tokens and returns {0, earliest delayed run_at or nil}.
+    pub(super) probe: Script,
+}
+
+pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
+    // The newlines around the files' text keep every script byte for byte (and so its SHA1,
+    // the name `EVALSHA` knows it by) what it was when the Lua lived in Rust strings.
+    let script = |body: &str| Script::new(&format!("\n{PRELUDE}\n\n{body}"));
+    Scripts {
+        submit: script(include_str!("lua/submit.lua")),
+        claim: script(include_str!("lua/claim.lua")),
+        complete: script(include_str!("lua/complete.lua")),
+        complete_and_claim: script(include_str!("lua/complete_and_claim.lua")),
+        fail: script(include_str!("lua/fail.lua")),
+        release: script(include_str!("lua/release.lua")),
+        owned_by: script(include_str!("lua/owned_by.lua")),
+        expired: script(include_str!("lua/expired.lua")),
+        renew: script(include_str!("lua/renew.lua")),
+        counts: script(include_str!("lua/counts.lua")),
+        stats: script(include_str!("lua/stats.lua")),
+        failed: script(include_str!("lua/failed.lua")),
+        retry_failed: script(include_str!("lua/retry_failed.lua")),
+        purge: script(include_str!("lua/purge.lua")),
+        prune_schedule_keys: script(include_str!("lua/prune_schedule_keys.lua")),
+        probe: script(include_str!("lua/probe.lua")),
+    }
+});
+
+impl RedisTransport {
+    /// Run a script with the prefix and `args`. `idempotent` ones (reads) are sent again once
+    /// after the connection dropped.
+    pub(super) async fn eval<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        args: &[String],
+        idempotent: bool,
+    ) -> Result<T> {
+        let mut connection = self.connection().await?;
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(&self.prefix);
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut retried = false;
+        loop {
+            match invocation.invoke_async(&mut connection).await {
+                Err(e) if idempotent && !retried && e.is_connection_dropped() => retried = true,
+                result => return result.map_err(|e| self.command_error(e)),
+            }
+        }
+    }
+}
