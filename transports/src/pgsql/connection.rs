@@ -1,0 +1,132 @@
+//! Connections: the pool each transport holds, getting a connection to a migrated schema, and
+//! turning what the client library (and the pool) fail with into the contract's
+//! [`TransportError`] — connection trouble is retryable, so that the same transport works again
+//! once the server is back.
+
+use std::error::Error as _;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
+use postgres_native_tls::MakeTlsConnector;
+
+use super::uri::redact;
+use super::{PgsqlTransport, TRANSPORT};
+use crate::{Result, TransportError};
+
+/// Connections per transport (one process), besides the listening one.
+const POOL_SIZE: usize = 4;
+
+/// What an operation can fail with before it is turned into a [`TransportError`].
+pub(super) enum Fail {
+    Sql(tokio_postgres::Error),
+    Pool(PoolError),
+    /// A row that does not decode (corrupt JSON, a negative count...).
+    Data(String),
+    Transport(TransportError),
+}
+
+impl From<tokio_postgres::Error> for Fail {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Fail::Sql(e)
+    }
+}
+
+impl From<PoolError> for Fail {
+    fn from(e: PoolError) -> Self {
+        Fail::Pool(e)
+    }
+}
+
+impl From<TransportError> for Fail {
+    fn from(e: TransportError) -> Self {
+        Fail::Transport(e)
+    }
+}
+
+/// The pool of connections to `config`; `uri` (as given) is for the error.
+pub(super) fn pool(
+    config: tokio_postgres::Config,
+    tls: MakeTlsConnector,
+    uri: &str,
+) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config,
+        tls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(POOL_SIZE)
+        .build()
+        .map_err(|e| TransportError::InvalidUri {
+            uri: redact(uri),
+            reason: e.to_string(),
+        })
+}
+
+impl PgsqlTransport {
+    /// A pooled connection to a migrated schema.
+    pub(super) async fn client(&self) -> Result<deadpool_postgres::Client, Fail> {
+        self.migrated.get_or_try_init(|| self.migrate()).await?;
+        Ok(self.pool.get().await?)
+    }
+
+    /// Turn a failure into the contract's error: connection trouble is retryable.
+    fn error(&self, fail: Fail) -> TransportError {
+        let unavailable = |message: String| TransportError::Unavailable {
+            transport: TRANSPORT.to_string(),
+            message: format!("{}: {message}", self.uri),
+        };
+        let backend = |message: String| TransportError::Backend {
+            transport: TRANSPORT.to_string(),
+            message,
+        };
+        match fail {
+            Fail::Sql(e) if is_retryable(&e) => unavailable(error_message(&e)),
+            Fail::Sql(e) => backend(error_message(&e)),
+            // Getting a connection only fails when opening a new one fails.
+            Fail::Pool(PoolError::Backend(e)) => unavailable(error_message(&e)),
+            Fail::Pool(e) => unavailable(e.to_string()),
+            Fail::Data(message) => backend(message),
+            Fail::Transport(e) => e,
+        }
+    }
+
+    pub(super) async fn run<T>(&self, op: impl Future<Output = Result<T, Fail>>) -> Result<T> {
+        op.await.map_err(|fail| self.error(fail))
+    }
+}
+
+/// Whether `e` means the connection (or the server) is in trouble rather than the statement.
+fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    match e.code() {
+        // connection exception, insufficient resources, operator intervention (shutdown,
+        // cancel), serialization failure / deadlock, read-only standby.
+        Some(code) => {
+            let code = code.code();
+            ["08", "53", "57", "40"]
+                .iter()
+                .any(|class| code.starts_with(class))
+                || code == "25006"
+        }
+        None => {
+            e.is_closed()
+                || e.source().is_some_and(|s| s.is::<std::io::Error>())
+                || matches!(
+                    e.to_string().as_str(),
+                    "error connecting to server"
+                        | "error communicating with the server"
+                        | "timeout waiting for server"
+                )
+        }
+    }
+}
+
+/// `tokio_postgres::Error` shows only its kind; add the server's message or the cause.
+fn error_message(e: &tokio_postgres::Error) -> String {
+    match (e.as_db_error(), e.source()) {
+        (Some(db), _) => db.to_string(),
+        (None, Some(cause)) => format!("{e}: {cause}"),
+        (None, None) => e.to_string(),
+    }
+}

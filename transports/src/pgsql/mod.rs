@@ -1,0 +1,268 @@
+//! The PostgreSQL transport (`postgresql://`, `postgres://`, `pgsql://`, or `pgsql:DBNAME` for
+//! a local server): one database shared by the workers of many hosts.
+//!
+//! # URIs
+//!
+//! `postgresql://[USER[:PASSWORD]@][HOST][:PORT][/DBNAME][?PARAMS]` (also `postgres://` and
+//! `pgsql://`), or `pgsql:DBNAME[?PARAMS]`. Omitted parts come from `PGHOST` (else
+//! `127.0.0.1`), `PGPORT` (else 5432), `PGUSER` (else `postgres`), `PGPASSWORD` and
+//! `PGDATABASE` (else the user name), like libpq. Parameters: `schema` (default `asynctask`),
+//! `sslmode`, `sslrootcert`, `sslcert` + `sslkey` (below), `application_name` (default `rex`),
+//! `connect_timeout` (seconds, default 10).
+//!
+//! # TLS
+//!
+//! `sslmode` means what it means to libpq (default `prefer`, or `PGSSLMODE`): `disable` never
+//! encrypts; `allow`/`prefer` encrypt when the server offers it, checking nothing; `require`
+//! insists on TLS, checking nothing unless a root certificate is given, then the chain;
+//! `verify-ca` checks the chain; `verify-full` checks the chain and that the certificate names
+//! the host. `sslrootcert` (or `PGSSLROOTCERT`) is a PEM file of the roots to trust (instead
+//! of the system's); `sslcert` + `sslkey` a client certificate and its PKCS#8 key, both PEM.
+//!
+//! # Layout
+//!
+//! Everything lives in its own schema (`asynctask`): `tasks` (like SQLite's, times as
+//! `timestamptz`, the payload as `json` text — kept exactly as written — and the attempt
+//! history as a `jsonb` array), `idempotency_keys`, and `schema_version`. The schema is created
+//! or migrated on first use ([`MIGRATIONS`](schema::MIGRATIONS), all in one transaction),
+//! under a transaction-level advisory lock so that many processes starting at once do not race.
+//!
+//! # Concurrency
+//!
+//! A claim is one `UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`: no
+//! queue-wide lock, so consumers of one queue claim in parallel, each skipping the rows the
+//! others are taking. The earliest due task goes first (`run_at`, then `id`), read from the
+//! first entry of a partial index made for that order. Settlements are fenced by
+//! `lease_token` in their `WHERE` clause, so a stale lease matches no row. Each transport holds
+//! a small connection pool (deadpool).
+//!
+//! # Wake-ups
+//!
+//! Every change that makes a task ready (submit, completion submits, retry, release,
+//! `retry_failed`) also runs `pg_notify(CHANNEL, queue)`, delivered at commit. One dedicated
+//! connection per transport `LISTEN`s on the channel (started by the first [`Transport::wait`])
+//! and fans the notifications out to the waiters in this process. When that connection is lost
+//! it is re-established with bounded exponential backoff, and every waiter is woken once it is
+//! listening again (notifications may have been missed meanwhile). An idle waiter costs one query
+//! when it starts waiting (is anything ready, or when will a delayed task be?) and nothing
+//! afterwards.
+//!
+//! # Upkeep
+//!
+//! Every task leaves dead row versions behind. With the server's autovacuum off,
+//! [`Transport::maintain`] (run by each master every few seconds) vacuums the tables once
+//! enough rows are dead, one process at a time.
+//!
+//! # Failures
+//!
+//! A lost or refused connection is [`TransportError::Unavailable`] (retryable): the pool drops
+//! broken connections and opens new ones on the next operation, so the same transport works
+//! again once the server is back.
+//!
+//! # Files
+//!
+//! * `mod.rs` — this overview, [`PgsqlTransport`] and its [`Transport`] implementation, which
+//!   delegates to the files below.
+//! * `uri.rs` — URI parsing (libpq's environment variables, `sslmode`) and password redaction.
+//! * `connection.rs` — the pool, connections to a migrated schema, error mapping.
+//! * `schema.rs` — the migrations and the code that applies them.
+//! * `sql.rs` — every statement's text, loaded from `sql/queries/*.sql` and
+//!   `sql/migrations/NNN_*.sql` (`{schema}` there stands for the quoted schema name).
+//! * `rows.rs` — values between Rust and the columns: times, tokens, payloads, row decoding.
+//! * `queue.rs` — submit, claim and settling leases.
+//! * `operator.rs` — counts, stats, failed tasks, retry, purge, schedule keys, vacuum.
+//! * `wake.rs` — `wait` and the listening connection.
+
+mod connection;
+mod operator;
+mod queue;
+mod rows;
+mod schema;
+mod sql;
+mod uri;
+mod wake;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::Pool;
+use postgres_native_tls::MakeTlsConnector;
+use tokio::sync::OnceCell;
+
+use crate::{
+    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Submit,
+    SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
+};
+use sql::Sql;
+use uri::{parse_uri, redact};
+use wake::Listener;
+
+const TRANSPORT: &str = "PostgreSQL";
+/// First argument of `pg_advisory_xact_lock(int, int)`: "rex" plus 1, to stay clear of other
+/// applications' locks. The second argument is a hash of the schema name.
+const MIGRATION_LOCK_CLASS: i32 = 0x7265_7801;
+/// First argument of `pg_try_advisory_lock(int, int)` while one process vacuums a schema.
+const VACUUM_LOCK_CLASS: i32 = MIGRATION_LOCK_CLASS + 1;
+/// Leases and delays are capped so that every time stays within what `timestamptz` holds.
+const MAX_DELAY: Duration = Duration::from_secs(1_000 * 365 * 24 * 3600);
+
+/// A transport backed by one PostgreSQL database (one schema of it).
+pub struct PgsqlTransport {
+    /// The URI without its password, as shown by `describe` and in errors.
+    uri: String,
+    schema: String,
+    channel: String,
+    sql: Sql,
+    pool: Pool,
+    migrated: OnceCell<()>,
+    listener: Listener,
+}
+
+impl PgsqlTransport {
+    /// Parse `uri` and set up the pool. Nothing connects yet: the first operation does (and
+    /// creates or migrates the schema).
+    pub fn open(uri: &str) -> Result<Self> {
+        let target = parse_uri(uri, &|name| std::env::var(name).ok())?;
+        let tls = target
+            .tls
+            .connector()
+            .map(MakeTlsConnector::new)
+            .map_err(|reason| TransportError::InvalidUri {
+                uri: redact(uri),
+                reason,
+            })?;
+        let pool = connection::pool(target.config.clone(), tls.clone(), uri)?;
+        let channel = format!("rex_{}", target.schema);
+        Ok(PgsqlTransport {
+            uri: target.described,
+            sql: Sql::new(&target.schema),
+            listener: Listener::new(target.config, tls, &channel),
+            schema: target.schema,
+            channel,
+            pool,
+            migrated: OnceCell::new(),
+        })
+    }
+
+    /// The schema holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+}
+
+/// Open the transport named by `uri`.
+pub fn open_uri(uri: &str) -> Result<Arc<dyn Transport>> {
+    Ok(Arc::new(PgsqlTransport::open(uri)?))
+}
+
+/// Each method is implemented in the file of its job (`queue.rs`, `operator.rs`, `wake.rs`).
+#[async_trait::async_trait]
+impl Transport for PgsqlTransport {
+    fn describe(&self) -> String {
+        format!("{TRANSPORT}({}, schema {})", self.uri, self.schema)
+    }
+
+    async fn submit(
+        &self,
+        queue: &str,
+        payload: Payload,
+        opts: &SubmitOptions,
+    ) -> Result<Option<TaskId>> {
+        PgsqlTransport::submit(self, queue, payload, opts).await
+    }
+
+    async fn claim(&self, queue: &str, owner: &str, lease: Duration) -> Result<Option<Task>> {
+        PgsqlTransport::claim(self, queue, owner, lease).await
+    }
+
+    async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool> {
+        PgsqlTransport::complete(self, lease, submits).await
+    }
+
+    /// One round trip per task for a busy consumer. Without follow-up submits it is one
+    /// statement that commits with `synchronous_commit = off`: if the server crashes right
+    /// after, what can be lost is this acknowledgement and claim — the task then runs again
+    /// (at-least-once holds) — never a submitted task, whose commits stay synchronous. With
+    /// submits, one durable transaction.
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        submits: &[Submit],
+        queue: &str,
+        owner: &str,
+        lease_for: Duration,
+    ) -> Result<(bool, Option<Task>)> {
+        PgsqlTransport::complete_and_claim(self, lease, submits, queue, owner, lease_for).await
+    }
+
+    async fn fail(
+        &self,
+        lease: &Lease,
+        failure: &Failure,
+        retry_at: Option<SystemTime>,
+    ) -> Result<bool> {
+        PgsqlTransport::fail(self, lease, failure, retry_at).await
+    }
+
+    async fn release(&self, lease: &Lease, reason: &str) -> Result<bool> {
+        PgsqlTransport::release(self, lease, reason).await
+    }
+
+    async fn owned_by(&self, owner: &str) -> Result<Vec<Task>> {
+        PgsqlTransport::owned_by(self, owner).await
+    }
+
+    async fn expired(&self, now: SystemTime) -> Result<Vec<Task>> {
+        PgsqlTransport::expired(self, now).await
+    }
+
+    async fn renew(&self, owners: &[String], lease: Duration) -> Result<u64> {
+        PgsqlTransport::renew(self, owners, lease).await
+    }
+
+    async fn counts(&self, queue: &str) -> Result<QueueCounts> {
+        PgsqlTransport::counts(self, queue).await
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>> {
+        PgsqlTransport::stats(self).await
+    }
+
+    async fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>> {
+        PgsqlTransport::failed(self, queue).await
+    }
+
+    async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+        PgsqlTransport::retry_failed(self, selector).await
+    }
+
+    async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {
+        PgsqlTransport::purge(self, queue, which).await
+    }
+
+    async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {
+        PgsqlTransport::last_fire(self, schedule).await
+    }
+
+    async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {
+        PgsqlTransport::prune_schedule_keys(self, before).await
+    }
+
+    /// Every task leaves two or three dead row versions behind (claim, settle), and a claim
+    /// scans past the dead ones of its index: without vacuum a busy queue slows down by an
+    /// order of magnitude within a few hundred thousand tasks. Autovacuum normally takes care
+    /// of it; when the server has it off, the masters vacuum the two tables themselves, one
+    /// at a time (an advisory lock), once enough rows are dead.
+    async fn maintain(&self) -> Result<Option<String>> {
+        PgsqlTransport::maintain(self).await
+    }
+
+    /// Returns when a notification for `queue` arrives (from any process), when the earliest
+    /// delayed task of `queue` becomes ready, when the listening connection (re)connects, or
+    /// at `timeout`. Errors other than an invalid queue name are not reported here (the next
+    /// operation reports them): while the server is unreachable it simply waits, until the
+    /// listener is back or the timeout.
+    async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {
+        PgsqlTransport::wait(self, queue, timeout).await
+    }
+}

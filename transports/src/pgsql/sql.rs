@@ -1,0 +1,146 @@
+//! The text of every statement the transport prepares, loaded from `sql/queries/*.sql` and
+//! `sql/migrations/*.sql` and completed with the schema name once per transport. The SQL lives
+//! in files of its own so that it reads (and can be tried in `psql`) as SQL; what each query's
+//! parameters are is said here, next to the fields the code binds them through.
+
+use super::schema::MIGRATIONS;
+
+/// What stands for the quoted schema name in the `.sql` files.
+const SCHEMA_TOKEN: &str = "{schema}";
+
+/// `sql` with the schema filled in: every [`SCHEMA_TOKEN`] becomes `"schema"` (the name is
+/// checked when the URI is parsed, so quoting it is enough).
+pub(super) fn with_schema(sql: &str, schema: &str) -> String {
+    sql.replace(SCHEMA_TOKEN, &format!("\"{schema}\""))
+}
+
+/// The columns read by [`task_from_row`](super::rows::task_from_row), in its order: what
+/// `claim`, `complete_and_claim`, `owned_by` and `expired` return.
+#[cfg(test)]
+const TASK_COLUMNS: &str = "id, queue, payload::text, attempts, errors, crashes, lease_token, owner, lease_until, created_at";
+
+/// The columns read by [`summary_from_row`](super::rows::summary_from_row): what `failed`
+/// returns.
+#[cfg(test)]
+const SUMMARY_COLUMNS: &str = "id, queue, state, payload::text, attempts, errors, crashes, last_error, history::text, created_at";
+
+/// Every statement, with the schema filled in (built once per transport; the pool's statement
+/// cache prepares each once per connection).
+pub(super) struct Sql {
+    pub(super) version: String,
+    pub(super) version_table: String,
+    pub(super) migrations: [String; MIGRATIONS.len()],
+    pub(super) set_version: String,
+    /// `CREATE SCHEMA`, run unprepared by the migration when the schema does not exist.
+    pub(super) create_schema: String,
+    pub(super) submit: String,
+    /// The task's id is drawn with the key, so that the key, the task and the notification
+    /// are one statement — and nothing at all when the key was used before.
+    pub(super) submit_keyed: String,
+    pub(super) claim: String,
+    /// One statement (one round trip, its own transaction): ack, claim the next task, and
+    /// commit without waiting for the WAL flush (see `complete_and_claim`). The task columns
+    /// come first (all NULL when nothing is ready), then the ack count.
+    pub(super) complete_and_claim: String,
+    pub(super) complete: String,
+    pub(super) complete_submits: String,
+    /// `fail_retry` and `fail_final` set the same columns besides the state; `$1` is
+    /// `retry_at` (or NULL), `$2`..`$6` the failure, `$7`/`$8` the lease (`$9` the channel, to
+    /// notify on retry). `attempts` and `owner` on the right-hand side are the values before
+    /// the update.
+    pub(super) fail_retry: String,
+    pub(super) fail_final: String,
+    pub(super) release: String,
+    pub(super) owned_by: String,
+    pub(super) expired: String,
+    pub(super) renew: String,
+    /// `counts` and `stats` share their four counts; `$1` is now.
+    pub(super) counts: String,
+    pub(super) stats: String,
+    pub(super) failed: String,
+    pub(super) retry_ids: String,
+    pub(super) retry_queue: String,
+    pub(super) retry_all: String,
+    pub(super) notify: String,
+    pub(super) purge: String,
+    pub(super) last_fire: String,
+    /// Schedule keys older than $1 except each schedule's latest (see sqlite.rs).
+    pub(super) prune_schedule_keys: String,
+    pub(super) next_pending: String,
+    /// `VACUUM`, run unprepared by `maintain`.
+    pub(super) vacuum: String,
+}
+
+impl Sql {
+    pub(super) fn new(schema: &str) -> Sql {
+        let s = |sql: &str| with_schema(sql, schema);
+        Sql {
+            version: s(include_str!("sql/queries/version.sql")),
+            version_table: s(include_str!("sql/queries/version_table.sql")),
+            migrations: MIGRATIONS.map(s),
+            set_version: s(include_str!("sql/queries/set_version.sql")),
+            create_schema: s(include_str!("sql/queries/create_schema.sql")),
+            submit: s(include_str!("sql/queries/submit.sql")),
+            submit_keyed: s(include_str!("sql/queries/submit_keyed.sql")),
+            claim: s(include_str!("sql/queries/claim.sql")),
+            complete_and_claim: s(include_str!("sql/queries/complete_and_claim.sql")),
+            complete: s(include_str!("sql/queries/complete.sql")),
+            complete_submits: s(include_str!("sql/queries/complete_submits.sql")),
+            fail_retry: s(include_str!("sql/queries/fail_retry.sql")),
+            fail_final: s(include_str!("sql/queries/fail_final.sql")),
+            release: s(include_str!("sql/queries/release.sql")),
+            owned_by: s(include_str!("sql/queries/owned_by.sql")),
+            expired: s(include_str!("sql/queries/expired.sql")),
+            renew: s(include_str!("sql/queries/renew.sql")),
+            counts: s(include_str!("sql/queries/counts.sql")),
+            stats: s(include_str!("sql/queries/stats.sql")),
+            failed: s(include_str!("sql/queries/failed.sql")),
+            retry_ids: s(include_str!("sql/queries/retry_ids.sql")),
+            retry_queue: s(include_str!("sql/queries/retry_queue.sql")),
+            retry_all: s(include_str!("sql/queries/retry_all.sql")),
+            notify: include_str!("sql/queries/notify.sql").into(),
+            purge: s(include_str!("sql/queries/purge.sql")),
+            last_fire: s(include_str!("sql/queries/last_fire.sql")),
+            prune_schedule_keys: s(include_str!("sql/queries/prune_schedule_keys.sql")),
+            next_pending: s(include_str!("sql/queries/next_pending.sql")),
+            vacuum: s(include_str!("sql/queries/vacuum.sql")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `.sql` files list the columns themselves; the row decoders read them by position.
+    #[test]
+    fn queries_return_the_columns_the_decoders_read() {
+        let sql = Sql::new("asynctask");
+        for (name, text) in [
+            ("claim", &sql.claim),
+            ("complete_and_claim", &sql.complete_and_claim),
+            ("owned_by", &sql.owned_by),
+            ("expired", &sql.expired),
+        ] {
+            assert!(text.contains(TASK_COLUMNS), "{name}: {text}");
+        }
+        assert!(sql.failed.contains(SUMMARY_COLUMNS), "{}", sql.failed);
+    }
+
+    #[test]
+    fn every_schema_token_is_replaced() {
+        let sql = Sql::new("work");
+        assert!(
+            sql.claim.starts_with("UPDATE \"work\".tasks SET"),
+            "{}",
+            sql.claim
+        );
+        for text in sql
+            .migrations
+            .iter()
+            .chain([&sql.submit_keyed, &sql.vacuum])
+        {
+            assert!(!text.contains('{'), "{text}");
+        }
+    }
+}

@@ -1,0 +1,10 @@
+WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true) AS v),
+done AS (DELETE FROM {schema}.tasks WHERE id = $5 AND lease_token = $6 AND state = 'running' RETURNING id),
+next AS (UPDATE {schema}.tasks SET state = 'running', attempts = attempts + 1,
+    lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz
+WHERE id = (SELECT id FROM {schema}.tasks
+            WHERE queue = $3::text AND state = 'pending' AND run_at <= $4::timestamptz
+            ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING id, queue, payload::text, attempts, errors, crashes, lease_token, owner, lease_until, created_at)
+SELECT next.*, (SELECT count(*) FROM done), (SELECT v FROM cfg)
+FROM (SELECT 1) AS one LEFT JOIN next ON true

@@ -1,0 +1,8 @@
+WITH t AS (UPDATE {schema}.tasks SET state = 'pending', run_at = $1::timestamptz,
+    attempts = attempts - 1, owner = NULL, lease_until = NULL,
+    history = history || jsonb_build_array(jsonb_build_object('attempt', attempts,
+        'owner', owner, 'outcome', 'released'::text, 'reason', $2::text,
+        'finished_at', $3::bigint))
+    WHERE id = $4 AND lease_token = $5 AND state = 'running'
+    RETURNING queue)
+SELECT pg_notify($6::text, queue) FROM t

@@ -1,0 +1,1 @@
+VACUUM (ANALYZE) {schema}.tasks, {schema}.idempotency_keys
