@@ -214,7 +214,7 @@ impl App {
 
     pub fn open_transport(&self) -> Result<Arc<dyn Transport>> {
         let uri = self.transport_uri();
-        rex_transport::open(&uri).map_err(|e| Error::new(e.to_string()))
+        rex_transport::open(&uri).map_err(Error::from)
     }
 
     /// Load the plugin providing `package` (checked against its manifest).
@@ -223,7 +223,7 @@ impl App {
             None => Ok(None),
             Some(path) => Plugin::load(path, Some(&package.name))
                 .map(Some)
-                .map_err(|e| Error::new(e.to_string())),
+                .map_err(Error::from),
         }
     }
 }
@@ -274,8 +274,8 @@ fn load_package(
     let package = match package::builtin(name) {
         Some(p) => p,
         None => {
-            let path = plugin::find(name, dirs).map_err(|e| Error::new(e.to_string()))?;
-            let plugin = Plugin::load(&path, Some(name)).map_err(|e| Error::new(e.to_string()))?;
+            let path = plugin::find(name, dirs).map_err(Error::from)?;
+            let plugin = Plugin::load(&path, Some(name)).map_err(Error::from)?;
             Package::from_manifest(plugin.manifest, path)
         }
     };

@@ -184,13 +184,13 @@ impl Consumer {
             None if spec.worker == BENCH_WORKER => Executor::Bench,
             None => return Err(Error::new(format!("worker {} has no plugin", spec.worker))),
             Some(path) => {
-                let plugin = Plugin::load(path, None).map_err(|e| Error::new(e.to_string()))?;
+                let plugin = Plugin::load(path, None).map_err(Error::from)?;
                 plugin
                     .init(
                         plugin::host_table(spec.log.min_level()),
                         &json!({ "settings": spec.settings, "worker": spec.worker }),
                     )
-                    .map_err(|e| Error::new(e.to_string()))?;
+                    .map_err(Error::from)?;
                 Executor::Plugin(plugin)
             }
         };

@@ -119,7 +119,7 @@ pub(super) fn validate_workers(
     let mut queues = Vec::new();
     for (queue, entry) in map {
         if let Err(e) = rex_transport::validate_queue_name(&queue) {
-            return Err(Error::new(e.to_string()).context(
+            return Err(Error::from(e).context(
                 "While validating mapping key:",
                 Value::String(queue).to_string(),
             ));

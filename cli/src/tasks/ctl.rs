@@ -206,10 +206,10 @@ pub fn run_plugin_task(name: &str, argv: &[String]) -> Result<Option<i32>> {
             plugin::host_table(log.min_level()),
             &serde_json::json!({"settings": app.settings.to_json()}),
         )
-        .map_err(|e| Error::new(e.to_string()))?;
+        .map_err(Error::from)?;
     match plugin.run_task(name, &rest) {
         Ok(code) => Ok(Some(code)),
         Err(plugin::PluginError::Call { message, .. }) => Err(Error::new(message)),
-        Err(e) => Err(Error::new(e.to_string())),
+        Err(e) => Err(Error::from(e)),
     }
 }
