@@ -6,7 +6,7 @@
 //! * [`task`] — the data that crosses the contract: payloads, claimed tasks, leases, failures,
 //!   queue statistics; plus queue-name and payload validation shared by all backends.
 //! * [`sqlite`] — the embedded default (`sqlite:PATH`), WAL mode, safe for many processes;
-//!   `wake` (private) carries its cross-process wake-ups.
+//!   its private `wake` module carries its cross-process wake-ups.
 //! * [`memory`] — in-process only (`memory:`), for library use and tests.
 //! * [`pgsql`] — PostgreSQL (`postgresql://`, `pgsql:`), for many hosts.
 //! * [`redis`] — Redis (`redis://`), for many hosts.
@@ -38,7 +38,6 @@ pub mod redis;
 pub mod sqlite;
 pub mod task;
 mod tls;
-mod wake;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

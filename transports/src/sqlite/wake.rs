@@ -1,19 +1,33 @@
-//! Host-local wake-ups for processes sharing an SQLite file.
+//! [`wait`](crate::Transport::wait) and its plumbing: how a waiting consumer learns that a
+//! task may have become ready.
 //!
-//! SQLite cannot notify other processes of a commit, so a waiting consumer would have to poll.
-//! Instead each waiting transport instance listens on a Linux *abstract* datagram socket
-//! (no file to clean up, no path-length limit) and registers it with an empty file in
-//! `<database>.wake/`. After a commit that may make a task ready, the writer sends one byte to
-//! every registered socket. Registrations of dead processes are noticed (`ECONNREFUSED`) and
-//! removed. Everything here is best effort: a lost wake-up only means the waiter notices the
-//! task at its poll interval.
+//! Within a process, every commit that may make a task ready notifies the instance's
+//! [`Notify`](tokio::sync::Notify). Across processes, SQLite cannot notify anyone of a commit,
+//! so a waiting consumer would have to poll. Instead each waiting transport instance listens
+//! on a Linux *abstract* datagram socket (no file to clean up, no path-length limit) and
+//! registers it with an empty file in `<database>.wake/` — the [`WakeBus`]. After a commit that
+//! may make a task ready, the writer sends one byte to every registered socket. Registrations
+//! of dead processes are noticed (`ECONNREFUSED`) and removed. Everything here is best effort:
+//! a lost wake-up only means the waiter notices the task at its poll interval.
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use rusqlite::params;
+use tokio::time::Instant;
+
+use super::SqliteTransport;
+use crate::task::now_ms;
+use crate::{Result, validate_queue_name};
+
+/// How often [`wait`](crate::Transport::wait) looks for work submitted by other processes.
+pub(super) const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+const READINESS: &str = include_str!("sql/queries/readiness.sql");
 
 /// How long a writer reuses its listing of the registrations.
 const PEERS_TTL: Duration = Duration::from_millis(100);
@@ -29,7 +43,7 @@ pub struct WakeBus {
     scope: String,
     listener: Mutex<Option<UnixDatagram>>,
     sender: Option<UnixDatagram>,
-    peers: Mutex<(Option<Instant>, Vec<String>)>,
+    peers: Mutex<(Option<std::time::Instant>, Vec<String>)>,
 }
 
 impl WakeBus {
@@ -86,7 +100,7 @@ impl WakeBus {
                             .collect()
                     })
                     .unwrap_or_default();
-                cache.0 = Some(Instant::now());
+                cache.0 = Some(std::time::Instant::now());
             }
             cache.1.clone()
         };
@@ -122,6 +136,71 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
     })
+}
+
+impl SqliteTransport {
+    /// Tasks may have become ready: wake this process's waiters and, through the wake bus,
+    /// those of other processes on this database.
+    pub(super) fn wake_up(&self) {
+        self.notify.notify_waiters();
+        self.wake.ring();
+    }
+
+    /// Whether a task of `queue` is ready now, else when the next delayed one will be.
+    fn readiness(&self, queue: &str) -> Result<(bool, Option<i64>)> {
+        let now = now_ms();
+        self.with(|conn| {
+            conn.prepare_cached(READINESS)?
+                .query_row(params![queue, now], |row| Ok((row.get(0)?, row.get(1)?)))
+        })
+    }
+
+    /// [`Transport::wait`](crate::Transport::wait): returns as soon as a task is ready in
+    /// `queue`: at once for changes made through this instance, within [`POLL_INTERVAL`] for
+    /// changes made by other processes.
+    pub(super) async fn wait_ready(&self, queue: &str, timeout: Duration) -> Result<()> {
+        validate_queue_name(queue)?;
+        let deadline = Instant::now() + timeout;
+        // Other processes ring the wake bus after their commits; without it (it could not be
+        // set up), poll.
+        let bus = self
+            .wake
+            .listener()
+            .and_then(|l| tokio::net::UnixDatagram::from_std(l).ok());
+        let mut buf = [0u8; 16];
+        loop {
+            // Registered before the check, so a submit between the check and the sleep still
+            // wakes us up.
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (ready, next_run_at) = self.readiness(queue)?;
+            if ready || Instant::now() >= deadline {
+                return Ok(());
+            }
+            // A delayed task becomes ready by itself: no one will ring for it.
+            let due = next_run_at.map(|at| {
+                Instant::now() + Duration::from_millis(u64::try_from(at - now_ms()).unwrap_or(0))
+            });
+            let rung = async {
+                match &bus {
+                    Some(socket) => socket.recv(&mut buf).await.map(|_| ()),
+                    None => std::future::pending().await,
+                }
+            };
+            let recheck = if bus.is_some() {
+                deadline
+            } else {
+                (Instant::now() + POLL_INTERVAL).min(deadline)
+            };
+            let recheck = due.map_or(recheck, |due| due.min(recheck));
+            tokio::select! {
+                _ = notified => return Ok(()),
+                _ = rung => {}
+                _ = tokio::time::sleep_until(recheck) => {}
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,152 @@
+//! The database file and its one connection: opening (and creating) the file, the connection
+//! settings every process needs (WAL, busy timeout), the mutex that serialises this process's
+//! use of the connection, `BEGIN IMMEDIATE` transactions, and rusqlite errors →
+//! [`TransportError`] — where "busy" becomes retryable.
+
+use std::path::Path;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode};
+use tokio::sync::Notify;
+
+use super::schema::migrate;
+use super::wake::WakeBus;
+use super::{SqliteTransport, TRANSPORT};
+use crate::{Result, TransportError};
+
+/// Many worker processes write to one file; a writer waits this long for the lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+const BEGIN_IMMEDIATE: &str = include_str!("sql/queries/begin_immediate.sql");
+const COMMIT: &str = include_str!("sql/queries/commit.sql");
+const ROLLBACK: &str = include_str!("sql/queries/rollback.sql");
+
+impl SqliteTransport {
+    /// Open (creating if needed, with its parent directory) the database at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let unavailable = |message: String| TransportError::Unavailable {
+            transport: TRANSPORT.to_string(),
+            message: format!("{}: {message}", path.display()),
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| unavailable(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let mut conn = Connection::open(&path).map_err(|e| unavailable(e.to_string()))?;
+        configure(&conn).map_err(sql_error)?;
+        migrate(&mut conn)?;
+        Ok(SqliteTransport {
+            wake: WakeBus::new(&path),
+            path,
+            conn: Mutex::new(conn),
+            notify: Notify::new(),
+        })
+    }
+
+    /// Run `f` on the connection. Operations are short, so they run synchronously on the
+    /// caller's thread; the mutex serialises the tasks of this process sharing one connection.
+    pub(super) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        // A panic while holding the lock cannot leave a transaction open (it rolls back on
+        // drop), so a poisoned connection is still consistent.
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut conn).map_err(sql_error)
+    }
+}
+
+/// Run `f` in a `BEGIN IMMEDIATE` transaction whose BEGIN and COMMIT are cached statements
+/// (rusqlite's `Transaction` re-parses them on every use: measurable on the per-task path).
+pub(super) fn immediate<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    conn.prepare_cached(BEGIN_IMMEDIATE)?.execute([])?;
+    match f(conn) {
+        Ok(value) => {
+            if let Err(e) = conn.prepare_cached(COMMIT).and_then(|mut s| s.execute([])) {
+                let _ = conn.execute_batch(ROLLBACK);
+                return Err(e);
+            }
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch(ROLLBACK);
+            Err(e)
+        }
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Room for every statement this module prepares (the default keeps 16).
+    conn.set_prepared_statement_cache_capacity(32);
+    // WAL is a property of the file: the first opener switches it, later ones find it set.
+    // Switching needs an exclusive lock and SQLite does not call the busy handler for it, so
+    // processes opening a fresh file together retry here themselves.
+    let give_up = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+        {
+            Err(e) if is_busy(&e) && std::time::Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(fastrand::u64(1..20)))
+            }
+            result => break result.map(drop)?,
+        }
+    }
+    // With WAL, NORMAL only syncs at checkpoints: a power loss may lose the last commits but
+    // never corrupts the file — the usual trade-off for a queue's throughput.
+    conn.pragma_update(None, "synchronous", "NORMAL")
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Busy/locked after the busy timeout is retryable; anything else is a backend failure.
+pub(super) fn sql_error(e: rusqlite::Error) -> TransportError {
+    let (transport, message) = (TRANSPORT.to_string(), e.to_string());
+    if is_busy(&e) {
+        TransportError::Unavailable { transport, message }
+    } else {
+        TransportError::Backend { transport, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Payload, SubmitOptions, Transport};
+
+    #[test]
+    fn reopening_keeps_the_schema_and_the_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rex.sqlite3");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let t = SqliteTransport::open(&path).unwrap();
+        rt.block_on(Transport::submit(
+            &t,
+            "foo",
+            Payload::new(),
+            &SubmitOptions::default(),
+        ))
+        .unwrap();
+        drop(t);
+        let t = SqliteTransport::open(&path).unwrap();
+        assert_eq!(rt.block_on(Transport::counts(&t, "foo")).unwrap().ready, 1);
+        let journal: String = t
+            .with(|c| c.pragma_query_value(None, "journal_mode", |r| r.get(0)))
+            .unwrap();
+        assert_eq!(journal, "wal");
+    }
+}

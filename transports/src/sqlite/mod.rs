@@ -1,0 +1,206 @@
+//! The embedded default transport (`sqlite:PATH`): one SQLite file shared by every worker
+//! process of a project.
+//!
+//! Concurrency: WAL mode lets readers proceed while one writer commits, and the busy timeout
+//! makes writers queue up instead of failing. Every write is either one statement (claim, fail,
+//! release, renew: atomic on their own) or a `BEGIN IMMEDIATE` transaction, which takes the
+//! write lock up front — a deferred transaction that read first could fail with
+//! `SQLITE_BUSY_SNAPSHOT` when upgrading, which the busy timeout does not cover. Settlements
+//! are fenced by `lease_token` in their `WHERE` clause, so a stale lease matches no row.
+//!
+//! # Files
+//!
+//! * `mod.rs` (this file) — [`SqliteTransport`], `sqlite:` URIs, and the [`Transport`] impl,
+//!   which hands each method to the file that holds its job.
+//! * `connection.rs` — opening the file, connection settings (WAL, busy timeout), the one
+//!   connection and its mutex, `BEGIN IMMEDIATE` transactions, rusqlite errors →
+//!   [`TransportError`] (busy/locked is retryable).
+//! * `schema.rs` — the schema version and the migrations that create or upgrade the schema.
+//! * `rows.rs` — rows → [`Task`](crate::Task)s and [`TaskSummary`](crate::TaskSummary)s,
+//!   JSON columns, lease tokens as stored.
+//! * `queue.rs` — a task's life: submit, claim, complete (and claim), fail, release, and the
+//!   leases: owned_by, expired, renew.
+//! * `operator.rs` — what operators and schedulers ask: counts, stats, failed, retry_failed,
+//!   purge, last_fire, prune_schedule_keys.
+//! * `wake.rs` — [`wait`](Transport::wait): in-process notifications, and the host-local wake
+//!   bus that carries wake-ups between processes.
+//! * `sql/` — every SQL statement, one per file, loaded with `include_str!`:
+//!   `sql/migrations/NNN_*.sql` (applied in order) and `sql/queries/*.sql`.
+
+mod connection;
+mod operator;
+mod queue;
+mod rows;
+mod schema;
+mod wake;
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use rusqlite::Connection;
+use tokio::sync::Notify;
+
+use crate::{
+    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Submit,
+    SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
+};
+use wake::WakeBus;
+
+const TRANSPORT: &str = "SQLite";
+
+/// A transport backed by one SQLite database file.
+pub struct SqliteTransport {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    /// Wakes `wait` at once for changes made through this instance.
+    notify: Notify,
+    /// Wakes the waiters of other processes on this host after a commit.
+    wake: WakeBus,
+}
+
+impl SqliteTransport {
+    /// Open `sqlite:PATH` (relative to the current directory) or `sqlite:///ABSOLUTE/PATH`.
+    pub fn open_uri(uri: &str) -> Result<Self> {
+        let invalid = |reason: &str| TransportError::InvalidUri {
+            uri: uri.to_string(),
+            reason: reason.to_string(),
+        };
+        let rest = uri
+            .strip_prefix("sqlite:")
+            .ok_or_else(|| invalid("expected sqlite:PATH"))?;
+        let path = match rest.strip_prefix("//") {
+            Some(absolute) if absolute.starts_with('/') => absolute,
+            Some(_) => return Err(invalid("expected sqlite:PATH or sqlite:///ABSOLUTE/PATH")),
+            None => rest,
+        };
+        if path.is_empty() {
+            return Err(invalid("the path is empty"));
+        }
+        Self::open(path)
+    }
+}
+
+// Every method but `describe` calls the inherent method of the same name (inherent methods
+// win over trait methods) in the file of its job. Those are synchronous: each operation is
+// short and runs on the caller's thread, and a missing one fails to compile instead of
+// recursing. `wait`, the one that awaits, calls `wait_ready`.
+#[async_trait::async_trait]
+impl Transport for SqliteTransport {
+    fn describe(&self) -> String {
+        format!("sqlite:{}", self.path.display())
+    }
+
+    async fn submit(
+        &self,
+        queue: &str,
+        payload: Payload,
+        opts: &SubmitOptions,
+    ) -> Result<Option<TaskId>> {
+        self.submit(queue, payload, opts)
+    }
+
+    async fn claim(&self, queue: &str, owner: &str, lease: Duration) -> Result<Option<Task>> {
+        self.claim(queue, owner, lease)
+    }
+
+    async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool> {
+        self.complete(lease, submits)
+    }
+
+    /// One IMMEDIATE transaction: delete the finished task (if its lease is current), insert
+    /// its follow-ups, lease the next task.
+    async fn complete_and_claim(
+        &self,
+        lease: &Lease,
+        submits: &[Submit],
+        queue: &str,
+        owner: &str,
+        lease_for: Duration,
+    ) -> Result<(bool, Option<Task>)> {
+        self.complete_and_claim(lease, submits, queue, owner, lease_for)
+    }
+
+    async fn fail(
+        &self,
+        lease: &Lease,
+        failure: &Failure,
+        retry_at: Option<SystemTime>,
+    ) -> Result<bool> {
+        self.fail(lease, failure, retry_at)
+    }
+
+    async fn release(&self, lease: &Lease, reason: &str) -> Result<bool> {
+        self.release(lease, reason)
+    }
+
+    async fn owned_by(&self, owner: &str) -> Result<Vec<Task>> {
+        self.owned_by(owner)
+    }
+
+    async fn expired(&self, now: SystemTime) -> Result<Vec<Task>> {
+        self.expired(now)
+    }
+
+    async fn renew(&self, owners: &[String], lease: Duration) -> Result<u64> {
+        self.renew(owners, lease)
+    }
+
+    async fn counts(&self, queue: &str) -> Result<QueueCounts> {
+        self.counts(queue)
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>> {
+        self.stats()
+    }
+
+    async fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>> {
+        self.failed(queue)
+    }
+
+    async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+        self.retry_failed(selector)
+    }
+
+    async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {
+        self.purge(queue, which)
+    }
+
+    async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {
+        self.last_fire(schedule)
+    }
+
+    async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {
+        self.prune_schedule_keys(before)
+    }
+
+    /// Returns as soon as a task is ready in `queue`: at once for changes made through this
+    /// instance, within [`POLL_INTERVAL`](wake::POLL_INTERVAL) for changes made by other
+    /// processes.
+    async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {
+        self.wait_ready(queue, timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b/rex.sqlite3");
+        let uri = format!("sqlite://{}", nested.display());
+        let t = SqliteTransport::open_uri(&uri).unwrap();
+        assert_eq!(t.describe(), format!("sqlite:{}", nested.display()));
+        assert!(nested.exists(), "parent directories are created");
+
+        for bad in ["sqlite:", "sqlite://", "sqlite://host/x", "postgres://x"] {
+            let err = SqliteTransport::open_uri(bad).err().expect(bad);
+            assert!(
+                matches!(err, TransportError::InvalidUri { .. }),
+                "{bad}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! Who owns the layout: the schema version stored in the file (`PRAGMA user_version`) and the
+//! migrations that bring a file to it, one SQL file each under `sql/migrations/`.
+//!
+//! Times are milliseconds since the Unix epoch. `history` is a JSON array of
+//! [`Attempt`](crate::Attempt)s, appended to in SQL so that settlements stay single statements.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::TRANSPORT;
+use super::connection::sql_error;
+use crate::{Result, TransportError};
+
+/// The migrations, in order: migration `n` (1-based, `sql/migrations/00n_*.sql`) brings a
+/// file from schema version `n - 1` to `n`. A schema change is a new file here.
+const MIGRATIONS: &[&str] = &[include_str!(
+    "sql/migrations/001_tasks_and_idempotency_keys.sql"
+)];
+
+/// The schema version this code reads and writes: the number of [`MIGRATIONS`].
+const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Create (or bring up to date) the schema on open. Under `BEGIN IMMEDIATE` so that two
+/// processes opening a fresh file at once do not both create it.
+pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
+    let version = |conn: &Connection| {
+        conn.pragma_query_value(None, "user_version", |row| row.get::<_, i64>(0))
+    };
+    if version(conn).map_err(sql_error)? == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
+    // Read again under the write lock: another process may have created it meanwhile.
+    match version(&tx).map_err(sql_error)? {
+        SCHEMA_VERSION => {}
+        older @ 0..SCHEMA_VERSION => {
+            for migration in &MIGRATIONS[older as usize..] {
+                tx.execute_batch(migration).map_err(sql_error)?;
+            }
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(sql_error)?;
+        }
+        other => {
+            return Err(TransportError::Backend {
+                transport: TRANSPORT.to_string(),
+                message: format!(
+                    "the database has schema version {other}; this rex supports version {SCHEMA_VERSION} (is it newer?)"
+                ),
+            });
+        }
+    }
+    tx.commit().map_err(sql_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::SqliteTransport;
+    use super::*;
+
+    #[test]
+    fn newer_schemas_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rex.sqlite3");
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let err = SqliteTransport::open(&path).err().unwrap();
+        assert!(err.to_string().contains("schema version 99"), "{err}");
+    }
+}

@@ -1,0 +1,1 @@
+DELETE FROM tasks WHERE id = ?1 AND lease_token = ?2 AND state = 'running'

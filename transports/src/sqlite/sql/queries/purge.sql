@@ -1,0 +1,1 @@
+DELETE FROM tasks WHERE queue = ?1 AND state = ?2
