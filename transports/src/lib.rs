@@ -11,8 +11,10 @@
 //! * [`pgsql`] — PostgreSQL (`postgresql://`, `pgsql:`), for many hosts.
 //! * [`redis`] — Redis (`redis://`), for many hosts.
 //! * [`amqp`] — RabbitMQ (`amqp://`), for many hosts; leases are held by the broker.
-//! * [`conformance`] — the one test suite every transport must pass.
 //! * [`open`] — URI → transport.
+//!
+//! The one test suite every transport must pass lives in its own crate,
+//! `rex-transport-conformance` (`transports/conformance/`), a dev-dependency of this one.
 //!
 //! # Delivery contract (at-least-once)
 //!
@@ -31,7 +33,6 @@
 //! [`release`]: Transport::release
 
 pub mod amqp;
-pub mod conformance;
 pub mod memory;
 pub mod pgsql;
 pub mod redis;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use rex_transport::amqp::AmqpTransport;
 use rex_transport::{
-    Failure, Outcome, Payload, SubmitOptions, Transport, TransportError, conformance, schedule_key,
+    Failure, Outcome, Payload, SubmitOptions, Transport, TransportError, schedule_key,
 };
 
 const LEASE: Duration = Duration::from_secs(600);
@@ -81,7 +81,7 @@ async fn fixture() -> Option<(Arc<dyn Transport>, Cleanup)> {
     Some((transports.remove(0) as Arc<dyn Transport>, cleanup))
 }
 
-rex_transport::conformance_suite!(amqp, fixture());
+rex_transport_conformance::conformance_suite!(amqp, fixture());
 
 /// The broker's TLS listener (`amqps://` with `cacertfile`, `certfile`, `keyfile`), e.g. the
 /// one `.ci/tls-servers` adds: client certificates required.
@@ -93,7 +93,7 @@ fn tls_server() -> Option<String> {
     uri
 }
 
-rex_transport::conformance_suite!(amqp_tls, async {
+rex_transport_conformance::conformance_suite!(amqp_tls, async {
     let (mut transports, cleanup) = open_on(&tls_server()?, 1)?;
     Some((transports.remove(0) as Arc<dyn Transport>, cleanup))
 });
@@ -528,7 +528,11 @@ async fn claimers_on_two_instances_and_runtimes_get_each_task_once() {
                     .enable_all()
                     .build()
                     .expect("runtime");
-                runtime.block_on(conformance::claim_concurrently(&[t], queue, 2))
+                runtime.block_on(rex_transport_conformance::claim_concurrently(
+                    &[t],
+                    queue,
+                    2,
+                ))
             })
         })
         .collect();
@@ -536,7 +540,7 @@ async fn claimers_on_two_instances_and_runtimes_get_each_task_once() {
     for thread in threads {
         claimed.extend(thread.join().expect("claimer thread panicked"));
     }
-    conformance::assert_claimed_once(claimed, &submitted);
+    rex_transport_conformance::assert_claimed_once(claimed, &submitted);
     let counts = transports[0].counts(queue).await.expect("counts");
     assert!(counts.is_drained() && counts.failed == 0, "{counts:?}");
 }

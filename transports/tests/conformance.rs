@@ -7,11 +7,11 @@ use rex_transport::memory::MemoryTransport;
 use rex_transport::sqlite::SqliteTransport;
 use rex_transport::{Payload, SubmitOptions, Transport};
 
-rex_transport::conformance_suite!(memory, async {
+rex_transport_conformance::conformance_suite!(memory, async {
     Arc::new(MemoryTransport::new()) as Arc<dyn Transport>
 });
 
-rex_transport::conformance_suite!(sqlite, async {
+rex_transport_conformance::conformance_suite!(sqlite, async {
     // Each case gets its own file; the directory lives as long as the case.
     let dir = tempfile::tempdir().expect("temporary directory");
     let transport = SqliteTransport::open(dir.path().join("rex.sqlite3")).expect("open");

@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Once};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rex_transport::{Payload, SubmitOptions, Transport, TransportError, conformance};
+use rex_transport::{Payload, SubmitOptions, Transport, TransportError};
 
 /// Long enough never to expire during a case.
 const LEASE: Duration = Duration::from_secs(600);
@@ -151,7 +151,7 @@ fn fixture_on(server: Option<String>) -> Option<(Arc<dyn Transport>, Schema)> {
     Some((transport, schema))
 }
 
-rex_transport::conformance_suite!(pgsql, async { fixture_on(server()) });
+rex_transport_conformance::conformance_suite!(pgsql, async { fixture_on(server()) });
 
 /// The server over TLS with its certificate checked, e.g.
 /// `postgresql://postgres@localhost/test?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ssl-cert-snakeoil.pem`
@@ -164,7 +164,7 @@ fn tls_server() -> Option<String> {
     uri
 }
 
-rex_transport::conformance_suite!(pgsql_tls, async { fixture_on(tls_server()) });
+rex_transport_conformance::conformance_suite!(pgsql_tls, async { fixture_on(tls_server()) });
 
 /// Every connection of a `verify-full` transport — pooled and listening — is encrypted.
 #[tokio::test]
@@ -329,8 +329,8 @@ async fn claimers_on_two_instances_share_the_tasks() {
     for n in 0..TASKS {
         submitted.insert(submit(&instances[n % 2], queue).await);
     }
-    let claimed = conformance::claim_concurrently(&instances, queue, 8).await;
-    conformance::assert_claimed_once(claimed, &submitted);
+    let claimed = rex_transport_conformance::claim_concurrently(&instances, queue, 8).await;
+    rex_transport_conformance::assert_claimed_once(claimed, &submitted);
     assert!(
         instances[0]
             .counts(queue)

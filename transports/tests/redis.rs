@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rex_transport::{Payload, SubmitOptions, Transport, TransportError, conformance};
+use rex_transport::{Payload, SubmitOptions, Transport, TransportError};
 
 mod common;
 use common::{unique_prefix, with_param};
@@ -124,9 +124,9 @@ async fn fixture() -> Option<(Arc<dyn Transport>, Cleanup)> {
     Some((transports.remove(0), cleanup))
 }
 
-rex_transport::conformance_suite!(redis, fixture());
+rex_transport_conformance::conformance_suite!(redis, fixture());
 
-rex_transport::conformance_suite!(redis_tls, async {
+rex_transport_conformance::conformance_suite!(redis_tls, async {
     let (mut transports, cleanup) = open_on(tls_server()?, 1)?;
     Some((transports.remove(0), cleanup))
 });
@@ -323,8 +323,8 @@ async fn claimers_on_two_instances_get_each_task_once() {
             .expect("no idempotency key");
         submitted.insert(id);
     }
-    let claimed = conformance::claim_concurrently(&transports, queue, 6).await;
-    conformance::assert_claimed_once(claimed, &submitted);
+    let claimed = rex_transport_conformance::claim_concurrently(&transports, queue, 6).await;
+    rex_transport_conformance::assert_claimed_once(claimed, &submitted);
     let counts = transports[0].counts(queue).await.expect("counts");
     assert!(counts.is_drained() && counts.failed == 0, "{counts:?}");
 }

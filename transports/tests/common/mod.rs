@@ -8,7 +8,7 @@ pub fn server(var: &str) -> Option<String> {
 /// A key prefix (or schema suffix) no other test run uses: `rex_test_<random>`.
 #[allow(dead_code)] // not every test binary uses every helper
 pub fn unique_prefix() -> String {
-    rex_transport::conformance::unique("rex_test")
+    rex_transport_conformance::unique("rex_test")
 }
 
 /// `uri` with one more query parameter.

@@ -1,0 +1,81 @@
+//! Schedule fires: one task per fire through its idempotency key, `last_fire`, and pruning
+//! old keys while keeping the latest of each schedule.
+
+use std::sync::Arc;
+
+use rex_transport::{SubmitOptions, Transport};
+use serde_json::json;
+
+use crate::{counts, ready, submit_with, unique};
+
+/// Each schedule fire is enqueued once, and the latest recorded fire is found per schedule.
+pub async fn case_schedule_fires(t: Arc<dyn Transport>) {
+    use rex_transport::schedule_key;
+    let (queue, a, b) = (unique("sched"), unique("a"), unique("b"));
+    assert_eq!(t.last_fire(&a).await.expect("last_fire"), None);
+    let at = |ms: i64| rex_transport::task::from_epoch_ms(ms);
+    let keyed = |key: String| SubmitOptions {
+        idempotency_key: Some(key),
+        ..SubmitOptions::default()
+    };
+    for ms in [2_000, 1_000, 3_000] {
+        assert!(
+            submit_with(&t, &queue, json!({}), keyed(schedule_key(&a, at(ms))))
+                .await
+                .is_some()
+        );
+    }
+    assert!(
+        submit_with(&t, &queue, json!({}), keyed(schedule_key(&b, at(9_000))))
+            .await
+            .is_some()
+    );
+    // A second scheduler trying the same fire enqueues nothing.
+    assert_eq!(
+        submit_with(&t, &queue, json!({}), keyed(schedule_key(&a, at(3_000)))).await,
+        None
+    );
+    assert_eq!(t.last_fire(&a).await.expect("last_fire"), Some(at(3_000)));
+    assert_eq!(t.last_fire(&b).await.expect("last_fire"), Some(at(9_000)));
+    assert_eq!(counts(&t, &queue).await, ready(4));
+}
+
+/// Old schedule keys are forgotten, but never the latest of a schedule (`last_fire` stays).
+pub async fn case_prune_schedule_keys(t: Arc<dyn Transport>) {
+    use rex_transport::schedule_key;
+    let (queue, a, b) = (unique("prune"), unique("a"), unique("b"));
+    let at = |ms: i64| rex_transport::task::from_epoch_ms(ms);
+    let keyed = |key: String| SubmitOptions {
+        idempotency_key: Some(key),
+        ..SubmitOptions::default()
+    };
+    for (schedule, ms) in [(&a, 1_000), (&a, 2_000), (&a, 3_000), (&b, 1_000)] {
+        assert!(
+            submit_with(&t, &queue, json!({}), keyed(schedule_key(schedule, at(ms))))
+                .await
+                .is_some()
+        );
+    }
+    let pruned = t
+        .prune_schedule_keys(at(10_000))
+        .await
+        .expect("prune_schedule_keys");
+    assert_eq!(t.last_fire(&a).await.expect("last_fire"), Some(at(3_000)));
+    assert_eq!(t.last_fire(&b).await.expect("last_fire"), Some(at(1_000)));
+    for (schedule, ms) in [(&a, 3_000), (&b, 1_000)] {
+        assert_eq!(
+            submit_with(&t, &queue, json!({}), keyed(schedule_key(schedule, at(ms)))).await,
+            None,
+            "the latest key of a schedule is kept"
+        );
+    }
+    let again = submit_with(&t, &queue, json!({}), keyed(schedule_key(&a, at(1_000)))).await;
+    if t.leases_held_by_broker() {
+        // RabbitMQ keeps a key in a queue of its own that expires by itself.
+        assert_eq!((pruned, again), (0, None));
+    } else {
+        // Other cases may share the store: at least this case's two old keys went.
+        assert!(pruned >= 2, "pruned {pruned}");
+        assert!(again.is_some(), "an old key is forgotten");
+    }
+}
