@@ -1,0 +1,497 @@
+//! The RabbitMQ transport (`amqp://`): tasks kept as messages in a RabbitMQ broker shared by
+//! every worker process of a project, on any number of hosts. Plain AMQP 0-9-1 with
+//! publisher confirms: no plugin is needed (not even the management plugin).
+//!
+//! # URIs
+//!
+//! `amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST][?prefix=NAME]`. The virtual host is
+//! percent-encoded (`%2f` is `/`); an empty path means `/`. The user defaults to `guest`
+//! (password `guest`), the port to 5672. The optional `prefix` (default `rex`, spelled like a
+//! queue name) starts the name of every broker object of this transport, so several projects
+//! (or test runs) can share one virtual host. The other query parameters that are accepted
+//! are those of the AMQP client: `heartbeat` (seconds, default 10), `connection_timeout`
+//! (milliseconds, default 2000), `frame_max` and `channel_max`; any other is refused.
+//! Passwords never appear in [`describe`](Transport::describe), in `Debug` output, in errors or
+//! in logs.
+//!
+//! `amqps://` connects over TLS (port 5671 by default) and checks the broker's certificate
+//! against the system's roots and the host name. As in RabbitMQ's own URI spec, `cacertfile`
+//! names a PEM file of roots trusted as well and `certfile` + `keyfile` a client certificate and
+//! its PKCS#8 key (for `fail_if_no_peer_cert` listeners); `verify=verify_none` is refused.
+//!
+//! # Broker objects (`P` is the prefix, `Q` a queue of tasks)
+//!
+//! | object | kind | holds |
+//! | --- | --- | --- |
+//! | `P.Q` | fanout exchange, durable | every publish of a ready task goes here |
+//! | `P.Q` | classic queue, durable, bound to the exchange `P.Q` | the ready tasks, FIFO; claims `basic.get` from it |
+//! | `P.Q.delay.K` | queue, durable, `K` = 0..=22, `x-message-ttl` = 8 ms × 2^K, `x-dead-letter-exchange` = `P.Q` | delayed tasks: a message expires back into the exchange `P.Q` (the ready queue, and it wakes waiters) |
+//! | `P.Q.failed` | queue, durable | failed tasks, kept with their whole record |
+//! | server-named (`amq.gen-…`) | queue, exclusive, auto-delete, `x-max-length` 1, bound to the exchange `P.Q` | one per process, Tokio runtime and waited queue: wake-up signals for [`wait`](Transport::wait) |
+//! | `P._queues` | queue, durable | the queue names (one message per name) for `stats`, `failed` and `retry_failed` |
+//! | `P._key.KEY` | queue, durable, `x-max-length` 1, `x-overflow` `reject-publish`, `x-expires` 7 days | one used idempotency key (`P._keyh.HASH` when the name would be longer than 255 bytes) |
+//! | `P._fires.ID` | queue, durable, `x-max-length` 16 | the last fire times of one schedule (`P._firesh.HASH` when too long) |
+//!
+//! Queue names cannot start with `_`, so the names of the last three never collide with the
+//! objects of a queue. Objects are declared on first use and remembered per process; the
+//! objects of a task queue are declared together.
+//! A message is the JSON of a whole task — id, queue, payload, settled attempts, errors,
+//! crashes, `created_at`, `run_at`, last error and the attempt history — published persistent
+//! (delivery mode 2). Every publish waits for the broker's confirm before the call returns,
+//! so what an operation reports as done is on the broker (and on disk).
+//!
+//! Task ids are made without coordination: milliseconds since the epoch shifted left by 22
+//! bits, plus a per-process counter that starts at random, never going backwards within a
+//! process. They increase within a process and are unique across processes with
+//! overwhelming probability (two processes would need the same millisecond and counter);
+//! they stay positive until 2039.
+//!
+//! # Delivery model
+//!
+//! Leases are held by the broker: a claim is a `basic.get` without automatic
+//! acknowledgement, and the task's message stays *unacknowledged*, owned by the claiming
+//! connection, until it is settled. Settling publishes whatever the settlement produces
+//! (follow-up submits, the task again with its new record for a retry or a release, the task
+//! into `P.Q.failed`), waits for the confirms, then acknowledges the claimed message. The
+//! lease token is a fresh random number per claim, known only to the claiming process: a
+//! settlement of a lease this process does not hold (already settled, or lost with its
+//! connection) changes nothing and returns `false`.
+//!
+//! When the holder dies or its connection drops, RabbitMQ puts the message back into the
+//! queue at once, marked *redelivered*. The next claim that gets it hands it out with
+//! [`Task::lost`] set and the number of the attempt that was lost: the caller settles that
+//! attempt as a crash ([`fail`](Transport::fail), by its retry policy) before running it —
+//! the `rex` worker does so with the reason its master saw when the previous child died
+//! (`killed by SIGKILL`...), or a generic one when the holder was on another host. This is
+//! the whole of crash recovery on this transport, and it differs from the SQL and Redis
+//! transports:
+//!
+//! * [`owned_by`](Transport::owned_by), [`expired`](Transport::expired) and
+//!   [`renew`](Transport::renew) only see the calling process's own claims (claims of other
+//!   processes are invisible); a supervisor's immediate reclaim of a dead worker's task is the
+//!   broker's redelivery plus the settlement of the lost attempt above
+//!   ([`Transport::leases_held_by_broker`] is `true`).
+//! * Lease times are bookkeeping of the claiming process; the broker holds the message for as
+//!   long as the connection lives, however long the lease.
+//! * A redelivered message does not wake waiters: it is found by the next claim, at the latest
+//!   when a waiter's timeout passes.
+//!
+//! Delays need no plugin: a task not ready before `run_at` is published to the largest delay
+//! queue whose TTL fits in the remaining time (the smallest one below 8 ms). When it expires
+//! it goes back to the ready queue; a claim that gets a task whose `run_at` is still ahead
+//! publishes it again to the right delay queue and goes on. A task thus becomes ready within
+//! about 8 ms of its `run_at` after a few hops; delays beyond the largest queue (9.3 hours)
+//! loop through it. Between its return and its `run_at` (less than half of the remaining
+//! delay) a task counts as ready.
+//!
+//! # Guarantees and their limits
+//!
+//! * At-least-once: the task is acknowledged after what settling it produced is confirmed.
+//!   `complete` is not one transaction: a crash between the follow-up publishes and the
+//!   acknowledgement leaves the follow-ups enqueued and the task redelivered, so it runs again.
+//!   Likewise a failure or release whose acknowledgement is lost leaves two copies.
+//! * Idempotency keys: a keyed submit first publishes a marker into the key's queue, which holds
+//!   one message and refuses more: the broker's ack means first use (the task is then
+//!   published), its nack means the key was used (the submit returns `None`). Each key enqueues
+//!   at most once; a crash between the two publishes loses that one enqueue — at-most-once for
+//!   keyed submits, where the SQL and Redis transports are atomic. A key is forgotten 7 days
+//!   after its last use (the queue expires; every submit with the key renews it).
+//! * The fire time of a keyed submit whose key is a [schedule key](crate::schedule_key) is
+//!   also published to the schedule's fires queue, which keeps the last 16:
+//!   [`last_fire`](Transport::last_fire) is the greatest of them.
+//! * `counts`: `delayed` is the sum over the delay queues (counted first, so a task moving
+//!   to the ready queue meanwhile is not missed), `ready` the ready queue, `failed` the failed
+//!   queue, `running` the calling process's own claims; `next_run_at` is always `None`.
+//!   [`stats`](Transport::stats) has no `oldest_pending_ms` (always `None`).
+//! * Listing (`stats`, `failed`, `retry_failed`) reads the queue names and the failed tasks by
+//!   taking every message of their queue without acknowledging it, then closing the channel so
+//!   they all go back in order. Readers running at the same time may see a partial list (a
+//!   message held by one is invisible to the other). The reader also drops duplicate names.
+//! * Messages in a ready queue that are not tasks of this transport are moved unchanged to
+//!   the failed queue by the claim that meets them; `failed` and `retry_failed` skip them
+//!   (`purge` removes them).
+//! * Every process declares the objects it uses, each of them once per process. Objects
+//!   deleted behind a running process's back are declared again after the first operation
+//!   that meets their absence, which fails with the retryable error (publishes are
+//!   `mandatory`: an unroutable one is refused, not lost).
+//!
+//! # Waiting
+//!
+//! [`wait`](Transport::wait) is push-based: each process and Tokio runtime that waits on a
+//! queue declares one exclusive queue bound to the queue's exchange and consumes it; any
+//! delivery is a wake-up. A waiter first checks the ready queue's message count (then it
+//! returns at once), then waits for a signal or its timeout. A submit from any host, or a
+//! delayed task expiring back, thus wakes waiters within milliseconds, and idle waiters send
+//! nothing to the broker. A waiter whose connection is lost returns within a second (the next
+//! call connects again, or reports the outage). Wake-ups may be spurious, as the contract
+//! allows.
+//!
+//! # Connections and outages
+//!
+//! Opening a transport does not connect: the first operation does. Each Tokio runtime that
+//! uses the transport (the CLI uses several current-thread runtimes) gets a connection of its
+//! own, with a channel for claims and acknowledgements and one for confirmed publishes;
+//! lookups that may fail with `NOT_FOUND` (which closes a channel) use channels of their own.
+//! The AMQP heartbeat is 10 s, so a dead peer is noticed within about 20 s — and the deliveries
+//! of a dead host are returned by then. Connecting gives up after 2 s. Connection trouble
+//! (refused, reset, heartbeat missed, broker shutting down…) is [`TransportError::Unavailable`],
+//! the retryable error; the connection is then dropped, the leases claimed through it are
+//! stale (the broker returned their messages), and the next operation connects again. A
+//! publish whose confirm takes more than 30 s (a broker blocking publishers under a resource
+//! alarm) fails the same way. A dropped transport closes its connections, so its claims go back
+//! to the broker at once. After a
+//! failed connection attempt the next ones wait exponentially longer (100 ms doubling up to
+//! 5 s): operations in between fail at once with the last error, so nothing spins against a
+//! broker that is down.
+//!
+//! # Files
+//!
+//! * `mod.rs`: these docs, [`AmqpTransport`] and its [`Transport`] impl (argument checks, then
+//!   delegations to the methods of `Inner` defined in the files below), the message `Body`,
+//!   `Inner` (the state of one transport) and small helpers the files share.
+//! * `uri.rs`: parsing URIs, their display form without secrets, scrubbing secrets from errors.
+//! * `runtimes.rs`: the per-runtime cache of sessions (one per Tokio runtime), reconnecting
+//!   with backoff, closing sessions that are dropped.
+//! * `session.rs`: one connection and its channels; lapin errors as [`TransportError`]s.
+//! * `topology.rs`: the name of every broker object (the objects of a queue, delay buckets,
+//!   registry, keys, fires) and declaring them.
+//! * `publish.rs`: task ids, confirmed publishes, and `submit`.
+//! * `lease.rs`: claims, the leases this process holds, settling (complete, fail, release) and
+//!   renewing them.
+//! * `operator.rs`: counts, stats, listing and retrying failed tasks, purge, last fire, and
+//!   deleting everything (for tests).
+//! * `wake.rs`: `wait` and its wake-up consumers.
+//!
+//! [`TransportError`]: crate::TransportError
+//! [`TransportError::Unavailable`]: crate::TransportError::Unavailable
+
+mod lease;
+mod operator;
+mod publish;
+mod runtimes;
+mod session;
+mod topology;
+mod uri;
+mod wake;
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::Poll;
+use std::time::{Duration, SystemTime};
+
+use lapin::tcp::OwnedTLSConfig;
+use lapin::uri::AMQPUri;
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    Attempt, Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
+    Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, validate_queue_name,
+};
+use lease::Held;
+use runtimes::RuntimeSlot;
+use uri::parse_uri;
+
+const TRANSPORT: &str = "AMQP";
+
+/// Open the transport named by `uri` (connecting lazily, on first use).
+pub fn open_uri(uri: &str) -> Result<Arc<dyn Transport>> {
+    Ok(Arc::new(AmqpTransport::open_uri(uri)?))
+}
+
+/// A transport backed by a RabbitMQ broker. See the module docs.
+pub struct AmqpTransport {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AmqpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only the display form: the URI itself holds the password.
+        f.debug_tuple("AmqpTransport")
+            .field(&self.inner.display)
+            .finish()
+    }
+}
+
+/// The message body: a whole task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Body {
+    id: TaskId,
+    queue: String,
+    payload: Payload,
+    /// Settled attempts so far.
+    attempts: u32,
+    errors: u32,
+    crashes: u32,
+    created_at_ms: i64,
+    run_at_ms: i64,
+    #[serde(default)]
+    last_error: Option<String>,
+    #[serde(default)]
+    history: Vec<Attempt>,
+}
+
+/// The state of one transport, shared by its handles and the tasks it spawns. Its methods live
+/// in the files of this module (see the module docs, "Files").
+struct Inner {
+    /// The connection parameters; holds the password, never printed.
+    uri: AMQPUri,
+    /// For `amqps://`: what to trust, and the client certificate.
+    tls: Option<OwnedTLSConfig>,
+    prefix: String,
+    /// `describe()`: the URI without secrets, and the prefix.
+    display: String,
+    /// Passwords, scrubbed from error messages.
+    secrets: Vec<String>,
+    connect_timeout: Duration,
+    runtimes: Mutex<Vec<RuntimeSlot>>,
+    /// Task queues whose objects this process declared.
+    declared: Mutex<HashSet<String>>,
+    /// Task queues whose name this process published to the registry.
+    registered: Mutex<HashSet<String>>,
+    registry_declared: AtomicBool,
+    /// Fires queues this process declared.
+    fires: Mutex<HashSet<String>>,
+    /// Key queues this process declared (at most MAX_TRACKED_KEYS), for cleanup.
+    keys: Mutex<HashSet<String>>,
+    /// This process's claims by lease token.
+    leases: Mutex<HashMap<u64, Held>>,
+    ids: Mutex<IdState>,
+    /// `wait` calls blocked on a signal (tests observe it).
+    blocked_waiters: AtomicUsize,
+}
+
+struct IdState {
+    last: i64,
+    counter: u32,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing here can panic half-way through an update.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Polls every future at once (in order, so pipelined AMQP methods go out in order).
+async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+impl AmqpTransport {
+    /// Open `amqp://...` (see the module docs). Does not connect.
+    pub fn open_uri(uri: &str) -> Result<Self> {
+        let parsed = parse_uri(uri)?;
+        Ok(AmqpTransport {
+            inner: Arc::new(Inner {
+                display: format!("{TRANSPORT}({}, prefix {})", parsed.display, parsed.prefix),
+                uri: parsed.uri,
+                tls: parsed.tls,
+                prefix: parsed.prefix,
+                secrets: parsed.secrets,
+                connect_timeout: parsed.connect_timeout,
+                runtimes: Mutex::new(Vec::new()),
+                declared: Mutex::new(HashSet::new()),
+                registered: Mutex::new(HashSet::new()),
+                registry_declared: AtomicBool::new(false),
+                fires: Mutex::new(HashSet::new()),
+                keys: Mutex::new(HashSet::new()),
+                leases: Mutex::new(HashMap::new()),
+                ids: Mutex::new(IdState {
+                    last: 0,
+                    counter: fastrand::u32(..),
+                }),
+                blocked_waiters: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The object-name prefix (`rex` unless the URI's `prefix` says otherwise).
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// `wait` calls currently blocked on a wake-up signal (for tests).
+    #[doc(hidden)]
+    pub fn blocked_waiters(&self) -> usize {
+        self.inner.blocked_waiters.load(Ordering::SeqCst)
+    }
+
+    /// Delete every broker object of this prefix this process knows of: those of the queues
+    /// in the registry and of the queues it used, the registry, and the key and fires queues it
+    /// declared. For tests; best effort.
+    #[doc(hidden)]
+    pub async fn delete_everything(&self) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        inner.delete_everything().await
+    }
+
+    /// Run `f` as a task of the current runtime: a caller that stops waiting (a timeout, a
+    /// `select!`) cannot leave a claimed message or a half-done settlement behind.
+    async fn spawned<T, F>(&self, f: impl FnOnce(Arc<Inner>) -> F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
+        let handle = self.inner.handle()?;
+        handle
+            .spawn(f(Arc::clone(&self.inner)))
+            .await
+            .map_err(|e| self.inner.backend(format_args!("operation aborted: {e}")))?
+    }
+}
+
+#[async_trait::async_trait]
+impl Transport for AmqpTransport {
+    fn describe(&self) -> String {
+        self.inner.display.clone()
+    }
+
+    fn leases_held_by_broker(&self) -> bool {
+        true
+    }
+
+    async fn submit(
+        &self,
+        queue: &str,
+        payload: Payload,
+        opts: &SubmitOptions,
+    ) -> Result<Option<TaskId>> {
+        validate_queue_name(queue)?;
+        self.inner.names(queue)?;
+        let (queue, opts) = (queue.to_string(), opts.clone());
+        self.spawned(|inner| inner.submit(queue, payload, opts))
+            .await
+    }
+
+    async fn claim(&self, queue: &str, owner: &str, lease: Duration) -> Result<Option<Task>> {
+        validate_queue_name(queue)?;
+        self.inner.names(queue)?;
+        let (queue, owner) = (queue.to_string(), owner.to_string());
+        self.spawned(|inner| inner.claim(queue, owner, lease)).await
+    }
+
+    /// Publishes the follow-ups (confirmed), then acknowledges the task: see the module docs
+    /// for what a crash in between does.
+    async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool> {
+        for submit in submits {
+            validate_queue_name(&submit.queue)?;
+            self.inner.names(&submit.queue)?;
+        }
+        let (lease, submits) = (*lease, submits.to_vec());
+        self.spawned(|inner| inner.complete(lease, submits)).await
+    }
+
+    async fn fail(
+        &self,
+        lease: &Lease,
+        failure: &Failure,
+        retry_at: Option<SystemTime>,
+    ) -> Result<bool> {
+        let (lease, failure) = (*lease, failure.clone());
+        self.spawned(|inner| inner.fail(lease, failure, retry_at))
+            .await
+    }
+
+    async fn release(&self, lease: &Lease, reason: &str) -> Result<bool> {
+        let (lease, reason) = (*lease, reason.to_string());
+        self.spawned(|inner| inner.release(lease, reason)).await
+    }
+
+    /// This process's claims only (see the module docs).
+    async fn owned_by(&self, owner: &str) -> Result<Vec<Task>> {
+        Ok(self.inner.held_tasks(|task| task.owner == owner))
+    }
+
+    /// This process's claims only (see the module docs).
+    async fn expired(&self, now: SystemTime) -> Result<Vec<Task>> {
+        Ok(self.inner.held_tasks(|task| task.lease_until < now))
+    }
+
+    /// This process's claims only (see the module docs).
+    async fn renew(&self, owners: &[String], lease: Duration) -> Result<u64> {
+        Ok(self.inner.renew(owners, lease))
+    }
+
+    async fn counts(&self, queue: &str) -> Result<QueueCounts> {
+        validate_queue_name(queue)?;
+        self.inner.counts(queue).await
+    }
+
+    async fn stats(&self) -> Result<Vec<QueueStats>> {
+        self.inner.stats().await
+    }
+
+    async fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>> {
+        if let Some(queue) = queue {
+            validate_queue_name(queue)?;
+        }
+        self.inner.failed(queue).await
+    }
+
+    async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+        if let Selector::Queue(queue) = selector {
+            validate_queue_name(queue)?;
+        }
+        let selector = selector.clone();
+        self.spawned(|inner| async move { inner.retry_failed(&selector).await })
+            .await
+    }
+
+    async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {
+        validate_queue_name(queue)?;
+        self.inner.purge(queue, which).await
+    }
+
+    /// Nothing to do: a key's queue expires by itself 7 days after its last use, and a
+    /// schedule's fires queue keeps only its last 16 fire times.
+    async fn prune_schedule_keys(&self, _before: SystemTime) -> Result<u64> {
+        Ok(0)
+    }
+
+    async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {
+        self.inner.last_fire(schedule).await
+    }
+
+    /// Push-based: returns when a task is published to `queue` or one expires into it from a
+    /// delay queue (from any process), or when `timeout` passes. See the module docs.
+    async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {
+        validate_queue_name(queue)?;
+        self.inner.wait(queue, timeout).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TransportError;
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_describe() {
+        let t = AmqpTransport::open_uri("amqp://me:s3cret@h/%2f").unwrap();
+        assert_eq!(t.describe(), "AMQP(amqp://me:***@h/%2f, prefix rex)");
+        assert!(!format!("{t:?}").contains("s3cret"));
+        let err = AmqpTransport::open_uri("amqps://me:s3cret@h/%2f?cacertfile=/none").unwrap_err();
+        assert!(matches!(err, TransportError::InvalidUri { .. }), "{err}");
+        assert!(!err.to_string().contains("s3cret"));
+    }
+}

@@ -1,0 +1,210 @@
+//! Publishing: task ids, message bodies, publishes with the broker's confirm (ready tasks to
+//! their exchange, delayed ones to their delay queue), and `submit` with its idempotency key
+//! and schedule fire time.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use lapin::options::BasicPublishOptions;
+use lapin::{BasicProperties, Confirmation};
+
+use super::session::Session;
+use super::topology::bucket_for;
+use super::{Body, Inner, lock};
+use crate::task::{now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
+use crate::{Payload, Result, SubmitOptions, TaskId};
+
+/// A publish whose confirm has not come after this long fails (retryable): a broker under a
+/// resource alarm blocks publishers, and the caller should back off rather than hang.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The schedule and fire time of a [`schedule_key`](crate::schedule_key).
+fn schedule_of(key: &str) -> Option<(&str, SystemTime)> {
+    let rest = key.strip_prefix("schedule:")?;
+    let (schedule, ms) = rest.rsplit_once(':')?;
+    if ms.len() != 16 || !ms.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !key.starts_with(&schedule_key_prefix(schedule)) {
+        return None;
+    }
+    Some((schedule, schedule_key_time(key)?))
+}
+
+fn persistent_json() -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+}
+
+impl Inner {
+    /// Increasing within the process, unique across processes (see the module docs).
+    fn next_id(&self) -> TaskId {
+        let mut ids = lock(&self.ids);
+        ids.counter = ids.counter.wrapping_add(1);
+        let candidate = (now_ms() << 22) | (i64::from(ids.counter) & 0x3F_FFFF);
+        let id = candidate.max(ids.last.saturating_add(1));
+        ids.last = id;
+        id
+    }
+
+    pub(super) fn new_body(&self, queue: &str, payload: Payload, now: i64, run_at: i64) -> Body {
+        Body {
+            id: self.next_id(),
+            queue: queue.to_string(),
+            payload,
+            attempts: 0,
+            errors: 0,
+            crashes: 0,
+            created_at_ms: now,
+            run_at_ms: run_at,
+            last_error: None,
+            history: Vec::new(),
+        }
+    }
+
+    pub(super) fn encode(&self, body: &Body) -> Result<Vec<u8>> {
+        serde_json::to_vec(body).map_err(|e| self.backend(format_args!("cannot encode: {e}")))
+    }
+
+    async fn publish(
+        &self,
+        session: &Session,
+        exchange: &str,
+        routing_key: &str,
+        data: &[u8],
+    ) -> Result<Confirmation> {
+        let channel = self.publish_channel(session).await?;
+        let options = BasicPublishOptions {
+            mandatory: true,
+            immediate: false,
+        };
+        let published = async {
+            channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    options,
+                    data,
+                    persistent_json(),
+                )
+                .await?
+                .await
+        };
+        match tokio::time::timeout(PUBLISH_TIMEOUT, published).await {
+            Ok(confirmation) => confirmation.map_err(|e| self.error(e)),
+            Err(_) => Err(self.unavailable(format_args!(
+                "no publisher confirm within {} s (is the broker blocking publishers?)",
+                PUBLISH_TIMEOUT.as_secs()
+            ))),
+        }
+    }
+
+    /// Publish and require the broker's ack.
+    pub(super) async fn publish_confirmed(
+        &self,
+        session: &Session,
+        exchange: &str,
+        routing_key: &str,
+        data: &[u8],
+    ) -> Result<()> {
+        let target = if exchange.is_empty() {
+            routing_key
+        } else {
+            exchange
+        };
+        match self.publish(session, exchange, routing_key, data).await? {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(_)) => {
+                self.forget_declared();
+                Err(self.unavailable(format_args!(
+                    "a message for {target} was unroutable: its queue was deleted meanwhile; it is declared again on the next use"
+                )))
+            }
+            Confirmation::Nack(_) => Err(self.backend(format_args!(
+                "the broker refused a message for {target} (nack)"
+            ))),
+            Confirmation::NotRequested => Err(self.backend(format_args!(
+                "a message for {target} got no publisher confirm"
+            ))),
+        }
+    }
+
+    /// Publish a task: ready (to its exchange) or delayed (to its delay queue, chosen by the
+    /// time left now — after declaring, which may take a while the first time).
+    pub(super) async fn publish_task(&self, session: &Session, body: &Body) -> Result<()> {
+        self.ensure_topology(session, &body.queue).await?;
+        let names = self.names(&body.queue)?;
+        let data = self.encode(body)?;
+        let now = now_ms();
+        if body.run_at_ms > now {
+            let bucket = bucket_for(body.run_at_ms - now) as usize;
+            self.publish_confirmed(session, "", &names.buckets[bucket], &data)
+                .await
+        } else {
+            self.publish_confirmed(session, &names.ready, "", &data)
+                .await
+        }
+    }
+
+    pub(super) async fn submit(
+        self: Arc<Self>,
+        queue: String,
+        payload: Payload,
+        opts: SubmitOptions,
+    ) -> Result<Option<TaskId>> {
+        let session = self.session().await?;
+        let now = now_ms();
+        let body = self.new_body(&queue, payload, now, opts.run_at.map_or(now, to_epoch_ms));
+        self.ensure_topology(&session, &queue).await?;
+        self.register(&session, &queue).await?;
+        if let Some(key) = &opts.idempotency_key {
+            let name = self.declare_key(&session, key).await?;
+            let marker = body.id.to_string();
+            match self.publish(&session, "", &name, marker.as_bytes()).await? {
+                Confirmation::Ack(None) => {}             // first use of the key
+                Confirmation::Nack(_) => return Ok(None), // used already
+                Confirmation::Ack(Some(_)) => {
+                    return Err(self.unavailable(format_args!(
+                        "the idempotency key queue {name} disappeared while it was used; try again"
+                    )));
+                }
+                Confirmation::NotRequested => {
+                    return Err(self.backend("an idempotency key got no publisher confirm"));
+                }
+            }
+        }
+        self.publish_task(&session, &body).await?;
+        if let Some((schedule, at)) = opts.idempotency_key.as_deref().and_then(schedule_of) {
+            let name = self.declare_fires(&session, schedule).await?;
+            let at = to_epoch_ms(at).to_string();
+            self.publish_confirmed(&session, "", &name, at.as_bytes())
+                .await?;
+        }
+        Ok(Some(body.id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amqp::AmqpTransport;
+    use crate::task::from_epoch_ms;
+
+    #[test]
+    fn schedule_keys_are_recognised() {
+        let at = from_epoch_ms(1_795_000_000_300);
+        let key = crate::schedule_key("nightly:db", at);
+        assert_eq!(schedule_of(&key), Some(("nightly:db", at)));
+        assert_eq!(schedule_of("schedule:x:12"), None);
+        assert_eq!(schedule_of("my-key"), None);
+    }
+
+    #[test]
+    fn ids_increase() {
+        let t = AmqpTransport::open_uri("amqp://h").unwrap();
+        let ids: Vec<TaskId> = (0..10_000).map(|_| t.inner.next_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        assert!(ids[0] > 0);
+    }
+}

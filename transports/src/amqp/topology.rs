@@ -1,0 +1,337 @@
+//! The broker objects and their names (see the table in the module docs). This file owns every
+//! name: the objects of a task queue ([`Names`]: exchange, ready queue, failed queue, delay
+//! buckets), the registry of queue names, idempotency-key queues and schedule fires queues
+//! (hashed when too long), and the delay bucket math. It also declares them, each once per
+//! process, and forgets what it declared when something was deleted behind its back.
+
+use std::sync::atomic::Ordering;
+
+use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, ExchangeKind};
+
+use super::session::{Session, is_not_found};
+use super::{Inner, join_all, lock};
+use crate::{Result, TransportError};
+
+/// Delay queues `P.Q.delay.0` to `P.Q.delay.22`.
+pub(super) const BUCKETS: u32 = 23;
+
+/// TTL of the smallest delay queue, in milliseconds; each next one doubles it.
+const BUCKET_BASE_MS: i64 = 8;
+
+/// Idempotency keys are forgotten this long after their last use.
+const KEY_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
+
+/// Fire times kept per schedule.
+const FIRES_KEPT: i64 = 16;
+
+/// The longest broker object name.
+const MAX_NAME: usize = 255;
+
+/// Channels over which the queues of a task queue are declared (the broker creates those of
+/// one channel one after the other).
+const DECLARING_CHANNELS: usize = 4;
+
+/// Key queues remembered for [`AmqpTransport::delete_everything`].
+///
+/// [`AmqpTransport::delete_everything`]: super::AmqpTransport::delete_everything
+const MAX_TRACKED_KEYS: usize = 10_000;
+
+/// Object names of one task queue.
+pub(super) struct Names {
+    /// The exchange and the ready queue.
+    pub(super) ready: String,
+    pub(super) failed: String,
+    pub(super) buckets: Vec<String>,
+}
+
+/// FNV-1a, 64 bits: a stable hash for names too long for the broker.
+fn fnv1a(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// The delay queue for a task `remaining` milliseconds from ready: the largest whose TTL is not
+/// longer, or the smallest.
+pub(super) fn bucket_for(remaining_ms: i64) -> u32 {
+    let units = u64::try_from(remaining_ms / BUCKET_BASE_MS).unwrap_or(0);
+    if units == 0 {
+        0
+    } else {
+        (63 - units.leading_zeros()).min(BUCKETS - 1)
+    }
+}
+
+fn bucket_ttl_ms(bucket: u32) -> i64 {
+    BUCKET_BASE_MS << bucket
+}
+
+pub(super) fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut table = FieldTable::default();
+    for (name, value) in pairs {
+        table.insert((*name).into(), value.clone());
+    }
+    table
+}
+
+pub(super) fn passive() -> QueueDeclareOptions {
+    QueueDeclareOptions {
+        passive: true,
+        ..QueueDeclareOptions::default()
+    }
+}
+
+fn durable() -> QueueDeclareOptions {
+    QueueDeclareOptions::durable()
+}
+
+impl Inner {
+    pub(super) fn names(&self, queue: &str) -> Result<Names> {
+        let ready = format!("{}.{queue}", self.prefix);
+        let longest = format!("{ready}.delay.{}", BUCKETS - 1);
+        if longest.len() > MAX_NAME {
+            return Err(TransportError::Unsupported(format!(
+                "{}: queue name \"{queue}\" is too long for RabbitMQ ({} bytes at most with the prefix)",
+                self.display,
+                MAX_NAME - (longest.len() - queue.len())
+            )));
+        }
+        Ok(Names {
+            failed: format!("{ready}.failed"),
+            buckets: (0..BUCKETS).map(|k| format!("{ready}.delay.{k}")).collect(),
+            ready,
+        })
+    }
+
+    pub(super) fn registry_name(&self) -> String {
+        format!("{}._queues", self.prefix)
+    }
+
+    /// `P.KIND.NAME`, or `P.KINDh.HASH` when that is too long for the broker.
+    fn aux_name(&self, kind: &str, name: &str) -> String {
+        let full = format!("{}.{kind}.{name}", self.prefix);
+        if full.len() <= MAX_NAME {
+            full
+        } else {
+            format!("{}.{kind}h.{:016x}", self.prefix, fnv1a(name))
+        }
+    }
+
+    fn key_name(&self, key: &str) -> String {
+        self.aux_name("_key", key)
+    }
+
+    pub(super) fn fires_name(&self, schedule: &str) -> String {
+        self.aux_name("_fires", schedule)
+    }
+
+    /// Declare the objects of `queue` (once per process). The broker creates the queues of
+    /// one channel one after the other: they are spread over a few channels.
+    pub(super) async fn ensure_topology(&self, session: &Session, queue: &str) -> Result<()> {
+        if lock(&self.declared).contains(queue) {
+            return Ok(());
+        }
+        let names = self.names(queue)?;
+        let opened = join_all(
+            (0..DECLARING_CHANNELS)
+                .map(|_| self.fresh_channel(session))
+                .collect(),
+        )
+        .await;
+        let mut channels = Vec::with_capacity(opened.len());
+        let mut failure = None;
+        for channel in opened {
+            match channel {
+                Ok(channel) => channels.push(channel),
+                Err(e) => failure = Some(e),
+            }
+        }
+        let declared = match failure {
+            Some(e) => Err(e),
+            None => self.declare_topology(&channels, &names).await,
+        };
+        join_all(channels.iter().map(Self::close).collect()).await;
+        declared?;
+        lock(&self.declared).insert(queue.to_string());
+        Ok(())
+    }
+
+    async fn declare_topology(&self, channels: &[Channel], names: &Names) -> Result<()> {
+        let Some(first) = channels.first() else {
+            return Err(self.backend("no channel to declare on"));
+        };
+        let exchange = async {
+            first
+                .exchange_declare(
+                    names.ready.as_str().into(),
+                    ExchangeKind::Fanout,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..ExchangeDeclareOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map(|()| 0)
+        };
+        let mut queues: Vec<(&str, FieldTable)> = (0..BUCKETS)
+            .zip(&names.buckets)
+            .map(|(k, bucket)| {
+                let arguments = args(&[
+                    ("x-message-ttl", AMQPValue::LongLongInt(bucket_ttl_ms(k))),
+                    (
+                        "x-dead-letter-exchange",
+                        AMQPValue::LongString(names.ready.as_str().into()),
+                    ),
+                ]);
+                (bucket.as_str(), arguments)
+            })
+            .collect();
+        queues.push((&names.failed, FieldTable::default()));
+        queues.push((&names.ready, FieldTable::default()));
+        let declares = queues
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, arguments))| {
+                channels[i % channels.len()].queue_declare(name.into(), durable(), arguments)
+            })
+            .collect();
+        let (exchange, declares) = tokio::join!(exchange, join_all(declares));
+        exchange.map_err(|e| self.error(e))?;
+        for declared in declares {
+            declared.map_err(|e| self.error(e))?;
+        }
+        first
+            .queue_bind(
+                names.ready.as_str().into(),
+                names.ready.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Forget every declared object (after an unroutable publish: something was deleted).
+    pub(super) fn forget_declared(&self) {
+        lock(&self.declared).clear();
+        lock(&self.registered).clear();
+        lock(&self.fires).clear();
+        self.registry_declared.store(false, Ordering::SeqCst);
+    }
+
+    /// Declare a queue on a channel of its own (declares register in the channel's memory;
+    /// this keeps that from growing, and a refused declare from closing a shared channel).
+    async fn declare_alone(
+        &self,
+        session: &Session,
+        name: &str,
+        arguments: FieldTable,
+    ) -> Result<()> {
+        let channel = self.fresh_channel(session).await?;
+        let declared = channel
+            .queue_declare(name.into(), durable(), arguments)
+            .await;
+        Self::close(&channel).await;
+        declared.map(|_| ()).map_err(|e| self.error(e))
+    }
+
+    /// Publish `name` to the registry, the first time this process submits to it.
+    pub(super) async fn register(&self, session: &Session, queue: &str) -> Result<()> {
+        if lock(&self.registered).contains(queue) {
+            return Ok(());
+        }
+        let registry = self.registry_name();
+        if !self.registry_declared.load(Ordering::SeqCst) {
+            self.declare_alone(session, &registry, FieldTable::default())
+                .await?;
+            self.registry_declared.store(true, Ordering::SeqCst);
+        }
+        self.publish_confirmed(session, "", &registry, queue.as_bytes())
+            .await?;
+        lock(&self.registered).insert(queue.to_string());
+        Ok(())
+    }
+
+    /// Declare the queue of the idempotency key `key` (at every use: that renews its expiry)
+    /// and remember it for cleanup. Returns its name.
+    pub(super) async fn declare_key(&self, session: &Session, key: &str) -> Result<String> {
+        let name = self.key_name(key);
+        let arguments = args(&[
+            ("x-max-length", AMQPValue::LongLongInt(1)),
+            ("x-overflow", AMQPValue::LongString("reject-publish".into())),
+            ("x-expires", AMQPValue::LongLongInt(KEY_TTL_MS)),
+        ]);
+        self.declare_alone(session, &name, arguments).await?;
+        {
+            let mut keys = lock(&self.keys);
+            if keys.len() < MAX_TRACKED_KEYS {
+                keys.insert(name.clone());
+            }
+        }
+        Ok(name)
+    }
+
+    /// Declare the fires queue of `schedule` (once per process). Returns its name.
+    pub(super) async fn declare_fires(&self, session: &Session, schedule: &str) -> Result<String> {
+        let name = self.fires_name(schedule);
+        if !lock(&self.fires).contains(&name) {
+            let arguments = args(&[("x-max-length", AMQPValue::LongLongInt(FIRES_KEPT))]);
+            self.declare_alone(session, &name, arguments).await?;
+            lock(&self.fires).insert(name.clone());
+        }
+        Ok(name)
+    }
+
+    /// Whether a queue exists, on a channel of its own (a `NOT_FOUND` closes it).
+    pub(super) async fn exists(&self, session: &Session, name: &str) -> Result<bool> {
+        let channel = self.fresh_channel(session).await?;
+        let result = channel
+            .queue_declare(name.into(), passive(), FieldTable::default())
+            .await;
+        Self::close(&channel).await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(self.error(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::amqp::AmqpTransport;
+
+    #[test]
+    fn delays_pick_the_largest_bucket_that_fits() {
+        assert_eq!(bucket_for(-5), 0);
+        assert_eq!(bucket_for(0), 0);
+        assert_eq!(bucket_for(7), 0);
+        assert_eq!(bucket_for(8), 0);
+        assert_eq!(bucket_for(15), 0);
+        assert_eq!(bucket_for(16), 1);
+        assert_eq!(bucket_for(300), 5);
+        assert_eq!(bucket_ttl_ms(5), 256);
+        assert_eq!(bucket_for(3_600_000), 18);
+        assert_eq!(bucket_for(i64::MAX), BUCKETS - 1);
+        assert_eq!(bucket_ttl_ms(BUCKETS - 1), 33_554_432);
+    }
+
+    #[test]
+    fn long_names_are_hashed() {
+        let t = AmqpTransport::open_uri("amqp://h?prefix=pfx").unwrap();
+        assert_eq!(t.inner.key_name("k1"), "pfx._key.k1");
+        let long = "k".repeat(300);
+        let hashed = t.inner.key_name(&long);
+        assert_eq!(hashed, format!("pfx._keyh.{:016x}", fnv1a(&long)));
+        assert_eq!(hashed, t.inner.key_name(&long), "stable");
+        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
+        assert!(t.inner.names(&"q".repeat(250)).is_err());
+        assert_eq!(t.inner.names("q1").unwrap().buckets[22], "pfx.q1.delay.22");
+    }
+}
