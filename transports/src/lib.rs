@@ -133,9 +133,15 @@ pub trait Transport: Send + Sync + 'static {
         opts: &SubmitOptions,
     ) -> Result<Option<TaskId>>;
 
-    /// Claim the oldest ready task of `queue` (FIFO by submission among tasks whose `run_at`
-    /// has passed), leasing it to `owner` for `lease`. Increments the attempt count and the
-    /// lease token. `None` when nothing is ready.
+    /// Claim the next ready task of `queue` (one whose `run_at` has passed), leasing it to
+    /// `owner` for `lease`. Increments the attempt count and the lease token. `None` when
+    /// nothing is ready.
+    ///
+    /// **Claim order, on every transport:** the earliest due time (`run_at`: the submit time,
+    /// a delayed submit's time, a retry's time) first, then submission order (task id) among
+    /// equal due times. RabbitMQ can only hand tasks out in the order they became ready: the
+    /// same order, except that a task submitted with a `run_at` already past goes behind the
+    /// tasks ready before it (see `docs/transports.md`).
     async fn claim(&self, queue: &str, owner: &str, lease: Duration) -> Result<Option<Task>>;
 
     /// Mark the attempt done (the task is deleted, or kept as `done` per retention) and, in the

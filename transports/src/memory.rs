@@ -181,10 +181,12 @@ impl Transport for MemoryTransport {
         validate_queue_name(queue)?;
         let now = now_ms();
         let mut state = self.state();
+        // The earliest due task, then submission order: the claim order of every transport.
         let Some((&id, row)) = state
             .tasks
             .iter_mut()
-            .find(|(_, row)| row.is_ready(queue, now))
+            .filter(|(_, row)| row.is_ready(queue, now))
+            .min_by_key(|(id, row)| (row.run_at, **id))
         else {
             return Ok(None);
         };

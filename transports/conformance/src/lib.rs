@@ -45,7 +45,9 @@ mod stats;
 mod submit;
 mod wake;
 
-pub use claim_order::{case_concurrent_claimers, case_original_sequence};
+pub use claim_order::{
+    case_concurrent_claimers, case_due_time_then_submission_order, case_original_sequence,
+};
 pub use failures::{case_fail_with_retry, case_fail_without_retry, case_purge, case_retry_failed};
 pub use leases::{case_claim_leases, case_expired, case_owned_by, case_renew, case_stale_lease};
 pub use schedules::{case_prune_schedule_keys, case_schedule_fires};
@@ -117,6 +119,7 @@ macro_rules! conformance_suite {
             case_schedule_fires,
             case_prune_schedule_keys,
             case_delayed_submit,
+            case_due_time_then_submission_order,
             case_stats,
             case_wait_returns,
             case_concurrent_claimers,

@@ -33,8 +33,9 @@
 //! Every operation that changes anything is one Lua script (`EVALSHA`, loaded again by the
 //! `redis` crate after a `NOSCRIPT`), so each state transition happens at once or not at all,
 //! whichever client runs it: a claim moves the due delayed ids into the ready set, pops the
-//! lowest id, bumps its attempt count and lease token and indexes it as running under its owner
-//! in one step, so a claimed task is never only in a client's memory — if the worker dies, the
+//! earliest due (then lowest) id, bumps its attempt count and lease token and indexes it as
+//! running under its owner in one step, so a claimed task is never only in a client's memory —
+//! if the worker dies, the
 //! task is still running under its lease and `expired` finds it. Settlements compare the lease
 //! token inside their script and change nothing when it is stale; `complete` enqueues its
 //! follow-up submits in the same script (and `complete_and_claim` leases the next task in it

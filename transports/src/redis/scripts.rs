@@ -9,7 +9,7 @@
 //! | `P:ids` | string | the last task id (`INCR`) |
 //! | `P:tokens` | string | the last lease token; see the module docs |
 //! | `P:task:ID` | hash | one task: `id queue payload state run_at created_at attempts errors crashes lease_token owner lease_until last_error history` (`history` is the JSON array of [`Attempt`](crate::Attempt)s) |
-//! | `P:q:QUEUE:ready` | sorted set | pending ids whose `run_at` has passed, score = id: claims pop the lowest, FIFO by submission like SQLite's `ORDER BY id` |
+//! | `P:q:QUEUE:ready` | sorted set | pending ids whose `run_at` has passed, zero-padded to 20 digits, score = `run_at`: claims pop the lowest, so the earliest due task goes first and equal due times go by id (the claim order of every transport) |
 //! | `P:q:QUEUE:delayed` | sorted set | pending ids not ready before `run_at` (delayed submits and retries), score = `run_at` |
 //! | `P:q:QUEUE:pending` | sorted set | every pending id (ready and delayed), score = `created_at` (oldest pending, purge) |
 //! | `P:q:QUEUE:running` | set | running ids of the queue (counts) |

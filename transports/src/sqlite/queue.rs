@@ -25,8 +25,9 @@ const OWNED_BY: &str = include_str!("sql/queries/owned_by.sql");
 const EXPIRED: &str = include_str!("sql/queries/expired.sql");
 const RENEW: &str = include_str!("sql/queries/renew.sql");
 
-/// Lease the oldest ready task of `queue`: one statement, so the choice of task and its lease
-/// are atomic across processes.
+/// Lease the earliest due ready task of `queue`, then the lowest id (one entry of the
+/// `tasks_ready` index): one statement, so the choice of task and its lease are atomic across
+/// processes.
 ///
 /// `CAST(? AS TEXT)`: the bundled SQLite has STAT4, which re-prepares a statement after every
 /// new binding of a parameter compared with an indexed column (measured: every claim, a fifth

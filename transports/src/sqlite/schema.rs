@@ -12,9 +12,11 @@ use crate::{Result, TransportError};
 
 /// The migrations, in order: migration `n` (1-based, `sql/migrations/00n_*.sql`) brings a
 /// file from schema version `n - 1` to `n`. A schema change is a new file here.
-const MIGRATIONS: &[&str] = &[include_str!(
-    "sql/migrations/001_tasks_and_idempotency_keys.sql"
-)];
+const MIGRATIONS: &[&str] = &[
+    include_str!("sql/migrations/001_tasks_and_idempotency_keys.sql"),
+    // Claims take the earliest due task, then the lowest id: one index entry to read.
+    include_str!("sql/migrations/002_claim_order_index.sql"),
+];
 
 /// The schema version this code reads and writes: the number of [`MIGRATIONS`].
 const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -57,6 +59,43 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<()> {
 mod tests {
     use super::super::SqliteTransport;
     use super::*;
+
+    #[test]
+    fn a_version_1_file_is_migrated_in_place_and_keeps_its_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rex.sqlite3");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(MIGRATIONS[0]).unwrap();
+            conn.pragma_update(None, "user_version", 1).unwrap();
+            conn.execute(
+                "INSERT INTO tasks (queue, payload, state, run_at, created_at) VALUES ('jobs', '{}', 'pending', 0, 0)",
+                [],
+            )
+            .unwrap();
+        }
+        let transport = SqliteTransport::open(&path).unwrap();
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let indexed: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'tasks_ready'",
+                [],
+                |row| row.get(0),
+            )
+            .unwrap();
+        assert_eq!(indexed, 1);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let counts = runtime
+            .block_on(crate::Transport::counts(&transport, "jobs"))
+            .unwrap();
+        assert_eq!(counts.ready, 1);
+    }
 
     #[test]
     fn newer_schemas_are_refused() {

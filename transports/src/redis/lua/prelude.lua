@@ -21,11 +21,20 @@ local function wake(queue)
     redis.call('LTRIM', signal, -256, -1)
 end
 
--- Index a pending task as ready (run_at <= now) or delayed.
+-- A ready-set member: the id zero-padded, so that among tasks due at the same millisecond
+-- (equal scores, ordered by member) the lower id goes first. Members written before the
+-- padding (plain ids, scored by id) still parse.
+local function ready_member(id)
+    return string.format('%020d', tonumber(id))
+end
+
+-- Index a pending task as ready (run_at <= now) or delayed. The ready set is scored by due
+-- time: claims take the earliest due task, then the lowest id (the claim order of every
+-- transport).
 local function index_pending(queue, id, run_at, now, created_at)
     redis.call('ZADD', q_key(queue, 'pending'), created_at, id)
     if tonumber(run_at) <= tonumber(now) then
-        redis.call('ZADD', q_key(queue, 'ready'), id, id)
+        redis.call('ZADD', q_key(queue, 'ready'), run_at, ready_member(id))
         wake(queue)
     else
         local delayed = q_key(queue, 'delayed')
@@ -97,18 +106,19 @@ local function forget_if_empty(queue)
     end
 end
 
--- Lease the lowest ready id of `queue` (after moving its due delayed ids to the ready set).
+-- Lease the earliest due, then lowest, ready id of `queue` (after moving its due delayed ids
+-- to the ready set, keeping their due times as scores).
 -- Returns its TASK_FIELDS, or false when nothing is ready.
 local function claim_next(queue, owner, lease_until, now, seed)
     local ready, delayed = q_key(queue, 'ready'), q_key(queue, 'delayed')
-    local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now)
+    local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'WITHSCORES')
     if #due > 0 then
-        for _, id in ipairs(due) do redis.call('ZADD', ready, id, id) end
+        for i = 1, #due, 2 do redis.call('ZADD', ready, due[i + 1], ready_member(due[i])) end
         redis.call('ZREMRANGEBYSCORE', delayed, '-inf', now)
     end
     local popped = redis.call('ZPOPMIN', ready)
     if #popped == 0 then return false end
-    local id = popped[1]
+    local id = string.format('%d', tonumber(popped[1]))
     local tokens = P .. ':tokens'
     if redis.call('EXISTS', tokens) == 0 then redis.call('SET', tokens, seed) end
     local token = string.format('%d', redis.call('INCR', tokens))

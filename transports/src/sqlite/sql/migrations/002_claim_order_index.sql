@@ -1,0 +1,1 @@
+CREATE INDEX tasks_ready ON tasks (queue, run_at, id) WHERE state = 'pending';
