@@ -8,10 +8,16 @@
 //! * [`sqlite`] — the embedded default (`sqlite:PATH`), WAL mode, safe for many processes;
 //!   its private `wake` module carries its cross-process wake-ups.
 //! * [`memory`] — in-process only (`memory:`), for library use and tests.
-//! * [`pgsql`] — PostgreSQL (`postgresql://`, `pgsql:`), for many hosts.
-//! * [`redis`] — Redis (`redis://`), for many hosts.
-//! * [`amqp`] — RabbitMQ (`amqp://`), for many hosts; leases are held by the broker.
+//! * `pgsql` — PostgreSQL (`postgresql://`, `pgsql:`), for many hosts (cargo feature `pgsql`).
+//! * `redis` — Redis (`redis://`), for many hosts (cargo feature `redis`).
+//! * `amqp` — RabbitMQ (`amqp://`), for many hosts; leases are held by the broker (cargo
+//!   feature `amqp`).
 //! * [`open`] — URI → transport.
+//!
+//! Each backend is a directory with one file per job (URI, connection, layout, claim/settle,
+//! operator listings, wake-ups; SQL and Lua in files of their own). What they share exists
+//! once: `uri` (redaction, percent-coding, scrubbing secrets), [`hash`], `tls` (certificates
+//! and verification for the network backends).
 //!
 //! The one test suite every transport must pass lives in its own crate,
 //! `rex-transport-conformance` (`transports/conformance/`), a dev-dependency of this one.
@@ -32,16 +38,24 @@
 //! [`fail`]: Transport::fail
 //! [`release`]: Transport::release
 
+#[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod hash;
 pub mod memory;
+#[cfg(feature = "pgsql")]
 pub mod pgsql;
+#[cfg(feature = "redis")]
 pub mod redis;
 pub mod sqlite;
 pub mod task;
+#[cfg(feature = "network")]
 mod tls;
+mod uri;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+pub use uri::redact_uri;
 
 pub use task::{
     Attempt, Failure, FailureKind, Lease, Outcome, Payload, QueueCounts, QueueStats, Submit,
@@ -71,6 +85,15 @@ pub enum TransportError {
     /// Any other backend failure (SQL error, protocol error, corrupt row...).
     #[error("{transport}: {message}")]
     Backend { transport: String, message: String },
+    /// The URI names a backend this build of rex was compiled without.
+    #[error(
+        "\"{uri}\" needs the {backend} transport, which this rex was built without (cargo feature \"{feature}\")"
+    )]
+    NotCompiled {
+        uri: String,
+        backend: &'static str,
+        feature: &'static str,
+    },
     /// The transport cannot do this (e.g. `memory:` across processes).
     #[error("{0}")]
     Unsupported(String),
@@ -239,25 +262,52 @@ pub fn open(uri: &str) -> Result<Arc<dyn Transport>> {
     match scheme {
         "sqlite" => Ok(Arc::new(sqlite::SqliteTransport::open_uri(uri)?)),
         "memory" => Ok(Arc::new(memory::MemoryTransport::new())),
+        #[cfg(feature = "pgsql")]
         "pgsql" | "postgres" | "postgresql" => pgsql::open_uri(uri),
+        #[cfg(feature = "redis")]
         "redis" | "rediss" | "redis+unix" => redis::open_uri(uri),
+        #[cfg(feature = "amqp")]
         "amqp" | "amqps" => amqp::open_uri(uri),
-        _ => Err(TransportError::UnknownTransport(uri.to_string())),
+        #[cfg(not(feature = "pgsql"))]
+        "pgsql" | "postgres" | "postgresql" => Err(not_compiled(uri, "PostgreSQL", "pgsql")),
+        #[cfg(not(feature = "redis"))]
+        "redis" | "rediss" | "redis+unix" => Err(not_compiled(uri, "Redis", "redis")),
+        #[cfg(not(feature = "amqp"))]
+        "amqp" | "amqps" => Err(not_compiled(uri, "RabbitMQ", "amqp")),
+        _ => Err(TransportError::UnknownTransport(redact_uri(uri))),
     }
 }
 
-/// `scheme://user:secret@host/...` → `scheme://user:***@host/...`; other URIs unchanged.
-pub fn redact_uri(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
-            None => uri.to_string(),
-        },
-        None => uri.to_string(),
+/// The error for a URI whose backend this build left out.
+#[allow(dead_code)] // used only when some backend's feature is off
+fn not_compiled(uri: &str, backend: &'static str, feature: &'static str) -> TransportError {
+    TransportError::NotCompiled {
+        uri: redact_uri(uri),
+        backend,
+        feature,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_left_out_of_the_build_is_named_with_its_feature() {
+        let e = not_compiled("postgresql://u:s3cret@db/app", "PostgreSQL", "pgsql");
+        assert_eq!(
+            e.to_string(),
+            "\"postgresql://u:***@db/app\" needs the PostgreSQL transport, which this rex was built without (cargo feature \"pgsql\")"
+        );
+        assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn unknown_schemes_are_refused_without_their_secrets() {
+        let e = open("mysql://u:s3cret@db/app").err().expect("refused");
+        assert_eq!(
+            e.to_string(),
+            "\"mysql://u:***@db/app\" does not resolve to a known transport"
+        );
     }
 }

@@ -249,24 +249,6 @@ pub(crate) fn now_ms() -> i64 {
     to_epoch_ms(SystemTime::now())
 }
 
-/// `%XX` sequences of a URI part decoded (as UTF-8); `None` when malformed.
-pub(crate) fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = text.get(i + 1..i + 3)?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 /// Inverse of [`to_epoch_ms`].
 pub fn from_epoch_ms(ms: i64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)

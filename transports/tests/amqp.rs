@@ -5,6 +5,7 @@
 //! Set `REX_TEST_AMQP` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`) to run them; unset, every
 //! test is skipped. Each test uses a prefix of its own and deletes its broker objects at the
 //! end, so runs may share a virtual host. No plugin is needed.
+#![cfg(feature = "amqp")]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

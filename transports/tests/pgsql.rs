@@ -6,6 +6,7 @@
 //! server cases are skipped. Every case works in a schema of its own,
 //! `rex_test_<unix seconds>_<random>`, dropped when the case ends; schemas left behind by killed
 //! runs are dropped by the next run once they are an hour old.
+#![cfg(feature = "pgsql")]
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Once};

@@ -5,6 +5,7 @@
 //! skipped. Each test uses a key prefix of its own and deletes its keys at the end, so runs may
 //! share a database. The restart test also needs `redis-server` on the `PATH`: it starts a
 //! private server on a free port.
+#![cfg(feature = "redis")]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -298,11 +298,7 @@ fn entry(value: &Value) -> Result<Entry> {
 /// FNV-1a over the entry's canonical JSON (keys sorted): the same entry gets the same id on
 /// every host and release, which the per-fire idempotency keys rely on.
 fn stable_id(value: &Value) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in value.to_string().bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let hash = rex_transport::hash::fnv1a64(value.to_string().as_bytes());
     format!("{:08x}", hash >> 32)
 }
 

@@ -12,9 +12,9 @@ use lapin::protocol::AMQPErrorKind;
 use lapin::{Channel, Connection, ConnectionProperties, DefaultConnectionBuilder, ErrorKind};
 use tokio::runtime::Handle;
 
-use super::uri::scrub;
 use super::wake::Waiter;
 use super::{Inner, lock};
+use crate::uri::scrub;
 use crate::{Result, TransportError};
 
 /// The connection of one Tokio runtime.

@@ -46,13 +46,6 @@ pub(super) struct Names {
     pub(super) buckets: Vec<String>,
 }
 
-/// FNV-1a, 64 bits: a stable hash for names too long for the broker.
-fn fnv1a(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// The delay queue for a task `remaining` milliseconds from ready: the largest whose TTL is not
 /// longer, or the smallest.
 pub(super) fn bucket_for(remaining_ms: i64) -> u32 {
@@ -115,7 +108,11 @@ impl Inner {
         if full.len() <= MAX_NAME {
             full
         } else {
-            format!("{}.{kind}h.{:016x}", self.prefix, fnv1a(name))
+            format!(
+                "{}.{kind}h.{:016x}",
+                self.prefix,
+                crate::hash::fnv1a64(name.as_bytes())
+            )
         }
     }
 
@@ -327,10 +324,11 @@ mod tests {
         assert_eq!(t.inner.key_name("k1"), "pfx._key.k1");
         let long = "k".repeat(300);
         let hashed = t.inner.key_name(&long);
-        assert_eq!(hashed, format!("pfx._keyh.{:016x}", fnv1a(&long)));
+        assert_eq!(
+            hashed,
+            format!("pfx._keyh.{:016x}", crate::hash::fnv1a64(long.as_bytes()))
+        );
         assert_eq!(hashed, t.inner.key_name(&long), "stable");
-        assert_eq!(fnv1a(""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a("a"), 0xaf63_dc4c_8601_ec8c);
         assert!(t.inner.names(&"q".repeat(250)).is_err());
         assert_eq!(t.inner.names("q1").unwrap().buckets[22], "pfx.q1.delay.22");
     }

@@ -1,6 +1,6 @@
 //! Parsing `amqp://` and `amqps://` URIs (see the module docs for their shape) into the
 //! settings of a transport: lapin's connection URI, the TLS configuration, the object-name
-//! prefix, the display form without secrets, and the secrets themselves, which [`scrub`]
+//! prefix, the display form without secrets, and the secrets themselves, which [`scrub`](crate::uri::scrub)
 //! removes from every error message.
 
 use std::time::Duration;
@@ -8,8 +8,8 @@ use std::time::Duration;
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 
-use crate::task::percent_decode;
 use crate::tls::{TlsSettings, Verify};
+use crate::uri::percent_decode;
 use crate::{Result, TransportError, validate_queue_name};
 
 /// The object-name prefix when the URI names none.
@@ -237,13 +237,6 @@ pub(super) fn parse_uri(uri: &str) -> Result<ParsedUri> {
         secrets,
         tls,
         connect_timeout,
-    })
-}
-
-/// `message` with every secret replaced by `***`.
-pub(super) fn scrub(message: &str, secrets: &[String]) -> String {
-    secrets.iter().fold(message.to_string(), |message, secret| {
-        message.replace(secret.as_str(), "***")
     })
 }
 

@@ -8,7 +8,6 @@ use std::error::Error as _;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
 use postgres_native_tls::MakeTlsConnector;
 
-use super::uri::redact;
 use super::{PgsqlTransport, TRANSPORT};
 use crate::{Result, TransportError};
 
@@ -59,7 +58,7 @@ pub(super) fn pool(
         .max_size(POOL_SIZE)
         .build()
         .map_err(|e| TransportError::InvalidUri {
-            uri: redact(uri),
+            uri: crate::redact_uri(uri),
             reason: e.to_string(),
         })
 }

@@ -94,7 +94,7 @@ use crate::{
     SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
 };
 use sql::Sql;
-use uri::{parse_uri, redact};
+use uri::parse_uri;
 use wake::Listener;
 
 const TRANSPORT: &str = "PostgreSQL";
@@ -128,7 +128,7 @@ impl PgsqlTransport {
             .connector()
             .map(MakeTlsConnector::new)
             .map_err(|reason| TransportError::InvalidUri {
-                uri: redact(uri),
+                uri: crate::redact_uri(uri),
                 reason,
             })?;
         let pool = connection::pool(target.config.clone(), tls.clone(), uri)?;

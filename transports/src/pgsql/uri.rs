@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use tokio_postgres::config::SslMode;
 
-use crate::task::percent_decode;
 use crate::tls::{TlsSettings, Verify};
+use crate::uri::{percent_decode, percent_encode};
 use crate::{Result, TransportError};
 
 const DEFAULT_SCHEMA: &str = "asynctask";
@@ -24,25 +24,9 @@ pub(super) struct Target {
     pub(super) described: String,
 }
 
-/// `scheme://user:secret@...` → `scheme://user:***@...`, erring on the side of hiding: every
-/// character between the first `:` of the user info and the last `@` goes (a password may hold
-/// an unescaped `@` or `/`).
-pub(super) fn redact(uri: &str) -> String {
-    let Some((scheme, rest)) = uri.split_once("://") else {
-        return uri.to_string();
-    };
-    match rest.rfind('@') {
-        Some(at) => match rest[..at].find(':') {
-            Some(colon) => format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]),
-            None => uri.to_string(),
-        },
-        None => uri.to_string(),
-    }
-}
-
 pub(super) fn parse_uri(uri: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Target> {
     let invalid = |reason: String| TransportError::InvalidUri {
-        uri: redact(uri),
+        uri: crate::redact_uri(uri),
         reason,
     };
     const FORMS: &str =
@@ -242,17 +226,6 @@ pub(super) fn parse_uri(uri: &str, env: &dyn Fn(&str) -> Option<String>) -> Resu
         schema,
         described,
     })
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

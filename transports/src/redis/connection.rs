@@ -6,6 +6,7 @@
 //! [`PerRuntime`], knows nothing of Redis (the AMQP transport keeps the same kind of cache,
 //! with its own eviction); the rest is Redis-specific.
 
+use crate::uri::scrub;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -182,24 +183,4 @@ fn is_tls_failure(e: &RedisError) -> bool {
     std::error::Error::source(e)
         .and_then(|source| source.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>())
         .is_some_and(|inner| inner.is::<native_tls::Error>())
-}
-
-/// `message` with every secret replaced by `***`.
-pub(super) fn scrub(message: &str, secrets: &[String]) -> String {
-    secrets.iter().fold(message.to_string(), |message, secret| {
-        message.replace(secret.as_str(), "***")
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_scrubbed() {
-        assert_eq!(
-            scrub("AUTH failed for hush", &["hush".to_string()]),
-            "AUTH failed for ***"
-        );
-    }
 }

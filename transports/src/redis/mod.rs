@@ -103,9 +103,10 @@ use std::time::{Duration, SystemTime};
 
 use ::redis::{Client, ClientTlsConfig, TlsCertificates};
 
-use self::connection::{MAX_RUNTIMES, PerRuntime, RuntimeConnections, scrub};
-use self::uri::{parse_uri, redact};
+use self::connection::{MAX_RUNTIMES, PerRuntime, RuntimeConnections};
+use self::uri::parse_uri;
 use crate::tls::TlsSettings;
+use crate::uri::scrub;
 use crate::{
     Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Submit,
     SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
@@ -136,7 +137,7 @@ impl RedisTransport {
         let scheme = uri.split_once("://").map_or("", |(scheme, _)| scheme);
         if !matches!(scheme, "redis" | "rediss" | "redis+unix") {
             return Err(TransportError::InvalidUri {
-                uri: redact(uri),
+                uri: crate::redact_uri(uri),
                 reason: "expected redis://, rediss:// or redis+unix://".to_string(),
             });
         }

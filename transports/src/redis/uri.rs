@@ -2,8 +2,8 @@
 //! is given (without `key_prefix`, with the TLS parameters read), the key prefix, the text
 //! shown by `describe` and in errors (passwords redacted), and the secrets to scrub.
 
-use crate::task::percent_decode;
-use crate::tls::{TlsSettings, Verify};
+pub(super) use crate::tls::{TlsSettings, Verify};
+use crate::uri::percent_decode;
 use crate::{Result, TransportError, validate_queue_name};
 
 /// The key prefix when the URI names none.
@@ -24,7 +24,7 @@ pub(super) struct ParsedUri {
 
 pub(super) fn parse_uri(uri: &str) -> Result<ParsedUri> {
     let invalid = |reason: String| TransportError::InvalidUri {
-        uri: redact(uri),
+        uri: crate::redact_uri(uri),
         reason,
     };
     let (body, fragment) = match uri.split_once('#') {
@@ -132,28 +132,12 @@ pub(super) fn parse_uri(uri: &str) -> Result<ParsedUri> {
     }
     secrets.retain(|secret| !secret.is_empty());
     Ok(ParsedUri {
-        display: redact(&display),
+        display: crate::redact_uri(&display),
         connect,
         prefix: prefix.to_string(),
         secrets,
         tls,
     })
-}
-
-/// [`crate::redact_uri`], plus the `pass=` query parameter of `redis+unix://` URIs.
-pub(super) fn redact(uri: &str) -> String {
-    let uri = crate::redact_uri(uri);
-    let Some((base, query)) = uri.split_once('?') else {
-        return uri;
-    };
-    let query: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name @ ("pass" | "password"), _)) => format!("{name}=***"),
-            _ => pair.to_string(),
-        })
-        .collect();
-    format!("{base}?{}", query.join("&"))
 }
 
 #[cfg(test)]

@@ -58,7 +58,10 @@ impl WakeBus {
                 std::process::id(),
                 INSTANCE.fetch_add(1, Ordering::Relaxed)
             ),
-            scope: format!("{:016x}", fnv1a(absolute.as_os_str().as_encoded_bytes())),
+            scope: format!(
+                "{:016x}",
+                crate::hash::fnv1a64(absolute.as_os_str().as_encoded_bytes())
+            ),
             listener: Mutex::new(None),
             sender: UnixDatagram::unbound()
                 .and_then(|s| s.set_nonblocking(true).map(|()| s))
@@ -130,12 +133,6 @@ impl Drop for WakeBus {
             let _ = std::fs::remove_file(self.dir.join(&self.me));
         }
     }
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 impl SqliteTransport {
