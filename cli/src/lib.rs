@@ -16,6 +16,7 @@
 //! * [`worker`] — the child process that works one queue.
 //! * [`control`] — the master/child control channel.
 //! * [`logging`] — `LEVEL:Logger:message` records over `tracing`.
+//! * [`runtime`] — the current-thread async runtime each command runs on.
 //! * [`error`] — the user-facing error type, rendered as `FATAL ERROR: ...`.
 
 pub mod bench;
@@ -27,6 +28,7 @@ pub mod logging;
 pub mod package;
 pub mod plugin;
 pub mod project;
+pub mod runtime;
 pub mod scheduler;
 pub mod settings;
 pub mod supervisor;

@@ -76,7 +76,7 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
     let mut log = app.settings.log_config();
     log.quiet = options.quiet;
     logging::configure(log);
-    let rt = crate::tasks::operator::runtime()?;
+    let rt = crate::runtime::current_thread()?;
     rt.block_on(async move { Supervisor::new(app, args, options)?.run().await })
 }
 

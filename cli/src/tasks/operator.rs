@@ -8,6 +8,7 @@ use serde_json::Value;
 use crate::cli::Parsed;
 use crate::error::{Error, Result};
 use crate::project::{App, Requirement};
+use crate::runtime::current_thread;
 use rex_transport::{PurgeWhich, Selector, SubmitOptions};
 
 fn app(parsed: &Parsed) -> Result<App> {
@@ -18,14 +19,6 @@ fn app(parsed: &Parsed) -> Result<App> {
             fallback: Some("rex.asynctask"),
         },
     )
-}
-
-/// A current-thread runtime for one command.
-pub fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| Error::new(format!("cannot start the async runtime: {e}")))
 }
 
 fn parse_payload(text: &str) -> Result<rex_transport::Payload> {
@@ -66,7 +59,7 @@ pub fn submit(parsed: &Parsed) -> Result<i32> {
         run_at: delay.map(|d| SystemTime::now() + d),
         idempotency_key: None,
     };
-    runtime()?.block_on(async {
+    current_thread()?.block_on(async {
         for payload in payloads {
             transport.submit(&queue, payload, &opts).await?;
         }
@@ -78,7 +71,7 @@ pub fn submit(parsed: &Parsed) -> Result<i32> {
 pub fn queues(parsed: &Parsed) -> Result<i32> {
     let app = app(parsed)?;
     let transport = app.open_transport()?;
-    let stats = runtime()?.block_on(transport.stats())?;
+    let stats = current_thread()?.block_on(transport.stats())?;
     if parsed.flag("json") {
         println!(
             "{}",
@@ -129,7 +122,7 @@ pub fn schedules(parsed: &Parsed) -> Result<i32> {
     let transport = app.open_transport()?;
     let now = chrono::Utc::now();
     let mut rows = Vec::with_capacity(entries.len());
-    let rt = runtime()?;
+    let rt = current_thread()?;
     for entry in entries {
         let last = rt
             .block_on(transport.last_fire(&entry.id))?
@@ -188,7 +181,7 @@ pub fn failed(parsed: &Parsed) -> Result<i32> {
         rex_transport::validate_queue_name(q)?;
     }
     let transport = app.open_transport()?;
-    let tasks = runtime()?.block_on(transport.failed(queue.as_deref()))?;
+    let tasks = current_thread()?.block_on(transport.failed(queue.as_deref()))?;
     if parsed.flag("json") {
         println!(
             "{}",
@@ -277,7 +270,7 @@ pub fn retry(parsed: &Parsed) -> Result<i32> {
         }
     };
     let transport = app.open_transport()?;
-    let n = runtime()?.block_on(transport.retry_failed(&selector))?;
+    let n = current_thread()?.block_on(transport.retry_failed(&selector))?;
     println!("Retrying {n} task{}.", if n == 1 { "" } else { "s" });
     Ok(0)
 }
@@ -294,7 +287,7 @@ pub fn purge(parsed: &Parsed) -> Result<i32> {
         (true, true) => return Err(Error::new("use either --failed or --pending, not both")),
     };
     let transport = app.open_transport()?;
-    let n = runtime()?.block_on(transport.purge(&queue, which))?;
+    let n = current_thread()?.block_on(transport.purge(&queue, which))?;
     let what = if which == PurgeWhich::Failed {
         "failed"
     } else {

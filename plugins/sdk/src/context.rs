@@ -79,7 +79,7 @@ pub(crate) struct Log {
 impl Log {
     /// Records go to the host given to `init`, or nowhere before that.
     pub(crate) fn to_host(logger: impl Into<String>) -> Self {
-        let sink = crate::shim::host().map_or(Sink::Discard, Sink::Host);
+        let sink = crate::host::host().map_or(Sink::Discard, Sink::Host);
         Log {
             logger: logger.into(),
             sink,

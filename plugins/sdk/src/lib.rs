@@ -89,6 +89,7 @@ pub mod error;
 #[doc = include_str!("../../../docs/writing-plugins.md")]
 pub mod guide {}
 pub mod export;
+mod host;
 pub mod payload;
 mod shim;
 pub mod testing;
@@ -96,11 +97,12 @@ pub mod worker;
 
 pub use context::{Context, Level, LogRecord, Submit, TaskContext};
 pub use error::{Error, Result};
+pub use host::settings;
 pub use payload::Payload;
 pub use rex_plugin_abi as abi;
 pub use serde_json;
 pub use serde_json::json;
-pub use shim::{SDK_VERSION, TaskFn, settings};
+pub use shim::{SDK_VERSION, TaskFn};
 pub use worker::{Worker, logger_name};
 
 /// Used by the [`export!`] expansion; not a stable API.

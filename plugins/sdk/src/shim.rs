@@ -8,7 +8,6 @@ use std::cell::{Cell, RefCell};
 use std::io::Write;
 use std::mem::{ManuallyDrop, size_of};
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Once, OnceLock};
 
 use rex_plugin_abi::{
@@ -209,25 +208,6 @@ fn manifest_json<P: Export>() -> String {
         tasks,
     };
     serde_json::to_string(&manifest).unwrap_or_default()
-}
-
-// ---------------------------------------------------------------------------------------------
-// Host services and settings
-
-static HOST: AtomicPtr<RexHostV1> = AtomicPtr::new(std::ptr::null_mut());
-static SETTINGS: OnceLock<Value> = OnceLock::new();
-
-/// The host table given to `init`, if any.
-pub(crate) fn host() -> Option<&'static RexHostV1> {
-    // SAFETY: `init` stores only non-null pointers to tables of a sufficient size that, per the
-    // ABI, stay valid for the lifetime of the process.
-    unsafe { HOST.load(Ordering::Acquire).as_ref() }
-}
-
-/// The effective settings the host passed to `init` (`config_json.settings`); `None` before
-/// `init` (for instance in unit tests). Only the first `init` is recorded.
-pub fn settings() -> Option<&'static Value> {
-    SETTINGS.get()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -464,10 +444,7 @@ pub unsafe extern "C" fn init<P: Export>(
                     }
                 }
             };
-            HOST.store(host.cast_mut(), Ordering::Release);
-            if let Some(settings) = config.get("settings") {
-                let _ = SETTINGS.set(settings.clone());
-            }
+            crate::host::record(host, config.get("settings"));
             // A worker process names its worker: construct it now, so that a worker that cannot
             // start (a panicking constructor) fails the process start, not its first task.
             if let Some(name) = config.get("worker").and_then(Value::as_str) {

@@ -1,0 +1,215 @@
+//! How a task's worker code runs, and what came of it: a plugin's worker through the ABI,
+//! the built-in `ctl_executor` (a `rex` command in a child process) and the built-in
+//! `bench_worker` of `asynctask-bench`.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+
+use serde_json::Value;
+
+use crate::logging::Logger;
+use crate::plugin::{CallResult, Plugin};
+use rex_transport::{Submit, Task};
+
+/// How a task's worker code is run.
+pub(super) enum Executor {
+    Plugin(Plugin),
+    Ctl(CtlExecutor),
+    /// The built-in no-op worker of `rex asynctask-bench`.
+    Bench,
+}
+
+/// A finished attempt, as the consumer sees it.
+pub(super) enum Attempted {
+    Done(Vec<Submit>),
+    /// Failed; `detail` is logged, `reason` recorded; `permanent` skips the retry policy.
+    Failed {
+        detail: String,
+        reason: String,
+        permanent: bool,
+    },
+}
+
+/// A payload shown as compact JSON in the `Got payload:` log line.
+pub(super) struct JsonMap<'a>(pub(super) &'a serde_json::Map<String, Value>);
+
+impl std::fmt::Display for JsonMap<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?)
+    }
+}
+
+/// Run `worker` of `plugin` on `task`.
+pub(super) fn run_plugin(plugin: &Plugin, worker: &str, task: &Task) -> Attempted {
+    #[derive(serde::Serialize)]
+    struct Request<'a> {
+        queue: &'a str,
+        task_id: i64,
+        attempt: u32,
+        payload: &'a serde_json::Map<String, Value>,
+    }
+    let request = Request {
+        queue: &task.queue,
+        task_id: task.id,
+        attempt: task.attempt,
+        payload: &task.payload,
+    };
+    match plugin.call(worker, &request) {
+        CallResult::Ok(body) => {
+            let submits = body
+                .get("submits")
+                .cloned()
+                .map(serde_json::from_value::<Vec<Submit>>)
+                .transpose();
+            match submits {
+                Ok(submits) => Attempted::Done(submits.unwrap_or_default()),
+                Err(e) => Attempted::Failed {
+                    detail: format!("malformed response: {e}"),
+                    reason: format!("malformed response: {e}"),
+                    permanent: true,
+                },
+            }
+        }
+        CallResult::Failed {
+            panicked: true,
+            message,
+            location,
+            ..
+        } => {
+            let at = location.map(|l| format!(" at {l}")).unwrap_or_default();
+            Attempted::Failed {
+                detail: format!("panicked{at}:\n{message}"),
+                reason: format!("panic: {message}"),
+                permanent: false,
+            }
+        }
+        CallResult::Failed { message, .. } => Attempted::Failed {
+            detail: message.clone(),
+            reason: message,
+            permanent: false,
+        },
+        CallResult::Rejected(message) => Attempted::Failed {
+            detail: message.clone(),
+            reason: message,
+            permanent: true,
+        },
+    }
+}
+
+/// The built-in `ctl_executor` worker: runs `rex <command>` for the same application.
+pub(super) struct CtlExecutor {
+    pub(super) project_args: Vec<String>,
+}
+
+impl CtlExecutor {
+    pub(super) fn run(&self, logger: &Logger, task: &Task) -> Attempted {
+        let fail = |msg: String| Attempted::Failed {
+            detail: msg.clone(),
+            reason: msg,
+            permanent: true,
+        };
+        let Some(command) = task.payload.get("command").and_then(Value::as_str) else {
+            return fail("the payload must be {\"command\": \"<rex task and arguments>\"}".into());
+        };
+        let Ok(words) = shell_words::split(command) else {
+            return fail(format!("cannot split command: {command}"));
+        };
+        logger.info(format_args!("Executing Task: {command}"));
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => return fail(format!("cannot find the rex executable: {e}")),
+        };
+        let (reader, writer) = match std::io::pipe() {
+            Ok(p) => p,
+            Err(e) => return fail(format!("cannot create a pipe: {e}")),
+        };
+        let stderr = match writer.try_clone() {
+            Ok(w) => w,
+            Err(e) => return fail(format!("cannot create a pipe: {e}")),
+        };
+        let mut child = match std::process::Command::new(exe)
+            .args(&words)
+            .args(&self.project_args)
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(stderr)
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => return fail(format!("cannot run rex {command}: {e}")),
+        };
+        // Stream the command's output as it comes; keep the tail for the failure record.
+        let mut tail: VecDeque<String> = VecDeque::new();
+        for line in BufReader::new(reader).lines() {
+            let Ok(line) = line else { break };
+            logger.info(format_args!("{line}"));
+            tail.push_back(line);
+            if tail.len() > 20 {
+                tail.pop_front();
+            }
+        }
+        let status = child.wait();
+        match status {
+            Ok(s) if s.success() => Attempted::Done(Vec::new()),
+            Ok(s) => {
+                let code = s
+                    .code()
+                    .map_or_else(|| "a signal".to_string(), |c| c.to_string());
+                let output = Vec::from(tail).join("\n");
+                let detail = format!(
+                    "Failed execution\nReceived unexpected exit code:\n    expected 0; got {code}\nWith output:\n{}\nFrom:\n    rex {command}",
+                    indent(&output)
+                );
+                Attempted::Failed {
+                    detail,
+                    reason: format!("rex {command}: exit code {code}: {output}"),
+                    permanent: false,
+                }
+            }
+            Err(e) => fail(format!("cannot wait for rex {command}: {e}")),
+        }
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            if l.is_empty() {
+                String::new()
+            } else {
+                format!("    {l}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `bench_worker`: does nothing, except that a payload carrying `bench_t` (submit time, µs
+/// since the epoch) and `bench_log` (a file) gets the line `<pid> <bench_t> <start µs>`
+/// appended to that file — one small `O_APPEND` write, whole even with many children.
+pub(super) fn bench_record(task: &Task) -> Attempted {
+    if let (Some(submitted), Some(path)) = (
+        task.payload.get("bench_t").and_then(Value::as_u64),
+        task.payload.get("bench_log").and_then(Value::as_str),
+    ) {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
+        let line = format!("{} {submitted} {started}\n", std::process::id());
+        let written = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            let msg = format!("cannot record to {path}: {e}");
+            return Attempted::Failed {
+                detail: msg.clone(),
+                reason: msg,
+                permanent: true,
+            };
+        }
+    }
+    Attempted::Done(Vec::new())
+}
