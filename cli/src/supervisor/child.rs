@@ -25,6 +25,32 @@ pub enum EventKind {
     Exited(DeathCause),
 }
 
+/// Starts children: real processes ([`Processes`]), or a fake in the supervisor's unit tests.
+pub trait Launcher {
+    fn launch(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        spec: WorkerSpec,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> std::io::Result<Child>;
+}
+
+/// `rex __worker` processes.
+pub struct Processes;
+
+impl Launcher for Processes {
+    fn launch(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        spec: WorkerSpec,
+        events: mpsc::UnboundedSender<Event>,
+    ) -> std::io::Result<Child> {
+        Child::spawn(slot, generation, spec, events)
+    }
+}
+
 /// The master's view of a live child.
 pub struct Child {
     pub generation: u64,
@@ -122,6 +148,30 @@ impl Child {
             control: Some(control),
             quit_sent: false,
         })
+    }
+
+    /// A child with no process behind it (pid 0: signals go nowhere), for a fake launcher.
+    #[cfg(test)]
+    pub fn detached(generation: u64, owner: String) -> Child {
+        Child {
+            generation,
+            pid: 0,
+            owner,
+            started: Instant::now(),
+            current: None,
+            processed: 0,
+            halted: None,
+            kill_reason: None,
+            killed_by_shutdown: false,
+            control: None,
+            quit_sent: false,
+        }
+    }
+
+    /// Whether the master asked the child to quit.
+    #[cfg(test)]
+    pub fn quit_sent(&self) -> bool {
+        self.quit_sent
     }
 
     /// Ask the child to finish its current task and stop.

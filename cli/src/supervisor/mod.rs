@@ -27,6 +27,7 @@
 //! * `shutdown`, `reload` — SIGTERM/SIGINT/SIGQUIT and SIGHUP.
 //! * `child` — spawning a child, its control socket, signalling its process group.
 //! * `restart` — the relaunch backoff policy.
+//! * `tests` — the loop's handlers driven with fake children (no processes).
 
 mod child;
 mod death;
@@ -35,6 +36,8 @@ mod reload;
 mod restart;
 mod shutdown;
 mod slots;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -47,7 +50,7 @@ use crate::control::{Up, WorkerSpec};
 use crate::error::{Error, Result};
 use crate::logging::{self, Logger};
 use crate::project::{App, ProjectArgs, Requirement};
-use child::{Child, Event};
+use child::{Event, Launcher, Processes};
 pub use death::DeathCause;
 use ledger::{Ledger, Report};
 use rex_transport::{MAINTENANCE_INTERVAL, Transport};
@@ -98,6 +101,7 @@ pub(crate) struct Supervisor {
     generation: u64,
     owner_prefix: String,
     events_tx: mpsc::UnboundedSender<Event>,
+    launcher: Box<dyn Launcher>,
     events: mpsc::UnboundedReceiver<Event>,
     stopping: Option<Instant>,
     killed_children: bool,
@@ -132,6 +136,7 @@ impl Supervisor {
             generation: 0,
             owner_prefix,
             events_tx,
+            launcher: Box::new(Processes),
             events,
             stopping: None,
             killed_children: false,
@@ -262,7 +267,10 @@ impl Supervisor {
             spec.worker, spec.queue
         ));
         let generation = self.generation;
-        match Child::spawn(index, generation, spec, self.events_tx.clone()) {
+        match self
+            .launcher
+            .launch(index, generation, spec, self.events_tx.clone())
+        {
             Ok(child) => self.slots[index].state = State::Running(child),
             Err(e) => {
                 self.log.error(format_args!(

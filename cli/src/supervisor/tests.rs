@@ -1,0 +1,331 @@
+//! The master's loop handlers driven with fake children: no processes, no signals. A test
+//! plays the children's part (their control-socket reports and their deaths) and checks what
+//! the master does: relaunches, backoff, timeouts, shutdown, and what its ledger settles on an
+//! in-process transport.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rex_transport::{Payload, SubmitOptions, TaskId, Transport};
+use tokio::sync::mpsc;
+
+use super::child::{Child, Event, EventKind, Launcher};
+use super::death::DeathCause;
+use super::ledger::Report;
+use super::slots::{State, all_queues};
+use super::{Options, Supervisor};
+use crate::control::{HaltReason, Up, WorkerSpec};
+use crate::project::{App, ProjectArgs, Requirement};
+
+/// What the fake launcher was asked to start, in order.
+type Launched = Arc<Mutex<Vec<(usize, u64, WorkerSpec)>>>;
+
+struct FakeLauncher(Launched);
+
+impl Launcher for FakeLauncher {
+    fn launch(
+        &mut self,
+        slot: usize,
+        generation: u64,
+        spec: WorkerSpec,
+        _events: mpsc::UnboundedSender<Event>,
+    ) -> std::io::Result<Child> {
+        let child = Child::detached(generation, spec.owner.clone());
+        self.0
+            .lock()
+            .expect("launch log")
+            .push((slot, generation, spec));
+        Ok(child)
+    }
+}
+
+struct Harness {
+    master: Supervisor,
+    launched: Launched,
+    transport: Arc<dyn Transport>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Harness {
+    /// A master of the built-in `rex.asynctask` package with `asynctask_workers` = `workers`,
+    /// on the in-process transport, every slot launched.
+    fn new(workers: &str, options: Options) -> Harness {
+        let args = ProjectArgs {
+            project: Some("rex.asynctask".into()),
+            sets: vec![
+                format!("asynctask_workers={workers}"),
+                "asynctask_transport=memory:".into(),
+            ],
+            ..ProjectArgs::default()
+        };
+        let need = Requirement {
+            package: "rex.asynctask",
+            fallback: None,
+        };
+        let app = App::build(&args, need).expect("the application");
+        let mut master = Supervisor::new(app, args, options).expect("a master");
+        let launched = Launched::default();
+        master.launcher = Box::new(FakeLauncher(Arc::clone(&launched)));
+        master.slots = master
+            .slots_for(all_queues(&master.app.settings))
+            .expect("slots");
+        for index in 0..master.slots.len() {
+            master.launch(index);
+        }
+        let transport = Arc::clone(&master.transport);
+        let runtime = crate::runtime::current_thread().expect("runtime");
+        Harness {
+            master,
+            launched,
+            transport,
+            runtime,
+        }
+    }
+
+    fn launches(&self) -> usize {
+        self.launched.lock().expect("launch log").len()
+    }
+
+    /// The owner name of the `n`th child started.
+    fn owner(&self, n: usize) -> String {
+        self.launched.lock().expect("launch log")[n].2.owner.clone()
+    }
+
+    fn child(&self, slot: usize) -> &Child {
+        match &self.master.slots[slot].state {
+            State::Running(child) => child,
+            _ => panic!("slot {slot} has no running child"),
+        }
+    }
+
+    fn generation(&self, slot: usize) -> u64 {
+        self.child(slot).generation
+    }
+
+    /// The child of `slot` reports `up` on its control socket.
+    fn report(&mut self, slot: usize, up: Up) {
+        let generation = self.generation(slot);
+        self.master.on_event(Event {
+            slot,
+            generation,
+            kind: EventKind::Up(up),
+        });
+    }
+
+    /// The child of `slot` dies.
+    fn dies(&mut self, slot: usize, cause: DeathCause) {
+        let generation = self.generation(slot);
+        self.master.on_event(Event {
+            slot,
+            generation,
+            kind: EventKind::Exited(cause),
+        });
+    }
+
+    /// Submit a task to `queue` and claim it as the `n`th child started would.
+    fn claimed_by(&self, queue: &str, n: usize) -> TaskId {
+        let owner = self.owner(n);
+        self.runtime.block_on(async {
+            self.transport
+                .submit(queue, Payload::default(), &SubmitOptions::default())
+                .await
+                .expect("submit");
+            let task = self
+                .transport
+                .claim(queue, &owner, Duration::from_secs(60))
+                .await
+                .expect("claim")
+                .expect("a task");
+            task.id
+        })
+    }
+
+    /// The next report of the ledger (the loop would select on it).
+    fn ledger_report(&mut self) -> Report {
+        let reports = &mut self.master.reports;
+        self.runtime
+            .block_on(reports.recv())
+            .expect("the ledger reports")
+    }
+
+    fn last_error(&self, queue: &str) -> Vec<Option<String>> {
+        self.runtime
+            .block_on(self.transport.failed(Some(queue)))
+            .expect("failed")
+            .into_iter()
+            .map(|t| t.last_error)
+            .collect()
+    }
+}
+
+fn options() -> Options {
+    Options {
+        halt_when_empty: false,
+        quiet: true,
+        scheduler: false,
+    }
+}
+
+#[test]
+fn a_child_that_dies_holding_a_task_is_relaunched_at_once_and_the_task_charged() {
+    let mut h = Harness::new(r#"{"jobs": "bench_worker"}"#, options());
+    assert_eq!(h.launches(), 1);
+    let task = h.claimed_by("jobs", 0);
+    h.report(0, Up::Claimed { task, attempt: 1 });
+    h.dies(0, DeathCause::Signaled(9));
+
+    // Relaunched without waiting for the settlement.
+    assert_eq!(h.launches(), 2);
+    assert_eq!(h.generation(0), 2);
+    assert_eq!(
+        h.ledger_report(),
+        Report::Settled {
+            slot: 0,
+            generation: 1,
+            tasks: 1
+        }
+    );
+    assert_eq!(h.last_error("jobs"), [Some("killed by SIGKILL".into())]);
+}
+
+#[test]
+fn a_child_that_keeps_dying_without_progress_is_held_back() {
+    let mut h = Harness::new(r#"{"jobs": "bench_worker"}"#, options());
+    h.dies(0, DeathCause::Exited(1));
+    assert_eq!(h.launches(), 2, "the first relaunch is immediate");
+    h.dies(0, DeathCause::Exited(1));
+    assert_eq!(h.launches(), 2, "the second waits");
+    let State::Backoff(until) = h.master.slots[0].state else {
+        panic!("expected a backoff");
+    };
+    assert!(until > Instant::now());
+    assert_eq!(h.master.next_deadline(), until);
+    // Neither death held a task: the ledger finds nothing, and the backoff stands.
+    for _ in 0..2 {
+        let Report::Settled { tasks, .. } = h.ledger_report();
+        assert_eq!(tasks, 0);
+    }
+    h.master.on_settled(
+        super::ledger::ChildRef {
+            slot: 0,
+            generation: 2,
+        },
+        0,
+    );
+    assert!(matches!(h.master.slots[0].state, State::Backoff(_)));
+}
+
+#[test]
+fn a_death_that_held_a_task_unreported_ends_the_backoff() {
+    let mut h = Harness::new(r#"{"jobs": "bench_worker"}"#, options());
+    h.dies(0, DeathCause::Exited(1));
+    // The second child claims a task but dies before its report reaches the master.
+    h.claimed_by("jobs", 1);
+    h.dies(0, DeathCause::Signaled(9));
+    assert!(matches!(h.master.slots[0].state, State::Backoff(_)));
+    let reports = [h.ledger_report(), h.ledger_report()];
+    let held = reports
+        .iter()
+        .find(|r| matches!(r, Report::Settled { generation: 2, .. }))
+        .expect("the second child's settlement");
+    let Report::Settled {
+        slot,
+        generation,
+        tasks,
+    } = *held;
+    assert_eq!(tasks, 1);
+    h.master
+        .on_settled(super::ledger::ChildRef { slot, generation }, tasks);
+    let State::Backoff(until) = h.master.slots[0].state else {
+        panic!("still held back until the next timer");
+    };
+    assert!(until <= Instant::now(), "relaunched at the next timer");
+    h.master.on_timers();
+    assert_eq!(h.launches(), 3);
+}
+
+#[test]
+fn a_task_past_its_timeout_gets_its_child_killed_and_the_timeout_recorded() {
+    let mut h = Harness::new(
+        r#"{"jobs": {"worker": "bench_worker", "timeout": "1s"}}"#,
+        options(),
+    );
+    let task = h.claimed_by("jobs", 0);
+    h.report(0, Up::Claimed { task, attempt: 1 });
+    h.master.on_timers();
+    assert_eq!(h.child(0).kill_reason, None, "not yet");
+    // The task started two seconds ago, as far as the master knows.
+    if let State::Running(child) = &mut h.master.slots[0].state {
+        child.current = Some((task, Instant::now() - Duration::from_secs(2)));
+    }
+    h.master.on_timers();
+    assert_eq!(
+        h.child(0).kill_reason,
+        Some(DeathCause::Timeout(Duration::from_secs(1)))
+    );
+    h.dies(0, DeathCause::Signaled(9));
+    h.ledger_report();
+    assert_eq!(h.last_error("jobs"), [Some("timeout after 1s".into())]);
+}
+
+#[test]
+fn shutdown_asks_children_to_quit_and_releases_the_tasks_of_those_killed_at_grace_expiry() {
+    let mut h = Harness::new(
+        r#"{"jobs": "bench_worker", "other": "bench_worker"}"#,
+        options(),
+    );
+    let task = h.claimed_by("jobs", 0);
+    h.report(0, Up::Claimed { task, attempt: 1 });
+    h.master.begin_shutdown();
+    assert!(h.child(0).quit_sent() && h.child(1).quit_sent());
+
+    // `other` stops in order; `jobs` is still busy when the grace period ends.
+    h.report(
+        1,
+        Up::Halted {
+            reason: HaltReason::Quit,
+        },
+    );
+    h.dies(1, DeathCause::Exited(0));
+    assert!(matches!(h.master.slots[1].state, State::Done));
+    h.master.stopping = Some(Instant::now());
+    h.master.on_timers();
+    assert!(h.child(0).killed_by_shutdown && h.master.killed_children);
+    h.dies(0, DeathCause::Signaled(9));
+    assert!(matches!(h.master.slots[0].state, State::Done));
+    assert_eq!(h.launches(), 2, "nothing relaunched during shutdown");
+
+    let ledger = std::mem::replace(
+        &mut h.master.ledger,
+        super::ledger::Ledger::start(Arc::clone(&h.transport), crate::logging::Logger::new("t"))
+            .expect("ledger")
+            .0,
+    );
+    h.runtime.block_on(ledger.finish(std::future::pending()));
+    let counts = h
+        .runtime
+        .block_on(h.transport.counts("jobs"))
+        .expect("counts");
+    assert_eq!((counts.ready, counts.running, counts.failed), (1, 0, 0));
+}
+
+#[test]
+fn halted_when_empty_is_not_relaunched() {
+    let mut h = Harness::new(
+        r#"{"jobs": "bench_worker"}"#,
+        Options {
+            halt_when_empty: true,
+            ..options()
+        },
+    );
+    h.report(0, Up::Idle);
+    h.report(
+        0,
+        Up::Halted {
+            reason: HaltReason::Empty,
+        },
+    );
+    h.dies(0, DeathCause::Exited(0));
+    assert!(matches!(h.master.slots[0].state, State::Done));
+    assert_eq!(h.launches(), 1);
+}
