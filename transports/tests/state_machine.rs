@@ -58,9 +58,19 @@ struct ModelTask {
     state: State,
     token: u64,
     attempts: u32,
+    /// When it last became pending, in milliseconds: the transport's `run_at` lies between
+    /// these bounds, read just before and just after the operation.
+    due: (i64, i64),
 }
 
-/// The contract in a few lines: FIFO claims, fenced settlements, everything ready at once.
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The contract in a few lines: claims by due time then id, fenced settlements, everything
+/// ready at once.
 #[derive(Default)]
 struct Model {
     tasks: BTreeMap<TaskId, ModelTask>,
@@ -87,6 +97,17 @@ impl Model {
     fn count(&self, state: State) -> u64 {
         self.ids(state).len() as u64
     }
+
+    /// A pending task that must be claimed before `claimed`: surely due earlier, or due no
+    /// later with a lower id. (Within one millisecond the model cannot tell the order.)
+    fn surely_before(&self, claimed: TaskId) -> Option<TaskId> {
+        let due = self.tasks.get(&claimed)?.due;
+        self.tasks
+            .iter()
+            .filter(|&(&id, t)| t.state == State::Pending && id != claimed)
+            .find(|&(&id, t)| t.due.1 < due.0 || (t.due.1 <= due.0 && id < claimed))
+            .map(|(&id, _)| id)
+    }
 }
 
 async fn run(t: &dyn Transport, ops: &[Op]) -> Result<(), TestCaseError> {
@@ -99,6 +120,7 @@ async fn run(t: &dyn Transport, ops: &[Op]) -> Result<(), TestCaseError> {
     for (step, op) in ops.iter().enumerate() {
         match op {
             Op::Submit => {
+                let before = now_ms();
                 let id = t
                     .submit(QUEUE, Payload::new(), &SubmitOptions::default())
                     .await
@@ -112,6 +134,7 @@ async fn run(t: &dyn Transport, ops: &[Op]) -> Result<(), TestCaseError> {
                         state: State::Pending,
                         token: 0,
                         attempts: 0,
+                        due: (before, now_ms()),
                     },
                 );
             }
@@ -120,8 +143,13 @@ async fn run(t: &dyn Transport, ops: &[Op]) -> Result<(), TestCaseError> {
                     .claim(QUEUE, OWNER, Duration::from_secs(600))
                     .await
                     .unwrap();
-                let expected = model.ids(State::Pending).first().copied();
-                prop_assert_eq!(claimed.as_ref().map(|task| task.id), expected, "FIFO claim");
+                let pending = model.ids(State::Pending);
+                prop_assert_eq!(claimed.is_some(), !pending.is_empty(), "a claim when ready");
+                if let Some(task) = &claimed {
+                    prop_assert!(pending.contains(&task.id), "claimed a pending task");
+                    let earlier = model.surely_before(task.id);
+                    prop_assert_eq!(earlier, None, "claim order: due time, then id");
+                }
                 if let Some(task) = claimed {
                     let m = model.tasks.get_mut(&task.id).unwrap();
                     (m.state, m.token, m.attempts) = (State::Running, m.token + 1, m.attempts + 1);
@@ -158,6 +186,7 @@ async fn run(t: &dyn Transport, ops: &[Op]) -> Result<(), TestCaseError> {
                 } else {
                     Failure::error("Oops!")
                 };
+                let before = now_ms();
                 let retry_at = retry.then(SystemTime::now);
                 let expected = model.current(&lease).is_some();
                 prop_assert_eq!(
@@ -166,12 +195,14 @@ async fn run(t: &dyn Transport, ops: &[Op]) -> Result<(), TestCaseError> {
                     "fail {:?}",
                     lease
                 );
+                let after = now_ms();
                 if let Some(m) = model.current(&lease) {
                     m.state = if *retry {
                         State::Pending
                     } else {
                         State::Failed
                     };
+                    m.due = (before, after);
                 }
             }
             Op::Release(index) => {
@@ -179,25 +210,30 @@ async fn run(t: &dyn Transport, ops: &[Op]) -> Result<(), TestCaseError> {
                     continue;
                 };
                 let expected = model.current(&lease).is_some();
+                let before = now_ms();
                 prop_assert_eq!(
                     t.release(&lease, "bye").await.unwrap(),
                     expected,
                     "release {:?}",
                     lease
                 );
+                let after = now_ms();
                 if let Some(m) = model.current(&lease) {
-                    (m.state, m.attempts) = (State::Pending, m.attempts - 1);
+                    (m.state, m.attempts, m.due) =
+                        (State::Pending, m.attempts - 1, (before, after));
                 }
             }
             Op::RetryFailedAll => {
                 let expected = model.count(State::Failed);
+                let before = now_ms();
                 prop_assert_eq!(t.retry_failed(&Selector::All).await.unwrap(), expected);
+                let after = now_ms();
                 for m in model
                     .tasks
                     .values_mut()
                     .filter(|m| m.state == State::Failed)
                 {
-                    (m.state, m.attempts) = (State::Pending, 0);
+                    (m.state, m.attempts, m.due) = (State::Pending, 0, (before, after));
                 }
             }
             Op::PurgeFailed => {
