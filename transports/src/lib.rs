@@ -17,7 +17,8 @@
 //! Each backend is a directory with one file per job (URI, connection, layout, claim/settle,
 //! operator listings, wake-ups; SQL and Lua in files of their own). What they share exists
 //! once: `uri` (redaction, percent-coding, scrubbing secrets), [`hash`], `tls` (certificates
-//! and verification for the network backends).
+//! and verification for the network backends), `runtime_cache` (the connection state Redis
+//! and RabbitMQ keep per Tokio runtime, and which runtime's goes when there are too many).
 //!
 //! The one test suite every transport must pass lives in its own crate,
 //! `rex-transport-conformance` (`transports/conformance/`), a dev-dependency of this one.
@@ -46,6 +47,10 @@ pub mod memory;
 pub mod pgsql;
 #[cfg(feature = "redis")]
 pub mod redis;
+// Used by the Redis and RabbitMQ backends only (PostgreSQL has a connection pool): gated on
+// them rather than on `network`, so that a pgsql-only build has no unused code.
+#[cfg(any(feature = "redis", feature = "amqp"))]
+mod runtime_cache;
 pub mod sqlite;
 pub mod task;
 #[cfg(feature = "network")]

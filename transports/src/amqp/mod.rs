@@ -150,8 +150,9 @@
 //!   delegations to the methods of `Inner` defined in the files below), the message `Body`,
 //!   `Inner` (the state of one transport) and small helpers the files share.
 //! * `uri.rs`: parsing URIs, their display form without secrets, scrubbing secrets from errors.
-//! * `runtimes.rs`: the per-runtime cache of sessions (one per Tokio runtime), reconnecting
-//!   with backoff, closing sessions that are dropped.
+//! * `runtimes.rs`: the session of each Tokio runtime (kept in the crate's `runtime_cache`,
+//!   shared with the Redis transport; dead sessions are evicted first), reconnecting with
+//!   backoff, closing sessions that are dropped.
 //! * `session.rs`: one connection and its channels; lapin errors as [`TransportError`]s.
 //! * `topology.rs`: the name of every broker object (the objects of a queue, delay buckets,
 //!   registry, keys, fires) and declaring them.
@@ -186,12 +187,13 @@ use lapin::tcp::OwnedTLSConfig;
 use lapin::uri::AMQPUri;
 use serde::{Deserialize, Serialize};
 
+use crate::runtime_cache::PerRuntime;
 use crate::{
     Attempt, Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
     Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, validate_queue_name,
 };
 use lease::Held;
-use runtimes::RuntimeSlot;
+use runtimes::{MAX_RUNTIMES, RuntimeSlot};
 use uri::parse_uri;
 
 const TRANSPORT: &str = "AMQP";
@@ -246,7 +248,8 @@ struct Inner {
     /// Passwords, scrubbed from error messages.
     secrets: Vec<String>,
     connect_timeout: Duration,
-    runtimes: Mutex<Vec<RuntimeSlot>>,
+    /// Sessions per Tokio runtime: each is driven by tasks of the runtime that made it.
+    runtimes: PerRuntime<RuntimeSlot>,
     /// Task queues whose objects this process declared.
     declared: Mutex<HashSet<String>>,
     /// Task queues whose name this process published to the registry.
@@ -309,7 +312,7 @@ impl AmqpTransport {
                 prefix: parsed.prefix,
                 secrets: parsed.secrets,
                 connect_timeout: parsed.connect_timeout,
-                runtimes: Mutex::new(Vec::new()),
+                runtimes: PerRuntime::new(MAX_RUNTIMES),
                 declared: Mutex::new(HashSet::new()),
                 registered: Mutex::new(HashSet::new()),
                 registry_declared: AtomicBool::new(false),

@@ -4,17 +4,19 @@
 //! Sessions the cache drops, and those of a dropped transport, are closed so that their claims
 //! go back to the broker at once.
 //!
-//! The Redis transport keeps a cache of the same shape (`RuntimeConnections` in `redis.rs`);
-//! the two share no code.
+//! The cache itself (which runtime's slot goes when there are too many) is
+//! `crate::runtime_cache`, shared with the Redis transport; this file holds what a slot is
+//! for RabbitMQ, reconnecting, and closing sessions.
 
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::runtime::{Handle, Id as RuntimeId};
+use tokio::runtime::Handle;
 use tokio::time::Instant;
 
 use super::session::Session;
 use super::{Inner, lock};
+use crate::runtime_cache::CacheSlot;
 use crate::{Result, TransportError};
 
 /// Waits between connection attempts after a failed one: from this, doubling…
@@ -23,13 +25,14 @@ const RECONNECT_MIN: Duration = Duration::from_millis(100);
 /// … up to this.
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
-/// Runtimes whose connections are kept; the oldest are dropped beyond this.
-const MAX_RUNTIMES: usize = 16;
+/// Runtimes whose connections are kept; beyond this, a dead one's slot is dropped, else the
+/// oldest's.
+pub(super) const MAX_RUNTIMES: usize = 16;
 
 /// The session of one Tokio runtime, and its reconnection state.
 pub(super) struct RuntimeSlot {
-    runtime: RuntimeId,
-    /// The runtime driving the connection (it closes it when the transport is dropped).
+    /// The runtime driving the connection (it closes it when the slot is evicted or the
+    /// transport is dropped).
     handle: Handle,
     session: Option<Arc<Session>>,
     /// Held while connecting, so that one task of the runtime connects and the others wait.
@@ -41,52 +44,54 @@ pub(super) struct RuntimeSlot {
     last_error: String,
 }
 
+impl RuntimeSlot {
+    fn new(handle: Handle) -> Self {
+        RuntimeSlot {
+            handle,
+            session: None,
+            connecting: Arc::new(tokio::sync::Mutex::new(())),
+            failures: 0,
+            retry_at: None,
+            last_error: String::new(),
+        }
+    }
+
+    /// Close the slot's session, if it has one, on the runtime driving it.
+    fn close(self, reason: &'static str) {
+        if let Some(session) = self.session {
+            Inner::close_session(&self.handle, session, reason);
+        }
+    }
+}
+
+/// Runtimes that ended first (their connection is dead) are evicted before the oldest.
+impl CacheSlot for RuntimeSlot {
+    fn is_stale(&self) -> bool {
+        self.session.as_ref().is_none_or(|s| !s.alive())
+    }
+}
+
 impl Drop for Inner {
     /// A dropped transport closes its connections: its claims go back to the broker now.
     fn drop(&mut self) {
-        let runtimes = self
-            .runtimes
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        for slot in runtimes.drain(..) {
-            if let Some(session) = slot.session {
-                Inner::close_session(&slot.handle, session, "rex: transport dropped");
-            }
+        for slot in self.runtimes.drain() {
+            slot.close("rex: transport dropped");
         }
     }
 }
 
 impl Inner {
+    /// `f` on the current runtime's slot, made if needed. A slot evicted to make room has its
+    /// session closed (after the cache's lock is released): its claims go back to the broker.
     fn with_slot<T>(&self, f: impl FnOnce(&mut RuntimeSlot) -> T) -> Result<T> {
-        let handle = self.handle()?;
-        let runtime = handle.id();
-        let mut runtimes = lock(&self.runtimes);
-        let index = match runtimes.iter().position(|slot| slot.runtime == runtime) {
-            Some(index) => index,
-            None => {
-                if runtimes.len() >= MAX_RUNTIMES {
-                    // Runtimes that ended first (their connection is dead), then the oldest.
-                    let dead = runtimes
-                        .iter()
-                        .position(|slot| slot.session.as_ref().is_none_or(|s| !s.alive()));
-                    let evicted = runtimes.remove(dead.unwrap_or(0));
-                    if let Some(session) = evicted.session {
-                        Self::close_session(&evicted.handle, session, "rex: too many runtimes");
-                    }
-                }
-                runtimes.push(RuntimeSlot {
-                    runtime,
-                    handle,
-                    session: None,
-                    connecting: Arc::new(tokio::sync::Mutex::new(())),
-                    failures: 0,
-                    retry_at: None,
-                    last_error: String::new(),
-                });
-                runtimes.len() - 1
-            }
-        };
-        Ok(f(&mut runtimes[index]))
+        let (value, evicted) = self
+            .runtimes
+            .with_current(RuntimeSlot::new, f)
+            .ok_or_else(|| self.outside_runtime())?;
+        if let Some(evicted) = evicted {
+            evicted.close("rex: too many runtimes");
+        }
+        Ok(value)
     }
 
     /// The connection of the current runtime, made if needed.

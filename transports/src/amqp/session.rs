@@ -42,9 +42,11 @@ pub(super) fn is_not_found(e: &lapin::Error) -> bool {
 
 impl Inner {
     pub(super) fn handle(&self) -> Result<Handle> {
-        Handle::try_current().map_err(|_| {
-            TransportError::Unsupported(format!("{}: used outside a Tokio runtime", self.display))
-        })
+        Handle::try_current().map_err(|_| self.outside_runtime())
+    }
+
+    pub(super) fn outside_runtime(&self) -> TransportError {
+        TransportError::Unsupported(format!("{}: used outside a Tokio runtime", self.display))
     }
 
     pub(super) fn backend(&self, what: impl std::fmt::Display) -> TransportError {

@@ -2,69 +2,21 @@
 //! mapping of `redis` crate errors to [`TransportError`] (retryable or not, secrets scrubbed).
 //!
 //! The connections of a Tokio runtime are driven by that runtime's tasks, so each runtime
-//! that uses the transport gets connections of its own. The first part of this file,
-//! [`PerRuntime`], knows nothing of Redis (the AMQP transport keeps the same kind of cache,
-//! with its own eviction); the rest is Redis-specific.
+//! that uses the transport gets connections of its own, kept in the cache the AMQP transport
+//! uses too (`PerRuntime` of `crate::runtime_cache`); Redis connections never count as stale
+//! there, so beyond [`MAX_RUNTIMES`] the oldest runtime's are dropped.
 
-use crate::uri::scrub;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use ::redis::{AsyncConnectionConfig, ErrorKind, RedisError, ServerErrorKind};
-use tokio::runtime::{Handle, Id as RuntimeId};
 use tokio::sync::OnceCell;
 
 use super::RedisTransport;
+use crate::runtime_cache::CacheSlot;
+use crate::uri::scrub;
 use crate::{Result, TransportError};
-
-// ---- generic: state per Tokio runtime ----
-
-/// State kept per Tokio runtime, for at most `max` runtimes: beyond that, the state of the
-/// runtime that came first is dropped.
-pub(super) struct PerRuntime<S> {
-    max: usize,
-    slots: Mutex<Vec<(RuntimeId, S)>>,
-}
-
-impl<S> PerRuntime<S> {
-    pub(super) fn new(max: usize) -> Self {
-        PerRuntime {
-            max,
-            slots: Mutex::new(Vec::new()),
-        }
-    }
-
-    fn slots(&self) -> MutexGuard<'_, Vec<(RuntimeId, S)>> {
-        // Nothing here can panic half-way through an update (`f` of `with_current` only
-        // takes or puts back connections).
-        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// `f` on the state of the current runtime, made by `make` if the runtime has none yet;
-    /// `None` outside a Tokio runtime. The lock is held while `f` runs: keep it short.
-    pub(super) fn with_current<T>(
-        &self,
-        make: impl FnOnce() -> S,
-        f: impl FnOnce(&mut S) -> T,
-    ) -> Option<T> {
-        let runtime = Handle::try_current().ok()?.id();
-        let mut slots = self.slots();
-        let index = match slots.iter().position(|(id, _)| *id == runtime) {
-            Some(index) => index,
-            None => {
-                if slots.len() >= self.max {
-                    slots.remove(0);
-                }
-                slots.push((runtime, make()));
-                slots.len() - 1
-            }
-        };
-        Some(f(&mut slots[index].1))
-    }
-}
-
-// ---- Redis ----
 
 /// Connecting (TCP and handshake) gives up after this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -87,6 +39,10 @@ pub(super) struct RuntimeConnections {
     pub(super) blocking: Vec<MultiplexedConnection>,
 }
 
+/// Never stale: a dead connection manager reconnects by itself, and is replaced after a
+/// timeout (see [`RedisTransport::command_error`]).
+impl CacheSlot for RuntimeConnections {}
+
 impl RedisTransport {
     /// The connections of the current runtime, made if needed.
     pub(super) fn with_runtime<T>(
@@ -94,7 +50,10 @@ impl RedisTransport {
         f: impl FnOnce(&mut RuntimeConnections) -> T,
     ) -> Result<T> {
         self.runtimes
-            .with_current(RuntimeConnections::default, f)
+            .with_current(|_| RuntimeConnections::default(), f)
+            // An evicted runtime's connections are closed by dropping them (here, outside the
+            // cache's lock).
+            .map(|(value, _evicted)| value)
             .ok_or_else(|| {
                 TransportError::Unsupported(format!(
                     "{}: used outside a Tokio runtime",

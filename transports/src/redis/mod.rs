@@ -81,8 +81,9 @@
 //! * `mod.rs` — these docs, [`RedisTransport`], [`open_uri`] and the [`Transport`] impl,
 //!   which delegates every operation to an inherent method of one of the files below.
 //! * `uri.rs` — parsing and redacting URIs, the key prefix, the TLS parameters.
-//! * `connection.rs` — the connections of each Tokio runtime (a cache whose generic part
-//!   knows nothing of Redis), and `redis` crate errors mapped to [`TransportError`].
+//! * `connection.rs` — the connections of each Tokio runtime (kept in the crate's
+//!   `runtime_cache`, shared with the AMQP transport), and `redis` crate errors mapped to
+//!   [`TransportError`].
 //! * `scripts.rs` — the key layout, the registry of Lua scripts and `eval`, which runs them;
 //!   the Lua itself is in `lua/` (`prelude.lua`, shared by all, then one file per script).
 //! * `rows.rs` — decoding script replies into tasks, summaries and counts; encoding arguments.
@@ -103,8 +104,9 @@ use std::time::{Duration, SystemTime};
 
 use ::redis::{Client, ClientTlsConfig, TlsCertificates};
 
-use self::connection::{MAX_RUNTIMES, PerRuntime, RuntimeConnections};
+use self::connection::{MAX_RUNTIMES, RuntimeConnections};
 use self::uri::parse_uri;
+use crate::runtime_cache::PerRuntime;
 use crate::tls::TlsSettings;
 use crate::uri::scrub;
 use crate::{
