@@ -50,7 +50,7 @@ pub(crate) fn percent_decode(text: &str) -> Option<String> {
 }
 
 /// Every byte but RFC 3986's unreserved characters as `%XX`: a value safe in any URI part.
-#[cfg_attr(not(feature = "network"), allow(dead_code))]
+#[cfg_attr(not(feature = "pgsql"), allow(dead_code))]
 pub(crate) fn percent_encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -64,7 +64,7 @@ pub(crate) fn percent_encode(text: &str) -> String {
 
 /// `message` with every secret (password, token) replaced by `***`: client libraries quote
 /// what they were given in their errors, and errors end up in logs.
-#[cfg_attr(not(feature = "network"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "redis", feature = "amqp")), allow(dead_code))]
 pub(crate) fn scrub(message: &str, secrets: &[String]) -> String {
     secrets
         .iter()
