@@ -64,7 +64,7 @@ pub(super) struct Sql {
     pub(super) notify: String,
     pub(super) purge: String,
     pub(super) last_fire: String,
-    /// Schedule keys older than $1 except each schedule's latest (see sqlite.rs).
+    /// Schedule keys older than $1 except each schedule's latest (see `sqlite/sql/queries/prune_schedule_keys.sql`).
     pub(super) prune_schedule_keys: String,
     pub(super) next_pending: String,
     /// `VACUUM`, run unprepared by `maintain`.
