@@ -14,7 +14,7 @@ pub(super) fn bare_sqlite_rate(path: &Path, n: u64) -> Result<f64> {
          CREATE TABLE tasks (id INTEGER PRIMARY KEY, queue TEXT NOT NULL, payload TEXT NOT NULL,
              state TEXT NOT NULL, run_at INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
              lease_token INTEGER NOT NULL DEFAULT 0, owner TEXT, lease_until INTEGER);
-         CREATE INDEX tasks_by_queue ON tasks (queue, state, id);",
+         CREATE INDEX tasks_claim_order ON tasks (queue, state, run_at, id);",
     )
     .map_err(db)?;
     {
@@ -45,7 +45,7 @@ pub(super) fn bare_sqlite_rate(path: &Path, n: u64) -> Result<f64> {
             .prepare_cached(
                 "UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_token = lease_token + 1,
                      owner = 'bench', lease_until = ?1
-                 WHERE id = (SELECT id FROM tasks WHERE queue = 'q' AND state = 'pending' AND run_at <= ?1 ORDER BY id LIMIT 1)
+                 WHERE id = (SELECT id FROM tasks WHERE queue = 'q' AND state = 'pending' AND run_at <= ?1 ORDER BY run_at, id LIMIT 1)
                  RETURNING id, payload",
             )
             .map_err(db)?

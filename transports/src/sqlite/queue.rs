@@ -26,7 +26,7 @@ const EXPIRED: &str = include_str!("sql/queries/expired.sql");
 const RENEW: &str = include_str!("sql/queries/renew.sql");
 
 /// Lease the earliest due ready task of `queue`, then the lowest id (one entry of the
-/// `tasks_ready` index): one statement, so the choice of task and its lease are atomic across
+/// `tasks_claim_order` index): one statement, so the choice of task and its lease are atomic across
 /// processes.
 ///
 /// `CAST(? AS TEXT)`: the bundled SQLite has STAT4, which re-prepares a statement after every

@@ -14,7 +14,9 @@ use crate::{Result, TransportError};
 /// file from schema version `n - 1` to `n`. A schema change is a new file here.
 const MIGRATIONS: &[&str] = &[
     include_str!("sql/migrations/001_tasks_and_idempotency_keys.sql"),
-    // Claims take the earliest due task, then the lowest id: one index entry to read.
+    // Claims take the earliest due task, then the lowest id: one index entry to read. It
+    // replaces the (queue, state, id) index, which served the same lookups, so a write still
+    // maintains four indexes.
     include_str!("sql/migrations/002_claim_order_index.sql"),
 ];
 
@@ -82,7 +84,7 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
         let indexed: i64 = conn
             .query_row(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'tasks_ready'",
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'tasks_claim_order'",
                 [],
                 |row| row.get(0),
             )

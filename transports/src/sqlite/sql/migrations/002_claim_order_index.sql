@@ -1,1 +1,2 @@
-CREATE INDEX tasks_ready ON tasks (queue, run_at, id) WHERE state = 'pending';
+DROP INDEX tasks_by_queue;
+CREATE INDEX tasks_claim_order ON tasks (queue, state, run_at, id);
