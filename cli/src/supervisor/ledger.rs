@@ -360,20 +360,26 @@ mod tests {
             .expect("runtime")
     }
 
+    /// A fresh in-process transport with one task of `jobs` claimed by `owner`.
+    async fn with_task_claimed_by(owner: &str) -> (Arc<dyn Transport>, Task) {
+        let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
+        transport
+            .submit("jobs", Payload::default(), &SubmitOptions::default())
+            .await
+            .expect("submit");
+        let task = transport
+            .claim("jobs", owner, Duration::from_secs(60))
+            .await
+            .expect("claim")
+            .expect("a task");
+        (transport, task)
+    }
+
     #[test]
     fn a_dead_childs_task_is_settled_off_the_loop_and_reported() {
         let rt = runtime();
         rt.block_on(async {
-            let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
-            transport
-                .submit("jobs", Payload::default(), &SubmitOptions::default())
-                .await
-                .expect("submit");
-            let task = transport
-                .claim("jobs", "dead", Duration::from_secs(60))
-                .await
-                .expect("claim")
-                .expect("a task");
+            let (transport, task) = with_task_claimed_by("dead").await;
             let (mut ledger, mut reports) =
                 Ledger::start(Arc::clone(&transport), Logger::new("test")).expect("ledger");
             let child = ChildRef {
@@ -406,15 +412,7 @@ mod tests {
     fn finish_waits_for_releases_unless_interrupted() {
         let rt = runtime();
         rt.block_on(async {
-            let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
-            transport
-                .submit("jobs", Payload::default(), &SubmitOptions::default())
-                .await
-                .expect("submit");
-            transport
-                .claim("jobs", "killed", Duration::from_secs(60))
-                .await
-                .expect("claim");
+            let (transport, _task) = with_task_claimed_by("killed").await;
             let (mut ledger, _reports) =
                 Ledger::start(Arc::clone(&transport), Logger::new("test")).expect("ledger");
             ledger.release_all("killed".into(), "worker killed at shutdown");
