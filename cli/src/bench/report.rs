@@ -2,7 +2,7 @@
 
 use super::*;
 
-pub(super) fn percentile(sorted: &[u64], p: f64) -> Option<f64> {
+fn percentile(sorted: &[u64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }

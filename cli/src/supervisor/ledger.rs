@@ -53,8 +53,8 @@ pub struct Ledger {
     renewing: Option<JoinHandle<()>>,
     reclaiming: Option<JoinHandle<()>>,
     maintaining: Option<JoinHandle<()>>,
+    /// Ends the thread (dropped with the ledger).
     stop: Option<oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Ledger {
@@ -68,7 +68,9 @@ impl Ledger {
             .build()?;
         let handle = runtime.handle().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let thread = std::thread::Builder::new()
+        // Detached: at exit the master does not wait for a call blocked in the transport (a
+        // SQLite busy timeout); `finish` is where it waits, for as long as it chooses to.
+        std::thread::Builder::new()
             .name("rex-ledger".into())
             .spawn(move || {
                 // Spawned operations run while this waits; dropping the runtime afterwards
@@ -87,7 +89,6 @@ impl Ledger {
                 reclaiming: None,
                 maintaining: None,
                 stop: Some(stop),
-                thread: Some(thread),
             },
             receiver,
         ))
@@ -209,22 +210,25 @@ impl Ledger {
     }
 
     /// Wait for every settlement and release, unless `interrupted` resolves first (then their
-    /// leases expire and another master reclaims the tasks). Stops the ledger's thread.
-    pub async fn finish(mut self, interrupted: impl Future<Output = ()>) {
-        let owed = std::mem::take(&mut self.owed);
-        if owed.iter().any(|job| !job.is_finished()) {
-            let all = async {
-                for job in owed {
-                    let _ = job.await;
-                }
-            };
-            tokio::select! {
-                _ = all => {}
-                _ = interrupted => self.log.warn(format_args!(
-                    "Exiting before {} transport operation(s) completed; their tasks' leases will expire",
-                    self.owed()
-                )),
+    /// leases expire and another master reclaims the tasks).
+    pub async fn finish(&mut self, interrupted: impl Future<Output = ()>) {
+        let owed = &mut self.owed;
+        let all = async {
+            for job in owed.iter_mut() {
+                let _ = job.await;
             }
+        };
+        let completed = tokio::select! {
+            // What is done counts as done, even when the signal came too.
+            biased;
+            _ = all => true,
+            _ = interrupted => false,
+        };
+        if !completed {
+            self.log.warn(format_args!(
+                "Exiting before {} transport operation(s) completed; their tasks' leases will expire",
+                self.owed()
+            ));
         }
     }
 
@@ -247,9 +251,6 @@ impl Drop for Ledger {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        // The thread only drops its runtime now; a blocked SQLite call ends at its timeout.
-        // Joining it would make the master's exit wait for that, so it is left to finish.
-        drop(self.thread.take());
     }
 }
 
@@ -418,6 +419,13 @@ mod tests {
             ledger.release_all("killed".into(), "worker killed at shutdown");
             ledger.finish(std::future::pending()).await;
             assert_eq!(transport.counts("jobs").await.expect("counts").ready, 1);
+
+            // An operation that never completes (a transport that does not answer): a signal
+            // ends the wait, and the operation is still owed.
+            let stuck = ledger.spawn(std::future::pending::<()>());
+            ledger.owe(stuck);
+            ledger.finish(std::future::ready(())).await;
+            assert_eq!(ledger.owed(), 1);
         });
     }
 

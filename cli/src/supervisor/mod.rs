@@ -219,16 +219,15 @@ impl Supervisor {
                 _ = sigint.recv() => {}
             }
         };
-        let stopping = self.stopping.is_some();
-        let (log, killed_children) = (self.log.clone(), self.killed_children);
         self.ledger.finish(interrupted).await;
-        if stopping {
-            log.debug(format_args!("Children dead"));
+        if self.stopping.is_some() {
+            self.log.debug(format_args!("Children dead"));
         } else {
-            log.info(format_args!("All workers halted; closing down..."));
+            self.log
+                .info(format_args!("All workers halted; closing down..."));
         }
-        log.info(format_args!("Complete"));
-        Ok(if killed_children {
+        self.log.info(format_args!("Complete"));
+        Ok(if self.killed_children {
             EXIT_KILLED_CHILDREN
         } else {
             0

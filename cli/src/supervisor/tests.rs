@@ -295,13 +295,8 @@ fn shutdown_asks_children_to_quit_and_releases_the_tasks_of_those_killed_at_grac
     assert!(matches!(h.master.slots[0].state, State::Done));
     assert_eq!(h.launches(), 2, "nothing relaunched during shutdown");
 
-    let ledger = std::mem::replace(
-        &mut h.master.ledger,
-        super::ledger::Ledger::start(Arc::clone(&h.transport), crate::logging::Logger::new("t"))
-            .expect("ledger")
-            .0,
-    );
-    h.runtime.block_on(ledger.finish(std::future::pending()));
+    h.runtime
+        .block_on(h.master.ledger.finish(std::future::pending()));
     let counts = h
         .runtime
         .block_on(h.transport.counts("jobs"))
