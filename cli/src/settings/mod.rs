@@ -13,7 +13,7 @@ mod spec;
 pub(crate) use asynctask::validate_worker_name;
 pub use asynctask::{QueueConfig, RateLimit, RetryPolicy};
 pub use schedules::{Entry, Misfire, Overlap};
-pub use spec::{Kind, Merge, SPECS, SettingSpec, parse_duration, parse_duration_value};
+pub use spec::{Kind, Merge, SPECS, SettingSpec, Typed, parse_duration, parse_duration_value};
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -89,20 +89,12 @@ impl Settings {
                 None => spec.default_value(),
             };
             let in_context = |e: Error| e.context("While validating setting:", spec.name);
-            let valid = match spec.kind {
-                Kind::Workers => {
-                    let (value, typed) =
-                        asynctask::validate_workers(merged, ctx).map_err(in_context)?;
-                    queues = typed;
-                    value
-                }
-                Kind::Schedules => {
-                    let (value, typed) = schedules::validate(merged, ctx).map_err(in_context)?;
-                    schedules = typed;
-                    value
-                }
-                _ => spec.kind.validate(merged, ctx).map_err(in_context)?,
-            };
+            let (valid, typed) = spec.kind.validate(merged, ctx).map_err(in_context)?;
+            match typed {
+                Typed::Plain => {}
+                Typed::Queues(typed) => queues = typed,
+                Typed::Schedules(typed) => schedules = typed,
+            }
             values.insert(spec.name.to_string(), valid);
         }
         let timing = Timing::read(&values)?;

@@ -203,8 +203,18 @@ impl Kind {
         }
     }
 
-    pub fn validate(self, value: Value, ctx: &Context<'_>) -> Result<Value> {
-        match self {
+    /// Check `value` and normalise it; the asynctask kinds also yield their typed form, built
+    /// in the same pass.
+    pub fn validate(self, value: Value, ctx: &Context<'_>) -> Result<(Value, Typed)> {
+        let plain = match self {
+            Kind::Workers => {
+                return super::asynctask::validate_workers(value, ctx)
+                    .map(|(value, queues)| (value, Typed::Queues(queues)));
+            }
+            Kind::Schedules => {
+                return super::schedules::validate(value, ctx)
+                    .map(|(value, entries)| (value, Typed::Schedules(entries)));
+            }
             Kind::OptionalString => match value {
                 Value::Null | Value::String(_) => Ok(value),
                 other => Err(Error::new("Expected a string").context("Got:", got(&other))),
@@ -242,11 +252,16 @@ impl Kind {
                         .context("Got:", got(&value)),
                 ),
             },
-            // Settings::build keeps the typed forms these produce; here only the value counts.
-            Kind::Workers => super::asynctask::validate_workers(value, ctx).map(|(v, _)| v),
-            Kind::Schedules => super::schedules::validate(value, ctx).map(|(v, _)| v),
-        }
+        };
+        plain.map(|value| (value, Typed::Plain))
     }
+}
+
+/// What a setting's kind parses its value into besides the normalised value.
+pub enum Typed {
+    Plain,
+    Queues(Vec<super::QueueConfig>),
+    Schedules(Vec<super::Entry>),
 }
 
 fn validate_level(value: Value) -> Result<Value> {
