@@ -135,7 +135,16 @@ impl Child {
             let status = child.wait().await.ok();
             let _ = send(EventKind::Exited(DeathCause::from_status(status)));
         });
-        Ok(Child {
+        Ok(Child::new(generation, pid, owner, Some(control)))
+    }
+
+    fn new(
+        generation: u64,
+        pid: u32,
+        owner: String,
+        control: Option<std::os::unix::net::UnixStream>,
+    ) -> Child {
+        Child {
             generation,
             pid,
             owner,
@@ -145,27 +154,15 @@ impl Child {
             halted: None,
             kill_reason: None,
             killed_by_shutdown: false,
-            control: Some(control),
+            control,
             quit_sent: false,
-        })
+        }
     }
 
     /// A child with no process behind it (pid 0: signals go nowhere), for a fake launcher.
     #[cfg(test)]
     pub fn detached(generation: u64, owner: String) -> Child {
-        Child {
-            generation,
-            pid: 0,
-            owner,
-            started: Instant::now(),
-            current: None,
-            processed: 0,
-            halted: None,
-            kill_reason: None,
-            killed_by_shutdown: false,
-            control: None,
-            quit_sent: false,
-        }
+        Child::new(generation, 0, owner, None)
     }
 
     /// Whether the master asked the child to quit.
