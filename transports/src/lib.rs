@@ -12,6 +12,8 @@
 //! * `redis` — Redis (`redis://`), for many hosts (cargo feature `redis`).
 //! * `amqp` — RabbitMQ (`amqp://`), for many hosts; leases are held by the broker (cargo
 //!   feature `amqp`).
+//! * [`batch`] — the batch operations done one task at a time: the trait's defaults, and the
+//!   fallback of backends that batch only some cases.
 //! * [`open`] — URI → transport.
 //!
 //! Each backend is a directory with one file per job (URI, connection, layout, claim/settle,
@@ -41,6 +43,7 @@
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod batch;
 pub mod hash;
 pub mod memory;
 #[cfg(feature = "pgsql")]
@@ -70,8 +73,8 @@ use std::time::{Duration, SystemTime};
 pub use uri::redact_uri;
 
 pub use task::{
-    Attempt, Failure, FailureKind, Lease, Outcome, Payload, QueueCounts, QueueStats, Submit,
-    SubmitOptions, Task, TaskId, TaskState, TaskSummary, normalize_payload, schedule_key,
+    Attempt, Failure, FailureKind, Lease, Outcome, Payload, QueueCounts, QueueStats, Settlement,
+    Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, normalize_payload, schedule_key,
     schedule_key_prefix, schedule_key_time, validate_queue_name,
 };
 
@@ -184,24 +187,6 @@ pub trait Transport: Send + Sync + 'static {
     /// stale (nothing was changed and nothing was submitted).
     async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool>;
 
-    /// [`complete`](Transport::complete) this attempt, then [`claim`](Transport::claim) the
-    /// next task of `queue` for the same owner: a consumer's steady state. Backends that can
-    /// do both in one transaction override this (half the commits per task). The claim part
-    /// never makes the call fail: on a claim error the next task is `None`, and the caller's
-    /// ordinary claim reports the error.
-    async fn complete_and_claim(
-        &self,
-        lease: &Lease,
-        submits: &[Submit],
-        queue: &str,
-        owner: &str,
-        lease_for: Duration,
-    ) -> Result<(bool, Option<Task>)> {
-        let done = self.complete(lease, submits).await?;
-        let next = self.claim(queue, owner, lease_for).await.unwrap_or(None);
-        Ok((done, next))
-    }
-
     /// Record a failed attempt. With `retry_at` the task goes back to `pending` and becomes
     /// ready at that time; without it the task becomes `failed` and is kept. `false` if stale.
     async fn fail(
@@ -214,6 +199,59 @@ pub trait Transport: Send + Sync + 'static {
     /// Return a claimed task to `pending`, ready now, without using up an attempt (the attempt
     /// count is decremented again; the history records the release). `false` if stale.
     async fn release(&self, lease: &Lease, reason: &str) -> Result<bool>;
+
+    /// Claim up to `max` (at least one) ready tasks of `queue` for `owner`, in claim order,
+    /// in one round trip where the backend allows. Each is leased as by
+    /// [`claim`](Transport::claim); empty when nothing is ready.
+    async fn claim_batch(
+        &self,
+        queue: &str,
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Task>> {
+        batch::claim_each(self, queue, owner, lease, max).await
+    }
+
+    /// Apply `batch` in order, one result per settlement: `false` when its lease was stale
+    /// (nothing of it was applied; a stale token rejects that settlement only). Each
+    /// settlement is atomic with its submits; backends that can apply the whole batch in one
+    /// transaction do.
+    ///
+    /// The submits of every completion are validated before anything is applied (an invalid
+    /// queue name fails the call with nothing changed). A retryable error may leave a prefix of
+    /// the batch applied: settling the same batch again is safe, as what was applied comes
+    /// back `false` (its lease is no longer current).
+    async fn settle(&self, batch: &[Settlement]) -> Result<Vec<bool>> {
+        batch::settle_each(self, batch).await
+    }
+
+    /// [`settle`](Transport::settle) `batch`, then [`claim_batch`](Transport::claim_batch) up
+    /// to `max` tasks of `queue` for `owner` (none when `max` is 0): a consumer's steady state,
+    /// one round trip (one transaction) where the backend allows. The claim part never makes
+    /// the call fail: on a claim error no task is returned, and the caller's next claim reports
+    /// the error.
+    async fn settle_and_claim(
+        &self,
+        batch: &[Settlement],
+        queue: &str,
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<(Vec<bool>, Vec<Task>)> {
+        batch::settle_then_claim(self, batch, queue, owner, lease, max).await
+    }
+
+    /// Enqueue `tasks` (each names its queue), all ready at `run_at` (now when `None`), in one
+    /// transaction where the backend allows, else pipelined. Ids in the order given. Every
+    /// queue name is validated before anything is enqueued.
+    async fn submit_batch(
+        &self,
+        tasks: &[Submit],
+        run_at: Option<SystemTime>,
+    ) -> Result<Vec<TaskId>> {
+        batch::submit_each(self, tasks, run_at).await
+    }
 
     /// Tasks currently `running` under `owner` (used to settle a dead worker's tasks at once).
     async fn owned_by(&self, owner: &str) -> Result<Vec<Task>>;

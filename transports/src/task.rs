@@ -106,6 +106,42 @@ impl Task {
     }
 }
 
+/// One settlement of a batch ([`Transport::settle`](crate::Transport::settle)): what became
+/// of one claimed attempt. Each is fenced by its own lease token.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Settlement {
+    /// The attempt succeeded; `submits` (the worker's follow-up tasks) are enqueued atomically
+    /// with it, and not at all when its lease is stale.
+    Complete { lease: Lease, submits: Vec<Submit> },
+    /// The attempt failed: with `retry_at` the task is pending again from then, without it the
+    /// task is kept as `failed`.
+    Fail {
+        lease: Lease,
+        failure: Failure,
+        retry_at: Option<SystemTime>,
+    },
+    /// Back to pending, ready now, no attempt used (a prefetched task never started).
+    Release { lease: Lease, reason: String },
+}
+
+impl Settlement {
+    pub fn lease(&self) -> &Lease {
+        match self {
+            Settlement::Complete { lease, .. }
+            | Settlement::Fail { lease, .. }
+            | Settlement::Release { lease, .. } => lease,
+        }
+    }
+
+    /// The follow-up submits this settlement carries (only a completion has any).
+    pub fn submits(&self) -> &[Submit] {
+        match self {
+            Settlement::Complete { submits, .. } => submits,
+            _ => &[],
+        }
+    }
+}
+
 /// Why an attempt failed. The two kinds are budgeted separately by the retry policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

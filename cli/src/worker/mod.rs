@@ -408,14 +408,21 @@ impl Consumer {
             Attempted::Done(submits) => {
                 let prefetch = self.rate.is_none() && !QUIT.load(Ordering::SeqCst);
                 let settled = if prefetch {
+                    let batch = [rex_transport::Settlement::Complete {
+                        lease,
+                        submits: submits.clone(),
+                    }];
                     self.retrying(|| {
-                        self.transport.complete_and_claim(
-                            &lease,
-                            &submits,
+                        self.transport.settle_and_claim(
+                            &batch,
                             &self.queue,
                             &self.owner,
                             self.lease,
+                            1,
                         )
+                    })
+                    .map(|(applied, next)| {
+                        (applied.first() == Some(&true), next.into_iter().next())
                     })
                 } else {
                     self.retrying(|| self.transport.complete(&lease, &submits))

@@ -30,12 +30,16 @@
 //! * `submit.rs` — payloads, queue-name validation, idempotency keys, delayed submits.
 //! * `claim_order.rs` — FIFO claims, queue isolation, concurrent claimers.
 //! * `leases.rs` — leases and fencing: stale leases, `owned_by`, `expired`, `renew`.
-//! * `settle.rs` — `complete` (with submits), `complete_and_claim`, `release`.
+//! * `settle.rs` — `complete` (with submits), `settle_and_claim` with a window of one,
+//!   `release`.
+//! * `batches.rs` — `claim_batch`, `settle` and `settle_and_claim` of several tasks (mixed
+//!   stale and current tokens, partial batches), `submit_batch`.
 //! * `failures.rs` — `fail` with and without retry, `retry_failed`, `purge`.
 //! * `schedules.rs` — schedule fires, `last_fire`, `prune_schedule_keys`.
 //! * `stats.rs` — `stats`.
 //! * `wake.rs` — `wait`.
 
+mod batches;
 mod claim_order;
 mod failures;
 mod leases;
@@ -45,6 +49,10 @@ mod stats;
 mod submit;
 mod wake;
 
+pub use batches::{
+    case_claim_batch_order, case_settle_and_claim_batch, case_settle_batch_mixed_tokens,
+    case_settle_batch_validates_submits, case_submit_batch,
+};
 pub use claim_order::{
     case_concurrent_claimers, case_due_time_then_submission_order, case_original_sequence,
 };
@@ -123,6 +131,11 @@ macro_rules! conformance_suite {
             case_stats,
             case_wait_returns,
             case_concurrent_claimers,
+            case_claim_batch_order,
+            case_settle_batch_mixed_tokens,
+            case_settle_batch_validates_submits,
+            case_settle_and_claim_batch,
+            case_submit_batch,
         );
     };
     (@cases $module:ident, $fixture:expr; $($case:ident),* $(,)?) => {

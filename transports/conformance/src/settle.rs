@@ -1,9 +1,10 @@
-//! Settling an attempt: `complete` (with follow-up submits), `complete_and_claim`, and
-//! `release`, which gives the attempt back.
+//! Settling an attempt: `complete` (with follow-up submits), `settle_and_claim` with a window
+//! of one (a consumer's steady state without prefetch), and `release`, which gives the attempt
+//! back. Batches of several are in `batches.rs`.
 
 use std::sync::Arc;
 
-use rex_transport::{Failure, Outcome, Payload, QueueCounts, Submit, Transport};
+use rex_transport::{Failure, Outcome, Payload, QueueCounts, Settlement, Submit, Task, Transport};
 use serde_json::{Value, json};
 
 use crate::{LEASE, assert_invalid_queue, claim, counts, payload, ready, submit, unique};
@@ -60,8 +61,9 @@ pub async fn case_complete_with_submits(t: Arc<dyn Transport>) {
     assert_eq!(follow_up.attempt, 1);
 }
 
-/// Completing and claiming in one call: the attempt is done (its follow-ups enqueued) and the
-/// next task is leased to the same owner; a stale lease completes nothing but still claims.
+/// Completing and claiming in one call with a window of one: the attempt is done (its
+/// follow-ups enqueued) and the next task is leased to the same owner; a stale lease completes
+/// nothing but still claims.
 pub async fn case_complete_and_claim(t: Arc<dyn Transport>) {
     let (queue, other, owner) = (unique("cac"), unique("cac_next"), unique("owner"));
     let first = submit(&t, &queue, json!({"n": 1})).await;
@@ -72,10 +74,7 @@ pub async fn case_complete_and_claim(t: Arc<dyn Transport>) {
         queue: other.clone(),
         payload: payload(json!({"after": 1})),
     };
-    let (done, next) = t
-        .complete_and_claim(&task.lease(), &[follow_up], &queue, &owner, LEASE)
-        .await
-        .expect("complete_and_claim");
+    let (done, next) = complete_and_claim(&t, &task, vec![follow_up], &queue, &owner).await;
     assert!(done);
     let next = next.expect("the second task is claimed at once");
     assert_eq!(
@@ -84,18 +83,33 @@ pub async fn case_complete_and_claim(t: Arc<dyn Transport>) {
     );
     assert_eq!(counts(&t, &other).await, ready(1));
     // The old lease is stale now: nothing completes, the (empty) queue yields nothing.
-    let (done, none) = t
-        .complete_and_claim(&task.lease(), &[], &queue, &owner, LEASE)
-        .await
-        .expect("stale");
+    let (done, none) = complete_and_claim(&t, &task, vec![], &queue, &owner).await;
     assert!(!done);
     assert!(none.is_none());
-    let (done, none) = t
-        .complete_and_claim(&next.lease(), &[], &queue, &owner, LEASE)
-        .await
-        .expect("last");
+    let (done, none) = complete_and_claim(&t, &next, vec![], &queue, &owner).await;
     assert!(done && none.is_none());
     assert!(counts(&t, &queue).await.is_drained());
+}
+
+/// `settle_and_claim` of one completion with a window of one.
+async fn complete_and_claim(
+    t: &Arc<dyn Transport>,
+    task: &Task,
+    submits: Vec<Submit>,
+    queue: &str,
+    owner: &str,
+) -> (bool, Option<Task>) {
+    let batch = [Settlement::Complete {
+        lease: task.lease(),
+        submits,
+    }];
+    let (applied, next) = t
+        .settle_and_claim(&batch, queue, owner, LEASE, 1)
+        .await
+        .expect("settle_and_claim");
+    assert_eq!(applied.len(), 1, "one result per settlement");
+    assert!(next.len() <= 1, "a window of one claims at most one task");
+    (applied[0], next.into_iter().next())
 }
 
 /// `release` returns the task without using up an attempt, and records why.

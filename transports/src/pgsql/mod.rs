@@ -90,8 +90,8 @@ use postgres_native_tls::MakeTlsConnector;
 use tokio::sync::OnceCell;
 
 use crate::{
-    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Submit,
-    SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
+    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Settlement,
+    Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
 };
 use sql::Sql;
 use uri::parse_uri;
@@ -184,15 +184,22 @@ impl Transport for PgsqlTransport {
     /// after, what can be lost is this acknowledgement and claim — the task then runs again
     /// (at-least-once holds) — never a submitted task, whose commits stay synchronous. With
     /// submits, one durable transaction.
-    async fn complete_and_claim(
+    async fn settle_and_claim(
         &self,
-        lease: &Lease,
-        submits: &[Submit],
+        batch: &[Settlement],
         queue: &str,
         owner: &str,
         lease_for: Duration,
-    ) -> Result<(bool, Option<Task>)> {
-        PgsqlTransport::complete_and_claim(self, lease, submits, queue, owner, lease_for).await
+        max: usize,
+    ) -> Result<(Vec<bool>, Vec<Task>)> {
+        // One completion and one claim: the fused path. Anything else, one call at a time.
+        if let ([Settlement::Complete { lease, submits }], 1) = (batch, max) {
+            let (done, next) =
+                PgsqlTransport::complete_and_claim(self, lease, submits, queue, owner, lease_for)
+                    .await?;
+            return Ok((vec![done], next.into_iter().collect()));
+        }
+        crate::batch::settle_then_claim(self, batch, queue, owner, lease_for, max).await
     }
 
     async fn fail(

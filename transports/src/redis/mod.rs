@@ -110,8 +110,8 @@ use crate::runtime_cache::PerRuntime;
 use crate::tls::TlsSettings;
 use crate::uri::scrub;
 use crate::{
-    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Submit,
-    SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
+    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Settlement,
+    Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
 };
 
 const TRANSPORT: &str = "Redis";
@@ -204,16 +204,22 @@ impl Transport for RedisTransport {
     }
 
     /// Both in one script, so one round trip per task in a busy consumer.
-    async fn complete_and_claim(
+    async fn settle_and_claim(
         &self,
-        lease: &Lease,
-        submits: &[Submit],
+        batch: &[Settlement],
         queue: &str,
         owner: &str,
         lease_for: Duration,
-    ) -> Result<(bool, Option<Task>)> {
-        self.complete_and_claim(lease, submits, queue, owner, lease_for)
-            .await
+        max: usize,
+    ) -> Result<(Vec<bool>, Vec<Task>)> {
+        // One completion and one claim: the fused path. Anything else, one call at a time.
+        if let ([Settlement::Complete { lease, submits }], 1) = (batch, max) {
+            let (done, next) = self
+                .complete_and_claim(lease, submits, queue, owner, lease_for)
+                .await?;
+            return Ok((vec![done], next.into_iter().collect()));
+        }
+        crate::batch::settle_then_claim(self, batch, queue, owner, lease_for, max).await
     }
 
     async fn fail(

@@ -42,8 +42,8 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use crate::{
-    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Submit,
-    SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
+    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Settlement,
+    Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
 };
 use wake::WakeBus;
 
@@ -108,17 +108,38 @@ impl Transport for SqliteTransport {
         self.complete(lease, submits)
     }
 
-    /// One IMMEDIATE transaction: delete the finished task (if its lease is current), insert
-    /// its follow-ups, lease the next task.
-    async fn complete_and_claim(
+    async fn claim_batch(
         &self,
-        lease: &Lease,
-        submits: &[Submit],
+        queue: &str,
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Task>> {
+        self.claim_batch(queue, owner, lease, max)
+    }
+
+    async fn settle(&self, batch: &[Settlement]) -> Result<Vec<bool>> {
+        self.settle(batch)
+    }
+
+    /// One IMMEDIATE transaction: the whole batch of settlements, then the next claims.
+    async fn settle_and_claim(
+        &self,
+        batch: &[Settlement],
         queue: &str,
         owner: &str,
         lease_for: Duration,
-    ) -> Result<(bool, Option<Task>)> {
-        self.complete_and_claim(lease, submits, queue, owner, lease_for)
+        max: usize,
+    ) -> Result<(Vec<bool>, Vec<Task>)> {
+        self.settle_and_claim(batch, queue, owner, lease_for, max)
+    }
+
+    async fn submit_batch(
+        &self,
+        tasks: &[Submit],
+        run_at: Option<SystemTime>,
+    ) -> Result<Vec<TaskId>> {
+        self.submit_batch(tasks, run_at)
     }
 
     async fn fail(

@@ -1,6 +1,7 @@
-//! A task's life on the queue: submit, claim, complete (alone or with the next claim), fail,
-//! release — every settlement fenced by the lease token — and the lease bookkeeping the
-//! master does: `owned_by`, `expired`, `renew`.
+//! A task's life on the queue: submit (one or a batch), claim (one or a batch), complete, fail,
+//! release — alone or a batch of them with the next claim in one transaction, every
+//! settlement fenced by its lease token — and the lease bookkeeping the master does:
+//! `owned_by`, `expired`, `renew`.
 
 use std::time::{Duration, SystemTime};
 
@@ -9,15 +10,17 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use super::SqliteTransport;
 use super::connection::immediate;
 use super::rows::{encode, task_from_row, token};
+use crate::batch::validate_submits;
 use crate::task::{add_ms, now_ms, to_epoch_ms};
 use crate::{
-    Failure, FailureKind, Lease, Payload, Result, Submit, SubmitOptions, Task, TaskId, TaskState,
-    validate_queue_name,
+    Failure, FailureKind, Lease, Payload, Result, Settlement, Submit, SubmitOptions, Task, TaskId,
+    TaskState, validate_queue_name,
 };
 
 const INSERT_TASK: &str = include_str!("sql/queries/insert_task.sql");
 const INSERT_IDEMPOTENCY_KEY: &str = include_str!("sql/queries/insert_idempotency_key.sql");
 const CLAIM: &str = include_str!("sql/queries/claim.sql");
+const CLAIM_BATCH: &str = include_str!("sql/queries/claim_batch.sql");
 const COMPLETE: &str = include_str!("sql/queries/complete.sql");
 const FAIL: &str = include_str!("sql/queries/fail.sql");
 const RELEASE: &str = include_str!("sql/queries/release.sql");
@@ -54,6 +57,102 @@ fn insert_task(
     conn.prepare_cached(INSERT_TASK)?
         .execute(params![queue, encode(payload)?, run_at, now])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Lease up to `max` due tasks of `queue`, returned in claim order (one statement; SQLite's
+/// `RETURNING` order is unspecified, so the rows carry their `run_at` to be sorted by).
+fn claim_many(
+    conn: &Connection,
+    queue: &str,
+    owner: &str,
+    lease_until: i64,
+    now: i64,
+    max: usize,
+) -> rusqlite::Result<Vec<Task>> {
+    if max <= 1 {
+        return Ok(claim_next(conn, queue, owner, lease_until, now)?
+            .into_iter()
+            .collect());
+    }
+    let limit = i64::try_from(max).unwrap_or(i64::MAX);
+    let mut rows = conn
+        .prepare_cached(CLAIM_BATCH)?
+        .query_map(params![owner, lease_until, queue, now, limit], |row| {
+            Ok((row.get::<_, i64>(10)?, task_from_row(row)?))
+        })?
+        .collect::<rusqlite::Result<Vec<(i64, Task)>>>()?;
+    rows.sort_unstable_by_key(|(run_at, task)| (*run_at, task.id));
+    Ok(rows.into_iter().map(|(_, task)| task).collect())
+}
+
+/// Apply one settlement inside the caller's transaction; `false` when its lease is stale.
+fn settle_one(conn: &Connection, settlement: &Settlement, now: i64) -> rusqlite::Result<bool> {
+    match settlement {
+        Settlement::Complete { lease, submits } => {
+            let deleted = conn
+                .prepare_cached(COMPLETE)?
+                .execute(params![lease.id, token(lease)])?;
+            if deleted == 0 {
+                return Ok(false);
+            }
+            for submit in submits {
+                insert_task(conn, &submit.queue, &submit.payload, now, now)?;
+            }
+            Ok(true)
+        }
+        Settlement::Fail {
+            lease,
+            failure,
+            retry_at,
+        } => fail_one(conn, lease, failure, *retry_at, now),
+        Settlement::Release { lease, reason } => release_one(conn, lease, reason, now),
+    }
+}
+
+/// Whether an applied settlement made a task ready for consumers to wake up for.
+fn readies(settlement: &Settlement) -> bool {
+    match settlement {
+        Settlement::Complete { submits, .. } => !submits.is_empty(),
+        Settlement::Fail { retry_at, .. } => retry_at.is_some(),
+        Settlement::Release { .. } => true,
+    }
+}
+
+fn fail_one(
+    conn: &Connection,
+    lease: &Lease,
+    failure: &Failure,
+    retry_at: Option<SystemTime>,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let (outcome, errors, crashes) = match failure.kind {
+        FailureKind::Error => ("error", 1, 0),
+        FailureKind::Crash => ("crash", 0, 1),
+    };
+    let (state, run_at) = match retry_at {
+        Some(t) => (TaskState::Pending, Some(to_epoch_ms(t))),
+        None => (TaskState::Failed, None),
+    };
+    // `attempts` and `owner` on the right-hand side are the values before this update.
+    let changed = conn.prepare_cached(FAIL)?.execute(params![
+        state.as_str(),
+        run_at,
+        errors,
+        crashes,
+        failure.reason,
+        outcome,
+        now,
+        lease.id,
+        token(lease)
+    ])?;
+    Ok(changed == 1)
+}
+
+fn release_one(conn: &Connection, lease: &Lease, reason: &str, now: i64) -> rusqlite::Result<bool> {
+    let changed =
+        conn.prepare_cached(RELEASE)?
+            .execute(params![now, reason, lease.id, token(lease)])?;
+    Ok(changed == 1)
 }
 
 impl SqliteTransport {
@@ -120,39 +219,101 @@ impl SqliteTransport {
         Ok(done)
     }
 
-    /// One IMMEDIATE transaction: delete the finished task (if its lease is current), insert
-    /// its follow-ups, lease the next task.
-    pub(super) fn complete_and_claim(
+    /// Up to `max` tasks in claim order: one statement (one transaction).
+    pub(super) fn claim_batch(
         &self,
-        lease: &Lease,
-        submits: &[Submit],
+        queue: &str,
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Task>> {
+        validate_queue_name(queue)?;
+        let now = now_ms();
+        self.with(|conn| claim_many(conn, queue, owner, add_ms(now, lease), now, max))
+    }
+
+    /// One IMMEDIATE transaction: apply every settlement of `batch` (each fenced by its own
+    /// token; a completion's submits only when it applies), then lease up to `max` next tasks.
+    pub(super) fn settle_and_claim(
+        &self,
+        batch: &[Settlement],
         queue: &str,
         owner: &str,
         lease_for: Duration,
-    ) -> Result<(bool, Option<Task>)> {
-        for submit in submits {
-            validate_queue_name(&submit.queue)?;
-        }
+        max: usize,
+    ) -> Result<(Vec<bool>, Vec<Task>)> {
+        validate_submits(batch)?;
         validate_queue_name(queue)?;
         let now = now_ms();
-        let (done, next) = self.with(|conn| {
+        let mut readied = false;
+        let (applied, next) = self.with(|conn| {
             immediate(conn, |tx| {
-                let deleted = tx
-                    .prepare_cached(COMPLETE)?
-                    .execute(params![lease.id, token(lease)])?;
-                if deleted > 0 {
-                    for submit in submits {
-                        insert_task(tx, &submit.queue, &submit.payload, now, now)?;
-                    }
+                let mut applied = Vec::with_capacity(batch.len());
+                for settlement in batch {
+                    let done = settle_one(tx, settlement, now)?;
+                    readied |= done && readies(settlement);
+                    applied.push(done);
                 }
-                let next = claim_next(tx, queue, owner, add_ms(now, lease_for), now)?;
-                Ok((deleted > 0, next))
+                let next = if max == 0 {
+                    Vec::new()
+                } else {
+                    claim_many(tx, queue, owner, add_ms(now, lease_for), now, max)?
+                };
+                Ok((applied, next))
             })
         })?;
-        if done && !submits.is_empty() {
+        if readied {
             self.wake_up();
         }
-        Ok((done, next))
+        Ok((applied, next))
+    }
+
+    /// Every settlement of `batch` in one IMMEDIATE transaction.
+    pub(super) fn settle(&self, batch: &[Settlement]) -> Result<Vec<bool>> {
+        validate_submits(batch)?;
+        let now = now_ms();
+        let mut readied = false;
+        let applied = self.with(|conn| {
+            immediate(conn, |tx| {
+                batch
+                    .iter()
+                    .map(|settlement| {
+                        let done = settle_one(tx, settlement, now)?;
+                        readied |= done && readies(settlement);
+                        Ok(done)
+                    })
+                    .collect::<rusqlite::Result<Vec<bool>>>()
+            })
+        })?;
+        if readied {
+            self.wake_up();
+        }
+        Ok(applied)
+    }
+
+    /// All of `tasks` in one IMMEDIATE transaction.
+    pub(super) fn submit_batch(
+        &self,
+        tasks: &[Submit],
+        run_at: Option<SystemTime>,
+    ) -> Result<Vec<TaskId>> {
+        for task in tasks {
+            validate_queue_name(&task.queue)?;
+        }
+        let now = now_ms();
+        let run_at = run_at.map_or(now, to_epoch_ms);
+        let ids = self.with(|conn| {
+            immediate(conn, |tx| {
+                tasks
+                    .iter()
+                    .map(|task| insert_task(tx, &task.queue, &task.payload, run_at, now))
+                    .collect::<rusqlite::Result<Vec<TaskId>>>()
+            })
+        })?;
+        if !ids.is_empty() {
+            self.wake_up();
+        }
+        Ok(ids)
     }
 
     pub(super) fn fail(
@@ -162,28 +323,7 @@ impl SqliteTransport {
         retry_at: Option<SystemTime>,
     ) -> Result<bool> {
         let now = now_ms();
-        let (outcome, errors, crashes) = match failure.kind {
-            FailureKind::Error => ("error", 1, 0),
-            FailureKind::Crash => ("crash", 0, 1),
-        };
-        let (state, run_at) = match retry_at {
-            Some(t) => (TaskState::Pending, Some(to_epoch_ms(t))),
-            None => (TaskState::Failed, None),
-        };
-        // `attempts` and `owner` on the right-hand side are the values before this update.
-        let changed = self.with(|conn| {
-            conn.prepare_cached(FAIL)?.execute(params![
-                state.as_str(),
-                run_at,
-                errors,
-                crashes,
-                failure.reason,
-                outcome,
-                now,
-                lease.id,
-                token(lease)
-            ])
-        })? == 1;
+        let changed = self.with(|conn| fail_one(conn, lease, failure, retry_at, now))?;
         if changed && retry_at.is_some() {
             self.wake_up();
         }
@@ -192,10 +332,7 @@ impl SqliteTransport {
 
     pub(super) fn release(&self, lease: &Lease, reason: &str) -> Result<bool> {
         let now = now_ms();
-        let changed = self.with(|conn| {
-            conn.prepare_cached(RELEASE)?
-                .execute(params![now, reason, lease.id, token(lease)])
-        })? == 1;
+        let changed = self.with(|conn| release_one(conn, lease, reason, now))?;
         if changed {
             self.wake_up();
         }
