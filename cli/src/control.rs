@@ -2,7 +2,8 @@
 //!
 //! A Unix socket pair; the child's end is its file descriptor [`CONTROL_FD`]. Messages are JSON
 //! lines. The master writes the [`WorkerSpec`] first, then [`Down`] commands; the child writes
-//! [`Up`] events. A child that exits without having sent [`Up::Halted`] has *died*, whatever its
+//! [`Up`] events. There is no message per task: what a child is running is on its
+//! [beacon](crate::beacon). A child that exits without having sent [`Up::Halted`] has *died*, whatever its
 //! exit status (the original treated exit code 0 as an orderly halt, which misfired).
 
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub struct WorkerSpec {
     /// Lease owner name of this child: `<host>:<master pid>:<master start>:<generation>`.
     pub owner: String,
     pub lease_ms: u64,
+    /// The cap of the child's claim window (the queue's `prefetch`).
+    pub prefetch: u32,
     pub retry: RetryPolicy,
     pub rate: Option<RateLimit>,
     pub log: LogConfig,
@@ -72,6 +75,7 @@ impl WorkerSpec {
             halt_when_empty,
             owner,
             lease_ms: app.settings.lease_duration().as_millis() as u64,
+            prefetch: config.prefetch,
             retry: config.retry,
             rate: config.rate,
             log: logging::current_config(),
@@ -97,16 +101,7 @@ pub enum HaltReason {
 #[serde(tag = "ev", rename_all = "snake_case")]
 pub enum Up {
     Ready,
-    /// Started a task (the previous one, if any, is settled).
-    Claimed {
-        task: i64,
-        attempt: u32,
-    },
-    /// Found nothing to do (the previous task, if any, is settled).
-    Idle,
-    Halted {
-        reason: HaltReason,
-    },
+    Halted { reason: HaltReason },
 }
 
 /// Master → child.
@@ -130,13 +125,7 @@ mod tests {
 
     #[test]
     fn messages_are_tagged_json_lines() {
-        assert_eq!(
-            encode(&Up::Claimed {
-                task: 7,
-                attempt: 1
-            }),
-            "{\"ev\":\"claimed\",\"task\":7,\"attempt\":1}\n"
-        );
+        assert_eq!(encode(&Up::Ready), "{\"ev\":\"ready\"}\n");
         assert_eq!(encode(&Down::Quit), "{\"cmd\":\"quit\"}\n");
         let back: Up = serde_json::from_str("{\"ev\":\"halted\",\"reason\":\"empty\"}").unwrap();
         assert_eq!(

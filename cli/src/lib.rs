@@ -14,11 +14,13 @@
 //! * [`scheduler`] — the `--scheduler` producer of `asynctask_scheduled_workers`.
 //! * [`cron`] — APScheduler's cron fields over `croner` (next fire times).
 //! * [`worker`] — the child process that works one queue.
-//! * [`control`] — the master/child control channel.
+//! * [`control`] — the master/child control channel (spec, quit, halted).
+//! * [`beacon`] — the shared page where a child publishes the task it runs, for its master.
 //! * [`logging`] — `LEVEL:Logger:message` records over `tracing`.
 //! * [`runtime`] — the current-thread async runtime each command runs on.
 //! * [`error`] — the user-facing error type, rendered as `FATAL ERROR: ...`.
 
+pub mod beacon;
 pub mod bench;
 pub mod cli;
 pub mod control;

@@ -1,11 +1,12 @@
-//! The SQLite ceiling: a bare rusqlite loop doing what a worker does per task, to compare the
-//! transport's drain rate with.
+//! The SQLite ceiling: a bare rusqlite loop doing what a worker does per batch of tasks, to
+//! compare the transport's drain rate with.
 
 use super::*;
 
-/// The ceiling for the SQLite transport without batching: one transaction per task that acks
-/// the previous task and claims the next, with the transport's own kind of statements.
-pub(super) fn bare_sqlite_rate(path: &Path, n: u64) -> Result<f64> {
+/// The ceiling for the SQLite transport: one transaction per `batch` tasks that acks the
+/// previous batch and claims the next, with the transport's own kind of statements (`batch`
+/// 1: one task per transaction, as without batching).
+pub(super) fn bare_sqlite_rate(path: &Path, n: u64, batch: usize) -> Result<f64> {
     let db = |e: rusqlite::Error| Error::new(format!("bare SQLite loop: {e}"));
     let _ = std::fs::remove_file(path);
     let mut conn = rusqlite::Connection::open(path).map_err(db)?;
@@ -30,36 +31,39 @@ pub(super) fn bare_sqlite_rate(path: &Path, n: u64) -> Result<f64> {
         tx.commit().map_err(db)?;
     }
     let start = Instant::now();
-    let mut previous: Option<i64> = None;
+    let mut previous: Vec<i64> = Vec::new();
     loop {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(db)?;
-        if let Some(id) = previous {
+        for id in previous.drain(..) {
             tx.prepare_cached("DELETE FROM tasks WHERE id = ?1 AND lease_token = 1")
                 .map_err(db)?
                 .execute([id])
                 .map_err(db)?;
         }
-        let claimed: Option<(i64, String)> = tx
+        let claimed: Vec<(i64, String)> = tx
             .prepare_cached(
                 "UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_token = lease_token + 1,
                      owner = 'bench', lease_until = ?1
-                 WHERE id = (SELECT id FROM tasks WHERE queue = 'q' AND state = 'pending' AND run_at <= ?1 ORDER BY run_at, id LIMIT 1)
+                 WHERE id IN (SELECT id FROM tasks WHERE queue = 'q' AND state = 'pending' AND run_at <= ?1 ORDER BY run_at, id LIMIT ?2)
                  RETURNING id, payload",
             )
             .map_err(db)?
-            .query_row([now_us() as i64 / 1000 + 60_000], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map(Some)
-            .or_else(|e| if e == rusqlite::Error::QueryReturnedNoRows { Ok(None) } else { Err(e) })
+            .query_map(
+                rusqlite::params![now_us() as i64 / 1000 + 60_000, batch.max(1) as i64],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(db)?
+            .collect::<rusqlite::Result<_>>()
             .map_err(db)?;
         tx.commit().map_err(db)?;
-        match claimed {
-            Some((id, payload)) => {
-                let _: Value = serde_json::from_str(&payload).unwrap_or(Value::Null);
-                previous = Some(id);
-            }
-            None => break,
+        if claimed.is_empty() {
+            break;
+        }
+        for (id, payload) in claimed {
+            let _: Value = serde_json::from_str(&payload).unwrap_or(Value::Null);
+            previous.push(id);
         }
     }
     Ok(n as f64 / start.elapsed().as_secs_f64())

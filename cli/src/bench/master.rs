@@ -22,7 +22,8 @@ impl Master {
             .iter()
             // Retries: a task hit by the restart measurement's SIGKILL is run again, not lost.
             .map(|q| {
-                let config = json!({"worker": BENCH_WORKER, "concurrency": opts.concurrency, "max_attempts": 3,
+                let config = json!({"worker": BENCH_WORKER, "concurrency": opts.concurrency,
+                                    "prefetch": opts.prefetch, "max_attempts": 3,
                                     "retry_delay_min": "10ms", "retry_delay_max": "10ms"});
                 (q.clone(), config)
             })

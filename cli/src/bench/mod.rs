@@ -5,15 +5,17 @@
 //! (`rex asynctask-workers rex.asynctask`, in a scratch directory so no project settings
 //! interfere), and reports:
 //!
-//! * submit rate (one `submit` per task, as clients do),
+//! * submit rate (batches of 500, as `asynctask-submit -` sends them; one `submit` per task in
+//!   steady mode),
 //! * drain rate (master start to last task done) and end-to-end rate,
 //! * submit->start latency p50/p99 (`--mode steady`: tasks submitted at `--rate` while the
 //!   workers run, so latency is not queueing),
 //! * restart latency (steady mode: a child is SIGKILLed half-way; time until a new child
 //!   starts a task),
 //! * peak RSS of the master and of the largest child (`VmHWM`),
-//! * for SQLite, the rate of a bare rusqlite loop doing the same claim+ack statements, and the
-//!   ratio to it.
+//! * the claim batch sizes the children saw (`--prefetch` caps them),
+//! * for SQLite, the rate of a bare rusqlite loop doing the same claim+ack statements in
+//!   batches of `--prefetch`, and the ratio to it.
 //!
 //! Sampling loops here (progress, RSS) are measurement, not synchronisation.
 
@@ -37,7 +39,7 @@ use serde_json::{Value, json};
 use crate::cli::Parsed;
 use crate::error::{Error, Result};
 use crate::package::BENCH_WORKER;
-use rex_transport::{SubmitOptions, Transport};
+use rex_transport::{Submit, SubmitOptions, Transport};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -50,6 +52,7 @@ struct Options {
     tasks: u64,
     queues: u32,
     concurrency: u32,
+    prefetch: u32,
     payload_bytes: usize,
     mode: Mode,
     rate: u64,
@@ -79,6 +82,11 @@ fn options(parsed: &Parsed) -> Result<Options> {
         tasks: number("tasks", 10_000)?,
         queues: u32::try_from(number("queues", 1)?).unwrap_or(u32::MAX),
         concurrency: u32::try_from(number("concurrency", 1)?).unwrap_or(u32::MAX),
+        prefetch: u32::try_from(number(
+            "prefetch",
+            u64::from(crate::settings::DEFAULT_PREFETCH),
+        )?)
+        .unwrap_or(u32::MAX),
         payload_bytes: match parsed.value("payload-bytes") {
             None => 0,
             Some(v) => v.parse().map_err(|_| {
@@ -100,6 +108,8 @@ struct Report {
     end_to_end_s: f64,
     processed: u64,
     latencies_us: Vec<u64>,
+    /// The size of the claim batch each task came in.
+    batch_sizes: Vec<u64>,
     restart_ms: Option<f64>,
     master_rss_kb: u64,
     child_rss_kb: u64,
@@ -153,6 +163,7 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
             report.drain_s = t1.elapsed().as_secs_f64();
             (report.master_rss_kb, report.child_rss_kb) =
                 (master.master_rss_kb, master.child_rss_kb);
+            report.batch_sizes = read_starts(&log_path).iter().map(|s| s.3).collect();
         }
         Mode::Steady => {
             let mut master = Master::spawn(&uri, &queues, &opts, &scratch.path, false)?;
@@ -194,6 +205,7 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
             let kill_at = kill_at.lock().map(|k| *k).unwrap_or(None);
             let starts = read_starts(&log_path);
             report.latencies_us = starts.iter().map(|s| s.2.saturating_sub(s.1)).collect();
+            report.batch_sizes = starts.iter().map(|s| s.3).collect();
             report.restart_ms =
                 kill_at.and_then(|(killed_pid, at_us)| restart_latency(&starts, killed_pid, at_us));
         }
@@ -213,6 +225,7 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
         report.bare_rate = Some(bare_sqlite_rate(
             &scratch.path.join("bare.db"),
             opts.tasks.min(100_000),
+            opts.prefetch as usize,
         )?);
     }
     print_report(&report, &opts);
@@ -228,6 +241,7 @@ fn options_default() -> Options {
         tasks: 0,
         queues: 1,
         concurrency: 1,
+        prefetch: crate::settings::DEFAULT_PREFETCH,
         payload_bytes: 0,
         mode: Mode::BurnDown,
         rate: 1,
@@ -256,6 +270,7 @@ async fn submit_all(
     let pad = "x".repeat(opts.payload_bytes);
     let log = log_path.display().to_string();
     let start = Instant::now();
+    let mut batch = Vec::with_capacity(SUBMIT_BATCH);
     for n in 0..opts.tasks {
         if let Some((rate, kill_after, master, kill_at)) = pacing {
             let due = start + Duration::from_secs_f64(n as f64 / rate as f64);
@@ -281,27 +296,49 @@ async fn submit_all(
         }
         let payload = rex_transport::normalize_payload(payload)?;
         let queue = &queues[(n % queues.len() as u64) as usize];
-        transport
-            .submit(queue, payload, &SubmitOptions::default())
-            .await?;
-        SUBMITTED.fetch_add(1, Ordering::SeqCst);
+        if pacing.is_some() {
+            // Paced: each task on its own, when it is due.
+            transport
+                .submit(queue, payload, &SubmitOptions::default())
+                .await?;
+            SUBMITTED.fetch_add(1, Ordering::SeqCst);
+            continue;
+        }
+        // All at once: in batches, as `asynctask-submit -` sends them.
+        batch.push(Submit {
+            queue: queue.clone(),
+            payload,
+        });
+        if batch.len() == SUBMIT_BATCH || n + 1 == opts.tasks {
+            transport.submit_batch(&batch, None).await?;
+            SUBMITTED.fetch_add(batch.len() as u64, Ordering::SeqCst);
+            batch.clear();
+        }
     }
     Ok(())
 }
 
-/// (pid, submitted µs, started µs) per processed task.
-fn read_starts(path: &Path) -> Vec<(u32, u64, u64)> {
+/// How many tasks the bench submits per batch when not pacing.
+const SUBMIT_BATCH: usize = 500;
+
+/// (pid, submitted µs, started µs, claim batch size) per processed task.
+fn read_starts(path: &Path) -> Vec<(u32, u64, u64, u64)> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     text.lines()
         .filter_map(|l| {
             let mut f = l.split(' ').map(str::parse::<u64>);
-            Some((f.next()?.ok()? as u32, f.next()?.ok()?, f.next()?.ok()?))
+            Some((
+                f.next()?.ok()? as u32,
+                f.next()?.ok()?,
+                f.next()?.ok()?,
+                f.next().and_then(Result::ok).unwrap_or(1),
+            ))
         })
         .collect()
 }
 
 /// From the kill to the first task started by a process that did not exist before it.
-fn restart_latency(starts: &[(u32, u64, u64)], killed: u32, at_us: u64) -> Option<f64> {
+fn restart_latency(starts: &[(u32, u64, u64, u64)], killed: u32, at_us: u64) -> Option<f64> {
     let before: std::collections::HashSet<u32> =
         starts.iter().filter(|s| s.2 < at_us).map(|s| s.0).collect();
     starts

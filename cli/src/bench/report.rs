@@ -10,6 +10,11 @@ fn percentile(sorted: &[u64], p: f64) -> Option<f64> {
     Some(sorted[i] as f64 / 1000.0)
 }
 
+/// The mean size of the batch a task came in (weighted by task, as a task sees it).
+fn batch_mean(sizes: &[u64]) -> Option<f64> {
+    (!sizes.is_empty()).then(|| sizes.iter().sum::<u64>() as f64 / sizes.len() as f64)
+}
+
 pub(super) fn print_report(r: &Report, opts: &Options) {
     let mut lat = r.latencies_us.clone();
     lat.sort_unstable();
@@ -29,6 +34,9 @@ pub(super) fn print_report(r: &Report, opts: &Options) {
             "latency_p50_ms": p50, "latency_p99_ms": p99,
             "restart_ms": r.restart_ms,
             "master_peak_rss_kb": r.master_rss_kb, "child_peak_rss_kb": r.child_rss_kb,
+            "prefetch": opts.prefetch,
+            "batch_mean": batch_mean(&r.batch_sizes),
+            "batch_max": r.batch_sizes.iter().max(),
             "bare_sqlite_per_s": r.bare_rate,
             "drain_vs_bare": r.bare_rate.map(|b| drain_rate / b),
         });
@@ -69,9 +77,17 @@ pub(super) fn print_report(r: &Report, opts: &Options) {
         r.master_rss_kb as f64 / 1024.0,
         r.child_rss_kb as f64 / 1024.0
     );
+    if let Some(mean) = batch_mean(&r.batch_sizes) {
+        println!(
+            "claim batches          mean {mean:.1} tasks per task's batch, largest {} (prefetch {})",
+            r.batch_sizes.iter().max().copied().unwrap_or(0),
+            opts.prefetch
+        );
+    }
     if let Some(bare) = r.bare_rate {
         println!(
-            "bare rusqlite loop     {bare:.0} tasks/s (drain = {:.0} % of it)",
+            "bare rusqlite loop     {bare:.0} tasks/s in batches of {} (drain = {:.0} % of it)",
+            opts.prefetch,
             100.0 * drain_rate / bare
         );
     }

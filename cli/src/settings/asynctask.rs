@@ -14,6 +14,7 @@ use rex_transport::{FailureKind, Task};
 const FIELDS: &[&str] = &[
     "worker",
     "concurrency",
+    "prefetch",
     "max_attempts",
     "max_crashes",
     "retry_delay_min",
@@ -70,6 +71,13 @@ impl RetryPolicy {
     }
 }
 
+/// The default cap of a child's claim window (`prefetch`): how many tasks it may lease ahead
+/// of the one it runs. The window starts at 1 and grows only while full batches keep coming.
+pub const DEFAULT_PREFETCH: u32 = 64;
+
+/// The largest `prefetch` accepted.
+pub const MAX_PREFETCH: u64 = 1000;
+
 /// A processing-rate limit: at most `max_calls` tasks per `period`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RateLimit {
@@ -84,6 +92,8 @@ pub struct QueueConfig {
     pub worker: String,
     /// Number of child processes for the queue.
     pub concurrency: u32,
+    /// The most tasks a child claims in one batch (1: one at a time).
+    pub prefetch: u32,
     pub retry: RetryPolicy,
     /// Hard limit per payload: the child is killed and the attempt counts as a crash.
     pub timeout: Option<Duration>,
@@ -97,6 +107,7 @@ impl QueueConfig {
             queue: queue.into(),
             worker: worker.into(),
             concurrency: 1,
+            prefetch: DEFAULT_PREFETCH,
             retry: RetryPolicy::default(),
             timeout: None,
             rate: None,
@@ -184,6 +195,15 @@ fn validate_entry(entry: Value, ctx: &Context<'_>) -> Result<Value> {
                 .map_err(field_ctx(name));
         }
     }
+    if let Some(v) = record.get("prefetch")
+        && !v.as_u64().is_some_and(|n| (1..=MAX_PREFETCH).contains(&n))
+    {
+        return Err(
+            Error::new(format!("Expected an integer from 1 to {MAX_PREFETCH}"))
+                .context("Got:", v.to_string()),
+        )
+        .map_err(field_ctx("prefetch"));
+    }
     for name in [
         "retry_delay_min",
         "retry_delay_max",
@@ -236,6 +256,7 @@ fn queue_config(queue: &str, record: &Map<String, Value>) -> Result<QueueConfig>
             .ok_or_else(|| Error::with_body("Missing mandatory field:", "worker"))?
             .to_string(),
         concurrency: int("concurrency", 1),
+        prefetch: int("prefetch", DEFAULT_PREFETCH),
         retry: RetryPolicy {
             max_attempts,
             max_crashes: int("max_crashes", max_attempts),

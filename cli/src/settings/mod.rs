@@ -11,7 +11,7 @@ mod schedules;
 mod spec;
 
 pub(crate) use asynctask::validate_worker_name;
-pub use asynctask::{QueueConfig, RateLimit, RetryPolicy};
+pub use asynctask::{DEFAULT_PREFETCH, QueueConfig, RateLimit, RetryPolicy};
 pub use schedules::{Entry, Misfire, Overlap};
 pub use spec::{Kind, Merge, SPECS, SettingSpec, Typed, parse_duration, parse_duration_value};
 

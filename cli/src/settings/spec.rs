@@ -108,7 +108,7 @@ pub static SPECS: &[SettingSpec] = &[
         kind: Kind::Workers,
         merge: Merge::MapUpdate,
         default: "{}",
-        doc: "Map of queue name to worker name, or to a record {worker, concurrency, max_attempts, max_crashes, retry_delay_min, retry_delay_max, timeout, rate_max_calls, rate_period}. Merged across sources; null disables a queue.",
+        doc: "Map of queue name to worker name, or to a record {worker, concurrency, prefetch, max_attempts, max_crashes, retry_delay_min, retry_delay_max, timeout, rate_max_calls, rate_period}. Merged across sources; null disables a queue.",
     },
     SettingSpec {
         name: "asynctask_scheduled_workers",

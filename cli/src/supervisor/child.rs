@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::mpsc;
 
 use super::death::DeathCause;
+use crate::beacon::{BEACON_FD, Beacon, Running, Snapshot};
 use crate::control::{self, CONTROL_FD, Down, HaltReason, Up, WorkerSpec};
 
 /// Something that happened to the child of `slot` started as `generation`.
@@ -57,13 +58,13 @@ pub struct Child {
     pub pid: u32,
     pub owner: String,
     pub started: Instant,
-    /// The task it reported claiming, and when.
-    pub current: Option<(i64, Instant)>,
-    pub processed: u64,
+    /// What it is running, as it publishes it (read, never waited for).
+    beacon: Beacon,
     /// Set when it reported an orderly halt.
     pub halted: Option<HaltReason>,
-    /// Set when the master killed it for a reason to record against its task (timeout).
-    pub kill_reason: Option<DeathCause>,
+    /// Set when the master killed it for a reason to record against a task (timeout), with
+    /// that task's id.
+    pub kill_reason: Option<(DeathCause, i64)>,
     /// Set when shutdown killed it (its tasks are released, not failed).
     pub killed_by_shutdown: bool,
     control: Option<std::os::unix::net::UnixStream>,
@@ -81,6 +82,8 @@ impl Child {
     ) -> std::io::Result<Child> {
         let (master_end, child_end) = std::os::unix::net::UnixStream::pair()?;
         let child_fd = child_end.as_raw_fd();
+        let beacon = Beacon::create()?;
+        let beacon_fd = beacon.fd().unwrap_or(-1);
         let exe = std::env::current_exe()?;
         let mut cmd = tokio::process::Command::new(exe);
         cmd.arg(crate::worker::TASK_NAME)
@@ -92,11 +95,18 @@ impl Child {
         // SAFETY: only async-signal-safe calls (dup2, fcntl) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if child_fd == CONTROL_FD {
-                    // dup2 onto itself keeps CLOEXEC; clear it explicitly.
-                    nix::libc::fcntl(child_fd, nix::libc::F_SETFD, 0);
-                } else if nix::libc::dup2(child_fd, CONTROL_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
+                // Moving the control socket onto fd 3 must not close the beacon.
+                let mut beacon_fd = beacon_fd;
+                if beacon_fd == CONTROL_FD {
+                    beacon_fd = nix::libc::fcntl(beacon_fd, nix::libc::F_DUPFD_CLOEXEC, 5);
+                }
+                for (from, to) in [(child_fd, CONTROL_FD), (beacon_fd, BEACON_FD)] {
+                    if from == to {
+                        // dup2 onto itself keeps CLOEXEC; clear it explicitly.
+                        nix::libc::fcntl(from, nix::libc::F_SETFD, 0);
+                    } else if nix::libc::dup2(from, to) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -135,7 +145,7 @@ impl Child {
             let status = child.wait().await.ok();
             let _ = send(EventKind::Exited(DeathCause::from_status(status)));
         });
-        Ok(Child::new(generation, pid, owner, Some(control)))
+        Ok(Child::new(generation, pid, owner, Some(control), beacon))
     }
 
     fn new(
@@ -143,14 +153,14 @@ impl Child {
         pid: u32,
         owner: String,
         control: Option<std::os::unix::net::UnixStream>,
+        beacon: Beacon,
     ) -> Child {
         Child {
             generation,
             pid,
             owner,
             started: Instant::now(),
-            current: None,
-            processed: 0,
+            beacon,
             halted: None,
             kill_reason: None,
             killed_by_shutdown: false,
@@ -159,10 +169,32 @@ impl Child {
         }
     }
 
-    /// A child with no process behind it (pid 0: signals go nowhere), for a fake launcher.
+    /// A child with no process behind it (pid 0: signals go nowhere), for a fake launcher;
+    /// the test writes its beacon ([`Child::beacon`]).
     #[cfg(test)]
     pub fn detached(generation: u64, owner: String) -> Child {
-        Child::new(generation, 0, owner, None)
+        Child::new(generation, 0, owner, None, Beacon::local())
+    }
+
+    /// The beacon, to play the child's part in tests.
+    #[cfg(test)]
+    pub fn beacon(&self) -> &Beacon {
+        &self.beacon
+    }
+
+    /// Everything its beacon says.
+    pub fn snapshot(&self) -> Snapshot {
+        self.beacon.read()
+    }
+
+    /// The task it is running now, and since when.
+    pub fn current(&self) -> Option<Running> {
+        self.beacon.read().running
+    }
+
+    /// How many tasks it has finished.
+    pub fn finished(&self) -> u64 {
+        self.beacon.read().finished
     }
 
     /// Whether the master asked the child to quit.

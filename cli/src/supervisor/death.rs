@@ -68,6 +68,8 @@ impl Supervisor {
         else {
             return;
         };
+        let finished = child.finished();
+        self.slots[index].processed += finished;
         let queue = self.slots[index].config.queue.clone();
         if child.killed_by_shutdown {
             // Killed after the grace period: its tasks go back untouched for another worker.
@@ -79,22 +81,45 @@ impl Supervisor {
             self.on_orderly_exit(index, &child);
             return;
         }
-        let reason = child.kill_reason.clone().unwrap_or(cause).to_string();
+        // The beacon says which task was running; a timeout kill names the task it was for,
+        // which may have ended before the signal landed (then no task is to blame).
+        let beacon = child.snapshot();
+        let running = beacon.running;
+        let (charged, reason) = match (&child.kill_reason, running) {
+            (Some((cause, task)), Some(r)) if r.task == *task => (Some(r), cause.to_string()),
+            (Some((cause, _)), _) => (None, cause.to_string()),
+            (None, r) => (r, cause.to_string()),
+        };
         let policies = self.policies();
         let dead = ChildRef {
             slot: index,
             generation: child.generation,
         };
-        self.ledger
-            .settle_crash(dead, child.owner.clone(), reason.clone(), policies);
-        if let Some((task, _)) = child.current
+        let charged_lease = charged.map(|r| rex_transport::Lease {
+            id: r.task,
+            token: r.token,
+        });
+        let completed = beacon
+            .completed
+            .iter()
+            .map(|&(id, token)| rex_transport::Lease { id, token })
+            .collect();
+        self.ledger.settle_crash(
+            dead,
+            child.owner.clone(),
+            charged_lease,
+            completed,
+            reason.clone(),
+            policies,
+        );
+        if let Some(r) = charged
             && self.transport.leases_held_by_broker()
         {
             let lost = &mut self.slots[index].lost;
             if lost.len() == LOST_REMEMBERED {
                 lost.pop_front();
             }
-            lost.push_back((task, reason.clone()));
+            lost.push_back((r.task, reason.clone()));
         }
         if self.stopping.is_some() || self.slots[index].retiring {
             self.log.error(format_args!(
@@ -104,8 +129,8 @@ impl Supervisor {
         }
         self.log
             .error(format_args!("Worker for queue {queue} died; restarting..."));
-        let task_note = match child.current {
-            Some((task, _)) => format!(" while processing task {task}"),
+        let task_note = match charged {
+            Some(r) => format!(" while processing task {}", r.task),
             None => String::new(),
         };
         self.log.debug(format_args!(
@@ -113,10 +138,8 @@ impl Supervisor {
             child.pid
         ));
         // A child that held a task, or ran long enough to be called healthy, resets the count.
-        // (A task it claimed without telling the master yet shows up in the ledger's report.)
-        let made_progress = child.current.is_some()
-            || child.processed > 0
-            || child.started.elapsed() >= restart::HEALTHY_UPTIME;
+        let made_progress =
+            running.is_some() || finished > 0 || child.started.elapsed() >= restart::HEALTHY_UPTIME;
         let delay = self.slots[index].restarts.on_death(made_progress);
         if delay.is_zero() {
             self.launch(index);

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rex_transport::{Failure, FailureKind, Task, Transport};
+use rex_transport::{Failure, FailureKind, Lease, Settlement, Task, Transport};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -104,18 +104,24 @@ impl Ledger {
         self.handle.spawn(future)
     }
 
-    /// Settle every task leased to a dead child as a crash, by the retry policy of its queue,
-    /// then report how many there were.
+    /// Settle the tasks leased to a dead child, as its beacon told: the one it was running
+    /// (`charged`) as a crash by the retry policy of its queue; those it had `completed` but
+    /// not recorded, completed; the others (claimed and not started, or finished with an
+    /// outcome the beacon could not carry) go back to pending uncharged. Then report how many
+    /// were charged.
     pub fn settle_crash(
         &mut self,
         child: ChildRef,
         owner: String,
+        charged: Option<Lease>,
+        completed: Vec<Lease>,
         reason: String,
         policies: HashMap<String, RetryPolicy>,
     ) {
         let (transport, log, reports) = self.parts();
         let job = self.handle.spawn(async move {
-            let tasks = settle_crash(&*transport, &log, &owner, &reason, &policies).await;
+            let beacon = Beacon { charged, completed };
+            let tasks = settle_crash(&*transport, &log, &owner, &beacon, &reason, &policies).await;
             let _ = reports.send(Report::Settled {
                 slot: child.slot,
                 generation: child.generation,
@@ -272,11 +278,20 @@ fn orphaned_here(owner: &str, owner_prefix: &str) -> bool {
     }
 }
 
-/// Settle every task leased to a dead owner as a crash; returns how many there were.
+/// What a dead child's beacon said about the tasks it held.
+struct Beacon {
+    charged: Option<Lease>,
+    completed: Vec<Lease>,
+}
+
+/// Settle the tasks leased to a dead owner: the charged one as a crash, the completed ones
+/// completed, the others released without using an attempt. Returns how many were charged
+/// (0 or 1).
 async fn settle_crash(
     transport: &dyn Transport,
     log: &Logger,
     owner: &str,
+    beacon: &Beacon,
     reason: &str,
     policies: &HashMap<String, RetryPolicy>,
 ) -> usize {
@@ -289,7 +304,10 @@ async fn settle_crash(
             return 0;
         }
     };
-    for task in &tasks {
+    let (running, others): (Vec<Task>, Vec<Task>) = tasks
+        .into_iter()
+        .partition(|task| Some(task.lease()) == beacon.charged);
+    for task in &running {
         // Queues no longer configured (a reload removed them) get the default policy.
         let policy = policies.get(&task.queue).copied().unwrap_or_default();
         let retry_at = policy.retry_at(task, FailureKind::Crash);
@@ -308,7 +326,54 @@ async fn settle_crash(
             )),
         }
     }
-    tasks.len()
+    if !others.is_empty() {
+        let why = format!("its worker died ({reason}) while not running it");
+        let batch: Vec<Settlement> = others
+            .iter()
+            .map(|task| {
+                let lease = task.lease();
+                if beacon.completed.contains(&lease) {
+                    Settlement::Complete {
+                        lease,
+                        submits: Vec::new(),
+                    }
+                } else {
+                    Settlement::Release {
+                        lease,
+                        reason: why.clone(),
+                    }
+                }
+            })
+            .collect();
+        match transport.settle(&batch).await {
+            Ok(applied) => {
+                let count = |complete: bool| {
+                    batch
+                        .iter()
+                        .zip(&applied)
+                        .filter(|(s, a)| {
+                            **a && matches!(s, Settlement::Complete { .. }) == complete
+                        })
+                        .count()
+                };
+                let (completed, released) = (count(true), count(false));
+                if completed > 0 {
+                    log.info(format_args!(
+                        "Recorded {completed} task(s) that the dead worker had completed"
+                    ));
+                }
+                if released > 0 {
+                    log.info(format_args!(
+                        "Released {released} task(s) that the dead worker held but was not running"
+                    ));
+                }
+            }
+            Err(e) => log.error(format_args!(
+                "Cannot settle the tasks a dead worker held ({e}); their leases will expire"
+            )),
+        }
+    }
+    running.len()
 }
 
 async fn release_all(transport: &dyn Transport, log: &Logger, owner: &str, reason: &str) {
@@ -390,6 +455,8 @@ mod tests {
             ledger.settle_crash(
                 child,
                 "dead".into(),
+                Some(task.lease()),
+                Vec::new(),
                 "killed by SIGKILL".into(),
                 HashMap::new(),
             );

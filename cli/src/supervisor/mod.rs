@@ -292,21 +292,9 @@ impl Supervisor {
         if child.generation != event.generation {
             return;
         }
+        // What the child is running is on its beacon, not in messages: it claims and settles
+        // in batches, and a message per task would wake this loop per task.
         match event.kind {
-            // One message per task: a claim (or going idle) also means the previous task is
-            // settled, which halves the wake-ups of this process per task.
-            child::EventKind::Up(Up::Claimed { task, .. }) => {
-                if child.current.replace((task, Instant::now())).is_some() {
-                    child.processed += 1;
-                    slot.processed += 1;
-                }
-            }
-            child::EventKind::Up(Up::Idle) => {
-                if child.current.take().is_some() {
-                    child.processed += 1;
-                    slot.processed += 1;
-                }
-            }
             child::EventKind::Up(Up::Halted { reason }) => child.halted = Some(reason),
             child::EventKind::Up(Up::Ready) => {}
             child::EventKind::Exited(cause) => self.on_exit(event.slot, cause),

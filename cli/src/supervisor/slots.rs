@@ -29,6 +29,7 @@ pub(super) struct Slot {
     pub(super) config: QueueConfig,
     pub(super) state: State,
     pub(super) restarts: Restarts,
+    /// Tasks finished by this slot's earlier children (the live one's are on its beacon).
     pub(super) processed: u64,
     /// Set while the slot is being removed (reload): it is not relaunched.
     pub(super) retiring: bool,
@@ -40,6 +41,10 @@ pub(super) struct Slot {
 
 /// How many lost tasks a slot remembers for its next children.
 pub(super) const LOST_REMEMBERED: usize = 16;
+
+/// How often the master looks at an idle child's beacon in a queue with a timeout: a task it
+/// starts is seen within this, and its deadline is exact from then on.
+const TIMEOUT_WATCH: Duration = Duration::from_millis(50);
 
 pub(super) enum State {
     Running(Child),
@@ -97,10 +102,12 @@ impl Supervisor {
             match &slot.state {
                 State::Backoff(at) => next = next.min(*at),
                 State::Running(child) => {
-                    if let (Some(timeout), Some((_, started)), None) =
-                        (slot.config.timeout, child.current, &child.kill_reason)
-                    {
-                        next = next.min(started + timeout);
+                    if let (Some(timeout), None) = (slot.config.timeout, &child.kill_reason) {
+                        next = next.min(match child.current() {
+                            Some(running) => running.started + timeout,
+                            // A task may start at any moment without telling the master.
+                            None => Instant::now() + TIMEOUT_WATCH,
+                        });
                     }
                 }
                 State::Done => {}
@@ -113,7 +120,11 @@ impl Supervisor {
     }
 
     pub(super) fn on_timers(&mut self) {
-        let now = Instant::now();
+        self.on_timers_at(Instant::now());
+    }
+
+    /// The timers that are due at `now`.
+    pub(super) fn on_timers_at(&mut self, now: Instant) {
         if let Some(grace_end) = self.stopping
             && now >= grace_end
         {
@@ -124,16 +135,16 @@ impl Supervisor {
             match &mut slot.state {
                 State::Backoff(at) if *at <= now && self.stopping.is_none() => self.launch(i),
                 State::Running(child) => {
-                    if let (Some(timeout), Some((task, started)), None) =
-                        (slot.config.timeout, child.current, &child.kill_reason)
-                        && now >= started + timeout
+                    if let (Some(timeout), Some(running), None) =
+                        (slot.config.timeout, child.current(), &child.kill_reason)
+                        && now >= running.started + timeout
                     {
                         let t = humantime::format_duration(timeout);
                         self.log.error(format_args!(
-                            "Task {task} on queue {} exceeded its timeout of {t}; killing its worker",
-                            slot.config.queue
+                            "Task {} on queue {} exceeded its timeout of {t}; killing its worker",
+                            running.task, slot.config.queue
                         ));
-                        child.kill_reason = Some(DeathCause::Timeout(timeout));
+                        child.kill_reason = Some((DeathCause::Timeout(timeout), running.task));
                         child.kill();
                     }
                 }
@@ -147,14 +158,14 @@ impl Supervisor {
             let queue = &slot.config.queue;
             match &slot.state {
                 State::Running(child) => {
-                    let (state, task) = match child.current {
-                        Some((task, _)) => ("processing", task.to_string()),
+                    let (state, task) = match child.current() {
+                        Some(running) => ("processing", running.task.to_string()),
                         None => ("idle", "-".into()),
                     };
                     self.log.info(format_args!(
                         "Worker for queue {queue}: pid {}, state {state}, task {task}, processed {}, uptime {:.1}s",
                         child.pid,
-                        slot.processed,
+                        slot.processed + child.finished(),
                         child.started.elapsed().as_secs_f64()
                     ));
                 }

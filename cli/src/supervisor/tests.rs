@@ -1,12 +1,12 @@
 //! The master's loop handlers driven with fake children: no processes, no signals. A test
-//! plays the children's part (their control-socket reports and their deaths) and checks what
+//! plays the children's part (their control-socket reports, their beacons and their deaths) and checks what
 //! the master does: relaunches, backoff, timeouts, shutdown, and what its ledger settles on an
 //! in-process transport.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rex_transport::{Payload, SubmitOptions, TaskId, Transport};
+use rex_transport::{Payload, SubmitOptions, Task, Transport};
 use tokio::sync::mpsc;
 
 use super::child::{Child, Event, EventKind, Launcher};
@@ -123,21 +123,35 @@ impl Harness {
     }
 
     /// Submit a task to `queue` and claim it as the `n`th child started would.
-    fn claimed_by(&self, queue: &str, n: usize) -> TaskId {
+    fn claimed_by(&self, queue: &str, n: usize) -> Task {
+        self.batch_claimed_by(queue, n, 1).remove(0)
+    }
+
+    /// Submit `count` tasks to `queue` and claim them in one batch as the `n`th child would.
+    fn batch_claimed_by(&self, queue: &str, n: usize, count: usize) -> Vec<Task> {
         let owner = self.owner(n);
         self.runtime.block_on(async {
-            self.transport
-                .submit(queue, Payload::default(), &SubmitOptions::default())
-                .await
-                .expect("submit");
-            let task = self
+            for _ in 0..count {
+                self.transport
+                    .submit(queue, Payload::default(), &SubmitOptions::default())
+                    .await
+                    .expect("submit");
+            }
+            let tasks = self
                 .transport
-                .claim(queue, &owner, Duration::from_secs(60))
+                .claim_batch(queue, &owner, Duration::from_secs(60), count)
                 .await
-                .expect("claim")
-                .expect("a task");
-            task.id
+                .expect("claim");
+            assert_eq!(tasks.len(), count);
+            tasks
         })
+    }
+
+    /// The child of `slot` starts running `task` (it writes its beacon).
+    fn starts(&self, slot: usize, task: &Task) {
+        self.child(slot)
+            .beacon()
+            .start(task.id, task.lease_token, task.attempt);
     }
 
     /// The next report of the ledger (the loop would select on it).
@@ -171,7 +185,7 @@ fn a_child_that_dies_holding_a_task_is_relaunched_at_once_and_the_task_charged()
     let mut h = Harness::new(r#"{"jobs": "bench_worker"}"#, options());
     assert_eq!(h.launches(), 1);
     let task = h.claimed_by("jobs", 0);
-    h.report(0, Up::Claimed { task, attempt: 1 });
+    h.starts(0, &task);
     h.dies(0, DeathCause::Signaled(9));
 
     // Relaunched without waiting for the settlement.
@@ -216,32 +230,67 @@ fn a_child_that_keeps_dying_without_progress_is_held_back() {
 }
 
 #[test]
-fn a_death_that_held_a_task_unreported_ends_the_backoff() {
+fn only_the_running_task_of_a_batch_is_charged_the_rest_go_back_uncharged() {
     let mut h = Harness::new(r#"{"jobs": "bench_worker"}"#, options());
-    h.dies(0, DeathCause::Exited(1));
-    // The second child claims a task but dies before its report reaches the master.
-    h.claimed_by("jobs", 1);
+    let tasks = h.batch_claimed_by("jobs", 0, 21);
+    // The first completed (not recorded yet), the second runs, 19 are prefetched.
+    h.starts(0, &tasks[0]);
+    h.child(0)
+        .beacon()
+        .finish(Some((tasks[0].id, tasks[0].lease_token)));
+    h.starts(0, &tasks[1]);
     h.dies(0, DeathCause::Signaled(9));
-    assert!(matches!(h.master.slots[0].state, State::Backoff(_)));
-    let reports = [h.ledger_report(), h.ledger_report()];
-    let held = reports
-        .iter()
-        .find(|r| matches!(r, Report::Settled { generation: 2, .. }))
-        .expect("the second child's settlement");
-    let Report::Settled {
-        slot,
-        generation,
-        tasks,
-    } = *held;
-    assert_eq!(tasks, 1);
-    h.master
-        .on_settled(super::ledger::ChildRef { slot, generation }, tasks);
-    let State::Backoff(until) = h.master.slots[0].state else {
-        panic!("still held back until the next timer");
-    };
-    assert!(until <= Instant::now(), "relaunched at the next timer");
-    h.master.on_timers();
-    assert_eq!(h.launches(), 3);
+    assert_eq!(
+        h.ledger_report(),
+        Report::Settled {
+            slot: 0,
+            generation: 1,
+            tasks: 1
+        }
+    );
+    assert_eq!(h.last_error("jobs"), [Some("killed by SIGKILL".into())]);
+    let counts = h
+        .runtime
+        .block_on(h.transport.counts("jobs"))
+        .expect("counts");
+    assert_eq!(
+        (counts.ready, counts.running, counts.failed),
+        (19, 0, 1),
+        "the completed one is recorded, the 19 not started are back"
+    );
+    assert_eq!(h.master.slots[0].processed, 1, "the finished one counts");
+    // The released tasks used no attempt: each is claimed as its first attempt again.
+    let owner = h.owner(1);
+    let again = h
+        .runtime
+        .block_on(
+            h.transport
+                .claim_batch("jobs", &owner, Duration::from_secs(60), 64),
+        )
+        .expect("claim");
+    assert_eq!(again.len(), 19);
+    assert!(again.iter().all(|t| t.attempt == 1 && t.crashes == 0));
+}
+
+#[test]
+fn a_timeout_kill_for_a_task_that_ended_meanwhile_charges_no_one() {
+    let mut h = Harness::new(
+        r#"{"jobs": {"worker": "bench_worker", "timeout": "1s"}}"#,
+        options(),
+    );
+    let tasks = h.batch_claimed_by("jobs", 0, 2);
+    if let State::Running(child) = &mut h.master.slots[0].state {
+        child.kill_reason = Some((DeathCause::Timeout(Duration::from_secs(1)), tasks[0].id));
+    }
+    h.starts(0, &tasks[1]);
+    h.dies(0, DeathCause::Signaled(9));
+    let Report::Settled { tasks: charged, .. } = h.ledger_report();
+    assert_eq!(charged, 0);
+    let counts = h
+        .runtime
+        .block_on(h.transport.counts("jobs"))
+        .expect("counts");
+    assert_eq!((counts.ready, counts.failed), (2, 0));
 }
 
 #[test]
@@ -251,17 +300,21 @@ fn a_task_past_its_timeout_gets_its_child_killed_and_the_timeout_recorded() {
         options(),
     );
     let task = h.claimed_by("jobs", 0);
-    h.report(0, Up::Claimed { task, attempt: 1 });
+    h.starts(0, &task);
     h.master.on_timers();
     assert_eq!(h.child(0).kill_reason, None, "not yet");
-    // The task started two seconds ago, as far as the master knows.
-    if let State::Running(child) = &mut h.master.slots[0].state {
-        child.current = Some((task, Instant::now() - Duration::from_secs(2)));
-    }
-    h.master.on_timers();
+    let deadline = h.master.next_deadline();
+    let started = h.child(0).current().expect("running").started;
+    assert_eq!(
+        deadline,
+        started + Duration::from_secs(1),
+        "exactly on time"
+    );
+    // The deadline passes (the loop sleeps until it; here the test moves the clock).
+    h.master.on_timers_at(deadline);
     assert_eq!(
         h.child(0).kill_reason,
-        Some(DeathCause::Timeout(Duration::from_secs(1)))
+        Some((DeathCause::Timeout(Duration::from_secs(1)), task.id))
     );
     h.dies(0, DeathCause::Signaled(9));
     h.ledger_report();
@@ -275,7 +328,7 @@ fn shutdown_asks_children_to_quit_and_releases_the_tasks_of_those_killed_at_grac
         options(),
     );
     let task = h.claimed_by("jobs", 0);
-    h.report(0, Up::Claimed { task, attempt: 1 });
+    h.starts(0, &task);
     h.master.begin_shutdown();
     assert!(h.child(0).quit_sent() && h.child(1).quit_sent());
 
@@ -313,7 +366,6 @@ fn halted_when_empty_is_not_relaunched() {
             ..options()
         },
     );
-    h.report(0, Up::Idle);
     h.report(
         0,
         Up::Halted {

@@ -108,7 +108,7 @@ pub fn builtins() -> Vec<Builtin> {
             spec: spec(
                 "asynctask-bench",
                 "measure a transport with real worker processes",
-                "Submits tasks for the built-in no-op bench_worker, runs asynctask-workers on\nthem and reports submit, drain and end-to-end rates, submit->start latency,\nrestart latency and peak memory. Runs in a scratch directory: without --transport\nit measures a fresh SQLite file.",
+                "Submits tasks for the built-in no-op bench_worker, runs asynctask-workers on\nthem and reports submit, drain and end-to-end rates, submit->start latency,\nrestart latency and peak memory. Runs in a scratch directory: without --transport\nit measures a fresh SQLite file. Also reports the claim batch sizes the children saw.",
                 vec![],
                 vec![
                     OptSpec::value(
@@ -119,6 +119,11 @@ pub fn builtins() -> Vec<Builtin> {
                     OptSpec::value("tasks", "N", "how many tasks (default 10000)"),
                     OptSpec::value("queues", "Q", "spread over this many queues (default 1)"),
                     OptSpec::value("concurrency", "C", "children per queue (default 1)"),
+                    OptSpec::value(
+                        "prefetch",
+                        "P",
+                        "the queues' prefetch: most tasks a child claims at once (default 64)",
+                    ),
                     OptSpec::value(
                         "payload-bytes",
                         "B",

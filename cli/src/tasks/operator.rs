@@ -9,7 +9,7 @@ use crate::cli::Parsed;
 use crate::error::{Error, Result};
 use crate::project::{App, Requirement};
 use crate::runtime::current_thread;
-use rex_transport::{PurgeWhich, Selector, SubmitOptions};
+use rex_transport::{PurgeWhich, Selector, Submit};
 
 fn app(parsed: &Parsed) -> Result<App> {
     App::build(
@@ -27,6 +27,9 @@ fn parse_payload(text: &str) -> Result<rex_transport::Payload> {
     })?;
     rex_transport::normalize_payload(value).map_err(Error::from)
 }
+
+/// How many tasks `asynctask-submit -` sends per batch.
+const SUBMIT_BATCH: usize = 500;
 
 pub fn submit(parsed: &Parsed) -> Result<i32> {
     let app = app(parsed)?;
@@ -55,13 +58,18 @@ pub fn submit(parsed: &Parsed) -> Result<i32> {
         vec![parse_payload(&text)?]
     };
     let transport = app.open_transport()?;
-    let opts = SubmitOptions {
-        run_at: delay.map(|d| SystemTime::now() + d),
-        idempotency_key: None,
-    };
+    let run_at = delay.map(|d| SystemTime::now() + d);
+    let tasks: Vec<Submit> = payloads
+        .into_iter()
+        .map(|payload| Submit {
+            queue: queue.clone(),
+            payload,
+        })
+        .collect();
+    // In batches: one transaction (or one pipelined round) per SUBMIT_BATCH tasks.
     current_thread()?.block_on(async {
-        for payload in payloads {
-            transport.submit(&queue, payload, &opts).await?;
+        for batch in tasks.chunks(SUBMIT_BATCH) {
+            transport.submit_batch(batch, run_at).await?;
         }
         Ok::<_, Error>(())
     })?;

@@ -1,10 +1,22 @@
 //! The worker child (`rex __worker`): claims tasks from one queue and runs its worker on them.
 //!
-//! Started only by the master (see [`crate::supervisor`]), with the control socket on fd 3.
-//! The loop is synchronous: each transport operation runs on a current-thread runtime with
-//! `block_on`, and the worker code runs on this thread in between, so plugin callbacks never
-//! re-enter the runtime. A panic in the worker is caught inside the plugin and fails only that
-//! task; anything that kills the process is seen by the master, which settles the task.
+//! Started only by the master (see [`crate::supervisor`]), with the control socket on fd 3
+//! and its [beacon](crate::beacon) on fd 4. The loop is synchronous: each transport operation
+//! runs on a current-thread runtime with `block_on`, and the worker code runs on this thread in
+//! between, so plugin callbacks never re-enter the runtime. A panic in the worker is caught
+//! inside the plugin and fails only that task; anything that kills the process is seen by the
+//! master, which charges the task the beacon names and releases the others.
+//!
+//! # Batches
+//!
+//! The child claims a [`window`] of tasks at once and runs them in order. Their outcomes
+//! (completions with their follow-up submits, failures) are kept as [`Settlement`]s and
+//! recorded together with the next claim, in one round trip: when the batch is used up, when
+//! the oldest unrecorded outcome is [`FLUSH_DELAY`] old (checked between tasks), before the
+//! child idles or stops. On a transport error they are kept and sent again (settling twice is
+//! safe: what was applied comes back stale). If the child dies, the master releases what it
+//! had claimed but not run, and what it had run but not recorded: those run again, nothing
+//! is lost.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -17,9 +29,12 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 
 mod executor;
+pub mod window;
 
 use executor::{Attempted, CtlExecutor, Executor, JsonMap, bench_record, run_plugin};
+use window::Window;
 
+use crate::beacon::{BEACON_FD, Beacon};
 use crate::cli::Parsed;
 use crate::control::{self, CONTROL_FD, Down, HaltReason, Up, WorkerSpec};
 use crate::error::{Error, Result};
@@ -28,13 +43,16 @@ use crate::package::{BENCH_WORKER, CTL_EXECUTOR};
 use crate::plugin::{self, Plugin};
 use crate::project::App;
 use crate::settings::QueueConfig;
-use rex_transport::{Failure, Task, TaskId, Transport};
+use rex_transport::{Failure, Settlement, Task, TaskId, Transport};
 
 /// The hidden task name under which the master re-executes `rex` as a child.
 pub const TASK_NAME: &str = "__worker";
 
 /// Set by the master's `quit` command or by SIGTERM: finish the current task, then stop.
 static QUIT: AtomicBool = AtomicBool::new(false);
+
+/// Outcomes waiting this long are recorded before the next task starts, even mid-batch.
+pub const FLUSH_DELAY: Duration = Duration::from_millis(50);
 
 /// The crash reason of a lost attempt whose end nobody here saw.
 const LOST_WORKER: &str =
@@ -110,7 +128,9 @@ pub fn task(_parsed: &Parsed) -> Result<i32> {
     let events = Events {
         writer: Some(Mutex::new(writer)),
     };
-    let mut consumer = Consumer::new(&spec, events, wake)?;
+    let beacon = Beacon::attach(BEACON_FD)
+        .map_err(|e| Error::new(format!("cannot map the beacon page from the master: {e}")))?;
+    let mut consumer = Consumer::new(&spec, events, beacon, wake)?;
     consumer.run()?;
     Ok(0)
 }
@@ -148,8 +168,19 @@ struct Consumer {
     executor: Executor,
     rt: tokio::runtime::Runtime,
     events: Events,
+    /// Where the master reads what this child runs.
+    beacon: Beacon,
     wake: Arc<tokio::sync::Notify>,
     processed: u64,
+    window: Window,
+    /// Claimed, not started yet (in claim order).
+    claimed: VecDeque<Task>,
+    /// Outcomes not recorded yet, and since when the oldest waits.
+    pending: Vec<Settlement>,
+    pending_since: Option<Instant>,
+    /// Set when sending `pending` failed: some of it may have been applied, so a stale result
+    /// on the next attempt is expected rather than news.
+    resent: bool,
     /// Set after a transport error: a claim may have been applied while its reply was lost,
     /// leaving a task leased to this child that it does not know about (and whose lease its
     /// master keeps renewing). Checked before the next claim.
@@ -159,7 +190,12 @@ struct Consumer {
 }
 
 impl Consumer {
-    fn new(spec: &WorkerSpec, events: Events, wake: Arc<tokio::sync::Notify>) -> Result<Consumer> {
+    fn new(
+        spec: &WorkerSpec,
+        events: Events,
+        beacon: Beacon,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Result<Consumer> {
         let rt = crate::runtime::current_thread()?;
         let transport = rex_transport::open(&spec.transport)?;
         let executor = match &spec.plugin {
@@ -179,6 +215,15 @@ impl Consumer {
                 Executor::Plugin(plugin)
             }
         };
+        // One at a time where a batch would change behaviour: under a rate limit (the limit
+        // counts tasks run, and a held batch would wait out the limit), and where the broker
+        // holds the leases (its redeliveries cannot tell prefetched tasks from the one that was
+        // running).
+        let window_cap = if spec.rate.is_some() || transport.leases_held_by_broker() {
+            1
+        } else {
+            spec.prefetch as usize
+        };
         Ok(Consumer {
             queue: spec.queue.clone(),
             worker: spec.worker.clone(),
@@ -194,8 +239,18 @@ impl Consumer {
             executor,
             rt,
             events,
+            beacon,
             wake,
             processed: 0,
+            // One at a time where a batch would change behaviour: under a rate limit (the
+            // limit counts tasks run, and a held batch would wait out the limit), and where
+            // the broker holds the leases (its redeliveries cannot tell prefetched tasks from
+            // the one that was running).
+            window: Window::new(window_cap),
+            claimed: VecDeque::new(),
+            pending: Vec::new(),
+            pending_since: None,
+            resent: false,
             lost_replies: std::cell::Cell::new(false),
             lost_reasons: spec.lost_reasons.clone(),
         })
@@ -207,36 +262,40 @@ impl Consumer {
             .info(format_args!("Starting; queue={}", self.queue));
         self.events.send(&Up::Ready);
         let mut outage = 0u32;
-        // The next task, when completing the last one already claimed it.
-        let mut next: Option<Task> = None;
         let reason = loop {
             if QUIT.load(Ordering::SeqCst) {
-                if let Some(task) = next.take() {
-                    // Claimed but not started: back to the queue, no attempt used.
-                    let lease = task.lease();
-                    let _ = self.retrying(|| self.transport.release(&lease, "worker stopping"));
-                }
+                self.stop();
                 break HaltReason::Quit;
             }
+            if let Some(task) = self.claimed.pop_front() {
+                if self
+                    .pending_since
+                    .is_some_and(|since| since.elapsed() >= FLUSH_DELAY)
+                {
+                    // Mid-batch: record what is done; a failure keeps it for the next try.
+                    let _ = self.exchange(0);
+                }
+                self.process(task);
+                continue;
+            }
+            // The batch is used up: record its outcomes and claim the next in one call.
             self.respect_rate_limit();
-            if next.is_none() && self.lost_replies.get() {
+            if self.pending.is_empty() && self.lost_replies.get() {
                 self.release_strays();
             }
-            let claimed = match next.take() {
-                Some(task) => Ok(Some(task)),
-                None => {
-                    self.rt
-                        .block_on(self.transport.claim(&self.queue, &self.owner, self.lease))
-                }
-            };
-            match claimed {
-                Ok(Some(task)) => {
+            let want = self.window.size();
+            match self.exchange(want) {
+                Ok(tasks) if !tasks.is_empty() => {
                     outage = 0;
-                    next = self.process(task);
+                    self.window.claimed(want, tasks.len());
+                    self.claimed.extend(tasks);
                 }
-                Ok(None) => {
+                Ok(_) if !self.pending.is_empty() => {
+                    // Recorded one at a time after a refusal; claim again.
+                }
+                Ok(_) => {
                     outage = 0;
-                    self.events.send(&Up::Idle);
+                    self.window.claimed(want, 0);
                     if self.halt_when_empty {
                         match self.rt.block_on(self.transport.counts(&self.queue)) {
                             Ok(counts) if counts.is_drained() => {
@@ -262,6 +321,131 @@ impl Consumer {
         self.logger.info(format_args!("Terminating"));
         self.events.send(&Up::Halted { reason });
         Ok(self.processed)
+    }
+
+    /// Stopping: the claimed tasks not started go back (no attempt used), and every outcome
+    /// is recorded.
+    fn stop(&mut self) {
+        for task in self.claimed.drain(..) {
+            self.pending.push(Settlement::Release {
+                lease: task.lease(),
+                reason: "worker stopping".into(),
+            });
+        }
+        if let Err(e) = self.exchange(0) {
+            self.logger.error(format_args!(
+                "Cannot record the outcome of {} task(s) before stopping: {e}; their leases will expire",
+                self.pending.len()
+            ));
+        }
+    }
+
+    /// Send the pending outcomes and claim up to `want` tasks (0: none) in one call. The
+    /// outcomes stay pending when the transport cannot be reached; a batch the transport
+    /// refuses for another reason is recorded one settlement at a time, so that one bad
+    /// outcome cannot hold back the others.
+    fn exchange(&mut self, want: usize) -> rex_transport::Result<Vec<Task>> {
+        if self.pending.is_empty() {
+            if want == 0 {
+                return Ok(Vec::new());
+            }
+            return self.rt.block_on(self.transport.claim_batch(
+                &self.queue,
+                &self.owner,
+                self.lease,
+                want,
+            ));
+        }
+        let sent = self.retrying(|| {
+            self.transport.settle_and_claim(
+                &self.pending,
+                &self.queue,
+                &self.owner,
+                self.lease,
+                want,
+            )
+        });
+        match sent {
+            Ok((applied, next)) => {
+                let pending = std::mem::take(&mut self.pending);
+                self.beacon.recorded();
+                self.recorded(&pending, &applied);
+                self.pending_since = None;
+                self.resent = false;
+                Ok(next)
+            }
+            Err(e) if e.is_retryable() => {
+                self.resent = true;
+                Err(e)
+            }
+            Err(e) => {
+                self.logger.warn(format_args!(
+                    "Recording {} outcome(s) together failed ({e}); recording them one by one",
+                    self.pending.len()
+                ));
+                self.settle_one_by_one();
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Log what a batch's results mean: a stale settlement was not applied.
+    fn recorded(&self, batch: &[Settlement], applied: &[bool]) {
+        for (settlement, applied) in batch.iter().zip(applied) {
+            if *applied {
+                continue;
+            }
+            let id = settlement.lease().id;
+            match settlement {
+                _ if self.resent => self.logger.debug(format_args!(
+                    "Task {id} was already settled by an earlier attempt to record it"
+                )),
+                Settlement::Complete { .. } => self.logger.warn(format_args!(
+                    "Task {id} was reclaimed while it ran; this attempt's result was discarded"
+                )),
+                Settlement::Fail { .. } => self.logger.warn(format_args!(
+                    "Task {id} was reclaimed while it ran; this attempt's failure was discarded"
+                )),
+                Settlement::Release { .. } => {}
+            }
+        }
+    }
+
+    /// The fallback of a refused batch: each settlement alone; a completion that cannot be
+    /// stored fails its task with the reason.
+    fn settle_one_by_one(&mut self) {
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_since = None;
+        // From here each is recorded or given up on (its lease expires): none is for the
+        // master to complete.
+        self.beacon.recorded();
+        for settlement in pending {
+            let id = settlement.lease().id;
+            let result = self.retrying(|| self.transport.settle(std::slice::from_ref(&settlement)));
+            match (result, &settlement) {
+                (Ok(applied), _) => self.recorded(std::slice::from_ref(&settlement), &applied),
+                (Err(e), Settlement::Complete { lease, .. }) => {
+                    self.logger.error(format_args!(
+                        "An unhandled exception occurred while processing the payload\n{e}"
+                    ));
+                    let failure = Settlement::Fail {
+                        lease: *lease,
+                        failure: Failure::error(e.to_string()),
+                        retry_at: None,
+                    };
+                    if let Err(e) =
+                        self.retrying(|| self.transport.settle(std::slice::from_ref(&failure)))
+                    {
+                        self.logger.error(format_args!(
+                            "Cannot record the failure of task {id}: {e}; its lease will expire"
+                        ));
+                    }
+                }
+                (Err(e), _) => self.logger.error(format_args!(
+                    "Cannot record the outcome of task {id}: {e}; its lease will expire"
+                )),
+            }
+        }
     }
 
     /// Wait for work (a transport wake-up, the poll interval) or a quit request.
@@ -344,32 +528,38 @@ impl Consumer {
         }
     }
 
-    /// Run one task and settle it; returns the next task when settling already claimed it.
-    fn process(&mut self, task: Task) -> Option<Task> {
+    /// Run one task; its outcome joins the pending settlements.
+    fn process(&mut self, task: Task) {
         if task.lost {
             self.settle_lost(&task);
-            return None;
+            return;
         }
-        // Tell the master first: by the time anyone reads "Got payload", the master knows.
-        self.events.send(&Up::Claimed {
-            task: task.id,
-            attempt: task.attempt,
-        });
+        // On the beacon first: from here on, a death of this process is charged to this task.
+        self.beacon.start(task.id, task.lease_token, task.attempt);
         self.logger
             .debug(format_args!("Got payload: {}", JsonMap(&task.payload)));
         logging::set_current_task(Some(task.id));
+        let started = Instant::now();
         let outcome = match &mut self.executor {
             Executor::Plugin(plugin) => run_plugin(plugin, &self.worker, &task),
             Executor::Ctl(ctl) => ctl.run(&self.logger, &task),
             Executor::Bench => bench_record(&task),
         };
+        self.window.ran(started.elapsed());
         if self.rate.is_some() {
             self.recent.push_back(Instant::now());
         }
-        let next = self.settle(&task, outcome);
+        let settlement = self.settlement(&task, outcome);
+        // A plain completion is listed on the beacon until it is recorded, for the master to
+        // complete if this process dies first.
+        let plain =
+            matches!(&settlement, Settlement::Complete { submits, .. } if submits.is_empty());
+        self.beacon
+            .finish(plain.then_some((task.id, task.lease_token)));
         logging::set_current_task(None);
         self.processed += 1;
-        next
+        self.pending.push(settlement);
+        self.pending_since.get_or_insert_with(Instant::now);
     }
 
     /// On a transport whose broker holds the leases (RabbitMQ), nobody can settle the task of
@@ -399,46 +589,20 @@ impl Consumer {
         }
     }
 
-    /// Record the outcome. A successful attempt is completed together with claiming the next
-    /// task (one transaction where the transport can), unless the worker is stopping or
-    /// rate-limited; that next task is returned.
-    fn settle(&self, task: &Task, outcome: Attempted) -> Option<Task> {
+    /// What to record for an attempt: a completion (with the follow-ups it submitted), or a
+    /// failure, retried or kept by the queue's policy.
+    fn settlement(&self, task: &Task, outcome: Attempted) -> Settlement {
         let lease = task.lease();
         let (detail, reason, permanent) = match outcome {
             Attempted::Done(submits) => {
-                let prefetch = self.rate.is_none() && !QUIT.load(Ordering::SeqCst);
-                let settled = if prefetch {
-                    let batch = [rex_transport::Settlement::Complete {
-                        lease,
-                        submits: submits.clone(),
-                    }];
-                    self.retrying(|| {
-                        self.transport.settle_and_claim(
-                            &batch,
-                            &self.queue,
-                            &self.owner,
-                            self.lease,
-                            1,
-                        )
-                    })
-                    .map(|(applied, next)| {
-                        (applied.first() == Some(&true), next.into_iter().next())
-                    })
-                } else {
-                    self.retrying(|| self.transport.complete(&lease, &submits))
-                        .map(|done| (done, None))
-                };
-                match settled {
-                    Ok((true, next)) => {
+                let done = Settlement::Complete { lease, submits };
+                // Follow-ups the transport would refuse fail the task (not the whole batch).
+                match rex_transport::batch::validate_submits(std::slice::from_ref(&done)) {
+                    Ok(()) => {
                         self.logger.debug(format_args!("Processing complete"));
-                        return next;
+                        return done;
                     }
-                    Ok((false, next)) => {
-                        self.logger.warn(format_args!("Task {} was reclaimed while it ran; this attempt's result was discarded", task.id));
-                        return next;
-                    }
-                    // The result cannot be stored (e.g. a submit to an invalid queue): fail the task.
-                    Err(e) => (e.to_string(), e.to_string(), !e.is_retryable()),
+                    Err(e) => (e.to_string(), e.to_string(), true),
                 }
             }
             Attempted::Failed {
@@ -460,26 +624,21 @@ impl Consumer {
         } else {
             self.retry.retry_at(task, rex_transport::FailureKind::Error)
         };
-        let failure = Failure::error(reason.clone());
-        match self.retrying(|| self.transport.fail(&lease, &failure, retry_at)) {
-            Ok(_) => {
-                if let Some(at) = retry_at {
-                    let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
-                    self.logger.info(format_args!(
-                        "Task {} will be retried in {:.1}s (attempt {} of {} failed)",
-                        task.id,
-                        wait.as_secs_f64(),
-                        task.attempt,
-                        self.retry.max_attempts
-                    ));
-                }
-            }
-            Err(e) => self.logger.error(format_args!(
-                "Cannot record the failure of task {}: {e}; its lease will expire",
-                task.id
-            )),
+        if let Some(at) = retry_at {
+            let wait = at.duration_since(SystemTime::now()).unwrap_or_default();
+            self.logger.info(format_args!(
+                "Task {} will be retried in {:.1}s (attempt {} of {} failed)",
+                task.id,
+                wait.as_secs_f64(),
+                task.attempt,
+                self.retry.max_attempts
+            ));
         }
-        None
+        Settlement::Fail {
+            lease,
+            failure: Failure::error(reason),
+            retry_at,
+        }
     }
 
     /// Run a settlement, retrying while the transport is unreachable (bounded).
@@ -507,7 +666,6 @@ impl Consumer {
     }
 }
 
-/// Compact JSON of a payload, formatted only if the log record is.
 /// `rex asynctask-process`: drain `queue` in this process with `worker`; returns the count.
 pub fn drain_in_process(app: &App, queue: &str, worker: &str) -> Result<u64> {
     // The queue's configured options apply, whichever worker drains it here.
@@ -530,6 +688,7 @@ pub fn drain_in_process(app: &App, queue: &str, worker: &str) -> Result<u64> {
     let mut consumer = Consumer::new(
         &spec,
         Events { writer: None },
+        Beacon::local(),
         Arc::new(tokio::sync::Notify::new()),
     )?;
     consumer.run()

@@ -1,0 +1,362 @@
+//! The beacon: one page of shared memory per child, where the child publishes the task it is
+//! running and how many it has finished, and the master reads it without being woken.
+//!
+//! A child claims and settles tasks in batches, so per-task messages to the master would cost
+//! more than the work. Instead the master creates a memfd before spawning the child, maps it,
+//! and passes it on [`BEACON_FD`]; the child maps the same page. The child writes with plain
+//! atomic stores under a sequence lock (odd while it writes); the master reads when it needs
+//! to know (the child died, a timeout may be due, SIGUSR1 asked for status). Stores into a
+//! shared mapping survive the process that made them, so after a SIGKILL the page still says
+//! which task was running: that task, and only that one, is charged with the death.
+//!
+//! The child also lists the tasks it has completed (without follow-up submits) but not yet
+//! recorded in the transport, so that its master can complete them after a death instead of
+//! running them again; a completion that submitted tasks is not listed (its submits are not
+//! on the page), and is released to run again.
+//!
+//! A child that dies in the middle of a write leaves the sequence odd. It was then between two
+//! tasks (publishing that one ended or the next began, never inside worker code), so the
+//! reader reports no running task.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::libc;
+
+/// The child's file descriptor for its beacon (the control socket is fd 3).
+pub const BEACON_FD: RawFd = 4;
+
+/// The page's layout. Only atomics: both processes access it at once.
+#[repr(C)]
+struct Page {
+    /// Sequence lock: odd while the child writes.
+    seq: AtomicU64,
+    /// The running task's id; meaningful while `running` is 1.
+    task: AtomicI64,
+    running: AtomicU64,
+    token: AtomicU64,
+    attempt: AtomicU64,
+    /// When the running task started, in `CLOCK_MONOTONIC` nanoseconds (one clock for all
+    /// processes of the host).
+    started_ns: AtomicU64,
+    /// Tasks the child has finished (run to an outcome, flushed or not).
+    finished: AtomicU64,
+    /// How many entries of `completed` are in use.
+    completed_len: AtomicU64,
+    /// (id, lease token) pairs of completions not recorded in the transport yet.
+    completed: [[AtomicU64; 2]; COMPLETED_CAPACITY],
+}
+
+/// How many unrecorded completions a page lists; more are released on a death instead.
+const COMPLETED_CAPACITY: usize = 200;
+
+const PAGE_BYTES: usize = 4096;
+const _: () = assert!(std::mem::size_of::<Page>() <= PAGE_BYTES);
+
+/// The task a child is running, as its beacon says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Running {
+    pub task: i64,
+    pub token: u64,
+    pub attempt: u32,
+    pub started: Instant,
+}
+
+/// What a beacon says at one moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    pub running: Option<Running>,
+    pub finished: u64,
+    /// Completed (without submits) and not yet recorded: (task id, lease token).
+    pub completed: Vec<(i64, u64)>,
+}
+
+enum Backing {
+    /// A shared mapping of a memfd (unmapped on drop).
+    Shared { fd: Option<OwnedFd> },
+    /// Ordinary memory, for a consumer with no master (`asynctask-process`) and for tests;
+    /// `page` points into it.
+    Local { _page: Box<Page> },
+}
+
+/// One side's handle on a beacon page.
+pub struct Beacon {
+    page: NonNull<Page>,
+    backing: Backing,
+}
+
+// SAFETY: the page holds only atomics, and the mapping lives as long as the `Beacon`.
+unsafe impl Send for Beacon {}
+unsafe impl Sync for Beacon {}
+
+impl Beacon {
+    /// The master's side: a fresh zeroed page, and the fd to hand to the child.
+    pub fn create() -> std::io::Result<Beacon> {
+        // SAFETY: plain system calls on a name we own; the result is checked.
+        let fd = unsafe { libc::memfd_create(c"rex-beacon".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just created and is owned by nobody else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: ftruncate on our own memfd.
+        if unsafe { libc::ftruncate(fd.as_raw_fd(), PAGE_BYTES as libc::off_t) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let page = map(fd.as_raw_fd())?;
+        Ok(Beacon {
+            page,
+            backing: Backing::Shared { fd: Some(fd) },
+        })
+    }
+
+    /// The child's side: map the page the master passed on `fd`.
+    pub fn attach(fd: RawFd) -> std::io::Result<Beacon> {
+        let page = map(fd)?;
+        Ok(Beacon {
+            page,
+            backing: Backing::Shared { fd: None },
+        })
+    }
+
+    /// A page in this process only.
+    pub fn local() -> Beacon {
+        let mut page = Box::new(Page {
+            seq: AtomicU64::new(0),
+            task: AtomicI64::new(0),
+            running: AtomicU64::new(0),
+            token: AtomicU64::new(0),
+            attempt: AtomicU64::new(0),
+            started_ns: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            completed_len: AtomicU64::new(0),
+            completed: std::array::from_fn(|_| [AtomicU64::new(0), AtomicU64::new(0)]),
+        });
+        let ptr = NonNull::from(&mut *page);
+        Beacon {
+            page: ptr,
+            backing: Backing::Local { _page: page },
+        }
+    }
+
+    /// The memfd to pass to the child (master side only).
+    pub fn fd(&self) -> Option<RawFd> {
+        match &self.backing {
+            Backing::Shared { fd: Some(fd) } => Some(fd.as_raw_fd()),
+            _ => None,
+        }
+    }
+
+    fn page(&self) -> &Page {
+        // SAFETY: `page` points to a live mapping (or box) for the life of `self`.
+        unsafe { self.page.as_ref() }
+    }
+
+    /// Publish that `task` (with its lease token and attempt) starts now.
+    pub fn start(&self, task: i64, token: u64, attempt: u32) {
+        self.write(|page| {
+            page.task.store(task, Ordering::Relaxed);
+            page.token.store(token, Ordering::Relaxed);
+            page.attempt.store(u64::from(attempt), Ordering::Relaxed);
+            page.started_ns.store(monotonic_ns(), Ordering::Relaxed);
+            page.running.store(1, Ordering::Relaxed);
+        });
+    }
+
+    /// Publish that the running task has ended (its outcome may not be recorded yet). A
+    /// `completed` lease (a completion without submits) is listed until [`recorded`]
+    /// (Beacon::recorded) clears the list.
+    pub fn finish(&self, completed: Option<(i64, u64)>) {
+        self.write(|page| {
+            page.running.store(0, Ordering::Relaxed);
+            page.finished.fetch_add(1, Ordering::Relaxed);
+            if let Some((id, token)) = completed {
+                let len = page.completed_len.load(Ordering::Relaxed) as usize;
+                if let Some(slot) = page.completed.get(len) {
+                    slot[0].store(id as u64, Ordering::Relaxed);
+                    slot[1].store(token, Ordering::Relaxed);
+                    page.completed_len.store(len as u64 + 1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    /// Publish that every outcome so far is recorded in the transport.
+    pub fn recorded(&self) {
+        if self.page().completed_len.load(Ordering::Relaxed) > 0 {
+            self.write(|page| page.completed_len.store(0, Ordering::Relaxed));
+        }
+    }
+
+    fn write(&self, f: impl FnOnce(&Page)) {
+        let page = self.page();
+        // Only the child writes, so the sequence needs no compare-and-swap.
+        page.seq.fetch_add(1, Ordering::AcqRel);
+        f(page);
+        page.seq.fetch_add(1, Ordering::Release);
+    }
+
+    /// What the page says now.
+    pub fn read(&self) -> Snapshot {
+        let page = self.page();
+        // A live writer holds the sequence odd for a few stores; a dead one forever.
+        for _ in 0..10_000 {
+            let before = page.seq.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let running = page.running.load(Ordering::Relaxed) == 1;
+            let task = page.task.load(Ordering::Relaxed);
+            let token = page.token.load(Ordering::Relaxed);
+            let attempt = page.attempt.load(Ordering::Relaxed);
+            let started_ns = page.started_ns.load(Ordering::Relaxed);
+            let finished = page.finished.load(Ordering::Relaxed);
+            let len = (page.completed_len.load(Ordering::Relaxed) as usize).min(COMPLETED_CAPACITY);
+            let completed: Vec<(i64, u64)> = page.completed[..len]
+                .iter()
+                .map(|slot| {
+                    (
+                        slot[0].load(Ordering::Relaxed) as i64,
+                        slot[1].load(Ordering::Relaxed),
+                    )
+                })
+                .collect();
+            std::sync::atomic::fence(Ordering::Acquire);
+            if page.seq.load(Ordering::Relaxed) != before {
+                continue;
+            }
+            let running = running.then(|| Running {
+                task,
+                token,
+                attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
+                started: instant_of(started_ns),
+            });
+            return Snapshot {
+                running,
+                finished,
+                completed,
+            };
+        }
+        // A writer that died mid-write: nothing is known to be running, and a completion it
+        // was listing is released (run again) rather than trusted.
+        Snapshot {
+            running: None,
+            finished: page.finished.load(Ordering::Relaxed),
+            completed: Vec::new(),
+        }
+    }
+}
+
+impl Drop for Beacon {
+    fn drop(&mut self) {
+        if let Backing::Shared { .. } = self.backing {
+            // SAFETY: `page` is our own mapping of PAGE_BYTES, not used after this.
+            unsafe {
+                libc::munmap(self.page.as_ptr().cast(), PAGE_BYTES);
+            }
+        }
+    }
+}
+
+fn map(fd: RawFd) -> std::io::Result<NonNull<Page>> {
+    // SAFETY: mapping a whole memfd page shared; the result is checked before use.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            PAGE_BYTES,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    NonNull::new(ptr.cast()).ok_or_else(|| std::io::Error::other("mmap returned null"))
+}
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the struct we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+/// The `Instant` of a `CLOCK_MONOTONIC` reading: an offset from one pair of readings taken
+/// once, so that the same reading always gives the same `Instant`.
+fn instant_of(ns: u64) -> Instant {
+    static BASE: std::sync::OnceLock<(Instant, u64)> = std::sync::OnceLock::new();
+    let (base, base_ns) = *BASE.get_or_init(|| (Instant::now(), monotonic_ns()));
+    if ns >= base_ns {
+        base + Duration::from_nanos(ns - base_ns)
+    } else {
+        base.checked_sub(Duration::from_nanos(base_ns - ns))
+            .unwrap_or(base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_master_reads_what_the_child_published_through_a_shared_page() {
+        let master = Beacon::create().expect("memfd");
+        let child = Beacon::attach(master.fd().expect("an fd")).expect("map");
+        assert_eq!(
+            master.read(),
+            Snapshot {
+                running: None,
+                finished: 0,
+                completed: vec![]
+            }
+        );
+        child.start(42, 7, 2);
+        let seen = master.read().running.expect("running");
+        assert_eq!((seen.task, seen.token, seen.attempt), (42, 7, 2));
+        assert!(seen.started.elapsed() < Duration::from_secs(60));
+        child.finish(Some((42, 7)));
+        child.start(43, 8, 1);
+        child.finish(None); // a failure, or a completion with submits: not listed
+        drop(child); // what was written outlives the writer's mapping
+        assert_eq!(
+            master.read(),
+            Snapshot {
+                running: None,
+                finished: 2,
+                completed: vec![(42, 7)]
+            }
+        );
+    }
+
+    #[test]
+    fn recorded_outcomes_leave_the_list_and_a_full_list_stops_growing() {
+        let beacon = Beacon::local();
+        for id in 0..(COMPLETED_CAPACITY as i64 + 5) {
+            beacon.start(id, 1, 1);
+            beacon.finish(Some((id, 1)));
+        }
+        let seen = beacon.read();
+        assert_eq!(seen.completed.len(), COMPLETED_CAPACITY);
+        assert_eq!(seen.finished, COMPLETED_CAPACITY as u64 + 5);
+        beacon.recorded();
+        assert!(beacon.read().completed.is_empty());
+    }
+
+    #[test]
+    fn a_writer_that_died_mid_write_reads_as_between_tasks() {
+        let beacon = Beacon::local();
+        beacon.start(1, 1, 1);
+        beacon.page().seq.fetch_add(1, Ordering::SeqCst); // a write that never ended
+        assert_eq!(beacon.read().running, None);
+    }
+}
