@@ -38,10 +38,23 @@
 //! if the worker dies, the
 //! task is still running under its lease and `expired` finds it. Settlements compare the lease
 //! token inside their script and change nothing when it is stale; `complete` enqueues its
-//! follow-up submits in the same script (and `complete_and_claim` leases the next task in it
-//! too: one round trip per task for a busy consumer), and a submit records its idempotency
-//! key in the same script as the task. The scripts build key names from the prefix, which is fine on a single
-//! Redis server (or a replicated one) but not on Redis Cluster.
+//! follow-up submits in the same script, and a submit records its idempotency key in the
+//! same script as the task. The scripts build key names from the prefix, which is fine on a
+//! single Redis server (or a replicated one) but not on Redis Cluster.
+//!
+//! # Batches
+//!
+//! Each batch operation is one script, so one round trip whatever its size:
+//! `claim_batch` pops up to `max` ready members at once (`ZPOPMIN` with a count: the claim
+//! order) and leases them with the counter's next tokens (one `INCRBY`); `settle` applies a
+//! list of settlements in order, each fenced by its own token (the same Lua functions as
+//! `complete`, `fail` and `release`, so a stale one changes nothing and its submits are not
+//! enqueued), one 0/1 each; `settle_and_claim` is `settle` then `claim_batch` in one script
+//! (a busy consumer's steady state: one round trip per window of tasks; the claim runs under
+//! `pcall`, so it never fails the call); `submit_batch` enqueues every task, ids in the order
+//! given. Follow-up submits and queue names are validated in Rust before the script runs.
+//! Like every script, a batch runs at once; an error in the middle of one (which the server
+//! does not roll back) may leave a prefix of it applied, which the contract allows.
 //!
 //! Lease tokens come from one counter per prefix, seeded from the clock (milliseconds × 1000)
 //! when it is missing, so they still grow on every claim of a task and, unlike per-task
@@ -51,8 +64,11 @@
 //! # Waiting
 //!
 //! [`wait`](Transport::wait) blocks on the server instead of polling. Every script that makes
-//! a task ready (submit, release, a failure retried now, `retry_failed`) pushes a token to the queue's signal list,
-//! and so does one that makes a delayed task the queue's earliest. A waiter first checks in
+//! a task ready (submit, release, a failure retried now, `retry_failed`) pushes a token to the
+//! queue's signal list, and so does one that makes a delayed task the queue's earliest. The
+//! batch scripts count those tokens per queue and push them at their end, in one `RPUSH` per
+//! queue (at most 256, as the list keeps): the same lists as one push per task, since nothing
+//! reads a list while a script runs. A waiter first checks in
 //! one script whether a task is ready (then it returns at once); if not, the same script
 //! clears the stale tokens (there is nothing ready for them to announce) and reports the
 //! earliest delayed `run_at`. It then `BLPOP`s the signal list until a token arrives, its
@@ -86,8 +102,10 @@
 //!   [`TransportError`].
 //! * `scripts.rs` — the key layout, the registry of Lua scripts and `eval`, which runs them;
 //!   the Lua itself is in `lua/` (`prelude.lua`, shared by all, then one file per script).
-//! * `rows.rs` — decoding script replies into tasks, summaries and counts; encoding arguments.
-//! * `queue.rs` — submit, claim, complete, fail, release, `owned_by`, `expired`, `renew`.
+//! * `rows.rs` — decoding script replies into tasks, summaries and counts; encoding arguments
+//!   (payloads, follow-up submits, a batch of settlements).
+//! * `queue.rs` — submit, claim, complete, fail, release, their batches (`claim_batch`,
+//!   `settle`, `settle_and_claim`, `submit_batch`), `owned_by`, `expired`, `renew`.
 //! * `operator.rs` — counts, stats, failed tasks (list, retry, purge), schedule keys.
 //! * `wake.rs` — `wait`: the probe script and `BLPOP` on the queue's signal list.
 
@@ -203,7 +221,23 @@ impl Transport for RedisTransport {
         self.complete(lease, submits).await
     }
 
-    /// Both in one script, so one round trip per task in a busy consumer.
+    /// One script.
+    async fn claim_batch(
+        &self,
+        queue: &str,
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Task>> {
+        self.claim_batch(queue, owner, lease, max).await
+    }
+
+    /// One script for the whole batch.
+    async fn settle(&self, batch: &[Settlement]) -> Result<Vec<bool>> {
+        self.settle(batch).await
+    }
+
+    /// Both in one script, so one round trip per batch in a busy consumer.
     async fn settle_and_claim(
         &self,
         batch: &[Settlement],
@@ -212,14 +246,17 @@ impl Transport for RedisTransport {
         lease_for: Duration,
         max: usize,
     ) -> Result<(Vec<bool>, Vec<Task>)> {
-        // One completion and one claim: the fused path. Anything else, one call at a time.
-        if let ([Settlement::Complete { lease, submits }], 1) = (batch, max) {
-            let (done, next) = self
-                .complete_and_claim(lease, submits, queue, owner, lease_for)
-                .await?;
-            return Ok((vec![done], next.into_iter().collect()));
-        }
-        crate::batch::settle_then_claim(self, batch, queue, owner, lease_for, max).await
+        self.settle_and_claim(batch, queue, owner, lease_for, max)
+            .await
+    }
+
+    /// One script for the whole batch.
+    async fn submit_batch(
+        &self,
+        tasks: &[Submit],
+        run_at: Option<SystemTime>,
+    ) -> Result<Vec<TaskId>> {
+        self.submit_batch(tasks, run_at).await
     }
 
     async fn fail(

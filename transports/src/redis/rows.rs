@@ -1,13 +1,15 @@
 //! Script replies and arguments: decoding the rows the Lua scripts return (`TASK_FIELDS`,
 //! `SUMMARY_FIELDS`, `counts`; see `lua/prelude.lua`) into the crate's types, refusing
-//! unexpected data, and encoding payloads and follow-up submits for a script's ARGV.
+//! unexpected data, and encoding payloads, follow-up submits and settlements for a script's
+//! ARGV.
 
 use ::redis::{FromRedisValue, Value};
 
 use super::RedisTransport;
-use crate::task::from_epoch_ms;
+use super::queue::outcome;
+use crate::task::{from_epoch_ms, to_epoch_ms};
 use crate::{
-    Attempt, QueueCounts, Result, Submit, Task, TaskState, TaskSummary, TransportError,
+    Attempt, QueueCounts, Result, Settlement, Submit, Task, TaskState, TaskSummary, TransportError,
     validate_queue_name,
 };
 
@@ -130,6 +132,75 @@ impl RedisTransport {
             Value::Array(row) if row.len() == TASK_ROW => self.task(row).map(Some),
             other => Err(self.corrupt(format_args!("a claim returned {other:?}"))),
         }
+    }
+
+    /// A batch claim's reply: flat TASK_FIELDS rows, kept in claim order.
+    pub(super) fn claimed_rows(&self, values: &[Value]) -> Result<Vec<Task>> {
+        if !values.len().is_multiple_of(TASK_ROW) {
+            return Err(self.corrupt(format_args!(
+                "a claim returned {} values, not rows of {TASK_ROW}",
+                values.len()
+            )));
+        }
+        values
+            .chunks_exact(TASK_ROW)
+            .map(|row| self.task(row))
+            .collect()
+    }
+
+    /// A `settle` reply: one 1 (applied) or 0 (stale) for each of `expected` settlements.
+    pub(super) fn applied(&self, values: &[Value], expected: usize) -> Result<Vec<bool>> {
+        if values.len() != expected {
+            return Err(self.corrupt(format_args!(
+                "{} results for {expected} settlements",
+                values.len()
+            )));
+        }
+        values
+            .iter()
+            .map(|value| Ok(self.field::<i64>(value, "applied")? == 1))
+            .collect()
+    }
+
+    /// Add `batch` to a script's ARGV as the `settle` Lua function reads it (see `scripts.rs`).
+    /// The caller validated the submits.
+    pub(super) fn push_settlements(
+        &self,
+        args: &mut Vec<String>,
+        batch: &[Settlement],
+    ) -> Result<()> {
+        for settlement in batch {
+            let lease = settlement.lease();
+            let kind = match settlement {
+                Settlement::Complete { .. } => "complete",
+                Settlement::Fail { .. } => "fail",
+                Settlement::Release { .. } => "release",
+            };
+            args.extend([
+                kind.to_string(),
+                lease.id.to_string(),
+                lease.token.to_string(),
+            ]);
+            match settlement {
+                Settlement::Complete { submits, .. } => {
+                    args.push(submits.len().to_string());
+                    for submit in submits {
+                        args.push(submit.queue.clone());
+                        args.push(self.encode(&submit.payload)?);
+                    }
+                }
+                Settlement::Fail {
+                    failure, retry_at, ..
+                } => {
+                    args.push(outcome(failure).to_string());
+                    args.push(failure.reason.clone());
+                    args.push(self.encode(&failure.reason)?);
+                    args.push(retry_at.map_or(String::new(), |t| to_epoch_ms(t).to_string()));
+                }
+                Settlement::Release { reason, .. } => args.push(self.encode(reason)?),
+            }
+        }
+        Ok(())
     }
 
     /// Validate follow-up submits (before anything changes) and add them to a script's ARGV.

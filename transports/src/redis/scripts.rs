@@ -41,16 +41,26 @@ pub(super) struct Scripts {
     pub(super) submit: Script,
     /// ARGV: queue, owner, lease_until, now, token seed. Returns the task's TASK_FIELDS or nil.
     pub(super) claim: Script,
+    /// ARGV: queue, owner, lease_until, now, token seed, max (at least 1). Returns the flat
+    /// TASK_FIELDS rows of up to `max` tasks, in claim order.
+    pub(super) claim_batch: Script,
     /// ARGV: id, token, now, then (queue, payload) pairs. Returns 1, or 0 when stale.
     pub(super) complete: Script,
-    /// ARGV: id, token, now, queue, owner, lease_until, token seed, then (queue, payload) pairs.
-    /// Returns {1 or 0 as `complete`, TASK_FIELDS of the next task or nil}.
-    pub(super) complete_and_claim: Script,
     /// ARGV: id, token, now, outcome (`error`/`crash`), reason, reason as JSON, retry_at (or
     /// empty). Returns 1, or 0 when stale.
     pub(super) fail: Script,
     /// ARGV: id, token, now, reason as JSON. Returns 1, or 0 when stale.
     pub(super) release: Script,
+    /// ARGV: now, then the settlements, each `complete ID TOKEN N` and N (queue, payload)
+    /// pairs, `fail` + the ARGV of `fail` or `release` + the ARGV of `release` (without now).
+    /// Returns one 1 (applied) or 0 (stale) per settlement. Wake-ups are pushed at the end.
+    pub(super) settle: Script,
+    /// ARGV: now, queue, owner, lease_until, token seed, max (0: claim nothing), then the
+    /// settlements as for `settle`. Returns {`settle`'s reply, `claim_batch`'s reply}; the
+    /// claim runs under `pcall`, so its error returns the tasks leased before it, not an error.
+    pub(super) settle_and_claim: Script,
+    /// ARGV: run_at, now, then (queue, payload) pairs. Returns the new ids in order.
+    pub(super) submit_batch: Script,
     /// ARGV: owner. Returns flat TASK_FIELDS rows.
     pub(super) owned_by: Script,
     /// ARGV: now. Returns flat TASK_FIELDS rows of the leases that ended before now.
@@ -79,16 +89,19 @@ pub(super) struct Scripts {
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
-    // The newlines around the files' text keep every script byte for byte (and so its SHA1,
-    // the name `EVALSHA` knows it by) what it was when the Lua lived in Rust strings.
+    // The newlines around the files' text are part of every script (and so of its SHA1, the
+    // name `EVALSHA` knows it by): they were there when the Lua lived in Rust strings.
     let script = |body: &str| Script::new(&format!("\n{PRELUDE}\n\n{body}"));
     Scripts {
         submit: script(include_str!("lua/submit.lua")),
         claim: script(include_str!("lua/claim.lua")),
+        claim_batch: script(include_str!("lua/claim_batch.lua")),
         complete: script(include_str!("lua/complete.lua")),
-        complete_and_claim: script(include_str!("lua/complete_and_claim.lua")),
         fail: script(include_str!("lua/fail.lua")),
         release: script(include_str!("lua/release.lua")),
+        settle: script(include_str!("lua/settle.lua")),
+        settle_and_claim: script(include_str!("lua/settle_and_claim.lua")),
+        submit_batch: script(include_str!("lua/submit_batch.lua")),
         owned_by: script(include_str!("lua/owned_by.lua")),
         expired: script(include_str!("lua/expired.lua")),
         renew: script(include_str!("lua/renew.lua")),

@@ -14,11 +14,34 @@ local function append_row(out, id, fields)
     for i = 1, #fields do out[#out + 1] = values[i] end
 end
 
--- Wake a waiter of `queue` (at most 256 tokens are kept: enough for every blocked waiter).
+-- The most wake-up tokens a signal list keeps: enough for every blocked waiter.
+local MAX_SIGNALS = 256
+
+-- Wake-ups of a batch script, counted per queue and pushed by `flush_wakes` at its end; nil
+-- (push at once) in the other scripts. Nothing sees a list while a script runs, so pushing
+-- min(n, 256) tokens at the end leaves each signal list as n one-at-a-time pushes would.
+local deferred_wakes = nil
+
+-- Wake a waiter of `queue` (at most MAX_SIGNALS tokens are kept).
 local function wake(queue)
+    if deferred_wakes then
+        deferred_wakes[queue] = (deferred_wakes[queue] or 0) + 1
+        return
+    end
     local signal = q_key(queue, 'signal')
     redis.call('RPUSH', signal, '1')
-    redis.call('LTRIM', signal, -256, -1)
+    redis.call('LTRIM', signal, -MAX_SIGNALS, -1)
+end
+
+-- Push the wake-ups a batch deferred (see `deferred_wakes`).
+local function flush_wakes()
+    for queue, n in pairs(deferred_wakes) do
+        local signal, tokens = q_key(queue, 'signal'), {}
+        for i = 1, math.min(n, MAX_SIGNALS) do tokens[i] = '1' end
+        redis.call('RPUSH', signal, unpack(tokens))
+        redis.call('LTRIM', signal, -MAX_SIGNALS, -1)
+    end
+    deferred_wakes = nil
 end
 
 -- A ready-set member: the id zero-padded, so that among tasks due at the same millisecond
@@ -44,11 +67,16 @@ local function index_pending(queue, id, run_at, now, created_at)
     end
 end
 
-local function enqueue(queue, payload, run_at, now)
-    local id = string.format('%d', redis.call('INCR', P .. ':ids'))
+-- The hash of a new pending task (not indexed yet).
+local function new_task(id, queue, payload, run_at, now)
     redis.call('HSET', task_key(id), 'id', id, 'queue', queue, 'payload', payload,
         'state', 'pending', 'run_at', run_at, 'created_at', now, 'attempts', '0',
         'errors', '0', 'crashes', '0', 'lease_token', '0', 'history', '[]')
+end
+
+local function enqueue(queue, payload, run_at, now)
+    local id = string.format('%d', redis.call('INCR', P .. ':ids'))
+    new_task(id, queue, payload, run_at, now)
     redis.call('SADD', QUEUES, queue)
     index_pending(queue, id, run_at, now, now)
     return id
@@ -62,11 +90,13 @@ local function leased(id, token)
     return {queue = f[3], owner = f[4], attempts = f[5], created_at = f[6]}
 end
 
-local function unindex_running(id, t)
+-- Drop a running task from the running indexes (and its lease fields, unless the caller
+-- deletes the whole task anyway).
+local function unindex_running(id, t, deleting)
     redis.call('ZREM', RUNNING, id)
     redis.call('SREM', P .. ':owner:' .. t.owner, id)
     redis.call('SREM', q_key(t.queue, 'running'), id)
-    redis.call('HDEL', task_key(id), 'owner', 'lease_until')
+    if not deleting then redis.call('HDEL', task_key(id), 'owner', 'lease_until') end
 end
 
 -- Append one attempt to the task's history; `reason_json` is a JSON string already.
@@ -103,46 +133,134 @@ local function forget_if_empty(queue)
         and redis.call('ZCARD', q_key(queue, 'failed')) == 0 then
         redis.call('SREM', QUEUES, queue)
         redis.call('DEL', q_key(queue, 'signal'))
+        if deferred_wakes then deferred_wakes[queue] = nil end
     end
 end
 
--- Lease the earliest due, then lowest, ready id of `queue` (after moving its due delayed ids
--- to the ready set, keeping their due times as scores).
--- Returns its TASK_FIELDS, or false when nothing is ready.
-local function claim_next(queue, owner, lease_until, now, seed)
+-- `redis.call(command, key, ...)` with the values of `args`, a few thousand at a time (Lua's
+-- `unpack` is limited); `step` is even, so pairs stay together.
+local function call_many(command, key, args)
+    local step = 4000
+    for i = 1, #args, step do
+        redis.call(command, key, unpack(args, i, math.min(i + step - 1, #args)))
+    end
+end
+
+-- Lease up to `max` ready ids of `queue`, earliest due then lowest first (after moving its due
+-- delayed ids to the ready set, keeping their due times as scores), and append their
+-- TASK_FIELDS to `out` in that order: each task's row once it is fully leased.
+local function claim_many(out, queue, owner, lease_until, now, seed, max)
     local ready, delayed = q_key(queue, 'ready'), q_key(queue, 'delayed')
     local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'WITHSCORES')
     if #due > 0 then
         for i = 1, #due, 2 do redis.call('ZADD', ready, due[i + 1], ready_member(due[i])) end
         redis.call('ZREMRANGEBYSCORE', delayed, '-inf', now)
     end
-    local popped = redis.call('ZPOPMIN', ready)
-    if #popped == 0 then return false end
-    local id = string.format('%d', tonumber(popped[1]))
+    local popped = redis.call('ZPOPMIN', ready, max)
+    local n = #popped / 2
+    if n == 0 then return end
+    local ids, by_lease = {}, {}
+    for i = 1, n do
+        local id = string.format('%d', tonumber(popped[2 * i - 1]))
+        ids[i] = id
+        by_lease[2 * i - 1], by_lease[2 * i] = lease_until, id
+    end
+    -- One token each, in claim order: the counter's next n values.
     local tokens = P .. ':tokens'
     if redis.call('EXISTS', tokens) == 0 then redis.call('SET', tokens, seed) end
-    local token = string.format('%d', redis.call('INCR', tokens))
-    local k = task_key(id)
-    redis.call('ZREM', q_key(queue, 'pending'), id)
-    redis.call('HINCRBY', k, 'attempts', 1)
-    redis.call('HSET', k, 'state', 'running', 'owner', owner, 'lease_until', lease_until,
-        'lease_token', token)
-    redis.call('ZADD', RUNNING, lease_until, id)
-    redis.call('SADD', P .. ':owner:' .. owner, id)
-    redis.call('SADD', q_key(queue, 'running'), id)
-    local out = {}
-    append_row(out, id, TASK_FIELDS)
-    return out
+    local last = redis.call('INCRBY', tokens, n)
+    call_many('ZREM', q_key(queue, 'pending'), ids)
+    call_many('ZADD', RUNNING, by_lease)
+    call_many('SADD', P .. ':owner:' .. owner, ids)
+    call_many('SADD', q_key(queue, 'running'), ids)
+    for i, id in ipairs(ids) do
+        local k = task_key(id)
+        local f = redis.call('HMGET', k, 'payload', 'attempts', 'errors', 'crashes', 'created_at')
+        local attempts = string.format('%d', (tonumber(f[2]) or 0) + 1)
+        local token = string.format('%d', last - n + i)
+        redis.call('HSET', k, 'state', 'running', 'attempts', attempts, 'owner', owner,
+            'lease_until', lease_until, 'lease_token', token)
+        -- Its TASK_FIELDS row, from what is known already.
+        local row = {id, queue, f[1], attempts, f[3], f[4], token, owner, lease_until, f[5]}
+        for j = 1, #TASK_FIELDS do out[#out + 1] = row[j] end
+    end
 end
 
--- Delete a task whose lease is `token` and enqueue the (queue, payload) pairs found in ARGV
--- from index `first` on. Returns 1, or 0 (changing nothing) when the lease is stale.
-local function complete(id, token, now, first)
+-- `claim_many` of one task: its TASK_FIELDS, or false when nothing is ready.
+local function claim_next(queue, owner, lease_until, now, seed)
+    local out = {}
+    claim_many(out, queue, owner, lease_until, now, seed, 1)
+    return #out > 0 and out
+end
+
+-- Delete a task whose lease is `token` and enqueue the (queue, payload) pairs found in
+-- ARGV[first..last]. Returns 1, or 0 (changing nothing) when the lease is stale.
+local function complete(id, token, now, first, last)
     local t = leased(id, token)
     if not t then return 0 end
-    unindex_running(id, t)
+    unindex_running(id, t, true)
     redis.call('DEL', task_key(id))
-    for i = first, #ARGV, 2 do enqueue(ARGV[i], ARGV[i + 1], now, now) end
+    for i = first, last, 2 do enqueue(ARGV[i], ARGV[i + 1], now, now) end
     forget_if_empty(t.queue)
     return 1
+end
+
+-- Record a failed attempt of a task whose lease is `token` (`outcome`: `error` or `crash`):
+-- pending again from `retry_at`, or failed when it is empty. Returns 1, or 0 when stale.
+local function fail(id, token, now, outcome, reason, reason_json, retry_at)
+    local t = leased(id, token)
+    if not t then return 0 end
+    local k = task_key(id)
+    unindex_running(id, t)
+    record(id, t, outcome, reason_json, now)
+    redis.call('HINCRBY', k, outcome == 'crash' and 'crashes' or 'errors', 1)
+    redis.call('HSET', k, 'last_error', reason)
+    if retry_at ~= '' then
+        redis.call('HSET', k, 'state', 'pending', 'run_at', retry_at)
+        index_pending(t.queue, id, retry_at, now, t.created_at)
+    else
+        redis.call('HSET', k, 'state', 'failed')
+        redis.call('ZADD', q_key(t.queue, 'failed'), id, id)
+    end
+    return 1
+end
+
+-- Put a task whose lease is `token` back to pending, ready now, giving its attempt back.
+-- Returns 1, or 0 when stale.
+local function release(id, token, now, reason_json)
+    local t = leased(id, token)
+    if not t then return 0 end
+    local k = task_key(id)
+    unindex_running(id, t)
+    record(id, t, 'released', reason_json, now)
+    redis.call('HINCRBY', k, 'attempts', -1)
+    redis.call('HSET', k, 'state', 'pending', 'run_at', now)
+    index_pending(t.queue, id, now, now, t.created_at)
+    return 1
+end
+
+-- Apply the settlements found in ARGV from index `i` on, in order, each fenced by its own
+-- token. Each is `complete ID TOKEN N` then N (queue, payload) pairs, `fail ID TOKEN OUTCOME
+-- REASON REASON_JSON RETRY_AT` or `release ID TOKEN REASON_JSON`. Returns one 1 (applied) or
+-- 0 (stale) per settlement.
+local function settle(i, now)
+    local applied = {}
+    while i <= #ARGV do
+        local kind, id, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+        if kind == 'complete' then
+            local first = i + 4
+            i = first + 2 * tonumber(ARGV[i + 3])
+            applied[#applied + 1] = complete(id, token, now, first, i - 1)
+        elseif kind == 'fail' then
+            applied[#applied + 1] = fail(id, token, now, ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+                ARGV[i + 6])
+            i = i + 7
+        elseif kind == 'release' then
+            applied[#applied + 1] = release(id, token, now, ARGV[i + 3])
+            i = i + 4
+        else
+            error('unknown settlement kind ' .. tostring(kind))
+        end
+    end
+    return applied
 end

@@ -1,0 +1,3 @@
+local out = {}
+claim_many(out, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7])
+return out
