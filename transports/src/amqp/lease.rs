@@ -1,7 +1,8 @@
 //! Leases: claiming a task (a `basic.get` left unacknowledged), the claims this process holds
 //! ([`Held`], by lease token), and settling them — publish what the settlement produces
 //! (follow-ups, the task again, the task into the failed queue), then acknowledge — for
-//! complete, fail and release; plus the local views of them (owned, expired, renew, running).
+//! complete, fail and release, and for a batch (`settle`: its completions together); plus the
+//! local views of them (owned, expired, renew, running).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,9 +12,9 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
 use lapin::types::DeliveryTag;
 
 use super::session::Session;
-use super::{Body, Inner, join_all, lock};
+use super::{Body, Inner, lock, pipelined};
 use crate::task::{add_ms, from_epoch_ms, now_ms, to_epoch_ms};
-use crate::{Attempt, Failure, FailureKind, Lease, Outcome, Result, Submit, Task};
+use crate::{Attempt, Failure, FailureKind, Lease, Outcome, Result, Settlement, Submit, Task};
 
 /// A claim handles at most this many messages that are not its result (delayed tasks sent
 /// back, foreign messages moved away) before it reports that nothing is ready.
@@ -181,26 +182,86 @@ impl Inner {
         lease: Lease,
         submits: Vec<Submit>,
     ) -> Result<bool> {
-        let this = Arc::clone(&self);
-        self.settle(&lease, |session, _, _, now| async move {
-            let bodies: Vec<Body> = submits
-                .into_iter()
-                .map(|submit| this.new_body(&submit.queue, submit.payload, now, now))
-                .collect();
-            for body in &bodies {
-                this.ensure_topology(&session, &body.queue).await?;
-                this.register(&session, &body.queue).await?;
+        let applied = self.complete_all(vec![(lease, submits)]).await?;
+        Ok(applied == [true])
+    }
+
+    /// Complete several leases, each fenced by its own token: take every lease this process
+    /// holds (the others come back `false`), publish all their follow-ups pipelined with one
+    /// wait for the confirms, then send the acknowledgements together. On a failure before
+    /// the acknowledgements every lease is kept (follow-ups already published are published
+    /// again by the next try: at-least-once, as for one completion).
+    pub(super) async fn complete_all(
+        &self,
+        completions: Vec<(Lease, Vec<Submit>)>,
+    ) -> Result<Vec<bool>> {
+        let mut applied = Vec::with_capacity(completions.len());
+        let mut taken = Vec::with_capacity(completions.len());
+        for (lease, submits) in completions {
+            // In order: a lease quoted twice is applied once.
+            match self.take_lease(&lease) {
+                Some(held) => {
+                    applied.push(true);
+                    taken.push((lease.token, held, submits));
+                }
+                None => applied.push(false),
             }
-            let published = bodies
+        }
+        if taken.is_empty() {
+            return Ok(applied);
+        }
+        let published = async {
+            let session = self.session().await?;
+            let now = now_ms();
+            let bodies: Vec<Body> = taken
                 .iter()
-                .map(|body| this.publish_task(&session, body))
+                .flat_map(|(_, _, submits)| submits)
+                .map(|submit| self.new_body(&submit.queue, submit.payload.clone(), now, now))
                 .collect();
-            join_all(published)
-                .await
-                .into_iter()
-                .collect::<Result<()>>()
-        })
-        .await
+            self.publish_new_tasks(&session, &bodies).await
+        }
+        .await;
+        if let Err(e) = published {
+            for (token, held, _) in taken {
+                self.restore_lease(token, held);
+            }
+            return Err(e);
+        }
+        // Every follow-up is confirmed: now the acknowledgements, all sent at once.
+        let acks = pipelined(taken.iter().map(|(_, held, _)| self.ack(held)).collect()).await;
+        acks.into_iter().collect::<Result<()>>()?;
+        Ok(applied)
+    }
+
+    /// `settle`: runs of consecutive completions together ([`complete_all`]), each failure and
+    /// release on its own, in the order of the batch.
+    ///
+    /// [`complete_all`]: Self::complete_all
+    pub(super) async fn settle_batch(self: Arc<Self>, batch: Vec<Settlement>) -> Result<Vec<bool>> {
+        let mut applied = Vec::with_capacity(batch.len());
+        let mut batch = batch.into_iter().peekable();
+        while let Some(settlement) = batch.next() {
+            match settlement {
+                Settlement::Complete { lease, submits } => {
+                    let mut run = vec![(lease, submits)];
+                    while let Some(Settlement::Complete { lease, submits }) =
+                        batch.next_if(|next| matches!(next, Settlement::Complete { .. }))
+                    {
+                        run.push((lease, submits));
+                    }
+                    applied.extend(self.complete_all(run).await?);
+                }
+                Settlement::Fail {
+                    lease,
+                    failure,
+                    retry_at,
+                } => applied.push(Arc::clone(&self).fail(lease, failure, retry_at).await?),
+                Settlement::Release { lease, reason } => {
+                    applied.push(Arc::clone(&self).release(lease, reason).await?);
+                }
+            }
+        }
+        Ok(applied)
     }
 
     pub(super) async fn fail(

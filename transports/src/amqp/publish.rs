@@ -1,7 +1,9 @@
 //! Publishing: task ids, message bodies, publishes with the broker's confirm (ready tasks to
-//! their exchange, delayed ones to their delay queue), and `submit` with its idempotency key
-//! and schedule fire time.
+//! their exchange, delayed ones to their delay queue), alone or pipelined (all sent, then the
+//! confirms awaited together), `submit` with its idempotency key and schedule fire time, and
+//! `submit_batch`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -9,14 +11,25 @@ use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Confirmation};
 
 use super::session::Session;
-use super::topology::bucket_for;
-use super::{Body, Inner, lock};
+use super::topology::{Names, bucket_for};
+use super::{Body, Inner, lock, pipelined};
 use crate::task::{now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
-use crate::{Payload, Result, SubmitOptions, TaskId};
+use crate::{Payload, Result, Submit, SubmitOptions, TaskId, TransportError};
 
 /// A publish whose confirm has not come after this long fails (retryable): a broker under a
 /// resource alarm blocks publishers, and the caller should back off rather than hang.
 const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Pipelined publishes whose confirms are awaited together, at most: a larger batch is
+/// published in windows of this many, one confirm wait each (bounding what is in flight).
+const MAX_IN_FLIGHT: usize = 1000;
+
+/// One message to publish: where to, and its body.
+pub(super) struct Outgoing {
+    exchange: String,
+    routing_key: String,
+    data: Vec<u8>,
+}
 
 /// The schedule and fire time of a [`schedule_key`](crate::schedule_key).
 fn schedule_of(key: &str) -> Option<(&str, SystemTime)> {
@@ -93,11 +106,15 @@ impl Inner {
         };
         match tokio::time::timeout(PUBLISH_TIMEOUT, published).await {
             Ok(confirmation) => confirmation.map_err(|e| self.error(e)),
-            Err(_) => Err(self.unavailable(format_args!(
-                "no publisher confirm within {} s (is the broker blocking publishers?)",
-                PUBLISH_TIMEOUT.as_secs()
-            ))),
+            Err(_) => Err(self.no_confirm()),
         }
+    }
+
+    fn no_confirm(&self) -> TransportError {
+        self.unavailable(format_args!(
+            "no publisher confirm within {} s (is the broker blocking publishers?)",
+            PUBLISH_TIMEOUT.as_secs()
+        ))
     }
 
     /// Publish and require the broker's ack.
@@ -108,12 +125,23 @@ impl Inner {
         routing_key: &str,
         data: &[u8],
     ) -> Result<()> {
+        let confirmation = self.publish(session, exchange, routing_key, data).await?;
+        self.require_ack(confirmation, exchange, routing_key)
+    }
+
+    /// A publish's confirmation as a result: only a plain ack is a success.
+    fn require_ack(
+        &self,
+        confirmation: Confirmation,
+        exchange: &str,
+        routing_key: &str,
+    ) -> Result<()> {
         let target = if exchange.is_empty() {
             routing_key
         } else {
             exchange
         };
-        match self.publish(session, exchange, routing_key, data).await? {
+        match confirmation {
             Confirmation::Ack(None) => Ok(()),
             Confirmation::Ack(Some(_)) => {
                 self.forget_declared();
@@ -130,21 +158,129 @@ impl Inner {
         }
     }
 
-    /// Publish a task: ready (to its exchange) or delayed (to its delay queue, chosen by the
-    /// time left now — after declaring, which may take a while the first time).
-    pub(super) async fn publish_task(&self, session: &Session, body: &Body) -> Result<()> {
-        self.ensure_topology(session, &body.queue).await?;
-        let names = self.names(&body.queue)?;
+    /// Publish every message pipelined — all of a window sent, then its confirms awaited
+    /// together — and require the broker's ack of each. On an error some of them may have
+    /// been published.
+    pub(super) async fn publish_all(&self, session: &Session, messages: &[Outgoing]) -> Result<()> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        let channel = self.publish_channel(session).await?;
+        let options = BasicPublishOptions {
+            mandatory: true,
+            immediate: false,
+        };
+        for window in messages.chunks(MAX_IN_FLIGHT) {
+            let published = async {
+                let sent = pipelined(
+                    window
+                        .iter()
+                        .map(|message| {
+                            channel.basic_publish(
+                                message.exchange.as_str().into(),
+                                message.routing_key.as_str().into(),
+                                options,
+                                &message.data,
+                                persistent_json(),
+                            )
+                        })
+                        .collect(),
+                )
+                .await;
+                // Every publish is on its way (or failed to be): now the confirms.
+                let mut confirms = Vec::with_capacity(sent.len());
+                for publish in sent {
+                    confirms.push(publish.map_err(|e| self.error(e))?);
+                }
+                let mut confirmations = Vec::with_capacity(confirms.len());
+                for confirm in confirms {
+                    confirmations.push(confirm.await.map_err(|e| self.error(e))?);
+                }
+                Ok::<_, TransportError>(confirmations)
+            };
+            let confirmations = match tokio::time::timeout(PUBLISH_TIMEOUT, published).await {
+                Ok(confirmations) => confirmations?,
+                Err(_) => return Err(self.no_confirm()),
+            };
+            for (confirmation, message) in confirmations.into_iter().zip(window) {
+                self.require_ack(confirmation, &message.exchange, &message.routing_key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a task goes now and its encoding: its exchange when it is ready, else its delay
+    /// queue, chosen by the time left now (call it after declaring, which may take a while the
+    /// first time).
+    fn outgoing_task(&self, names: &Names, body: &Body) -> Result<Outgoing> {
         let data = self.encode(body)?;
         let now = now_ms();
-        if body.run_at_ms > now {
+        Ok(if body.run_at_ms > now {
             let bucket = bucket_for(body.run_at_ms - now) as usize;
-            self.publish_confirmed(session, "", &names.buckets[bucket], &data)
-                .await
+            Outgoing {
+                exchange: String::new(),
+                routing_key: names.buckets[bucket].clone(),
+                data,
+            }
         } else {
-            self.publish_confirmed(session, &names.ready, "", &data)
-                .await
+            Outgoing {
+                exchange: names.ready.clone(),
+                routing_key: String::new(),
+                data,
+            }
+        })
+    }
+
+    /// Publish a task: ready (to its exchange) or delayed (to its delay queue).
+    pub(super) async fn publish_task(&self, session: &Session, body: &Body) -> Result<()> {
+        self.ensure_topology(session, &body.queue).await?;
+        let message = self.outgoing_task(&self.names(&body.queue)?, body)?;
+        self.publish_confirmed(
+            session,
+            &message.exchange,
+            &message.routing_key,
+            &message.data,
+        )
+        .await
+    }
+
+    /// Publish new tasks, pipelined and in order, after declaring and registering their
+    /// queues (each once): `submit_batch`, and the follow-ups of completions.
+    pub(super) async fn publish_new_tasks(&self, session: &Session, bodies: &[Body]) -> Result<()> {
+        let mut queues: HashMap<&str, Names> = HashMap::new();
+        for body in bodies {
+            if !queues.contains_key(body.queue.as_str()) {
+                self.ensure_topology(session, &body.queue).await?;
+                self.register(session, &body.queue).await?;
+                queues.insert(&body.queue, self.names(&body.queue)?);
+            }
         }
+        let messages = bodies
+            .iter()
+            .map(|body| match queues.get(body.queue.as_str()) {
+                Some(names) => self.outgoing_task(names, body),
+                None => self.outgoing_task(&self.names(&body.queue)?, body),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        self.publish_all(session, &messages).await
+    }
+
+    /// `submit_batch`: every task published pipelined, one wait for all the confirms (per
+    /// window of [`MAX_IN_FLIGHT`]). Ids in the order given, which is also the claim order.
+    pub(super) async fn submit_batch(
+        self: Arc<Self>,
+        tasks: Vec<Submit>,
+        run_at: Option<SystemTime>,
+    ) -> Result<Vec<TaskId>> {
+        let session = self.session().await?;
+        let now = now_ms();
+        let run_at = run_at.map_or(now, to_epoch_ms);
+        let bodies: Vec<Body> = tasks
+            .into_iter()
+            .map(|task| self.new_body(&task.queue, task.payload, now, run_at))
+            .collect();
+        self.publish_new_tasks(&session, &bodies).await?;
+        Ok(bodies.iter().map(|body| body.id).collect())
     }
 
     pub(super) async fn submit(
