@@ -36,6 +36,19 @@
 //! `lease_token` in their `WHERE` clause, so a stale lease matches no row. Each transport holds
 //! a small connection pool (deadpool).
 //!
+//! # Batches
+//!
+//! Each batch operation is one statement, its tasks bound as arrays (`unnest`): `claim_batch`
+//! (the claim with `LIMIT n`), `submit_batch` (one multi-row `INSERT` and its notifications),
+//! and `settle` / `settle_and_claim` — deletions, follow-up submits of the applied completions
+//! only, failures, releases, notifications and the claim as the parts (CTEs) of one statement,
+//! so a batch is applied at once or not at all. A consumer's steady state — completions
+//! without submits, and the next claim — is a leaner statement of its own that commits without
+//! waiting for the WAL flush (see [`Transport::settle_and_claim`] below). The tasks a batch
+//! submits, retries now or releases are not claimed by the same statement (it sees the table as
+//! it was when it started). A batch that settles one task twice is applied one settlement at a
+//! time.
+//!
 //! # Wake-ups
 //!
 //! Every change that makes a task ready (submit, completion submits, retry, release,
@@ -69,7 +82,7 @@
 //! * `sql.rs` — every statement's text, loaded from `sql/queries/*.sql` and
 //!   `sql/migrations/NNN_*.sql` (`{schema}` there stands for the quoted schema name).
 //! * `rows.rs` — values between Rust and the columns: times, tokens, payloads, row decoding.
-//! * `queue.rs` — submit, claim and settling leases.
+//! * `queue.rs` — submit, claim and settling leases, one task or a batch.
 //! * `operator.rs` — counts, stats, failed tasks, retry, purge, schedule keys, vacuum.
 //! * `wake.rs` — `wait` and the listening connection.
 
@@ -179,11 +192,25 @@ impl Transport for PgsqlTransport {
         PgsqlTransport::complete(self, lease, submits).await
     }
 
-    /// One round trip per task for a busy consumer. Without follow-up submits it is one
-    /// statement that commits with `synchronous_commit = off`: if the server crashes right
-    /// after, what can be lost is this acknowledgement and claim — the task then runs again
-    /// (at-least-once holds) — never a submitted task, whose commits stay synchronous. With
-    /// submits, one durable transaction.
+    async fn claim_batch(
+        &self,
+        queue: &str,
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Task>> {
+        PgsqlTransport::claim_batch(self, queue, owner, lease, max).await
+    }
+
+    async fn settle(&self, batch: &[Settlement]) -> Result<Vec<bool>> {
+        PgsqlTransport::settle(self, batch).await
+    }
+
+    /// One statement (one round trip) per batch for a busy consumer. When the batch is only
+    /// completions without follow-up submits, the statement commits with
+    /// `synchronous_commit = off`: if the server crashes right after, what can be lost is these
+    /// acknowledgements and claims — the tasks then run again (at-least-once holds) — never a
+    /// submitted task, failure or release, whose statement commits synchronously.
     async fn settle_and_claim(
         &self,
         batch: &[Settlement],
@@ -192,14 +219,15 @@ impl Transport for PgsqlTransport {
         lease_for: Duration,
         max: usize,
     ) -> Result<(Vec<bool>, Vec<Task>)> {
-        // One completion and one claim: the fused path. Anything else, one call at a time.
-        if let ([Settlement::Complete { lease, submits }], 1) = (batch, max) {
-            let (done, next) =
-                PgsqlTransport::complete_and_claim(self, lease, submits, queue, owner, lease_for)
-                    .await?;
-            return Ok((vec![done], next.into_iter().collect()));
-        }
-        crate::batch::settle_then_claim(self, batch, queue, owner, lease_for, max).await
+        PgsqlTransport::settle_and_claim(self, batch, queue, owner, lease_for, max).await
+    }
+
+    async fn submit_batch(
+        &self,
+        tasks: &[Submit],
+        run_at: Option<SystemTime>,
+    ) -> Result<Vec<TaskId>> {
+        PgsqlTransport::submit_batch(self, tasks, run_at).await
     }
 
     async fn fail(

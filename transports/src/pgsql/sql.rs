@@ -15,7 +15,8 @@ pub(super) fn with_schema(sql: &str, schema: &str) -> String {
 }
 
 /// The columns read by [`task_from_row`](super::rows::task_from_row), in its order: what
-/// `claim`, `complete_and_claim`, `owned_by` and `expired` return.
+/// `claim`, `claim_batch`, `complete_and_claim`, `complete_batch_and_claim`,
+/// `settle_and_claim`, `owned_by` and `expired` return (the batch claims add `run_at`, to sort by).
 #[cfg(test)]
 const TASK_COLUMNS: &str = "id, queue, payload::text, attempts, errors, crashes, lease_token, owner, lease_until, created_at";
 
@@ -34,14 +35,39 @@ pub(super) struct Sql {
     /// `CREATE SCHEMA`, run unprepared by the migration when the schema does not exist.
     pub(super) create_schema: String,
     pub(super) submit: String,
+    /// `$1`/`$2` queues and payloads, `$3` run_at, `$4` now, `$5` the channel: one row, the
+    /// ids in the order given (the rows are inserted in that order) and the notifications.
+    pub(super) submit_batch: String,
     /// The task's id is drawn with the key, so that the key, the task and the notification
     /// are one statement — and nothing at all when the key was used before.
     pub(super) submit_keyed: String,
     pub(super) claim: String,
-    /// One statement (one round trip, its own transaction): ack, claim the next task, and
-    /// commit without waiting for the WAL flush (see `complete_and_claim`). The task columns
-    /// come first (all NULL when nothing is ready), then the ack count.
+    /// `claim` of up to `$5` tasks; the rows end with `run_at` (`RETURNING` has no order).
+    pub(super) claim_batch: String,
+    /// One statement (one round trip, its own transaction): ack one completion (`$5`/`$6`),
+    /// claim the next task, and commit without waiting for the WAL flush (see
+    /// `settle_and_claim` in `mod.rs`). The task columns come first (all NULL when nothing is
+    /// ready), then the ack count. Kept for a window of one: one row back, and no slower
+    /// than `complete_batch_and_claim` with one of each (within the noise of a measurement).
     pub(super) complete_and_claim: String,
+    /// `complete_and_claim` of a batch: acknowledge the completions `$5`/`$6` (ids and
+    /// tokens), claim up to `$7` tasks, and commit without waiting for the WAL flush.
+    /// `$1`..`$4` are the claim's owner, lease end, queue and now. Rows: a claimed task (task
+    /// columns, then `run_at`), an applied completion (only its id), or the setting (all NULL).
+    pub(super) complete_batch_and_claim: String,
+    /// Every kind of settlement and a claim in one statement, committed durably: `$1`..`$5`
+    /// the claim (owner, lease end, queue, now, window), `$6`/`$7` completions, `$8`..`$10`
+    /// their submits (the completed task, queue, payload), `$11`..`$15` failures (id, token,
+    /// retry_at or NULL, outcome, reason), `$16`..`$18` releases (id, token, reason), `$19`
+    /// the time as epoch ms for the history, `$20` the channel. Rows as `complete_batch_and_claim`'s
+    /// (NULL rows are the notifications).
+    ///
+    /// In both batch statements, the settlements compare `state` with `(SELECT 'running'::text)` rather than
+    /// the constant: the constant would let the planner scan the whole partial index of
+    /// running tasks (dead entries included, thousands after a busy while) instead of looking
+    /// the ids up in the primary key. Only the primary key can serve the comparison with an
+    /// expression.
+    pub(super) settle_and_claim: String,
     pub(super) complete: String,
     pub(super) complete_submits: String,
     /// `fail_retry` and `fail_final` set the same columns besides the state; `$1` is
@@ -81,9 +107,13 @@ impl Sql {
             set_version: s(include_str!("sql/queries/set_version.sql")),
             create_schema: s(include_str!("sql/queries/create_schema.sql")),
             submit: s(include_str!("sql/queries/submit.sql")),
+            submit_batch: s(include_str!("sql/queries/submit_batch.sql")),
             submit_keyed: s(include_str!("sql/queries/submit_keyed.sql")),
             claim: s(include_str!("sql/queries/claim.sql")),
+            claim_batch: s(include_str!("sql/queries/claim_batch.sql")),
             complete_and_claim: s(include_str!("sql/queries/complete_and_claim.sql")),
+            complete_batch_and_claim: s(include_str!("sql/queries/complete_batch_and_claim.sql")),
+            settle_and_claim: s(include_str!("sql/queries/settle_and_claim.sql")),
             complete: s(include_str!("sql/queries/complete.sql")),
             complete_submits: s(include_str!("sql/queries/complete_submits.sql")),
             fail_retry: s(include_str!("sql/queries/fail_retry.sql")),
@@ -118,7 +148,10 @@ mod tests {
         let sql = Sql::new("asynctask");
         for (name, text) in [
             ("claim", &sql.claim),
+            ("claim_batch", &sql.claim_batch),
             ("complete_and_claim", &sql.complete_and_claim),
+            ("complete_batch_and_claim", &sql.complete_batch_and_claim),
+            ("settle_and_claim", &sql.settle_and_claim),
             ("owned_by", &sql.owned_by),
             ("expired", &sql.expired),
         ] {
@@ -135,11 +168,12 @@ mod tests {
             "{}",
             sql.claim
         );
-        for text in sql
-            .migrations
-            .iter()
-            .chain([&sql.submit_keyed, &sql.vacuum])
-        {
+        for text in sql.migrations.iter().chain([
+            &sql.submit_keyed,
+            &sql.submit_batch,
+            &sql.settle_and_claim,
+            &sql.vacuum,
+        ]) {
             assert!(!text.contains('{'), "{text}");
         }
     }

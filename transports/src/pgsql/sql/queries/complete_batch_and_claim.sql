@@ -1,0 +1,14 @@
+WITH cfg AS (SELECT set_config('synchronous_commit', 'off', true)),
+done AS (DELETE FROM {schema}.tasks AS t
+    WHERE t.id = ANY($5::bigint[]) AND t.state = (SELECT 'running'::text)
+      AND (t.id, t.lease_token) IN (SELECT * FROM unnest($5::bigint[], $6::bigint[]))
+    RETURNING t.id),
+next AS (UPDATE {schema}.tasks SET state = 'running', attempts = attempts + 1,
+    lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz
+WHERE id = ANY(ARRAY(SELECT id FROM {schema}.tasks
+            WHERE queue = $3::text AND state = 'pending' AND run_at <= $4::timestamptz
+            ORDER BY run_at, id LIMIT $7::bigint FOR UPDATE SKIP LOCKED))
+RETURNING id, queue, payload::text, attempts, errors, crashes, lease_token, owner, lease_until, created_at, run_at)
+SELECT * FROM next
+UNION ALL SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
+UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM cfg

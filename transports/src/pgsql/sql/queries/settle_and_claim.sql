@@ -1,0 +1,45 @@
+WITH done AS (DELETE FROM {schema}.tasks AS t
+    WHERE t.id = ANY($6::bigint[]) AND t.state = (SELECT 'running'::text)
+      AND (t.id, t.lease_token) IN (SELECT * FROM unnest($6::bigint[], $7::bigint[]))
+    RETURNING t.id),
+submitted AS (INSERT INTO {schema}.tasks (queue, payload, state, run_at, created_at)
+    SELECT n.queue, n.payload::json, 'pending', $4::timestamptz, $4::timestamptz
+    FROM unnest($8::bigint[], $9::text[], $10::text[]) WITH ORDINALITY AS n(task, queue, payload, i)
+    WHERE n.task IN (SELECT id FROM done)
+    ORDER BY n.i
+    RETURNING queue),
+failed AS (UPDATE {schema}.tasks AS t SET
+    state = CASE WHEN f.retry_at IS NULL THEN 'failed' ELSE 'pending' END,
+    run_at = COALESCE(f.retry_at, t.run_at), errors = t.errors + (f.outcome = 'error')::integer,
+    crashes = t.crashes + (f.outcome = 'crash')::integer, last_error = f.reason, owner = NULL,
+    lease_until = NULL,
+    history = t.history || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
+        'owner', t.owner, 'outcome', f.outcome, 'reason', f.reason, 'finished_at', $19::bigint))
+    FROM unnest($11::bigint[], $12::bigint[], $13::timestamptz[], $14::text[], $15::text[])
+        AS f(id, token, retry_at, outcome, reason)
+    WHERE t.id = ANY($11::bigint[]) AND t.id = f.id AND t.lease_token = f.token
+      AND t.state = (SELECT 'running'::text)
+    RETURNING t.id, t.queue, f.retry_at),
+released AS (UPDATE {schema}.tasks AS t SET state = 'pending', run_at = $4::timestamptz,
+    attempts = t.attempts - 1, owner = NULL, lease_until = NULL,
+    history = t.history || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
+        'owner', t.owner, 'outcome', 'released'::text, 'reason', r.reason,
+        'finished_at', $19::bigint))
+    FROM unnest($16::bigint[], $17::bigint[], $18::text[]) AS r(id, token, reason)
+    WHERE t.id = ANY($16::bigint[]) AND t.id = r.id AND t.lease_token = r.token
+      AND t.state = (SELECT 'running'::text)
+    RETURNING t.id, t.queue),
+woken AS (SELECT pg_notify($20::text, q.queue) FROM (SELECT queue FROM submitted
+    UNION SELECT queue FROM failed WHERE retry_at IS NOT NULL
+    UNION SELECT queue FROM released) AS q),
+next AS (UPDATE {schema}.tasks SET state = 'running', attempts = attempts + 1,
+    lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz
+WHERE id = ANY(ARRAY(SELECT id FROM {schema}.tasks
+            WHERE queue = $3::text AND state = 'pending' AND run_at <= $4::timestamptz
+            ORDER BY run_at, id LIMIT $5::bigint FOR UPDATE SKIP LOCKED))
+RETURNING id, queue, payload::text, attempts, errors, crashes, lease_token, owner, lease_until, created_at, run_at)
+SELECT * FROM next
+UNION ALL SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM done
+UNION ALL SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM failed
+UNION ALL SELECT id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM released
+UNION ALL SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM woken
