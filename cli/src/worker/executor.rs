@@ -16,7 +16,7 @@ pub(super) enum Executor {
     Plugin(Plugin),
     Ctl(CtlExecutor),
     /// The built-in no-op worker of `rex asynctask-bench`.
-    Bench,
+    Bench(BenchLog),
 }
 
 /// A finished attempt, as the consumer sees it.
@@ -184,10 +184,17 @@ fn indent(text: &str) -> String {
         .join("\n")
 }
 
+/// Where `bench_worker` appends its lines: the file its payloads name, kept open.
+#[derive(Default)]
+pub(super) struct BenchLog {
+    open: Option<(String, std::fs::File)>,
+}
+
 /// `bench_worker`: does nothing, except that a payload carrying `bench_t` (submit time, µs
-/// since the epoch) and `bench_log` (a file) gets the line `<pid> <bench_t> <start µs>`
-/// appended to that file — one small `O_APPEND` write, whole even with many children.
-pub(super) fn bench_record(task: &Task) -> Attempted {
+/// since the epoch) and `bench_log` (a file) gets the line
+/// `<pid> <bench_t> <start µs> <claim batch size>` appended to that file — one small
+/// `O_APPEND` write, whole even with many children.
+pub(super) fn bench_record(log: &mut BenchLog, task: &Task, batch: usize) -> Attempted {
     if let (Some(submitted), Some(path)) = (
         task.payload.get("bench_t").and_then(Value::as_u64),
         task.payload.get("bench_log").and_then(Value::as_str),
@@ -196,13 +203,16 @@ pub(super) fn bench_record(task: &Task) -> Attempted {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_micros())
             .unwrap_or(0);
-        let line = format!("{} {submitted} {started}\n", std::process::id());
-        let written = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(line.as_bytes()));
-        if let Err(e) = written {
+        let line = format!("{} {submitted} {started} {batch}\n", std::process::id());
+        let file = match &mut log.open {
+            Some((open, file)) if open == path => Ok(file),
+            _ => std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(path)
+                .map(|file| &mut log.open.insert((path.to_string(), file)).1),
+        };
+        if let Err(e) = file.and_then(|f| f.write_all(line.as_bytes())) {
             let msg = format!("cannot record to {path}: {e}");
             return Attempted::Failed {
                 detail: msg.clone(),

@@ -175,6 +175,8 @@ struct Consumer {
     window: Window,
     /// Claimed, not started yet (in claim order).
     claimed: VecDeque<Task>,
+    /// How many tasks the last claim returned (the bench records it).
+    batch_len: usize,
     /// Outcomes not recorded yet, and since when the oldest waits.
     pending: Vec<Settlement>,
     pending_since: Option<Instant>,
@@ -202,7 +204,7 @@ impl Consumer {
             None if spec.worker == CTL_EXECUTOR => Executor::Ctl(CtlExecutor {
                 project_args: spec.project_args.to_argv(),
             }),
-            None if spec.worker == BENCH_WORKER => Executor::Bench,
+            None if spec.worker == BENCH_WORKER => Executor::Bench(Default::default()),
             None => return Err(Error::new(format!("worker {} has no plugin", spec.worker))),
             Some(path) => {
                 let plugin = Plugin::load(path, None).map_err(Error::from)?;
@@ -248,6 +250,7 @@ impl Consumer {
             // the one that was running).
             window: Window::new(window_cap),
             claimed: VecDeque::new(),
+            batch_len: 0,
             pending: Vec::new(),
             pending_since: None,
             resent: false,
@@ -288,6 +291,7 @@ impl Consumer {
                 Ok(tasks) if !tasks.is_empty() => {
                     outage = 0;
                     self.window.claimed(want, tasks.len());
+                    self.batch_len = tasks.len();
                     self.claimed.extend(tasks);
                 }
                 Ok(_) if !self.pending.is_empty() => {
@@ -543,7 +547,7 @@ impl Consumer {
         let outcome = match &mut self.executor {
             Executor::Plugin(plugin) => run_plugin(plugin, &self.worker, &task),
             Executor::Ctl(ctl) => ctl.run(&self.logger, &task),
-            Executor::Bench => bench_record(&task),
+            Executor::Bench(log) => bench_record(log, &task, self.batch_len),
         };
         self.window.ran(started.elapsed());
         if self.rate.is_some() {
