@@ -15,9 +15,12 @@ use crate::{Result, TransportError};
 const MIGRATIONS: &[&str] = &[
     include_str!("sql/migrations/001_tasks_and_idempotency_keys.sql"),
     // Claims take the earliest due task, then the lowest id: one index entry to read. It
-    // replaces the (queue, state, id) index, which served the same lookups, so a write still
-    // maintains four indexes.
+    // replaces the (queue, state, id) index, which served the same lookups.
     include_str!("sql/migrations/002_claim_order_index.sql"),
+    // Lease look-ups (expired, owned by, renew) only ever concern running tasks, few at any
+    // time: one partial index of them replaces the (state, lease_until) and (owner) indexes
+    // that every submit, claim and completion of every pending task had to maintain.
+    include_str!("sql/migrations/003_running_index.sql"),
 ];
 
 /// The schema version this code reads and writes: the number of [`MIGRATIONS`].
