@@ -230,7 +230,8 @@ pub trait Transport: Send + Sync + 'static {
     /// to `max` tasks of `queue` for `owner` (none when `max` is 0): a consumer's steady state,
     /// one round trip (one transaction) where the backend allows. The claim part never makes
     /// the call fail: on a claim error no task is returned, and the caller's next claim reports
-    /// the error.
+    /// the error. Tasks that `batch` itself makes ready (releases, retries due now) may be left
+    /// for the next claim (PostgreSQL's single statement does not see them).
     async fn settle_and_claim(
         &self,
         batch: &[Settlement],
