@@ -112,9 +112,12 @@ impl Beacon {
         })
     }
 
-    /// The child's side: map the page the master passed on `fd`.
+    /// The child's side: map the page the master passed on `fd`, then close `fd` (the mapping
+    /// stays; processes the child starts must not inherit a writable beacon).
     pub fn attach(fd: RawFd) -> std::io::Result<Beacon> {
         let page = map(fd)?;
+        // SAFETY: `fd` was handed to this process for the beacon alone; nothing else uses it.
+        unsafe { libc::close(fd) };
         Ok(Beacon {
             page,
             backing: Backing::Shared { fd: None },
@@ -192,8 +195,10 @@ impl Beacon {
 
     fn write(&self, f: impl FnOnce(&Page)) {
         let page = self.page();
-        // Only the child writes, so the sequence needs no compare-and-swap.
-        page.seq.fetch_add(1, Ordering::AcqRel);
+        // Only the child writes, so the sequence needs no compare-and-swap. The fence keeps
+        // the data stores after the odd sequence number (a seqlock writer).
+        page.seq.fetch_add(1, Ordering::Relaxed);
+        std::sync::atomic::fence(Ordering::Release);
         f(page);
         page.seq.fetch_add(1, Ordering::Release);
     }
@@ -311,7 +316,10 @@ mod tests {
     #[test]
     fn the_master_reads_what_the_child_published_through_a_shared_page() {
         let master = Beacon::create().expect("memfd");
-        let child = Beacon::attach(master.fd().expect("an fd")).expect("map");
+        // The child gets its own descriptor (attach closes it), as across a fork.
+        // SAFETY: dup of a descriptor this test owns.
+        let fd = unsafe { libc::dup(master.fd().expect("an fd")) };
+        let child = Beacon::attach(fd).expect("map");
         assert_eq!(
             master.read(),
             Snapshot {

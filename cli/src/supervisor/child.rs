@@ -63,8 +63,8 @@ pub struct Child {
     /// Set when it reported an orderly halt.
     pub halted: Option<HaltReason>,
     /// Set when the master killed it for a reason to record against a task (timeout), with
-    /// that task's id.
-    pub kill_reason: Option<(DeathCause, i64)>,
+    /// that task's lease (id, token).
+    pub kill_reason: Option<(DeathCause, (i64, u64))>,
     /// Set when shutdown killed it (its tasks are released, not failed).
     pub killed_by_shutdown: bool,
     control: Option<std::os::unix::net::UnixStream>,

@@ -60,6 +60,15 @@ impl fmt::Display for DeathCause {
     }
 }
 
+/// The completions a child's beacon lists as not recorded yet.
+fn completed_leases(beacon: &crate::beacon::Snapshot) -> Vec<rex_transport::Lease> {
+    beacon
+        .completed
+        .iter()
+        .map(|&(id, token)| rex_transport::Lease { id, token })
+        .collect()
+}
+
 impl Supervisor {
     /// A child ended. Its tasks are handed to the ledger to settle (the loop does not wait for
     /// that) and its slot is relaunched, held back, or closed.
@@ -72,9 +81,11 @@ impl Supervisor {
         self.slots[index].processed += finished;
         let queue = self.slots[index].config.queue.clone();
         if child.killed_by_shutdown {
-            // Killed after the grace period: its tasks go back untouched for another worker.
+            // Killed after the grace period: its tasks go back untouched for another worker,
+            // except those its beacon lists as completed.
+            let completed = completed_leases(&child.snapshot());
             self.ledger
-                .release_all(child.owner.clone(), "worker killed at shutdown");
+                .release_all(child.owner.clone(), completed, "worker killed at shutdown");
             return;
         }
         if child.halted.is_some() && child.kill_reason.is_none() {
@@ -86,7 +97,9 @@ impl Supervisor {
         let beacon = child.snapshot();
         let running = beacon.running;
         let (charged, reason) = match (&child.kill_reason, running) {
-            (Some((cause, task)), Some(r)) if r.task == *task => (Some(r), cause.to_string()),
+            (Some((cause, lease)), Some(r)) if (r.task, r.token) == *lease => {
+                (Some(r), cause.to_string())
+            }
             (Some((cause, _)), _) => (None, cause.to_string()),
             (None, r) => (r, cause.to_string()),
         };
@@ -99,11 +112,7 @@ impl Supervisor {
             id: r.task,
             token: r.token,
         });
-        let completed = beacon
-            .completed
-            .iter()
-            .map(|&(id, token)| rex_transport::Lease { id, token })
-            .collect();
+        let completed = completed_leases(&beacon);
         self.ledger.settle_crash(
             dead,
             child.owner.clone(),

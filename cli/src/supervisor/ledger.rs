@@ -131,11 +131,12 @@ impl Ledger {
         self.owe(job);
     }
 
-    /// Give the tasks of a child killed at shutdown back, untouched, for another worker.
-    pub fn release_all(&mut self, owner: String, reason: &'static str) {
+    /// Give the tasks of a child killed at shutdown back, untouched, for another worker;
+    /// those its beacon listed as `completed` are completed.
+    pub fn release_all(&mut self, owner: String, completed: Vec<Lease>, reason: &'static str) {
         let (transport, log, _) = self.parts();
         let job = self.handle.spawn(async move {
-            release_all(&*transport, &log, &owner, reason).await;
+            release_all(&*transport, &log, &owner, &completed, reason).await;
         });
         self.owe(job);
     }
@@ -376,20 +377,32 @@ async fn settle_crash(
     running.len()
 }
 
-async fn release_all(transport: &dyn Transport, log: &Logger, owner: &str, reason: &str) {
+async fn release_all(
+    transport: &dyn Transport,
+    log: &Logger,
+    owner: &str,
+    completed: &[Lease],
+    reason: &str,
+) {
     match transport.owned_by(owner).await {
         Ok(tasks) => {
             for task in tasks {
-                if let Err(e) = transport.release(&task.lease(), reason).await {
-                    log.error(format_args!(
+                let lease = task.lease();
+                let settled = if completed.contains(&lease) {
+                    transport.complete(&lease, &[]).await
+                } else {
+                    transport.release(&lease, reason).await
+                };
+                match settled {
+                    Err(e) => log.error(format_args!(
                         "Cannot release task {}: {e}; its lease will expire",
                         task.id
-                    ));
-                } else {
-                    log.info(format_args!(
+                    )),
+                    Ok(_) if completed.contains(&lease) => {}
+                    Ok(_) => log.info(format_args!(
                         "Released task {} of queue {} ({reason})",
                         task.id, task.queue
-                    ));
+                    )),
                 }
             }
         }
@@ -483,7 +496,7 @@ mod tests {
             let (transport, _task) = with_task_claimed_by("killed").await;
             let (mut ledger, _reports) =
                 Ledger::start(Arc::clone(&transport), Logger::new("test")).expect("ledger");
-            ledger.release_all("killed".into(), "worker killed at shutdown");
+            ledger.release_all("killed".into(), Vec::new(), "worker killed at shutdown");
             ledger.finish(std::future::pending()).await;
             assert_eq!(transport.counts("jobs").await.expect("counts").ready, 1);
 

@@ -144,7 +144,8 @@ impl Supervisor {
                             "Task {} on queue {} exceeded its timeout of {t}; killing its worker",
                             running.task, slot.config.queue
                         ));
-                        child.kill_reason = Some((DeathCause::Timeout(timeout), running.task));
+                        child.kill_reason =
+                            Some((DeathCause::Timeout(timeout), (running.task, running.token)));
                         child.kill();
                     }
                 }

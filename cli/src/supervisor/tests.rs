@@ -280,7 +280,10 @@ fn a_timeout_kill_for_a_task_that_ended_meanwhile_charges_no_one() {
     );
     let tasks = h.batch_claimed_by("jobs", 0, 2);
     if let State::Running(child) = &mut h.master.slots[0].state {
-        child.kill_reason = Some((DeathCause::Timeout(Duration::from_secs(1)), tasks[0].id));
+        child.kill_reason = Some((
+            DeathCause::Timeout(Duration::from_secs(1)),
+            (tasks[0].id, tasks[0].lease_token),
+        ));
     }
     h.starts(0, &tasks[1]);
     h.dies(0, DeathCause::Signaled(9));
@@ -314,7 +317,10 @@ fn a_task_past_its_timeout_gets_its_child_killed_and_the_timeout_recorded() {
     h.master.on_timers_at(deadline);
     assert_eq!(
         h.child(0).kill_reason,
-        Some((DeathCause::Timeout(Duration::from_secs(1)), task.id))
+        Some((
+            DeathCause::Timeout(Duration::from_secs(1)),
+            (task.id, task.lease_token)
+        ))
     );
     h.dies(0, DeathCause::Signaled(9));
     h.ledger_report();

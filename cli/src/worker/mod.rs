@@ -32,7 +32,7 @@ mod executor;
 pub mod window;
 
 use executor::{Attempted, CtlExecutor, Executor, JsonMap, bench_record, run_plugin};
-use window::Window;
+use window::{BATCH_BUDGET, Window};
 
 use crate::beacon::{BEACON_FD, Beacon};
 use crate::cli::Parsed;
@@ -275,15 +275,14 @@ impl Consumer {
                     .pending_since
                     .is_some_and(|since| since.elapsed() >= FLUSH_DELAY)
                 {
-                    // Mid-batch: record what is done; a failure keeps it for the next try.
-                    let _ = self.exchange(0);
+                    self.flush_once();
                 }
                 self.process(task);
                 continue;
             }
             // The batch is used up: record its outcomes and claim the next in one call.
             self.respect_rate_limit();
-            if self.pending.is_empty() && self.lost_replies.get() {
+            if self.lost_replies.get() {
                 self.release_strays();
             }
             let want = self.window.size();
@@ -293,9 +292,6 @@ impl Consumer {
                     self.window.claimed(want, tasks.len());
                     self.batch_len = tasks.len();
                     self.claimed.extend(tasks);
-                }
-                Ok(_) if !self.pending.is_empty() => {
-                    // Recorded one at a time after a refusal; claim again.
                 }
                 Ok(_) => {
                     outage = 0;
@@ -388,7 +384,34 @@ impl Consumer {
                     self.pending.len()
                 ));
                 self.settle_one_by_one();
-                Ok(Vec::new())
+                if want == 0 || !self.pending.is_empty() {
+                    return Ok(Vec::new());
+                }
+                self.rt.block_on(self.transport.claim_batch(
+                    &self.queue,
+                    &self.owner,
+                    self.lease,
+                    want,
+                ))
+            }
+        }
+    }
+
+    /// Mid-batch: record what is done in one attempt. On failure the outcomes wait for the
+    /// end of the batch (whose exchange retries), so the batch's tasks are not held up by a
+    /// retry loop before each of them.
+    fn flush_once(&mut self) {
+        match self.rt.block_on(self.transport.settle(&self.pending)) {
+            Ok(applied) => {
+                let pending = std::mem::take(&mut self.pending);
+                self.beacon.recorded();
+                self.recorded(&pending, &applied);
+                self.pending_since = None;
+                self.resent = false;
+            }
+            Err(_) => {
+                self.resent = true;
+                self.pending_since = Some(Instant::now() + BATCH_BUDGET * 100);
             }
         }
     }
@@ -415,19 +438,24 @@ impl Consumer {
         }
     }
 
-    /// The fallback of a refused batch: each settlement alone; a completion that cannot be
-    /// stored fails its task with the reason.
+    /// The fallback of a refused batch: each settlement alone. One the transport cannot reach
+    /// stays pending (sent again later); a completion the transport refuses (its follow-ups
+    /// cannot be stored) fails its task for good, as a refused completion always did.
     fn settle_one_by_one(&mut self) {
         let pending = std::mem::take(&mut self.pending);
         self.pending_since = None;
-        // From here each is recorded or given up on (its lease expires): none is for the
-        // master to complete.
+        // From here each is recorded, kept pending, or given up on: none is for the master to
+        // complete.
         self.beacon.recorded();
         for settlement in pending {
             let id = settlement.lease().id;
             let result = self.retrying(|| self.transport.settle(std::slice::from_ref(&settlement)));
             match (result, &settlement) {
                 (Ok(applied), _) => self.recorded(std::slice::from_ref(&settlement), &applied),
+                (Err(e), _) if e.is_retryable() => {
+                    self.pending.push(settlement);
+                    self.pending_since.get_or_insert_with(Instant::now);
+                }
                 (Err(e), Settlement::Complete { lease, .. }) => {
                     self.logger.error(format_args!(
                         "An unhandled exception occurred while processing the payload\n{e}"
@@ -440,16 +468,21 @@ impl Consumer {
                     if let Err(e) =
                         self.retrying(|| self.transport.settle(std::slice::from_ref(&failure)))
                     {
-                        self.logger.error(format_args!(
-                            "Cannot record the failure of task {id}: {e}; its lease will expire"
-                        ));
+                        self.give_up(id, &e);
                     }
                 }
-                (Err(e), _) => self.logger.error(format_args!(
-                    "Cannot record the outcome of task {id}: {e}; its lease will expire"
-                )),
+                (Err(e), _) => self.give_up(id, &e),
             }
         }
+    }
+
+    /// An outcome that cannot be recorded: the task is released by the stray check before the
+    /// next claim (its lease would otherwise be renewed for as long as this child lives).
+    fn give_up(&self, id: TaskId, e: &rex_transport::TransportError) {
+        self.logger.error(format_args!(
+            "Cannot record the outcome of task {id}: {e}; it will be released to run again"
+        ));
+        self.lost_replies.set(true);
     }
 
     /// Wait for work (a transport wake-up, the poll interval) or a quit request.
@@ -474,9 +507,15 @@ impl Consumer {
     /// Log a transport failure and back off (bounded exponential), never crash-looping.
     /// Between tasks this child holds no lease: any task still leased to it was claimed by a
     /// request whose reply was lost. Put such tasks back (no attempt used).
+    ///
+    /// Called between batches: nothing is claimed and not started, and the only tasks this
+    /// child knows it holds are those whose outcome is pending, which are kept.
     fn release_strays(&self) {
         match self.rt.block_on(self.transport.owned_by(&self.owner)) {
-            Ok(strays) => {
+            Ok(held) => {
+                let strays = held
+                    .into_iter()
+                    .filter(|task| !self.pending.iter().any(|s| *s.lease() == task.lease()));
                 for task in strays {
                     let released = self.rt.block_on(
                         self.transport
@@ -523,6 +562,10 @@ impl Consumer {
             && let Some(oldest) = self.recent.front()
         {
             let pause = rate.period.saturating_sub(oldest.elapsed());
+            // Record what is done before waiting, not after.
+            if !self.pending.is_empty() {
+                let _ = self.exchange(0);
+            }
             self.logger.debug(format_args!(
                 "Rate limited on queue {}, sleeping for {:.6} seconds",
                 self.queue,
@@ -562,8 +605,15 @@ impl Consumer {
             .finish(plain.then_some((task.id, task.lease_token)));
         logging::set_current_task(None);
         self.processed += 1;
+        let failed = matches!(settlement, Settlement::Fail { .. });
         self.pending.push(settlement);
         self.pending_since.get_or_insert_with(Instant::now);
+        if failed {
+            // Recorded at once (failures are rare): a failure not yet recorded when this
+            // process dies would be released without using an attempt, and a task that breaks
+            // its process for the next one could then run forever.
+            self.flush_once();
+        }
     }
 
     /// On a transport whose broker holds the leases (RabbitMQ), nobody can settle the task of

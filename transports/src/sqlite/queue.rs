@@ -339,20 +339,26 @@ impl SqliteTransport {
         Ok(changed)
     }
 
+    /// Sorted here, not in SQL: an `ORDER BY id` makes SQLite prefer a scan in rowid order of
+    /// the whole table to the partial index of running tasks.
     pub(super) fn owned_by(&self, owner: &str) -> Result<Vec<Task>> {
-        self.with(|conn| {
+        let mut tasks: Vec<Task> = self.with(|conn| {
             conn.prepare_cached(OWNED_BY)?
                 .query_map(params![owner], task_from_row)?
                 .collect()
-        })
+        })?;
+        tasks.sort_unstable_by_key(|task| task.id);
+        Ok(tasks)
     }
 
     pub(super) fn expired(&self, now: SystemTime) -> Result<Vec<Task>> {
-        self.with(|conn| {
+        let mut tasks: Vec<Task> = self.with(|conn| {
             conn.prepare_cached(EXPIRED)?
                 .query_map(params![to_epoch_ms(now)], task_from_row)?
                 .collect()
-        })
+        })?;
+        tasks.sort_unstable_by_key(|task| task.id);
+        Ok(tasks)
     }
 
     pub(super) fn renew(&self, owners: &[String], lease: Duration) -> Result<u64> {
