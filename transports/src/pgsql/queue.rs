@@ -192,23 +192,14 @@ impl PgsqlTransport {
         .await
     }
 
+    /// A batch of one.
     pub(super) async fn claim(
         &self,
         queue: &str,
         owner: &str,
         lease: Duration,
     ) -> Result<Option<Task>> {
-        validate_queue_name(queue)?;
-        self.run(async {
-            let now = now();
-            let client = self.client().await?;
-            let stmt = client.prepare_cached(&self.sql.claim).await?;
-            let row = client
-                .query_opt(&stmt, &[&owner, &add(now, lease), &queue, &now])
-                .await?;
-            row.as_ref().map(task_from_row).transpose()
-        })
-        .await
+        Ok(self.claim_batch(queue, owner, lease, 1).await?.pop())
     }
 
     pub(super) async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool> {

@@ -15,7 +15,7 @@ pub(super) fn with_schema(sql: &str, schema: &str) -> String {
 }
 
 /// The columns read by [`task_from_row`](super::rows::task_from_row), in its order: what
-/// `claim`, `claim_batch`, `complete_and_claim`, `complete_batch_and_claim`,
+/// `claim_batch`, `complete_and_claim`, `complete_batch_and_claim`,
 /// `settle_and_claim`, `owned_by` and `expired` return (the batch claims add `run_at`, to sort by).
 #[cfg(test)]
 const TASK_COLUMNS: &str = "id, queue, payload::text, attempts, errors, crashes, lease_token, owner, lease_until, created_at";
@@ -41,7 +41,6 @@ pub(super) struct Sql {
     /// The task's id is drawn with the key, so that the key, the task and the notification
     /// are one statement — and nothing at all when the key was used before.
     pub(super) submit_keyed: String,
-    pub(super) claim: String,
     /// `claim` of up to `$5` tasks; the rows end with `run_at` (`RETURNING` has no order).
     pub(super) claim_batch: String,
     /// One statement (one round trip, its own transaction): ack one completion (`$5`/`$6`),
@@ -109,7 +108,6 @@ impl Sql {
             submit: s(include_str!("sql/queries/submit.sql")),
             submit_batch: s(include_str!("sql/queries/submit_batch.sql")),
             submit_keyed: s(include_str!("sql/queries/submit_keyed.sql")),
-            claim: s(include_str!("sql/queries/claim.sql")),
             claim_batch: s(include_str!("sql/queries/claim_batch.sql")),
             complete_and_claim: s(include_str!("sql/queries/complete_and_claim.sql")),
             complete_batch_and_claim: s(include_str!("sql/queries/complete_batch_and_claim.sql")),
@@ -147,7 +145,6 @@ mod tests {
     fn queries_return_the_columns_the_decoders_read() {
         let sql = Sql::new("asynctask");
         for (name, text) in [
-            ("claim", &sql.claim),
             ("claim_batch", &sql.claim_batch),
             ("complete_and_claim", &sql.complete_and_claim),
             ("complete_batch_and_claim", &sql.complete_batch_and_claim),
@@ -164,9 +161,9 @@ mod tests {
     fn every_schema_token_is_replaced() {
         let sql = Sql::new("work");
         assert!(
-            sql.claim.starts_with("UPDATE \"work\".tasks SET"),
+            sql.claim_batch.starts_with("UPDATE \"work\".tasks SET"),
             "{}",
-            sql.claim
+            sql.claim_batch
         );
         for text in sql.migrations.iter().chain([
             &sql.submit_keyed,

@@ -63,23 +63,14 @@ impl RedisTransport {
         }
     }
 
+    /// A batch of one.
     pub(super) async fn claim(
         &self,
         queue: &str,
         owner: &str,
         lease: Duration,
     ) -> Result<Option<Task>> {
-        validate_queue_name(queue)?;
-        let now = now_ms();
-        let args = [
-            queue.to_string(),
-            owner.to_string(),
-            add_ms(now, lease).to_string(),
-            now.to_string(),
-            token_seed(now),
-        ];
-        let row: Value = self.eval(&SCRIPTS.claim, &args, false).await?;
-        self.claimed(&row)
+        Ok(self.claim_batch(queue, owner, lease, 1).await?.pop())
     }
 
     pub(super) async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool> {

@@ -125,15 +125,6 @@ impl RedisTransport {
         ))
     }
 
-    /// A claim's reply: TASK_FIELDS, or nil.
-    pub(super) fn claimed(&self, reply: &Value) -> Result<Option<Task>> {
-        match reply {
-            Value::Nil => Ok(None),
-            Value::Array(row) if row.len() == TASK_ROW => self.task(row).map(Some),
-            other => Err(self.corrupt(format_args!("a claim returned {other:?}"))),
-        }
-    }
-
     /// A batch claim's reply: flat TASK_FIELDS rows, kept in claim order.
     pub(super) fn claimed_rows(&self, values: &[Value]) -> Result<Vec<Task>> {
         if !values.len().is_multiple_of(TASK_ROW) {

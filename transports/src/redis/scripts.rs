@@ -39,8 +39,6 @@ pub(super) struct Scripts {
     /// ARGV: queue, payload, run_at, now, has_key (`1`/`0`), key. Returns the id, or nil when
     /// the idempotency key was used already.
     pub(super) submit: Script,
-    /// ARGV: queue, owner, lease_until, now, token seed. Returns the task's TASK_FIELDS or nil.
-    pub(super) claim: Script,
     /// ARGV: queue, owner, lease_until, now, token seed, max (at least 1). Returns the flat
     /// TASK_FIELDS rows of up to `max` tasks, in claim order.
     pub(super) claim_batch: Script,
@@ -94,7 +92,6 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
     let script = |body: &str| Script::new(&format!("\n{PRELUDE}\n\n{body}"));
     Scripts {
         submit: script(include_str!("lua/submit.lua")),
-        claim: script(include_str!("lua/claim.lua")),
         claim_batch: script(include_str!("lua/claim_batch.lua")),
         complete: script(include_str!("lua/complete.lua")),
         fail: script(include_str!("lua/fail.lua")),

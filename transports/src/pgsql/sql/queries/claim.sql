@@ -1,6 +1,0 @@
-UPDATE {schema}.tasks SET state = 'running', attempts = attempts + 1,
-    lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz
-WHERE id = (SELECT id FROM {schema}.tasks
-            WHERE queue = $3::text AND state = 'pending' AND run_at <= $4::timestamptz
-            ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-RETURNING id, queue, payload::text, attempts, errors, crashes, lease_token, owner, lease_until, created_at
