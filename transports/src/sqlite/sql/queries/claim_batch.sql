@@ -1,6 +1,6 @@
 UPDATE tasks SET state = 'running', attempts = attempts + 1, lease_token = lease_token + 1,
     owner = ?1, lease_until = ?2
  WHERE id IN (SELECT id FROM tasks WHERE queue = CAST(?3 AS TEXT) AND state = 'pending' AND run_at <= ?4
-              ORDER BY run_at, id LIMIT ?5)
+              ORDER BY run_at, id LIMIT CAST(?5 AS INTEGER))
  RETURNING id, queue, payload, attempts, errors, crashes, lease_token, owner, lease_until, created_at,
     run_at
