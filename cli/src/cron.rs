@@ -147,6 +147,13 @@ impl CronSchedule {
         self
     }
 
+    /// Whether no date at all matches the fields (30 February, 31 April), whatever the
+    /// bounds: searched from 1970 so that a schedule that has merely ended is not one.
+    pub fn never_matches(&self) -> bool {
+        let unbounded = self.clone().with_bounds(None, None);
+        unbounded.next_after(DateTime::UNIX_EPOCH).is_none()
+    }
+
     /// The first fire time strictly after `after`, or `None` if there is none (past
     /// `end_date`, or an impossible date such as 30 February).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {

@@ -273,10 +273,10 @@ pub fn normalize_payload(value: Value) -> Result<Payload, TransportError> {
     }
 }
 
-/// Milliseconds since the Unix epoch (saturating; times before 1970 become 0).
+/// Milliseconds since the Unix epoch (saturating both ways; times before 1970 become 0).
 pub fn to_epoch_ms(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::Context;
-use super::spec::parse_duration_value;
+use super::spec::{DAY, Range, parse_duration_value};
 use crate::error::{Error, Result};
 use rex_transport::{FailureKind, Task};
 
@@ -22,6 +22,14 @@ const FIELDS: &[&str] = &[
     "timeout",
     "rate_max_calls",
     "rate_period",
+];
+
+/// The duration fields of a queue record and the span each accepts.
+const DURATION_FIELDS: [(&str, Range); 4] = [
+    ("retry_delay_min", Range::secs(0, 30 * DAY)),
+    ("retry_delay_max", Range::positive(30 * DAY)),
+    ("timeout", Range::positive(7 * DAY)),
+    ("rate_period", Range::positive(7 * DAY)),
 ];
 
 /// How failed attempts are retried. Shared by the master (crashes) and children (errors).
@@ -204,20 +212,16 @@ fn validate_entry(entry: Value, ctx: &Context<'_>) -> Result<Value> {
         )
         .map_err(field_ctx("prefetch"));
     }
-    for name in [
-        "retry_delay_min",
-        "retry_delay_max",
-        "timeout",
-        "rate_period",
-    ] {
+    for (name, range) in DURATION_FIELDS {
         if let Some(v) = record.get(name) {
-            let d = parse_duration_value(v).map_err(field_ctx(name))?;
-            if d.is_zero() && name != "retry_delay_min" {
-                return Err(Error::new("Expected a duration greater than zero")
-                    .context("Got:", v.to_string()))
-                .map_err(field_ctx(name));
-            }
+            range.check(v).map_err(field_ctx(name))?;
         }
+    }
+    if let (Some(min), Some(max)) = (record.get("retry_delay_min"), record.get("retry_delay_max"))
+        && parse_duration_value(min)? > parse_duration_value(max)?
+    {
+        return Err(Error::new("retry_delay_min must not exceed retry_delay_max")
+            .context("Got:", format!("retry_delay_min: {min}, retry_delay_max: {max}")));
     }
     if record.contains_key("rate_max_calls") != record.contains_key("rate_period") {
         return Err(Error::new(

@@ -9,7 +9,8 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use super::{Context, QueueConfig, parse_duration, parse_duration_value};
+use super::spec::{DAY, Range};
+use super::{Context, QueueConfig, parse_duration};
 use crate::cron::{self, CronSchedule, FIELDS, Zone};
 use crate::error::{Error, Result};
 use crate::package::CTL_EXECUTOR;
@@ -194,7 +195,7 @@ fn validate_item(item: Value, ctx: &Context<'_>) -> Result<(Value, Entry)> {
         }
     }
     if let Some(v) = record.get("timeout") {
-        parse_duration_value(v).map_err(field("timeout"))?;
+        Range::positive(7 * DAY).check(v).map_err(field("timeout"))?;
     }
     for name in ["start_date", "end_date"] {
         if let Some(v) = record.get(name) {
@@ -204,6 +205,13 @@ fn validate_item(item: Value, ctx: &Context<'_>) -> Result<(Value, Entry)> {
     // Compiles the schedule: catches what per-field checks cannot (bad zone, bad cron text).
     let value = Value::Object(record);
     let entry = entry(&value)?;
+    // An impossible date (30 February) would be accepted and never fire, silently.
+    if entry.schedule.never_matches() {
+        return Err(
+            Error::new("The schedule matches no date at all, such as 30 February")
+                .context("Got:", entry.description.to_string()),
+        );
+    }
     Ok((value, entry))
 }
 

@@ -39,12 +39,10 @@ impl Merge {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     OptionalString,
-    /// Integer with a lower bound.
-    Integer {
-        min: i64,
-    },
+    /// Integer within bounds (inclusive).
+    Integer { min: i64, max: i64 },
     /// `500ms`, `30s`, `5m`, `1h`; a bare number means seconds.
-    Duration,
+    Duration(Range),
     /// DEBUG, INFO, WARNING, ERROR.
     LogLevel,
     /// Map logger name -> level.
@@ -121,7 +119,10 @@ pub static SPECS: &[SettingSpec] = &[
     SettingSpec {
         name: "asynctask_workers_poll_interval",
         package: "rex.asynctask",
-        kind: Kind::Integer { min: 1 },
+        kind: Kind::Integer {
+            min: 1,
+            max: 3_600_000,
+        },
         merge: Merge::Replace,
         default: "500",
         doc: "Milliseconds an idle worker waits before looking at its queue again.",
@@ -129,7 +130,10 @@ pub static SPECS: &[SettingSpec] = &[
     SettingSpec {
         name: "asynctask_workers_check_child_interval",
         package: "rex.asynctask",
-        kind: Kind::Integer { min: 1 },
+        kind: Kind::Integer {
+            min: 1,
+            max: 3_600_000,
+        },
         merge: Merge::Replace,
         default: "1000",
         doc: "Milliseconds between the master's housekeeping passes (lease reclaim); child deaths are detected at once regardless.",
@@ -137,7 +141,7 @@ pub static SPECS: &[SettingSpec] = &[
     SettingSpec {
         name: "asynctask_workers_shutdown_grace",
         package: "rex.asynctask",
-        kind: Kind::Duration,
+        kind: Kind::Duration(Range::secs(0, DAY)),
         merge: Merge::Replace,
         default: "30s",
         doc: "On SIGTERM/SIGINT, how long children may take to finish their current task before they are killed and the task is released.",
@@ -145,10 +149,10 @@ pub static SPECS: &[SettingSpec] = &[
     SettingSpec {
         name: "asynctask_lease_duration",
         package: "rex.asynctask",
-        kind: Kind::Duration,
+        kind: Kind::Duration(Range::secs(1, 7 * DAY)),
         merge: Merge::Replace,
         default: "60s",
-        doc: "How long a claimed task stays leased without a heartbeat from its master before another master may reclaim it.",
+        doc: "How long a claimed task stays leased without a heartbeat from its master before another master may reclaim it (1s to 7d; masters renew leases every third of it).",
     },
 ];
 
@@ -167,7 +171,9 @@ impl Kind {
     /// values for structured kinds.
     pub fn coerce(self, value: Value) -> Result<Value> {
         match (self, value) {
-            (Kind::OptionalString | Kind::LogLevel | Kind::LogFormat | Kind::Duration, v) => Ok(v),
+            (Kind::OptionalString | Kind::LogLevel | Kind::LogFormat | Kind::Duration(_), v) => {
+                Ok(v)
+            }
             (Kind::Integer { .. }, Value::String(s)) => match s.trim().parse::<i64>() {
                 Ok(n) => Ok(Value::from(n)),
                 Err(_) => {
@@ -219,15 +225,13 @@ impl Kind {
                 Value::Null | Value::String(_) => Ok(value),
                 other => Err(Error::new("Expected a string").context("Got:", got(&other))),
             },
-            Kind::Integer { min } => match value.as_i64() {
-                Some(n) if n >= min => Ok(Value::from(n)),
-                _ => Err(Error::new(format!(
-                    "Expected an integer greater than or equal to {min}"
-                ))
-                .context("Got:", got(&value))),
+            Kind::Integer { min, max } => match value.as_i64() {
+                Some(n) if (min..=max).contains(&n) => Ok(Value::from(n)),
+                _ => Err(Error::new(format!("Expected an integer from {min} to {max}"))
+                    .context("Got:", got(&value))),
             },
-            Kind::Duration => {
-                parse_duration_value(&value)?;
+            Kind::Duration(range) => {
+                range.check(&value)?;
                 Ok(value)
             }
             Kind::LogLevel => validate_level(value),
@@ -274,28 +278,108 @@ fn validate_level(value: Value) -> Result<Value> {
     }
 }
 
-/// `500ms`, `30s`, `5m`, `1h 30m`; a bare number (or numeric string) means seconds.
+/// Seconds in a day, for ranges.
+pub const DAY: u64 = 24 * 3600;
+
+/// The longest duration any setting or option takes (ten years): beyond it, times computed
+/// from now would leave the range every transport stores.
+pub const MAX_DURATION: Duration = Duration::from_secs(3650 * DAY);
+
+/// The accepted span of a duration setting, both ends included.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Range {
+    pub const fn secs(min: u64, max: u64) -> Range {
+        Range {
+            min: Duration::from_secs(min),
+            max: Duration::from_secs(max),
+        }
+    }
+
+    /// From one millisecond (a duration that must not be zero) up to `max` seconds.
+    pub const fn positive(max: u64) -> Range {
+        Range {
+            min: Duration::from_millis(1),
+            max: Duration::from_secs(max),
+        }
+    }
+
+    /// Parse `value` and check it lies within the range.
+    pub fn check(&self, value: &Value) -> Result<Duration> {
+        let d = parse_duration_value(value)?;
+        if d < self.min || d > self.max {
+            return Err(Error::new(format!(
+                "Expected a duration from {} to {}",
+                show_duration(self.min),
+                show_duration(self.max)
+            ))
+            .context("Got:", got(value)));
+        }
+        Ok(d)
+    }
+}
+
+/// `0s`, `1ms`, `30s`, `24h`, `7d`: the largest unit that divides the duration exactly.
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    for (unit, per) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+        if ms >= per && ms % per == 0 {
+            return format!("{}{unit}", ms / per);
+        }
+    }
+    if ms == 0 {
+        "0s".into()
+    } else {
+        format!("{ms}ms")
+    }
+}
+
+/// `500ms`, `30s`, `5m`, `1h 30m`; a bare number (or numeric string) means seconds. At most
+/// [`MAX_DURATION`]: a larger value is an error, never a wrapped or saturated time.
 pub fn parse_duration(text: &str) -> Result<Duration> {
     let text = text.trim();
-    if let Ok(secs) = text.parse::<f64>()
-        && secs.is_finite()
-        && secs >= 0.0
-    {
-        return Ok(Duration::from_secs_f64(secs));
+    let shown = Value::String(text.to_string());
+    match text.parse::<f64>() {
+        Ok(secs) => from_secs(secs, &shown),
+        Err(_) => match humantime::parse_duration(text) {
+            Ok(d) => within_max(d, &shown),
+            Err(_) => Err(Error::new("Expected a duration such as 500ms, 30s or 5m")
+                .context("Got:", got(&shown))),
+        },
     }
-    humantime::parse_duration(text).map_err(|_| {
-        Error::new("Expected a duration such as 500ms, 30s or 5m")
-            .context("Got:", got(&Value::String(text.to_string())))
-    })
+}
+
+/// A number of seconds as a duration: negative or not a number is an error, and so is one
+/// too large to represent (reported as above the maximum).
+fn from_secs(secs: f64, value: &Value) -> Result<Duration> {
+    if !(secs >= 0.0) {
+        return Err(Error::new("Expected a non-negative duration").context("Got:", got(value)));
+    }
+    within_max(
+        Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX),
+        value,
+    )
+}
+
+fn within_max(d: Duration, value: &Value) -> Result<Duration> {
+    if d > MAX_DURATION {
+        return Err(Error::new(format!(
+            "Expected a duration of at most {}",
+            show_duration(MAX_DURATION)
+        ))
+        .context("Got:", got(value)));
+    }
+    Ok(d)
 }
 
 pub fn parse_duration_value(value: &Value) -> Result<Duration> {
     match value {
         Value::String(s) => parse_duration(s),
-        Value::Number(n) => match n.as_f64() {
-            Some(secs) if secs.is_finite() && secs >= 0.0 => Ok(Duration::from_secs_f64(secs)),
-            _ => Err(Error::new("Expected a non-negative duration").context("Got:", got(value))),
-        },
+        Value::Number(n) => from_secs(n.as_f64().unwrap_or(f64::NAN), value),
         other => {
             Err(Error::new("Expected a duration such as 500ms, 30s or 5m")
                 .context("Got:", got(other)))

@@ -175,7 +175,7 @@ fn command_line_strings_are_coerced_by_type() {
     .unwrap_err();
     assert!(
         err.render()
-            .starts_with("Expected an integer greater than or equal to 1"),
+            .starts_with("Expected an integer from 1 to 3600000"),
         "{}",
         err.render()
     );
@@ -249,4 +249,95 @@ fn retry_policy_budgets_errors_and_crashes_separately() {
             "{attempt}: {d:?}"
         );
     }
+}
+
+/// The first line of the error a `--set` of `name` to `value` gives, or `None` if accepted.
+fn refusal(name: &str, value: serde_json::Value) -> Option<String> {
+    build(&[source("--set", json!({ name: value }), true)])
+        .err()
+        .map(|e| e.render().lines().next().unwrap_or_default().to_string())
+}
+
+#[test]
+fn every_timing_setting_has_a_range() {
+    let lease = "asynctask_lease_duration";
+    let expected = Some("Expected a duration from 1s to 7d".to_string());
+    assert_eq!(refusal(lease, json!("0s")), expected);
+    assert_eq!(refusal(lease, json!("1ms")), expected);
+    assert_eq!(refusal(lease, json!("8d")), expected);
+    assert_eq!(refusal(lease, json!("1s")), None);
+    assert_eq!(refusal(lease, json!(604800)), None);
+    // Values too large to represent are refused, never wrapped or a panic.
+    for huge in [json!("1e300"), json!(1e300), json!("9999999999999h")] {
+        assert_eq!(
+            refusal(lease, huge),
+            Some("Expected a duration of at most 3650d".to_string())
+        );
+    }
+    for bad in [json!("nan"), json!("-5"), json!(-1)] {
+        assert!(refusal(lease, bad).is_some());
+    }
+    assert_eq!(refusal("asynctask_workers_shutdown_grace", json!("0s")), None);
+    assert_eq!(
+        refusal("asynctask_workers_shutdown_grace", json!("25h")),
+        Some("Expected a duration from 0s to 1d".to_string())
+    );
+    for name in [
+        "asynctask_workers_poll_interval",
+        "asynctask_workers_check_child_interval",
+    ] {
+        let expected = Some("Expected an integer from 1 to 3600000".to_string());
+        assert_eq!(refusal(name, json!(0)), expected);
+        assert_eq!(refusal(name, json!(3_600_001)), expected);
+        assert_eq!(refusal(name, json!(1)), None);
+    }
+}
+
+#[test]
+fn queue_durations_have_ranges_and_retry_delays_an_order() {
+    let queue = |record: serde_json::Value| {
+        let mut record = record;
+        record["worker"] = json!("demo_foo_worker");
+        refusal("asynctask_workers", json!({ "q1": record }))
+    };
+    assert_eq!(
+        queue(json!({"retry_delay_min": "10m", "retry_delay_max": "1s"})),
+        Some("retry_delay_min must not exceed retry_delay_max".to_string())
+    );
+    assert_eq!(
+        queue(json!({"retry_delay_min": "1s", "retry_delay_max": "1s"})),
+        None
+    );
+    assert_eq!(
+        queue(json!({"timeout": "0s"})),
+        Some("Expected a duration from 1ms to 7d".to_string())
+    );
+    assert_eq!(
+        queue(json!({"retry_delay_max": "31d"})),
+        Some("Expected a duration from 1ms to 30d".to_string())
+    );
+    assert_eq!(
+        queue(json!({"rate_max_calls": 1, "rate_period": 1e30})),
+        Some("Expected a duration of at most 3650d".to_string())
+    );
+}
+
+#[test]
+fn a_schedule_that_matches_no_date_is_refused() {
+    let schedule = |fields: serde_json::Value| {
+        let mut fields = fields;
+        fields["worker"] = json!("demo_foo_worker");
+        refusal("asynctask_scheduled_workers", json!([fields]))
+    };
+    let never = Some("The schedule matches no date at all, such as 30 February".to_string());
+    assert_eq!(schedule(json!({"month": 2, "day": 30})), never);
+    assert_eq!(schedule(json!({"month": "apr", "day": 31})), never);
+    assert_eq!(schedule(json!({"cron": "0 0 31 2 *"})), never);
+    // Rare but real dates, and schedules that have merely ended, are accepted.
+    assert_eq!(schedule(json!({"month": 2, "day": 29})), None);
+    assert_eq!(schedule(json!({"year": 2020, "month": 2, "day": 29})), None);
+    assert_eq!(
+        schedule(json!({"hour": 3, "end_date": "2021-01-01"})),
+        None
+    );
 }
