@@ -39,6 +39,8 @@ pub struct WorkerSpec {
     pub lease_ms: u64,
     /// The cap of the child's claim window (the queue's `prefetch`).
     pub prefetch: u32,
+    /// `asynctask_max_payload_size`, applied to the tasks a worker submits.
+    pub max_payload: usize,
     pub retry: RetryPolicy,
     pub rate: Option<RateLimit>,
     pub log: LogConfig,
@@ -76,6 +78,7 @@ impl WorkerSpec {
             owner,
             lease_ms: app.settings.lease_duration().as_millis() as u64,
             prefetch: config.prefetch,
+            max_payload: app.settings.max_payload_size(),
             retry: config.retry,
             rate: config.rate,
             log: logging::current_config(),

@@ -38,6 +38,26 @@ pub mod tasks;
 pub mod worker;
 
 /// Run `rex` with `argv` (without the program name); returns the process exit status.
+/// [`main`] on the process's arguments, which must be UTF-8: a payload or a name silently
+/// altered (invalid bytes made U+FFFD) would not be what the user gave.
+pub fn main_os(argv: impl Iterator<Item = std::ffi::OsString>) -> i32 {
+    let mut args = Vec::new();
+    for (n, arg) in argv.enumerate() {
+        match arg.into_string() {
+            Ok(arg) => args.push(arg),
+            Err(arg) => {
+                let shown = rex_transport::excerpt(&arg.to_string_lossy(), 80);
+                let e = error::Error::new("Expected UTF-8 text")
+                    .context("Got:", shown)
+                    .context("In argument:", format!("#{}", n + 1));
+                eprintln!("FATAL ERROR: {}", e.render());
+                return 1;
+            }
+        }
+    }
+    main(args)
+}
+
 pub fn main(argv: Vec<String>) -> i32 {
     logging::init(logging::LogConfig::default());
     let Some((task, rest)) = argv.split_first() else {

@@ -1,9 +1,5 @@
 //! The `rex` binary: everything lives in the `rex_cli` library.
 
 fn main() {
-    let argv = std::env::args_os()
-        .skip(1)
-        .map(|a| a.to_string_lossy().into_owned())
-        .collect();
-    std::process::exit(rex_cli::main(argv));
+    std::process::exit(rex_cli::main_os(std::env::args_os().skip(1)));
 }

@@ -217,6 +217,16 @@ impl App {
         rex_transport::open(&uri).map_err(Error::from)
     }
 
+    /// The transport of an operator command, refused when it keeps tasks inside one process
+    /// (`memory:`): what the command wrote there would vanish with it, unseen by any worker.
+    pub fn open_shared_transport(&self) -> Result<Arc<dyn Transport>> {
+        let transport = self.open_transport()?;
+        if !transport.is_shared() {
+            return Err(not_shared(transport.as_ref()));
+        }
+        Ok(transport)
+    }
+
     /// Load the plugin providing `package` (checked against its manifest).
     pub fn load_plugin(&self, package: &Package) -> Result<Option<Plugin>> {
         match package.plugin_path() {
@@ -226,6 +236,14 @@ impl App {
                 .map_err(Error::from),
         }
     }
+}
+
+/// The error for a transport other processes cannot see.
+pub fn not_shared(transport: &dyn Transport) -> Error {
+    Error::new(format!(
+        "the {} transport keeps tasks inside one process, so worker processes cannot share it; use sqlite:PATH or a server transport",
+        transport.describe()
+    ))
 }
 
 fn plugin_dirs(args: &ProjectArgs, yaml: Option<&RexYaml>, base_dir: &Path) -> Vec<PathBuf> {

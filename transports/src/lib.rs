@@ -77,17 +77,27 @@ pub use task::{
     Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, normalize_payload, schedule_key,
     schedule_key_prefix, schedule_key_time, validate_queue_name,
 };
+pub use task::{EXCERPT, MAX_PAYLOAD_DEPTH, MAX_QUEUE_NAME, check_depth, check_size, excerpt};
 
 /// Errors of the transport layer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// The queue name breaks `^[a-z](?:[a-z0-9]|_(?!_))*[a-z0-9]$`.
-    #[error("\"{0}\" is not a properly-formatted queue name")]
+    /// The queue name breaks `^[a-z](?:[a-z0-9]|_(?!_))*[a-z0-9]$` or is too long.
+    #[error(
+        "\"{0}\" is not a properly-formatted queue name: 2 to {max} lowercase letters, digits and single underscores, starting with a letter and ending with a letter or digit",
+        max = task::MAX_QUEUE_NAME
+    )]
     InvalidQueueName(String),
-    /// The payload is not a JSON object (or null).
+    /// The payload is not a JSON object (an excerpt of what it was).
     #[error("Expected a mapping\nGot:\n    {0}")]
     InvalidPayload(String),
+    /// The payload is larger than the limit (`asynctask_max_payload_size`).
+    #[error("A payload of {size} bytes exceeds the limit of {max} bytes (asynctask_max_payload_size)")]
+    PayloadTooLarge { size: usize, max: usize },
+    /// The payload nests objects and arrays deeper than the limit.
+    #[error("Expected a payload nested at most {max} levels deep")]
+    PayloadTooDeep { max: usize },
     /// The URI names no known transport.
     #[error("\"{0}\" does not resolve to a known transport")]
     UnknownTransport(String),

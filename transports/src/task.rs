@@ -246,11 +246,16 @@ pub struct TaskSummary {
     pub created_at: SystemTime,
 }
 
+/// The longest queue name, in characters. Every backend stores it within its own limits
+/// (RabbitMQ's 255-byte queue names, with the prefix and a suffix).
+pub const MAX_QUEUE_NAME: usize = 128;
+
 /// Queue names: `^[a-z](?:[a-z0-9]|_(?!_))*[a-z0-9]$` — lowercase letters, digits and single
-/// underscores, starting with a letter, ending with a letter or digit, at least two characters.
+/// underscores, starting with a letter, ending with a letter or digit, 2 to
+/// [`MAX_QUEUE_NAME`] characters.
 pub fn validate_queue_name(name: &str) -> Result<(), TransportError> {
     let bytes = name.as_bytes();
-    let ok = bytes.len() >= 2
+    let ok = (2..=MAX_QUEUE_NAME).contains(&bytes.len())
         && bytes[0].is_ascii_lowercase()
         && matches!(bytes[bytes.len() - 1], b'a'..=b'z' | b'0'..=b'9')
         && bytes
@@ -260,16 +265,67 @@ pub fn validate_queue_name(name: &str) -> Result<(), TransportError> {
     if ok {
         Ok(())
     } else {
-        Err(TransportError::InvalidQueueName(name.to_string()))
+        Err(TransportError::InvalidQueueName(excerpt(name, 80)))
     }
 }
 
-/// `null` becomes `{}`; an object passes; anything else is `Expected a mapping`.
+/// How deeply a payload may nest objects and arrays. Below serde_json's own parsing limit
+/// (128), so that a payload accepted here is read back by every process and backend.
+pub const MAX_PAYLOAD_DEPTH: usize = 64;
+
+/// How much of a rejected input an error quotes.
+pub const EXCERPT: usize = 200;
+
+/// A payload must be a JSON object: anything else, `null` included, is `Expected a mapping`
+/// (a `null` silently stored as `{}` would not be what was submitted), and it may nest at
+/// most [`MAX_PAYLOAD_DEPTH`] levels.
 pub fn normalize_payload(value: Value) -> Result<Payload, TransportError> {
     match value {
-        Value::Null => Ok(Payload::new()),
-        Value::Object(map) => Ok(map),
-        other => Err(TransportError::InvalidPayload(other.to_string())),
+        Value::Object(map) => {
+            check_depth(&map)?;
+            Ok(map)
+        }
+        other => Err(TransportError::InvalidPayload(excerpt(
+            &other.to_string(),
+            EXCERPT,
+        ))),
+    }
+}
+
+/// Refuse a payload nested deeper than [`MAX_PAYLOAD_DEPTH`] (the object itself is level 1).
+pub fn check_depth(payload: &Payload) -> Result<(), TransportError> {
+    // Iterative: a hostile payload must not exhaust the stack here.
+    let mut stack: Vec<(&Value, usize)> = payload.values().map(|v| (v, 2)).collect();
+    while let Some((value, depth)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(map) => Box::new(map.values()),
+            Value::Array(items) => Box::new(items.iter()),
+            _ => continue,
+        };
+        if depth > MAX_PAYLOAD_DEPTH {
+            return Err(TransportError::PayloadTooDeep {
+                max: MAX_PAYLOAD_DEPTH,
+            });
+        }
+        stack.extend(children.map(|v| (v, depth + 1)));
+    }
+    Ok(())
+}
+
+/// Refuse a payload of `size` bytes (compact JSON) above `max`.
+pub fn check_size(size: usize, max: usize) -> Result<(), TransportError> {
+    if size > max {
+        return Err(TransportError::PayloadTooLarge { size, max });
+    }
+    Ok(())
+}
+
+/// At most `max` characters of `text`, then how long it was: errors quote hostile input
+/// without echoing megabytes of it.
+pub fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}... ({} bytes in all)", &text[..cut], text.len()),
     }
 }
 
@@ -347,8 +403,46 @@ mod tests {
     }
 
     #[test]
+    fn queue_names_have_a_length_limit_and_errors_an_excerpt() {
+        let longest = "a".repeat(MAX_QUEUE_NAME);
+        assert!(validate_queue_name(&longest).is_ok());
+        let err = validate_queue_name(&"a".repeat(10_000)).unwrap_err();
+        assert!(err.to_string().len() < 400, "{err}");
+        assert!(err.to_string().contains("(10000 bytes in all)"), "{err}");
+    }
+
+    #[test]
+    fn payload_nesting_is_limited_without_recursion() {
+        // `depth` objects, one inside the other, around a number.
+        let nested = |depth: usize| {
+            let mut v = Value::from(1);
+            for _ in 0..depth {
+                v = serde_json::json!({ "a": v });
+            }
+            v
+        };
+        assert!(normalize_payload(nested(MAX_PAYLOAD_DEPTH)).is_ok());
+        let err = normalize_payload(nested(MAX_PAYLOAD_DEPTH + 1)).unwrap_err();
+        assert!(matches!(err, TransportError::PayloadTooDeep { .. }), "{err}");
+        // One object around MAX_PAYLOAD_DEPTH arrays.
+        let mut arrays = Value::from(1);
+        for _ in 0..MAX_PAYLOAD_DEPTH {
+            arrays = Value::Array(vec![arrays]);
+        }
+        let err = normalize_payload(serde_json::json!({ "a": arrays })).unwrap_err();
+        assert!(matches!(err, TransportError::PayloadTooDeep { .. }), "{err}");
+    }
+
+    #[test]
+    fn excerpts_cut_on_characters() {
+        assert_eq!(excerpt("short", 10), "short");
+        assert_eq!(excerpt("ééééé", 2), "éé... (10 bytes in all)");
+    }
+
+    #[test]
     fn payloads_must_be_objects() {
-        assert_eq!(normalize_payload(Value::Null).unwrap(), Payload::new());
+        let err = normalize_payload(Value::Null).unwrap_err();
+        assert_eq!(err.to_string(), "Expected a mapping\nGot:\n    null");
         let p = normalize_payload(serde_json::json!({"b": 1, "a": {"d": 1, "c": 2}})).unwrap();
         assert_eq!(Value::Object(p).to_string(), r#"{"a":{"c":2,"d":1},"b":1}"#);
         let err = normalize_payload(serde_json::json!([1])).unwrap_err();

@@ -39,16 +39,17 @@ pub struct Settings {
     values: BTreeMap<String, Value>,
     queues: Vec<QueueConfig>,
     schedules: Vec<Entry>,
-    timing: Timing,
+    tuning: Tuning,
 }
 
-/// The asynctask durations, read from their (validated, defaulted) settings.
+/// The asynctask durations and limits, read from their (validated, defaulted) settings.
 #[derive(Clone, Copy, Debug)]
-struct Timing {
+struct Tuning {
     poll_interval: Duration,
     check_child_interval: Duration,
     shutdown_grace: Duration,
     lease_duration: Duration,
+    max_payload_size: usize,
 }
 
 /// What validation needs to know about the application.
@@ -97,12 +98,12 @@ impl Settings {
             }
             values.insert(spec.name.to_string(), valid);
         }
-        let timing = Timing::read(&values)?;
+        let tuning = Tuning::read(&values)?;
         Ok(Settings {
             values,
             queues,
             schedules,
-            timing,
+            tuning,
         })
     }
 
@@ -120,19 +121,24 @@ impl Settings {
     }
 
     pub fn poll_interval(&self) -> Duration {
-        self.timing.poll_interval
+        self.tuning.poll_interval
     }
 
     pub fn check_child_interval(&self) -> Duration {
-        self.timing.check_child_interval
+        self.tuning.check_child_interval
     }
 
     pub fn shutdown_grace(&self) -> Duration {
-        self.timing.shutdown_grace
+        self.tuning.shutdown_grace
     }
 
     pub fn lease_duration(&self) -> Duration {
-        self.timing.lease_duration
+        self.tuning.lease_duration
+    }
+
+    /// `asynctask_max_payload_size`: the most bytes of compact JSON a payload may take.
+    pub fn max_payload_size(&self) -> usize {
+        self.tuning.max_payload_size
     }
 
     /// The entries of `asynctask_scheduled_workers`, in order.
@@ -180,6 +186,10 @@ impl Settings {
         if let Some(Value::String(uri)) = shown.get_mut("asynctask_transport") {
             *uri = rex_transport::redact_uri(uri);
         }
+        let shown: serde_yaml::Mapping = shown
+            .iter()
+            .map(|(k, v)| (serde_yaml::Value::from(k.as_str()), yaml_value(v)))
+            .collect();
         serde_yaml::to_string(&shown).unwrap_or_default()
     }
 
@@ -194,10 +204,10 @@ impl Settings {
     }
 }
 
-impl Timing {
+impl Tuning {
     /// From the validated values; an application without `rex.asynctask` has none of these
     /// settings and gets their declared defaults (`spec.rs` is the one place defaults live).
-    fn read(values: &BTreeMap<String, Value>) -> Result<Timing> {
+    fn read(values: &BTreeMap<String, Value>) -> Result<Tuning> {
         let get = |name: &str| -> Result<Value> {
             match values.get(name) {
                 Some(value) => Ok(value.clone()),
@@ -220,12 +230,43 @@ impl Timing {
             spec::parse_duration_value(&get(name)?)
                 .map_err(|e| e.context("While validating setting:", name))
         };
-        Ok(Timing {
+        let max_payload_size = get("asynctask_max_payload_size")?
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| {
+                Error::new("Expected an integer")
+                    .context("While validating setting:", "asynctask_max_payload_size")
+            })?;
+        Ok(Tuning {
+            max_payload_size,
             poll_interval: millis("asynctask_workers_poll_interval")?,
             check_child_interval: millis("asynctask_workers_check_child_interval")?,
             shutdown_grace: duration("asynctask_workers_shutdown_grace")?,
             lease_duration: duration("asynctask_lease_duration")?,
         })
+    }
+}
+
+/// A JSON value as YAML. Converted by hand: serde_json keeps numbers exact (as text), which
+/// only its own serializer writes as numbers.
+fn yaml_value(value: &Value) -> serde_yaml::Value {
+    use serde_yaml::Value as Yaml;
+    match value {
+        Value::Null => Yaml::Null,
+        Value::Bool(b) => Yaml::Bool(*b),
+        Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+            (Some(u), _, _) => Yaml::from(u),
+            (_, Some(i), _) => Yaml::from(i),
+            (_, _, Some(f)) if f.is_finite() => Yaml::from(f),
+            _ => Yaml::String(n.to_string()),
+        },
+        Value::String(s) => Yaml::String(s.clone()),
+        Value::Array(items) => Yaml::Sequence(items.iter().map(yaml_value).collect()),
+        Value::Object(map) => Yaml::Mapping(
+            map.iter()
+                .map(|(k, v)| (Yaml::String(k.clone()), yaml_value(v)))
+                .collect(),
+        ),
     }
 }
 

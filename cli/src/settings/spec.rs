@@ -154,6 +154,17 @@ pub static SPECS: &[SettingSpec] = &[
         default: "60s",
         doc: "How long a claimed task stays leased without a heartbeat from its master before another master may reclaim it (1s to 7d; masters renew leases every third of it).",
     },
+    SettingSpec {
+        name: "asynctask_max_payload_size",
+        package: "rex.asynctask",
+        kind: Kind::Integer {
+            min: 2,
+            max: 64 * 1024 * 1024,
+        },
+        merge: Merge::Replace,
+        default: "1048576",
+        doc: "Largest payload accepted, in bytes of compact JSON (2 to 67108864), checked by asynctask-submit and for the tasks a worker submits; payloads may also nest at most 64 levels.",
+    },
 ];
 
 impl SettingSpec {

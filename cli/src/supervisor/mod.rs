@@ -154,10 +154,7 @@ impl Supervisor {
             return Ok(0);
         }
         if !self.transport.is_shared() {
-            return Err(Error::new(format!(
-                "the {} transport keeps tasks inside one process, so worker processes cannot share it; use sqlite:PATH or a server transport",
-                self.transport.describe()
-            )));
+            return Err(crate::project::not_shared(self.transport.as_ref()));
         }
         self.slots = self.slots_for(queues)?;
         self.ledger.reclaim_orphans(self.owner_prefix.clone());

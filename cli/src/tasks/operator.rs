@@ -21,11 +21,69 @@ fn app(parsed: &Parsed) -> Result<App> {
     )
 }
 
-fn parse_payload(text: &str) -> Result<rex_transport::Payload> {
+/// One payload as given: within the size limit (checked on the text, before parsing), a
+/// JSON object, nested at most `MAX_PAYLOAD_DEPTH` levels. Errors quote an excerpt only.
+fn parse_payload(text: &str, max_size: usize) -> Result<rex_transport::Payload> {
+    let text = text.trim();
+    rex_transport::check_size(text.len(), max_size)?;
     let value: Value = serde_json::from_str(text).map_err(|e| {
-        Error::with_body("Expected a JSON object", e.to_string()).context("Got:", text)
+        Error::with_body("Expected a JSON object", e.to_string())
+            .context("Got:", rex_transport::excerpt(text, rex_transport::EXCERPT))
     })?;
     rex_transport::normalize_payload(value).map_err(Error::from)
+}
+
+/// The lines of `input`, each refused once it passes `max` bytes, without holding more of it
+/// than that in memory.
+fn bounded_lines(
+    mut input: impl BufRead,
+    max: usize,
+) -> impl Iterator<Item = Result<(usize, String)>> {
+    let mut n = 0;
+    std::iter::from_fn(move || {
+        n += 1;
+        let at_line = |e: Error| e.context("While reading standard input, line:", n.to_string());
+        let mut line = Vec::new();
+        // A little over the limit (a line end, a CR) is enough to know it is too long.
+        let limit = max as u64 + 3;
+        match std::io::Read::take(&mut input, limit).read_until(b'\n', &mut line) {
+            Ok(0) => None,
+            Ok(read) if read as u64 == limit && !line.ends_with(b"\n") => {
+                let size = skip_line(&mut input).map(|rest| read + rest);
+                Some(size.map_err(Error::from).and_then(|size| {
+                    Err(at_line(rex_transport::TransportError::PayloadTooLarge { size, max }.into()))
+                }))
+            }
+            Ok(_) => Some(
+                String::from_utf8(line)
+                    .map(|text| (n, text))
+                    .map_err(|_| at_line(Error::new("Expected UTF-8 text"))),
+            ),
+            Err(e) => Some(Err(e.into())),
+        }
+    })
+}
+
+/// Read past the rest of a line; how many bytes it had (its line end not counted).
+fn skip_line(input: &mut impl BufRead) -> std::io::Result<usize> {
+    let mut size = 0;
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(size);
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                input.consume(i + 1);
+                return Ok(size + i);
+            }
+            None => {
+                let len = buf.len();
+                size += len;
+                input.consume(len);
+            }
+        }
+    }
 }
 
 /// How many tasks `asynctask-submit -` sends per batch.
@@ -41,23 +99,24 @@ pub fn submit(parsed: &Parsed) -> Result<i32> {
         .transpose()
         .map_err(|e| e.context("While parsing option:", "--delay"))?;
     let text = parsed.arg("payload").unwrap_or_default();
+    let max_size = app.settings.max_payload_size();
     // Parse everything before submitting anything: a bad line must not leave half a batch.
     let payloads = if text == "-" {
         let mut payloads = Vec::new();
-        for (n, line) in std::io::stdin().lock().lines().enumerate() {
-            let line = line?;
+        for line in bounded_lines(std::io::stdin().lock(), max_size) {
+            let (n, line) = line?;
             if line.trim().is_empty() {
                 continue;
             }
-            payloads.push(parse_payload(&line).map_err(|e| {
-                e.context("While reading standard input, line:", (n + 1).to_string())
+            payloads.push(parse_payload(&line, max_size).map_err(|e| {
+                e.context("While reading standard input, line:", n.to_string())
             })?);
         }
         payloads
     } else {
-        vec![parse_payload(&text)?]
+        vec![parse_payload(&text, max_size)?]
     };
-    let transport = app.open_transport()?;
+    let transport = app.open_shared_transport()?;
     let run_at = delay.map(|d| SystemTime::now() + d);
     let tasks: Vec<Submit> = payloads
         .into_iter()
@@ -78,7 +137,7 @@ pub fn submit(parsed: &Parsed) -> Result<i32> {
 
 pub fn queues(parsed: &Parsed) -> Result<i32> {
     let app = app(parsed)?;
-    let transport = app.open_transport()?;
+    let transport = app.open_shared_transport()?;
     let stats = current_thread()?.block_on(transport.stats())?;
     if parsed.flag("json") {
         println!(
@@ -127,7 +186,7 @@ pub fn queues(parsed: &Parsed) -> Result<i32> {
 pub fn schedules(parsed: &Parsed) -> Result<i32> {
     let app = app(parsed)?;
     let entries = app.settings.schedules();
-    let transport = app.open_transport()?;
+    let transport = app.open_shared_transport()?;
     let now = chrono::Utc::now();
     let mut rows = Vec::with_capacity(entries.len());
     let rt = current_thread()?;
@@ -188,7 +247,7 @@ pub fn failed(parsed: &Parsed) -> Result<i32> {
     if let Some(q) = &queue {
         rex_transport::validate_queue_name(q)?;
     }
-    let transport = app.open_transport()?;
+    let transport = app.open_shared_transport()?;
     let tasks = current_thread()?.block_on(transport.failed(queue.as_deref()))?;
     if parsed.flag("json") {
         println!(
@@ -277,7 +336,7 @@ pub fn retry(parsed: &Parsed) -> Result<i32> {
             ));
         }
     };
-    let transport = app.open_transport()?;
+    let transport = app.open_shared_transport()?;
     let n = current_thread()?.block_on(transport.retry_failed(&selector))?;
     println!("Retrying {n} task{}.", if n == 1 { "" } else { "s" });
     Ok(0)
@@ -294,7 +353,7 @@ pub fn purge(parsed: &Parsed) -> Result<i32> {
         (false, true) => PurgeWhich::Pending,
         (true, true) => return Err(Error::new("use either --failed or --pending, not both")),
     };
-    let transport = app.open_transport()?;
+    let transport = app.open_shared_transport()?;
     let n = current_thread()?.block_on(transport.purge(&queue, which))?;
     let what = if which == PurgeWhich::Failed {
         "failed"

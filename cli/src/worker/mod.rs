@@ -161,6 +161,8 @@ struct Consumer {
     worker: String,
     owner: String,
     lease: Duration,
+    /// `asynctask_max_payload_size`, for the tasks the worker submits.
+    max_payload: usize,
     poll: Duration,
     halt_when_empty: bool,
     retry: crate::settings::RetryPolicy,
@@ -234,6 +236,7 @@ impl Consumer {
             worker: spec.worker.clone(),
             owner: spec.owner.clone(),
             lease: Duration::from_millis(spec.lease_ms),
+            max_payload: spec.max_payload,
             poll: Duration::from_millis(spec.poll_interval_ms.max(1)),
             halt_when_empty: spec.halt_when_empty,
             retry: spec.retry,
@@ -492,7 +495,9 @@ impl Consumer {
             Attempted::Done(submits) => {
                 let done = Settlement::Complete { lease, submits };
                 // Follow-ups the transport would refuse fail the task (not the whole batch).
-                match rex_transport::batch::validate_submits(std::slice::from_ref(&done)) {
+                match rex_transport::batch::validate_submits(std::slice::from_ref(&done))
+                    .and_then(|()| self.check_sizes(&done))
+                {
                     Ok(()) => {
                         self.logger.debug(format_args!("Processing complete"));
                         return done;
@@ -534,6 +539,15 @@ impl Consumer {
             failure: Failure::error(reason),
             retry_at,
         }
+    }
+
+    /// Follow-ups within `asynctask_max_payload_size`, as `asynctask-submit` checks its own.
+    fn check_sizes(&self, done: &Settlement) -> rex_transport::Result<()> {
+        for submit in done.submits() {
+            let size = serde_json::to_string(&submit.payload).map_or(usize::MAX, |t| t.len());
+            rex_transport::check_size(size, self.max_payload)?;
+        }
+        Ok(())
     }
 
     /// Run a settlement, retrying while the transport is unreachable (bounded).

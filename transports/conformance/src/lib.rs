@@ -62,7 +62,7 @@ pub use schedules::{case_prune_schedule_keys, case_schedule_fires};
 pub use settle::{case_complete_and_claim, case_complete_with_submits, case_release_keeps_attempt};
 pub use stats::case_stats;
 pub use submit::{
-    case_delayed_submit, case_idempotency_key, case_invalid_queue_names, case_null_payload,
+    case_delayed_submit, case_idempotency_key, case_invalid_queue_names, case_payload_fidelity,
     case_payload_keys_sorted,
 };
 pub use wake::case_wait_returns;
@@ -109,7 +109,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases $module, $fixture;
             case_original_sequence,
             case_payload_keys_sorted,
-            case_null_payload,
+            case_payload_fidelity,
             case_invalid_queue_names,
             case_claim_leases,
             case_complete_with_submits,
