@@ -104,8 +104,9 @@ pub enum TransportError {
     /// The URI is malformed for its scheme.
     #[error("invalid transport URI \"{uri}\": {reason}")]
     InvalidUri { uri: String, reason: String },
-    /// The backend cannot be reached or refused the connection. Retryable.
-    #[error("Failed to connect to {transport}:\n    {message}")]
+    /// The backend cannot be reached, refused the connection, or cannot store for now (a full
+    /// disk, a lock held too long). Retryable.
+    #[error("{transport} is unavailable:\n    {message}")]
     Unavailable { transport: String, message: String },
     /// Any other backend failure (SQL error, protocol error, corrupt row...).
     #[error("{transport}: {message}")]

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 
 mod executor;
+mod outage;
 mod record;
 pub mod window;
 
@@ -194,6 +195,8 @@ struct Consumer {
     lost_replies: std::cell::Cell<bool>,
     /// Why this queue's earlier children died, by the task they held (see `settle_lost`).
     lost_reasons: Vec<(TaskId, String)>,
+    /// The transport outage under way, if any: backoff and bounded logging.
+    outage: std::cell::RefCell<outage::Outage>,
 }
 
 impl Consumer {
@@ -262,6 +265,7 @@ impl Consumer {
             resent: false,
             lost_replies: std::cell::Cell::new(false),
             lost_reasons: spec.lost_reasons.clone(),
+            outage: Default::default(),
         })
     }
 
@@ -270,7 +274,6 @@ impl Consumer {
         self.logger
             .info(format_args!("Starting; queue={}", self.queue));
         self.events.send(&Up::Ready);
-        let mut outage = 0u32;
         let reason = loop {
             if QUIT.load(Ordering::SeqCst) {
                 self.stop();
@@ -294,13 +297,13 @@ impl Consumer {
             let want = self.window.size();
             match self.exchange(want) {
                 Ok(tasks) if !tasks.is_empty() => {
-                    outage = 0;
+                    self.recovered();
                     self.window.claimed(want, tasks.len());
                     self.batch_len = tasks.len();
                     self.claimed.extend(tasks);
                 }
                 Ok(_) => {
-                    outage = 0;
+                    self.recovered();
                     self.window.claimed(want, 0);
                     if self.halt_when_empty {
                         match self.rt.block_on(self.transport.counts(&self.queue)) {
@@ -315,13 +318,13 @@ impl Consumer {
                                     .and_then(|t| t.duration_since(SystemTime::now()).ok());
                                 self.idle(until_due.map_or(self.poll, |d| d.min(self.poll)));
                             }
-                            Err(e) => outage = self.transport_trouble(e, outage),
+                            Err(e) => self.transport_trouble(e),
                         }
                     } else {
                         self.idle(self.poll);
                     }
                 }
-                Err(e) => outage = self.transport_trouble(e, outage),
+                Err(e) => self.transport_trouble(e),
             }
         };
         self.logger.info(format_args!("Terminating"));
@@ -374,22 +377,24 @@ impl Consumer {
                 }
                 self.lost_replies.set(false);
             }
-            Err(e) => self.logger.warn(format_args!(
+            // The claim that follows fails too and reports the outage.
+            Err(e) => self.logger.debug(format_args!(
                 "Cannot check for tasks claimed during the outage: {e}"
             )),
         }
     }
 
-    fn transport_trouble(&self, e: rex_transport::TransportError, outage: u32) -> u32 {
+    /// A failed claim or check: back off (bounded, jittered) and log at a bounded rate. The
+    /// tasks this child holds stay leased (its master renews them) and their outcomes stay
+    /// pending: an outage is never charged to a payload.
+    fn transport_trouble(&self, e: rex_transport::TransportError) {
         self.lost_replies.set(true);
-        let delay = Duration::from_millis(100u64 << outage.min(8)).min(Duration::from_secs(30));
-        self.logger.error(format_args!(
-            "Transport error on queue {}: {e}; retrying in {:.1}s",
-            self.queue,
-            delay.as_secs_f64()
-        ));
+        let delay = self.outage.borrow_mut().failed_now(&self.logger, &e);
         self.idle(delay);
-        outage + 1
+    }
+
+    fn recovered(&self) {
+        self.outage.borrow_mut().recovered_now(&self.logger);
     }
 
     /// `rate_max_calls` per `rate_period`, counting processed tasks (not polls).
@@ -556,19 +561,19 @@ impl Consumer {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = rex_transport::Result<T>>,
     {
-        let mut delay = Duration::from_millis(100);
         for _ in 0..8 {
             match self.rt.block_on(op()) {
                 Err(e) if e.is_retryable() => {
                     self.lost_replies.set(true);
-                    self.logger.warn(format_args!(
-                        "Transport unavailable ({e}); retrying in {:.1}s",
-                        delay.as_secs_f64()
-                    ));
+                    let delay = self.outage.borrow_mut().failed_now(&self.logger, &e);
                     std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(10));
                 }
-                other => return other,
+                other => {
+                    if other.is_ok() {
+                        self.recovered();
+                    }
+                    return other;
+                }
             }
         }
         self.rt.block_on(op())

@@ -31,9 +31,10 @@ impl SqliteTransport {
             message: format!("{}: {message}", path.display()),
         };
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
+            private_dir(parent)
                 .map_err(|e| unavailable(format!("cannot create {}: {e}", parent.display())))?;
         }
+        private_file(&path)?;
         let mut conn = Connection::open(&path).map_err(|e| unavailable(e.to_string()))?;
         configure(&conn).map_err(sql_error)?;
         migrate(&mut conn)?;
@@ -55,6 +56,53 @@ impl SqliteTransport {
         // drop), so a poisoned connection is still consistent.
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut conn).map_err(sql_error)
+    }
+}
+
+/// Create `dir` (and its missing parents) readable by its owner only: the database in it
+/// holds every payload. An existing directory is left as it is.
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// The database must be a regular file of its own (SQLite writes `-wal` and `-shm` files
+/// beside it: `sqlite:/dev/null` would create `/dev/null-wal`). A new one is created 0600,
+/// and SQLite gives its `-wal` and `-shm` files the same mode.
+fn private_file(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let refuse = |reason: String| {
+        TransportError::Unsupported(format!(
+            "cannot use {} as an SQLite database: {reason}",
+            path.display()
+        ))
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err(refuse("it is not a regular file".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+            {
+                // Another process created it first: as good.
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(TransportError::Unavailable {
+                    transport: TRANSPORT.to_string(),
+                    message: format!("cannot create {}: {e}", path.display()),
+                }),
+            }
+        }
+        Err(e) => Err(refuse(e.to_string())),
     }
 }
 
@@ -110,10 +158,28 @@ fn is_busy(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// Busy/locked after the busy timeout is retryable; anything else is a backend failure.
+/// Conditions of the file and its disk rather than of a statement: retried later, as a
+/// network transport's lost connection is (a full disk gets space back; a worker must never
+/// charge such an error to the payload it was recording).
+fn is_outage(e: &rusqlite::Error) -> bool {
+    is_busy(e)
+        || matches!(
+            e.sqlite_error_code(),
+            Some(
+                ErrorCode::DiskFull
+                    | ErrorCode::SystemIoFailure
+                    | ErrorCode::CannotOpen
+                    | ErrorCode::ReadOnly
+                    | ErrorCode::FileLockingProtocolFailed
+                    | ErrorCode::OutOfMemory
+            )
+        )
+}
+
+/// Busy, locked, full or failing disks are retryable; anything else is a backend failure.
 pub(super) fn sql_error(e: rusqlite::Error) -> TransportError {
     let (transport, message) = (TRANSPORT.to_string(), e.to_string());
-    if is_busy(&e) {
+    if is_outage(&e) {
         TransportError::Unavailable { transport, message }
     } else {
         TransportError::Backend { transport, message }
@@ -148,5 +214,56 @@ mod tests {
             .with(|c| c.pragma_query_value(None, "journal_mode", |r| r.get(0)))
             .unwrap();
         assert_eq!(journal, "wal");
+    }
+
+    #[test]
+    fn the_database_its_wal_and_its_directory_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new").join("rex.sqlite3");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let t = SqliteTransport::open(&path).unwrap();
+        rt.block_on(Transport::submit(
+            &t,
+            "foo",
+            Payload::new(),
+            &SubmitOptions::default(),
+        ))
+        .unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(path.parent().unwrap()), 0o700);
+        assert_eq!(mode(&path), 0o600);
+        // The WAL exists while a connection is open.
+        let mut wal = path.as_os_str().to_owned();
+        wal.push("-wal");
+        assert_eq!(mode(Path::new(&wal)), 0o600);
+    }
+
+    #[test]
+    fn a_path_that_is_not_a_regular_file_is_refused() {
+        for path in ["/dev/null", "/tmp"] {
+            let err = SqliteTransport::open(path).err().expect("refused");
+            assert_eq!(
+                err.to_string(),
+                format!("cannot use {path} as an SQLite database: it is not a regular file")
+            );
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_an_outage_not_a_failure_of_the_statement() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(sql_error(full).is_retryable());
+        let constraint = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT),
+            None,
+        );
+        assert!(!sql_error(constraint).is_retryable());
     }
 }

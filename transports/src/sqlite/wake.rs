@@ -81,7 +81,11 @@ impl WakeBus {
         if slot.is_none() {
             let socket = UnixDatagram::bind_addr(&self.address(&self.me).ok()?).ok()?;
             socket.set_nonblocking(true).ok()?;
-            std::fs::create_dir_all(&self.dir).ok()?;
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                let mut dir = std::fs::DirBuilder::new();
+                dir.recursive(true).mode(0o700).create(&self.dir).ok()?;
+            }
             std::fs::write(self.dir.join(&self.me), b"").ok()?;
             *slot = Some(socket);
         }
