@@ -23,6 +23,8 @@ pub enum PluginError {
     },
     #[error("cannot load plugin {}: {message}", .path.display())]
     Load { path: PathBuf, message: String },
+    #[error("refusing to load plugin {}: {reason}; only its owner (or root) may be able to change it or its directory (chmod go-w)", .path.display())]
+    Unsafe { path: PathBuf, reason: String },
     #[error("{} is not a rex plugin: {reason}", .path.display())]
     NotAPlugin { path: PathBuf, reason: String },
     #[error("{} was built for rex plugin ABI v{found}, but this rex supports ABI v{supported}; rebuild it against a matching rex-plugin", .path.display())]
@@ -79,6 +81,123 @@ pub fn find(package: &str, dirs: &[PathBuf]) -> Result<PathBuf, PluginError> {
             file,
             searched: dirs.to_vec(),
         })
+}
+
+/// An error with its sources: libloading's `dlopen failed` keeps the reason in its source.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// What can be told about a file before handing it to the dynamic loader, whose own
+/// messages are terse (`dlopen failed`) and which maps a truncated library as if it were
+/// whole — the process then dies of SIGBUS when it touches the missing part. The ELF header,
+/// program headers and section headers are checked to lie within the file.
+fn check_shared_library(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let read = |offset: u64, size: usize| -> Result<Vec<u8>, String> {
+        let mut buf = vec![0u8; size];
+        match offset.checked_add(size as u64) {
+            Some(end) if end <= len => {}
+            _ => return Err("the file is truncated (its ELF headers point past its end)".into()),
+        }
+        file.read_exact_at(&mut buf, offset)
+            .map_err(|e| e.to_string())?;
+        Ok(buf)
+    };
+    if len == 0 {
+        return Err("the file is empty".into());
+    }
+    if len < 4 || read(0, 4)? != b"\x7fELF" {
+        return Err("the file is not a shared library (it has no ELF header)".into());
+    }
+    let header = read(0, 64).map_err(|_| "the file is truncated (in its ELF header)".to_string())?;
+    // e_ident: 64-bit (2), little-endian (1) — what every platform rex builds for uses.
+    if header[4] != 2 || header[5] != 1 {
+        return Err("the file is not a 64-bit little-endian ELF library".into());
+    }
+    let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) as u64;
+    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4]));
+    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+    if u16_at(&header, 0x10) != 3 {
+        return Err("the file is an ELF file but not a shared library (ET_DYN)".into());
+    }
+    let (phoff, phentsize, phnum) = (u64_at(&header, 0x20), u16_at(&header, 0x36), u16_at(&header, 0x38));
+    let (shoff, shentsize, shnum) = (u64_at(&header, 0x28), u16_at(&header, 0x3A), u16_at(&header, 0x3C));
+    if phentsize < 56 {
+        return Err("the file has malformed ELF program headers".into());
+    }
+    let table = read(phoff, (phentsize * phnum) as usize)?;
+    for entry in table.chunks(phentsize as usize) {
+        // PT_LOAD segments are mapped from the file: they must lie within it.
+        if u32_at(entry, 0) == 1 {
+            let end = u64_at(entry, 0x08).checked_add(u64_at(entry, 0x20));
+            if end.is_none_or(|end| end > len) {
+                return Err("the file is truncated (a loadable segment ends past its end)".into());
+            }
+        }
+    }
+    if shoff != 0 {
+        read(shoff, (shentsize * shnum) as usize)?;
+    }
+    Ok(())
+}
+
+/// Like sshd's StrictModes: a library (and the directory holding it) that users other than
+/// its owner could replace would run their code in every rex process. The owner must be
+/// root or the user running rex; nobody else may write to either. A group may write only
+/// when it is the owner's personal group (the user-private-group convention of a umask 002).
+pub fn check_safe_location(path: &Path) -> Result<(), PluginError> {
+    use std::os::unix::fs::MetadataExt;
+    let unsafe_because = |reason: String| PluginError::Unsafe {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = std::fs::canonicalize(path).map_err(|e| unsafe_because(e.to_string()))?;
+    let dir = file.parent().unwrap_or(Path::new("/"));
+    let me = nix::unistd::geteuid().as_raw();
+    for (what, place) in [("the library", file.as_path()), ("its directory", dir)] {
+        let meta = std::fs::metadata(place).map_err(|e| unsafe_because(e.to_string()))?;
+        let shown = place.display();
+        if meta.uid() != 0 && meta.uid() != me {
+            return Err(unsafe_because(format!(
+                "{what} {shown} belongs to user {} (not root, not the user running rex)",
+                meta.uid()
+            )));
+        }
+        if meta.mode() & 0o002 != 0 {
+            return Err(unsafe_because(format!(
+                "{what} {shown} is writable by every user"
+            )));
+        }
+        if meta.mode() & 0o020 != 0 && !personal_group(meta.uid(), meta.gid()) {
+            return Err(unsafe_because(format!(
+                "{what} {shown} is writable by group {}",
+                meta.gid()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `gid` is the primary group of `uid` with no other members.
+fn personal_group(uid: u32, gid: u32) -> bool {
+    use nix::unistd::{Gid, Group, Uid, User};
+    let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
+        return false;
+    };
+    let Ok(Some(group)) = Group::from_gid(Gid::from_raw(gid)) else {
+        return false;
+    };
+    user.gid.as_raw() == gid && group.mem.iter().all(|m| *m == user.name)
 }
 
 /// A worker as declared in a manifest.
@@ -147,9 +266,11 @@ impl Plugin {
             path: path.to_path_buf(),
             message,
         };
+        check_safe_location(path)?;
+        check_shared_library(path).map_err(load_err)?;
         // SAFETY: loading runs the library's initialisers. Rust cdylibs have no life-before-main;
         // this is the documented trust boundary of plugins (they are code the operator installs).
-        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| load_err(e.to_string()))?;
+        let lib = unsafe { libloading::Library::new(path) }.map_err(|e| load_err(chain(&e)))?;
         // Never unloaded (see module docs).
         let lib: &'static libloading::Library = Box::leak(Box::new(lib));
         // SAFETY: the symbol's type is fixed by the ABI; a library exporting the name with another
@@ -346,4 +467,61 @@ pub fn host_table(min_level: crate::logging::Level) -> &'static abi::RexHostV1 {
         data: std::ptr::null_mut(),
         log,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn files_that_are_not_whole_shared_libraries_are_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = write(dir.path(), "empty.so", b"");
+        assert_eq!(check_shared_library(&empty).unwrap_err(), "the file is empty");
+        let text = write(dir.path(), "text.so", b"hello\n");
+        assert_eq!(
+            check_shared_library(&text).unwrap_err(),
+            "the file is not a shared library (it has no ELF header)"
+        );
+        // This test binary is position-independent: an ET_DYN ELF file, as a library is.
+        let whole = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let copy = write(dir.path(), "whole.so", &whole);
+        assert_eq!(check_shared_library(&copy), Ok(()));
+        for cut in [10, 100, 4096, whole.len() / 2, whole.len() - 1] {
+            let truncated = write(dir.path(), "cut.so", &whole[..cut]);
+            let err = check_shared_library(&truncated).unwrap_err();
+            assert!(err.starts_with("the file is truncated"), "cut at {cut}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_library_others_could_replace_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = write(dir.path(), "librex_x.so", b"\x7fELF");
+        assert!(check_safe_location(&lib).is_ok());
+
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_safe_location(&lib).unwrap_err().to_string();
+        assert!(err.contains("is writable by every user"), "{err}");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o646)).unwrap();
+        let err = check_safe_location(&lib).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("refusing to load plugin {}: the library", lib.display())), "{err}");
+        std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+        // Owned by another user (needs root to arrange).
+        if nix::unistd::geteuid().is_root() {
+            nix::unistd::chown(&lib, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
+            let err = check_safe_location(&lib).unwrap_err().to_string();
+            assert!(err.contains("belongs to user 65534"), "{err}");
+        }
+    }
 }
