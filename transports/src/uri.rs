@@ -10,24 +10,39 @@ pub fn redact_uri(uri: &str) -> String {
     let Some((scheme, rest)) = uri.split_once("://") else {
         return uri.to_string();
     };
-    let shown = match rest.rfind('@') {
+    // The query first: an `@` in it must not be taken for the end of a user part.
+    let (rest, query) = match rest.split_once('?') {
+        Some((rest, query)) => (rest, Some(query)),
+        None => (rest, None),
+    };
+    let base = match rest.rfind('@') {
         Some(at) => match rest[..at].find(':') {
             Some(colon) => format!("{scheme}://{}:***{}", &rest[..colon], &rest[at..]),
-            None => uri.to_string(),
+            None => format!("{scheme}://{rest}"),
         },
-        None => uri.to_string(),
+        None => format!("{scheme}://{rest}"),
     };
-    let Some((base, query)) = shown.split_once('?') else {
-        return shown;
+    let Some(query) = query else {
+        return base;
     };
     let query: Vec<String> = query
         .split('&')
         .map(|pair| match pair.split_once('=') {
-            Some((name @ ("pass" | "password"), _)) => format!("{name}=***"),
+            Some((name, _)) if is_secret_parameter(name) => format!("{name}=***"),
             _ => pair.to_string(),
         })
         .collect();
     format!("{base}?{}", query.join("&"))
+}
+
+/// Query parameters that carry a secret: `password`, `sslpassword`, `pass`, `token`,
+/// `secret`, `auth`, in any case.
+fn is_secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["pass", "secret", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+        || name == "auth"
 }
 
 /// `%XX` sequences of a URI part decoded (as UTF-8); `None` when malformed.
@@ -92,6 +107,14 @@ mod tests {
             ),
             ("redis://:s3cret@h?pass=x", "redis://:***@h?pass=***"),
             ("postgresql://u@h/db", "postgresql://u@h/db"),
+            (
+                "postgresql://h/db?sslpassword=k&PassWord=p&auth_token=t&sslmode=require",
+                "postgresql://h/db?sslpassword=***&PassWord=***&auth_token=***&sslmode=require",
+            ),
+            (
+                "redis://h:6379/0?auth=s3cret&note=a@b:c",
+                "redis://h:6379/0?auth=***&note=a@b:c",
+            ),
             ("sqlite:/tmp/a.db", "sqlite:/tmp/a.db"),
         ] {
             assert_eq!(redact_uri(uri), shown, "{uri}");
