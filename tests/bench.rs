@@ -81,3 +81,40 @@ fn bad_options_are_fatal_errors() {
         "FATAL ERROR: Expected one of:\n    burn-down, steady\nGot:\n    sideways\nWhile parsing option:\n    --mode\n"
     );
 }
+
+/// A small soak with children SIGKILLed over and over: no descriptor is leaked by a restart
+/// (the master's count stays flat, each new child opens as many as the first), and every
+/// task is processed. Counts, not times, are checked.
+#[test]
+fn soak_restarts_children_without_leaking_descriptors() {
+    let r = bench(&[
+        "--mode",
+        "soak",
+        "--duration",
+        "3s",
+        "--rate",
+        "200",
+        "--restart-every",
+        "300ms",
+    ]);
+    assert_eq!(r["mode"], "soak");
+    assert_eq!(r["processed"], r["tasks"], "{r}");
+    let samples = r["samples"].as_array().expect("samples");
+    let last = samples.last().expect("a sample");
+    assert!(last["restarts"].as_u64().is_some_and(|n| n >= 3), "{r}");
+    // A leak grows with the restarts: the last third of the run would never come back down
+    // to the first third's level. Transient descriptors (a child being replaced, starting up)
+    // only raise a maximum or lower a minimum, which this comparison tolerates.
+    let running: Vec<&serde_json::Value> = samples
+        .iter()
+        .filter(|s| s["done"].as_u64() > Some(0))
+        .collect();
+    assert!(running.len() >= 6, "{r}");
+    let third = running.len() / 3;
+    for name in ["master_fds", "child_fds"] {
+        let counts: Vec<u64> = running.iter().filter_map(|s| s[name].as_u64()).collect();
+        let early = counts[..third].iter().max();
+        let late = counts[counts.len() - third..].iter().min();
+        assert!(late <= early, "{name} grow over the restarts: {counts:?}");
+    }
+}

@@ -5,7 +5,7 @@ use super::*;
 
 /// A master process under measurement.
 pub(super) struct Master {
-    child: std::process::Child,
+    pub(super) child: std::process::Child,
     pub(super) master_rss_kb: u64,
     pub(super) child_rss_kb: u64,
 }

@@ -17,15 +17,20 @@
 //! * for SQLite, the rate of a bare rusqlite loop doing the same claim+ack statements in
 //!   batches of `--prefetch`, and the ratio to it.
 //!
+//! `--mode soak` (module `soak`) runs steady for `--duration`, SIGKILLs a child every
+//! `--restart-every` and samples memory and open descriptors of every process over time.
+//!
 //! Sampling loops here (progress, RSS) are measurement, not synchronisation.
 
 mod ceiling;
 mod master;
 mod report;
+mod soak;
 
 use ceiling::bare_sqlite_rate;
 use master::{Master, children_of};
 use report::{Progress, print_report};
+use soak::{Sample, SoakPlan};
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -45,6 +50,7 @@ use rex_transport::{Submit, SubmitOptions, Transport};
 enum Mode {
     BurnDown,
     Steady,
+    Soak(SoakPlan),
 }
 
 struct Options {
@@ -68,18 +74,37 @@ fn options(parsed: &Parsed) -> Result<Options> {
             }),
         }
     };
+    let duration = |name: &str| -> Result<Option<Duration>> {
+        parsed
+            .value(name)
+            .map(|v| crate::settings::parse_duration(&v))
+            .transpose()
+            .map_err(|e| e.context("While parsing option:", format!("--{name}")))
+    };
     let mode = match parsed.value("mode").as_deref() {
         None | Some("burn-down") => Mode::BurnDown,
         Some("steady") => Mode::Steady,
+        Some("soak") => Mode::Soak(SoakPlan {
+            duration: duration("duration")?
+                .unwrap_or(Duration::from_secs(60))
+                .max(Duration::from_millis(100)),
+            restart_every: duration("restart-every")?.filter(|d| !d.is_zero()),
+        }),
         Some(other) => {
-            return Err(Error::with_body("Expected one of:", "burn-down, steady")
+            return Err(Error::with_body("Expected one of:", "burn-down, steady, soak")
                 .context("Got:", other.to_string())
                 .context("While parsing option:", "--mode"));
         }
     };
+    let rate = number("rate", 500)?;
+    // A soak submits at --rate for --duration.
+    let tasks = match mode {
+        Mode::Soak(plan) => ((plan.duration.as_secs_f64() * rate as f64) as u64).max(1),
+        _ => number("tasks", 10_000)?,
+    };
     Ok(Options {
         transport: parsed.value("transport"),
-        tasks: number("tasks", 10_000)?,
+        tasks,
         queues: u32::try_from(number("queues", 1)?).unwrap_or(u32::MAX),
         concurrency: u32::try_from(number("concurrency", 1)?).unwrap_or(u32::MAX),
         prefetch: u32::try_from(number(
@@ -94,7 +119,7 @@ fn options(parsed: &Parsed) -> Result<Options> {
             })?,
         },
         mode,
-        rate: number("rate", 500)?,
+        rate,
         json: parsed.flag("json"),
     })
 }
@@ -114,6 +139,8 @@ struct Report {
     master_rss_kb: u64,
     child_rss_kb: u64,
     bare_rate: Option<f64>,
+    /// `--mode soak`: the processes' resources over time.
+    samples: Vec<Sample>,
 }
 
 pub fn task(parsed: &Parsed) -> Result<i32> {
@@ -165,7 +192,7 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
                 (master.master_rss_kb, master.child_rss_kb);
             report.batch_sizes = read_starts(&log_path).iter().map(|s| s.3).collect();
         }
-        Mode::Steady => {
+        Mode::Steady | Mode::Soak(_) => {
             let mut master = Master::spawn(&uri, &queues, &opts, &scratch.path, false)?;
             master.wait_children(opts.queues as usize * opts.concurrency as usize)?;
             let t0 = Instant::now();
@@ -177,8 +204,13 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
                     (opts.tasks, opts.rate, opts.payload_bytes, master.pid());
                 let kill_at = &kill_at;
                 let rt = &rt;
+                // Steady kills one child half-way; a soak kills them as it samples.
+                let kill_after = match opts.mode {
+                    Mode::Soak(_) => u64::MAX,
+                    _ => tasks / 2,
+                };
                 move || -> Result<f64> {
-                    let pacing = Some((rate, tasks / 2, master_pid, kill_at));
+                    let pacing = Some((rate, kill_after, master_pid, kill_at));
                     let o = Options {
                         tasks,
                         payload_bytes: bytes,
@@ -191,7 +223,12 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
             };
             let submit_s = std::thread::scope(|scope| {
                 let handle = scope.spawn(submitter);
-                let watched = master.watch(&rt, &transport, &queues, opts.tasks, &progress);
+                let watched = match opts.mode {
+                    Mode::Soak(plan) => master
+                        .soak(&rt, &transport, &queues, opts.tasks, plan, &progress)
+                        .map(|samples| report.samples = samples),
+                    _ => master.watch(&rt, &transport, &queues, opts.tasks, &progress),
+                };
                 let submitted = handle
                     .join()
                     .map_err(|_| Error::new("the submitting thread panicked"))?;

@@ -24,7 +24,11 @@ pub(super) fn print_report(r: &Report, opts: &Options) {
     if opts.json {
         let v = json!({
             "transport": r.transport,
-            "mode": if opts.mode == Mode::Steady { "steady" } else { "burn-down" },
+            "mode": match opts.mode {
+                Mode::BurnDown => "burn-down",
+                Mode::Steady => "steady",
+                Mode::Soak(_) => "soak",
+            },
             "tasks": opts.tasks, "queues": opts.queues, "concurrency": opts.concurrency,
             "payload_bytes": opts.payload_bytes,
             "processed": r.processed,
@@ -39,14 +43,22 @@ pub(super) fn print_report(r: &Report, opts: &Options) {
             "batch_max": r.batch_sizes.iter().max(),
             "bare_sqlite_per_s": r.bare_rate,
             "drain_vs_bare": r.bare_rate.map(|b| drain_rate / b),
+            "samples": r.samples,
+            "drift": soak::drift(&r.samples),
         });
         println!("{v}");
         return;
     }
-    let mode = if opts.mode == Mode::Steady {
-        format!("steady at {}/s", opts.rate)
-    } else {
-        "burn-down".into()
+    let mode = match opts.mode {
+        Mode::BurnDown => "burn-down".to_string(),
+        Mode::Steady => format!("steady at {}/s", opts.rate),
+        Mode::Soak(plan) => format!(
+            "soak at {}/s for {:.0} s, a child killed every {}",
+            opts.rate,
+            plan.duration.as_secs_f64(),
+            plan.restart_every
+                .map_or("(never)".to_string(), |d| format!("{:.1} s", d.as_secs_f64()))
+        ),
     };
     println!(
         "{}: {} tasks, {} queue(s) x {} child(ren), payload {} B, {mode}",
@@ -90,6 +102,9 @@ pub(super) fn print_report(r: &Report, opts: &Options) {
             opts.prefetch,
             100.0 * drain_rate / bare
         );
+    }
+    if !r.samples.is_empty() {
+        soak::print_samples(&r.samples);
     }
     println!("processed {} of {}", r.processed, opts.tasks);
 }

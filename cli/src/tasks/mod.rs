@@ -132,12 +132,18 @@ pub fn builtins() -> Vec<Builtin> {
                     OptSpec::value(
                         "mode",
                         "MODE",
-                        "burn-down (submit all, then drain) or steady (submit at --rate while workers run)",
+                        "burn-down (submit all, then drain), steady (submit at --rate while workers run) or soak (steady for --duration, children killed every --restart-every, memory and open files sampled)",
+                    ),
+                    OptSpec::value("duration", "D", "soak mode: how long to submit (default 60s)"),
+                    OptSpec::value(
+                        "restart-every",
+                        "D",
+                        "soak mode: SIGKILL a child this often (default: never)",
                     ),
                     OptSpec::value(
                         "rate",
                         "R",
-                        "steady mode: tasks submitted per second (default 500)",
+                        "steady and soak modes: tasks submitted per second (default 500)",
                     ),
                     OptSpec::toggle("json", "print one JSON object instead of text"),
                 ],
