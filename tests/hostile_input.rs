@@ -63,7 +63,11 @@ fn a_huge_payload_on_stdin_is_refused_with_a_short_error_and_nothing_submitted()
         )),
         "{stderr}"
     );
-    assert!(stderr.len() < 300, "the error echoes the input: {} bytes", stderr.len());
+    assert!(
+        stderr.len() < 300,
+        "the error echoes the input: {} bytes",
+        stderr.len()
+    );
     assert_eq!(project.counts("foo"), (0, 0, 0));
 }
 
@@ -74,14 +78,25 @@ fn an_invalid_payload_is_quoted_as_an_excerpt() {
     let deep = format!("{{\"a\": {}", "[".repeat(100_000));
     let (code, _, stderr) = project.run(&["asynctask-submit", "foo", &deep]);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.starts_with("FATAL ERROR: Expected a JSON object"), "{stderr}");
+    assert!(
+        stderr.starts_with("FATAL ERROR: Expected a JSON object"),
+        "{stderr}"
+    );
     assert!(stderr.contains("(100006 bytes in all)"), "{stderr}");
-    assert!(stderr.len() < 600, "the error echoes the input: {} bytes", stderr.len());
+    assert!(
+        stderr.len() < 600,
+        "the error echoes the input: {} bytes",
+        stderr.len()
+    );
     let mut garbage = b"{\"a\": 1}\n".to_vec();
     garbage.extend(std::iter::repeat_n(b'{', 200_000));
     let (code, stderr) = submit_stdin(&project, &garbage);
     assert_eq!(code, 1, "{stderr}");
-    assert!(stderr.len() < 600, "the error echoes the input: {} bytes", stderr.len());
+    assert!(
+        stderr.len() < 600,
+        "the error echoes the input: {} bytes",
+        stderr.len()
+    );
     assert_eq!(project.counts("foo"), (0, 0, 0));
 }
 

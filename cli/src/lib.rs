@@ -19,6 +19,7 @@
 //! * [`logging`] — `LEVEL:Logger:message` records over `tracing`.
 //! * [`runtime`] — the current-thread async runtime each command runs on.
 //! * [`error`] — the user-facing error type, rendered as `FATAL ERROR: ...`.
+//! * [`fuzzing`] — entry points of the fuzz targets and of their corpus replay.
 
 pub mod beacon;
 pub mod bench;
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod control;
 pub mod cron;
 pub mod error;
+pub mod fuzzing;
 pub mod logging;
 pub mod package;
 pub mod plugin;

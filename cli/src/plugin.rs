@@ -119,19 +119,30 @@ fn check_shared_library(path: &Path) -> Result<(), String> {
     if len < 4 || read(0, 4)? != b"\x7fELF" {
         return Err("the file is not a shared library (it has no ELF header)".into());
     }
-    let header = read(0, 64).map_err(|_| "the file is truncated (in its ELF header)".to_string())?;
+    let header =
+        read(0, 64).map_err(|_| "the file is truncated (in its ELF header)".to_string())?;
     // e_ident: 64-bit (2), little-endian (1) — what every platform rex builds for uses.
     if header[4] != 2 || header[5] != 1 {
         return Err("the file is not a 64-bit little-endian ELF library".into());
     }
     let u16_at = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]) as u64;
-    let u32_at = |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4]));
-    let u64_at = |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
+    let u32_at =
+        |b: &[u8], at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or([0; 4]));
+    let u64_at =
+        |b: &[u8], at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or([0; 8]));
     if u16_at(&header, 0x10) != 3 {
         return Err("the file is an ELF file but not a shared library (ET_DYN)".into());
     }
-    let (phoff, phentsize, phnum) = (u64_at(&header, 0x20), u16_at(&header, 0x36), u16_at(&header, 0x38));
-    let (shoff, shentsize, shnum) = (u64_at(&header, 0x28), u16_at(&header, 0x3A), u16_at(&header, 0x3C));
+    let (phoff, phentsize, phnum) = (
+        u64_at(&header, 0x20),
+        u16_at(&header, 0x36),
+        u16_at(&header, 0x38),
+    );
+    let (shoff, shentsize, shnum) = (
+        u64_at(&header, 0x28),
+        u16_at(&header, 0x3A),
+        u16_at(&header, 0x3C),
+    );
     if phentsize < 56 {
         return Err("the file has malformed ELF program headers".into());
     }
@@ -383,24 +394,7 @@ impl Plugin {
             )
         };
         let body = self.take(out);
-        let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
-        match status {
-            abi::RexStatus::OK => CallResult::Ok(body),
-            abi::RexStatus::UNKNOWN => CallResult::Rejected(format!(
-                "worker {worker} is not provided by {}",
-                self.manifest.package
-            )),
-            abi::RexStatus::BAD_INPUT => {
-                CallResult::Rejected(text("message").unwrap_or_else(|| "bad request".into()))
-            }
-            status => CallResult::Failed {
-                panicked: status == abi::RexStatus::PANIC,
-                message: text("message")
-                    .unwrap_or_else(|| format!("plugin returned status {}", status.0)),
-                location: text("location"),
-                body,
-            },
-        }
+        interpret(status, body, worker, &self.manifest.package)
     }
 
     /// Run a plugin-provided task with its arguments; returns its exit code.
@@ -422,7 +416,7 @@ impl Plugin {
     /// Copy a returned buffer out as JSON and hand the buffer back to the plugin's allocator.
     fn take(&self, out: abi::RexBuf) -> Value {
         // SAFETY: `out` was filled by the plugin (or is EMPTY) and is freed exactly once below.
-        let value = serde_json::from_slice(unsafe { out.as_bytes() }).unwrap_or(Value::Null);
+        let value = decode_body(unsafe { out.as_bytes() });
         if !out.ptr.is_null() {
             // SAFETY: the plugin allocated it; only its free_buf may release it.
             unsafe { (self.table.free_buf)(out) };
@@ -441,6 +435,33 @@ impl Plugin {
                 .to_string(),
         }
     }
+}
+
+/// What a worker call's status and response body mean (`worker` of `package`). Nothing in
+/// the body is trusted: a field of the wrong type reads as absent.
+pub fn interpret(status: abi::RexStatus, body: Value, worker: &str, package: &str) -> CallResult {
+    let text = |key: &str| body.get(key).and_then(Value::as_str).map(str::to_string);
+    match status {
+        abi::RexStatus::OK => CallResult::Ok(body),
+        abi::RexStatus::UNKNOWN => {
+            CallResult::Rejected(format!("worker {worker} is not provided by {package}"))
+        }
+        abi::RexStatus::BAD_INPUT => {
+            CallResult::Rejected(text("message").unwrap_or_else(|| "bad request".into()))
+        }
+        status => CallResult::Failed {
+            panicked: status == abi::RexStatus::PANIC,
+            message: text("message")
+                .unwrap_or_else(|| format!("plugin returned status {}", status.0)),
+            location: text("location"),
+            body,
+        },
+    }
+}
+
+/// A response buffer's bytes as JSON; anything that is not JSON reads as `null`.
+pub fn decode_body(bytes: &[u8]) -> Value {
+    serde_json::from_slice(bytes).unwrap_or(Value::Null)
 }
 
 /// The host services table handed to plugins: logging goes through our logger so plugin
@@ -484,7 +505,10 @@ mod tests {
     fn files_that_are_not_whole_shared_libraries_are_explained() {
         let dir = tempfile::tempdir().unwrap();
         let empty = write(dir.path(), "empty.so", b"");
-        assert_eq!(check_shared_library(&empty).unwrap_err(), "the file is empty");
+        assert_eq!(
+            check_shared_library(&empty).unwrap_err(),
+            "the file is empty"
+        );
         let text = write(dir.path(), "text.so", b"hello\n");
         assert_eq!(
             check_shared_library(&text).unwrap_err(),
@@ -497,7 +521,10 @@ mod tests {
         for cut in [10, 100, 4096, whole.len() / 2, whole.len() - 1] {
             let truncated = write(dir.path(), "cut.so", &whole[..cut]);
             let err = check_shared_library(&truncated).unwrap_err();
-            assert!(err.starts_with("the file is truncated"), "cut at {cut}: {err}");
+            assert!(
+                err.starts_with("the file is truncated"),
+                "cut at {cut}: {err}"
+            );
         }
     }
 
@@ -514,7 +541,13 @@ mod tests {
 
         std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o646)).unwrap();
         let err = check_safe_location(&lib).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("refusing to load plugin {}: the library", lib.display())), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "refusing to load plugin {}: the library",
+                lib.display()
+            )),
+            "{err}"
+        );
         std::fs::set_permissions(&lib, std::fs::Permissions::from_mode(0o644)).unwrap();
 
         // Owned by another user (needs root to arrange).

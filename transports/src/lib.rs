@@ -93,7 +93,9 @@ pub enum TransportError {
     #[error("Expected a mapping\nGot:\n    {0}")]
     InvalidPayload(String),
     /// The payload is larger than the limit (`asynctask_max_payload_size`).
-    #[error("A payload of {size} bytes exceeds the limit of {max} bytes (asynctask_max_payload_size)")]
+    #[error(
+        "A payload of {size} bytes exceeds the limit of {max} bytes (asynctask_max_payload_size)"
+    )]
     PayloadTooLarge { size: usize, max: usize },
     /// The payload nests objects and arrays deeper than the limit.
     #[error("Expected a payload nested at most {max} levels deep")]
@@ -320,28 +322,52 @@ pub trait Transport: Send + Sync + 'static {
 /// * `memory:` (a fresh in-process store),
 /// * `postgresql://`, `redis://`, `amqp://` (see [`pgsql`], [`redis`], [`amqp`]).
 pub fn open(uri: &str) -> Result<Arc<dyn Transport>> {
-    let scheme = uri.split_once(':').map(|(s, _)| s).unwrap_or("");
-    match scheme {
+    match backend(uri)? {
         "sqlite" => Ok(Arc::new(sqlite::SqliteTransport::open_uri(uri)?)),
-        "memory" => Ok(Arc::new(memory::MemoryTransport::new())),
         #[cfg(feature = "pgsql")]
-        "pgsql" | "postgres" | "postgresql" => pgsql::open_uri(uri),
+        "pgsql" => pgsql::open_uri(uri),
         #[cfg(feature = "redis")]
-        "redis" | "rediss" | "redis+unix" => redis::open_uri(uri),
+        "redis" => redis::open_uri(uri),
         #[cfg(feature = "amqp")]
-        "amqp" | "amqps" => amqp::open_uri(uri),
-        #[cfg(not(feature = "pgsql"))]
-        "pgsql" | "postgres" | "postgresql" => Err(not_compiled(uri, "PostgreSQL", "pgsql")),
-        #[cfg(not(feature = "redis"))]
-        "redis" | "rediss" | "redis+unix" => Err(not_compiled(uri, "Redis", "redis")),
-        #[cfg(not(feature = "amqp"))]
-        "amqp" | "amqps" => Err(not_compiled(uri, "RabbitMQ", "amqp")),
-        _ => Err(TransportError::UnknownTransport(redact_uri(uri))),
+        "amqp" => amqp::open_uri(uri),
+        _ => Ok(Arc::new(memory::MemoryTransport::new())),
+    }
+}
+
+/// Parse `uri` as [`open`] would, without opening or connecting to anything.
+pub fn check_uri(uri: &str) -> Result<()> {
+    match backend(uri)? {
+        "sqlite" => sqlite::SqliteTransport::path_of(uri).map(drop),
+        #[cfg(feature = "pgsql")]
+        "pgsql" => pgsql::check_uri(uri),
+        #[cfg(feature = "redis")]
+        "redis" => redis::check_uri(uri),
+        #[cfg(feature = "amqp")]
+        "amqp" => amqp::check_uri(uri),
+        _ => Ok(()),
+    }
+}
+
+/// The backend a URI's scheme names (`sqlite`, `memory`, `pgsql`, `redis`, `amqp`), or why
+/// this build cannot use it.
+fn backend(uri: &str) -> Result<&'static str> {
+    let scheme = uri.split_once(':').map(|(s, _)| s).unwrap_or("");
+    let (backend, name, feature) = match scheme {
+        "sqlite" => return Ok("sqlite"),
+        "memory" => return Ok("memory"),
+        "pgsql" | "postgres" | "postgresql" => ("pgsql", "PostgreSQL", cfg!(feature = "pgsql")),
+        "redis" | "rediss" | "redis+unix" => ("redis", "Redis", cfg!(feature = "redis")),
+        "amqp" | "amqps" => ("amqp", "RabbitMQ", cfg!(feature = "amqp")),
+        _ => return Err(TransportError::UnknownTransport(redact_uri(uri))),
+    };
+    if feature {
+        Ok(backend)
+    } else {
+        Err(not_compiled(uri, name, backend))
     }
 }
 
 /// The error for a URI whose backend this build left out.
-#[allow(dead_code)] // used only when some backend's feature is off
 fn not_compiled(uri: &str, backend: &'static str, feature: &'static str) -> TransportError {
     TransportError::NotCompiled {
         uri: redact_uri(uri),

@@ -423,14 +423,20 @@ mod tests {
         };
         assert!(normalize_payload(nested(MAX_PAYLOAD_DEPTH)).is_ok());
         let err = normalize_payload(nested(MAX_PAYLOAD_DEPTH + 1)).unwrap_err();
-        assert!(matches!(err, TransportError::PayloadTooDeep { .. }), "{err}");
+        assert!(
+            matches!(err, TransportError::PayloadTooDeep { .. }),
+            "{err}"
+        );
         // One object around MAX_PAYLOAD_DEPTH arrays.
         let mut arrays = Value::from(1);
         for _ in 0..MAX_PAYLOAD_DEPTH {
             arrays = Value::Array(vec![arrays]);
         }
         let err = normalize_payload(serde_json::json!({ "a": arrays })).unwrap_err();
-        assert!(matches!(err, TransportError::PayloadTooDeep { .. }), "{err}");
+        assert!(
+            matches!(err, TransportError::PayloadTooDeep { .. }),
+            "{err}"
+        );
     }
 
     #[test]

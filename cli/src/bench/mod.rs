@@ -91,9 +91,11 @@ fn options(parsed: &Parsed) -> Result<Options> {
             restart_every: duration("restart-every")?.filter(|d| !d.is_zero()),
         }),
         Some(other) => {
-            return Err(Error::with_body("Expected one of:", "burn-down, steady, soak")
-                .context("Got:", other.to_string())
-                .context("While parsing option:", "--mode"));
+            return Err(
+                Error::with_body("Expected one of:", "burn-down, steady, soak")
+                    .context("Got:", other.to_string())
+                    .context("While parsing option:", "--mode"),
+            );
         }
     };
     let rate = number("rate", 500)?;

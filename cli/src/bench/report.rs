@@ -57,7 +57,10 @@ pub(super) fn print_report(r: &Report, opts: &Options) {
             opts.rate,
             plan.duration.as_secs_f64(),
             plan.restart_every
-                .map_or("(never)".to_string(), |d| format!("{:.1} s", d.as_secs_f64()))
+                .map_or("(never)".to_string(), |d| format!(
+                    "{:.1} s",
+                    d.as_secs_f64()
+                ))
         ),
     };
     println!(

@@ -220,8 +220,12 @@ fn validate_entry(entry: Value, ctx: &Context<'_>) -> Result<Value> {
     if let (Some(min), Some(max)) = (record.get("retry_delay_min"), record.get("retry_delay_max"))
         && parse_duration_value(min)? > parse_duration_value(max)?
     {
-        return Err(Error::new("retry_delay_min must not exceed retry_delay_max")
-            .context("Got:", format!("retry_delay_min: {min}, retry_delay_max: {max}")));
+        return Err(
+            Error::new("retry_delay_min must not exceed retry_delay_max").context(
+                "Got:",
+                format!("retry_delay_min: {min}, retry_delay_max: {max}"),
+            ),
+        );
     }
     if record.contains_key("rate_max_calls") != record.contains_key("rate_period") {
         return Err(Error::new(

@@ -195,7 +195,9 @@ fn validate_item(item: Value, ctx: &Context<'_>) -> Result<(Value, Entry)> {
         }
     }
     if let Some(v) = record.get("timeout") {
-        Range::positive(7 * DAY).check(v).map_err(field("timeout"))?;
+        Range::positive(7 * DAY)
+            .check(v)
+            .map_err(field("timeout"))?;
     }
     for name in ["start_date", "end_date"] {
         if let Some(v) = record.get(name) {

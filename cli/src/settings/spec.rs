@@ -40,7 +40,10 @@ impl Merge {
 pub enum Kind {
     OptionalString,
     /// Integer within bounds (inclusive).
-    Integer { min: i64, max: i64 },
+    Integer {
+        min: i64,
+        max: i64,
+    },
     /// `500ms`, `30s`, `5m`, `1h`; a bare number means seconds.
     Duration(Range),
     /// DEBUG, INFO, WARNING, ERROR.
@@ -238,8 +241,10 @@ impl Kind {
             },
             Kind::Integer { min, max } => match value.as_i64() {
                 Some(n) if (min..=max).contains(&n) => Ok(Value::from(n)),
-                _ => Err(Error::new(format!("Expected an integer from {min} to {max}"))
-                    .context("Got:", got(&value))),
+                _ => Err(
+                    Error::new(format!("Expected an integer from {min} to {max}"))
+                        .context("Got:", got(&value)),
+                ),
             },
             Kind::Duration(range) => {
                 range.check(&value)?;
@@ -337,7 +342,12 @@ impl Range {
 /// `0s`, `1ms`, `30s`, `24h`, `7d`: the largest unit that divides the duration exactly.
 pub fn show_duration(d: Duration) -> String {
     let ms = d.as_millis();
-    for (unit, per) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
+    for (unit, per) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
         if ms >= per && ms % per == 0 {
             return format!("{}{unit}", ms / per);
         }

@@ -277,7 +277,10 @@ fn every_timing_setting_has_a_range() {
     for bad in [json!("nan"), json!("-5"), json!(-1)] {
         assert!(refusal(lease, bad).is_some());
     }
-    assert_eq!(refusal("asynctask_workers_shutdown_grace", json!("0s")), None);
+    assert_eq!(
+        refusal("asynctask_workers_shutdown_grace", json!("0s")),
+        None
+    );
     assert_eq!(
         refusal("asynctask_workers_shutdown_grace", json!("25h")),
         Some("Expected a duration from 0s to 1d".to_string())
@@ -336,8 +339,5 @@ fn a_schedule_that_matches_no_date_is_refused() {
     // Rare but real dates, and schedules that have merely ended, are accepted.
     assert_eq!(schedule(json!({"month": 2, "day": 29})), None);
     assert_eq!(schedule(json!({"year": 2020, "month": 2, "day": 29})), None);
-    assert_eq!(
-        schedule(json!({"hour": 3, "end_date": "2021-01-01"})),
-        None
-    );
+    assert_eq!(schedule(json!({"hour": 3, "end_date": "2021-01-01"})), None);
 }

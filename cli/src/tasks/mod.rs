@@ -134,7 +134,11 @@ pub fn builtins() -> Vec<Builtin> {
                         "MODE",
                         "burn-down (submit all, then drain), steady (submit at --rate while workers run) or soak (steady for --duration, children killed every --restart-every, memory and open files sampled)",
                     ),
-                    OptSpec::value("duration", "D", "soak mode: how long to submit (default 60s)"),
+                    OptSpec::value(
+                        "duration",
+                        "D",
+                        "soak mode: how long to submit (default 60s)",
+                    ),
                     OptSpec::value(
                         "restart-every",
                         "D",

@@ -23,7 +23,7 @@ fn app(parsed: &Parsed) -> Result<App> {
 
 /// One payload as given: within the size limit (checked on the text, before parsing), a
 /// JSON object, nested at most `MAX_PAYLOAD_DEPTH` levels. Errors quote an excerpt only.
-fn parse_payload(text: &str, max_size: usize) -> Result<rex_transport::Payload> {
+pub(crate) fn parse_payload(text: &str, max_size: usize) -> Result<rex_transport::Payload> {
     let text = text.trim();
     rex_transport::check_size(text.len(), max_size)?;
     let value: Value = serde_json::from_str(text).map_err(|e| {
@@ -51,7 +51,9 @@ fn bounded_lines(
             Ok(read) if read as u64 == limit && !line.ends_with(b"\n") => {
                 let size = skip_line(&mut input).map(|rest| read + rest);
                 Some(size.map_err(Error::from).and_then(|size| {
-                    Err(at_line(rex_transport::TransportError::PayloadTooLarge { size, max }.into()))
+                    Err(at_line(
+                        rex_transport::TransportError::PayloadTooLarge { size, max }.into(),
+                    ))
                 }))
             }
             Ok(_) => Some(
@@ -108,9 +110,10 @@ pub fn submit(parsed: &Parsed) -> Result<i32> {
             if line.trim().is_empty() {
                 continue;
             }
-            payloads.push(parse_payload(&line, max_size).map_err(|e| {
-                e.context("While reading standard input, line:", n.to_string())
-            })?);
+            payloads
+                .push(parse_payload(&line, max_size).map_err(|e| {
+                    e.context("While reading standard input, line:", n.to_string())
+                })?);
         }
         payloads
     } else {

@@ -39,6 +39,15 @@ impl std::fmt::Display for JsonMap<'_> {
     }
 }
 
+/// The tasks a worker's successful response asks to submit (none when absent).
+pub(crate) fn submits_of(body: &Value) -> Result<Vec<Submit>, serde_json::Error> {
+    body.get("submits")
+        .cloned()
+        .map(serde_json::from_value::<Vec<Submit>>)
+        .transpose()
+        .map(Option::unwrap_or_default)
+}
+
 /// Run `worker` of `plugin` on `task`.
 pub(super) fn run_plugin(plugin: &Plugin, worker: &str, task: &Task) -> Attempted {
     #[derive(serde::Serialize)]
@@ -55,21 +64,14 @@ pub(super) fn run_plugin(plugin: &Plugin, worker: &str, task: &Task) -> Attempte
         payload: &task.payload,
     };
     match plugin.call(worker, &request) {
-        CallResult::Ok(body) => {
-            let submits = body
-                .get("submits")
-                .cloned()
-                .map(serde_json::from_value::<Vec<Submit>>)
-                .transpose();
-            match submits {
-                Ok(submits) => Attempted::Done(submits.unwrap_or_default()),
-                Err(e) => Attempted::Failed {
-                    detail: format!("malformed response: {e}"),
-                    reason: format!("malformed response: {e}"),
-                    permanent: true,
-                },
-            }
-        }
+        CallResult::Ok(body) => match submits_of(&body) {
+            Ok(submits) => Attempted::Done(submits),
+            Err(e) => Attempted::Failed {
+                detail: format!("malformed response: {e}"),
+                reason: format!("malformed response: {e}"),
+                permanent: true,
+            },
+        },
         CallResult::Failed {
             panicked: true,
             message,

@@ -35,6 +35,7 @@ mod outage;
 mod record;
 pub mod window;
 
+pub(crate) use executor::submits_of;
 use executor::{Attempted, CtlExecutor, Executor, JsonMap, bench_record, run_plugin};
 use window::Window;
 

@@ -73,7 +73,11 @@ impl Outage {
     }
 
     /// [`Outage::failed`] now, its report logged as an error; returns the wait.
-    pub(super) fn failed_now(&mut self, logger: &Logger, error: &dyn std::fmt::Display) -> Duration {
+    pub(super) fn failed_now(
+        &mut self,
+        logger: &Logger,
+        error: &dyn std::fmt::Display,
+    ) -> Duration {
         let verdict = self.failed(Instant::now(), &error.to_string());
         if let Some(line) = verdict.report {
             logger.error(format_args!("{line}"));
@@ -93,7 +97,8 @@ impl Outage {
 /// delay scaled into its upper half.
 fn backoff(failures: u32, jitter: f64) -> Duration {
     let exp = FIRST_DELAY.saturating_mul(1u32 << failures.saturating_sub(1).min(16));
-    exp.min(MAX_DELAY).mul_f64(0.5 + jitter.clamp(0.0, 1.0) * 0.5)
+    exp.min(MAX_DELAY)
+        .mul_f64(0.5 + jitter.clamp(0.0, 1.0) * 0.5)
 }
 
 #[cfg(test)]
@@ -125,13 +130,18 @@ mod tests {
         assert_eq!(lines.len(), 2, "{lines:#?}");
         assert!(lines[0].starts_with("Transport error: disk full; retrying in "));
         assert!(
-            lines[1].starts_with("Transport still failing after 30s (300 more failed attempts): disk full"),
+            lines[1].starts_with(
+                "Transport still failing after 30s (300 more failed attempts): disk full"
+            ),
             "{}",
             lines[1]
         );
         let end = start + Duration::from_secs(61);
         let line = outage.recovered(end).expect("an outage ended");
-        assert_eq!(line, "Transport available again after 61.0s (600 failed attempts)");
+        assert_eq!(
+            line,
+            "Transport available again after 61.0s (600 failed attempts)"
+        );
         assert_eq!(outage.recovered(end), None);
         // The next failure starts a new outage, reported at once.
         assert!(outage.failed(end, "again").report.is_some());

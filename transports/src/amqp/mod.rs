@@ -229,6 +229,11 @@ use uri::parse_uri;
 const TRANSPORT: &str = "AMQP";
 
 /// Open the transport named by `uri` (connecting lazily, on first use).
+/// Parse a URI as [`open_uri`] would, without connecting.
+pub fn check_uri(uri: &str) -> Result<()> {
+    uri::parse_uri(uri).map(drop)
+}
+
 pub fn open_uri(uri: &str) -> Result<Arc<dyn Transport>> {
     Ok(Arc::new(AmqpTransport::open_uri(uri)?))
 }

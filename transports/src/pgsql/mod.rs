@@ -164,6 +164,11 @@ impl PgsqlTransport {
 }
 
 /// Open the transport named by `uri`.
+/// Parse a URI as [`open_uri`] would, without connecting (no environment defaults).
+pub fn check_uri(uri: &str) -> Result<()> {
+    uri::parse_uri(uri, &|_| None).map(drop)
+}
+
 pub fn open_uri(uri: &str) -> Result<Arc<dyn Transport>> {
     Ok(Arc::new(PgsqlTransport::open(uri)?))
 }

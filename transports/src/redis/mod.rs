@@ -135,6 +135,11 @@ use crate::{
 const TRANSPORT: &str = "Redis";
 
 /// Open the transport named by `uri` (connecting lazily, on first use).
+/// Parse a URI as [`open_uri`] would, without connecting.
+pub fn check_uri(uri: &str) -> Result<()> {
+    parse_uri(uri).map(drop)
+}
+
 pub fn open_uri(uri: &str) -> Result<Arc<dyn Transport>> {
     Ok(Arc::new(RedisTransport::open_uri(uri)?))
 }

@@ -62,6 +62,11 @@ pub struct SqliteTransport {
 impl SqliteTransport {
     /// Open `sqlite:PATH` (relative to the current directory) or `sqlite:///ABSOLUTE/PATH`.
     pub fn open_uri(uri: &str) -> Result<Self> {
+        Self::open(Self::path_of(uri)?)
+    }
+
+    /// The path of `sqlite:PATH` or `sqlite:///ABSOLUTE/PATH`.
+    pub fn path_of(uri: &str) -> Result<&str> {
         let invalid = |reason: &str| TransportError::InvalidUri {
             uri: uri.to_string(),
             reason: reason.to_string(),
@@ -77,7 +82,7 @@ impl SqliteTransport {
         if path.is_empty() {
             return Err(invalid("the path is empty"));
         }
-        Self::open(path)
+        Ok(path)
     }
 }
 

@@ -1,0 +1,4 @@
+#![no_main]
+//! See `rex_cli::fuzzing::schedule`.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| rex_cli::fuzzing::schedule(data));
