@@ -30,6 +30,15 @@ fn submit_stdin(project: &Project, input: &[u8]) -> (i32, String) {
     )
 }
 
+/// An error must quote an excerpt of hostile input, never all of it.
+fn assert_short(stderr: &str, limit: usize) {
+    assert!(
+        stderr.len() < limit,
+        "the error echoes the input: {} bytes",
+        stderr.len()
+    );
+}
+
 #[test]
 fn an_argument_that_is_not_utf8_is_refused_not_altered() {
     let project = Project::demo();
@@ -63,11 +72,7 @@ fn a_huge_payload_on_stdin_is_refused_with_a_short_error_and_nothing_submitted()
         )),
         "{stderr}"
     );
-    assert!(
-        stderr.len() < 300,
-        "the error echoes the input: {} bytes",
-        stderr.len()
-    );
+    assert_short(&stderr, 300);
     assert_eq!(project.counts("foo"), (0, 0, 0));
 }
 
@@ -83,20 +88,12 @@ fn an_invalid_payload_is_quoted_as_an_excerpt() {
         "{stderr}"
     );
     assert!(stderr.contains("(100006 bytes in all)"), "{stderr}");
-    assert!(
-        stderr.len() < 600,
-        "the error echoes the input: {} bytes",
-        stderr.len()
-    );
+    assert_short(&stderr, 600);
     let mut garbage = b"{\"a\": 1}\n".to_vec();
     garbage.extend(std::iter::repeat_n(b'{', 200_000));
     let (code, stderr) = submit_stdin(&project, &garbage);
     assert_eq!(code, 1, "{stderr}");
-    assert!(
-        stderr.len() < 600,
-        "the error echoes the input: {} bytes",
-        stderr.len()
-    );
+    assert_short(&stderr, 600);
     assert_eq!(project.counts("foo"), (0, 0, 0));
 }
 

@@ -97,14 +97,7 @@ impl Master {
             }
             if last_count.elapsed() >= Duration::from_millis(100) {
                 last_count = Instant::now();
-                let remaining = rt.block_on(async {
-                    let mut n = 0;
-                    for q in queues {
-                        let c = transport.counts(q).await?;
-                        n += c.ready + c.delayed + c.running;
-                    }
-                    Ok::<_, rex_transport::TransportError>(n)
-                })?;
+                let remaining = unfinished(rt, transport, queues)?;
                 let submitted = SUBMITTED.load(Ordering::SeqCst);
                 let done = submitted.saturating_sub(remaining);
                 progress.set(done);
@@ -123,6 +116,23 @@ impl Master {
         self.child.wait()?;
         Ok(())
     }
+}
+
+/// Tasks of `queues` not finished yet (ready, delayed or running).
+pub(super) fn unfinished(
+    rt: &tokio::runtime::Runtime,
+    transport: &Arc<dyn Transport>,
+    queues: &[String],
+) -> Result<u64> {
+    let n = rt.block_on(async {
+        let mut n = 0;
+        for q in queues {
+            let c = transport.counts(q).await?;
+            n += c.ready + c.delayed + c.running;
+        }
+        Ok::<_, rex_transport::TransportError>(n)
+    })?;
+    Ok(n)
 }
 
 pub(super) fn peak_rss_kb(pid: u32) -> u64 {

@@ -28,7 +28,7 @@ mod report;
 mod soak;
 
 use ceiling::bare_sqlite_rate;
-use master::{Master, children_of};
+use master::{Master, children_of, unfinished};
 use report::{Progress, print_report};
 use soak::{Sample, SoakPlan};
 

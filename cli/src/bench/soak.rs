@@ -88,14 +88,7 @@ impl Master {
             }
             if now >= next_sample {
                 next_sample = now + plan.interval();
-                let remaining = rt.block_on(async {
-                    let mut n = 0;
-                    for q in queues {
-                        let c = transport.counts(q).await?;
-                        n += c.ready + c.delayed + c.running;
-                    }
-                    Ok::<_, rex_transport::TransportError>(n)
-                })?;
+                let remaining = unfinished(rt, transport, queues)?;
                 let submitted = SUBMITTED.load(Ordering::SeqCst);
                 let done = submitted.saturating_sub(remaining);
                 progress.set(done);

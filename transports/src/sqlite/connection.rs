@@ -191,15 +191,13 @@ mod tests {
     use super::*;
     use crate::{Payload, SubmitOptions, Transport};
 
-    #[test]
-    fn reopening_keeps_the_schema_and_the_tasks() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("rex.sqlite3");
+    /// The database at `path`, opened, with one task submitted to queue `foo`.
+    fn open_with_one_task(path: &Path) -> (tokio::runtime::Runtime, SqliteTransport) {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let t = SqliteTransport::open(&path).unwrap();
+        let t = SqliteTransport::open(path).unwrap();
         rt.block_on(Transport::submit(
             &t,
             "foo",
@@ -207,6 +205,14 @@ mod tests {
             &SubmitOptions::default(),
         ))
         .unwrap();
+        (rt, t)
+    }
+
+    #[test]
+    fn reopening_keeps_the_schema_and_the_tasks() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rex.sqlite3");
+        let (rt, t) = open_with_one_task(&path);
         drop(t);
         let t = SqliteTransport::open(&path).unwrap();
         assert_eq!(rt.block_on(Transport::counts(&t, "foo")).unwrap().ready, 1);
@@ -221,18 +227,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new").join("rex.sqlite3");
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let t = SqliteTransport::open(&path).unwrap();
-        rt.block_on(Transport::submit(
-            &t,
-            "foo",
-            Payload::new(),
-            &SubmitOptions::default(),
-        ))
-        .unwrap();
+        let (rt, t) = open_with_one_task(&path);
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(path.parent().unwrap()), 0o700);
         assert_eq!(mode(&path), 0o600);
