@@ -5,6 +5,7 @@
 //! `cargo test --workspace`, which has built them already) and says where they are.
 
 pub mod networked;
+pub mod proxy;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -209,6 +210,18 @@ impl Running {
 
     /// Wait until a line satisfying `pred` arrives (or panic after `limit`); returns it.
     pub fn wait_for(&mut self, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+        match self.poll_for(limit, pred) {
+            Some(line) => line,
+            None => panic!(
+                "timed out waiting for a line; output so far:\n{}",
+                self.seen.join("\n")
+            ),
+        }
+    }
+
+    /// [`wait_for`](Self::wait_for) that gives up after `limit` (or when the output ends)
+    /// with `None`, for a test that watches several processes in turn.
+    pub fn poll_for(&mut self, limit: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
         let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -216,15 +229,35 @@ impl Running {
                 Ok(line) => {
                     self.seen.push(line.clone());
                     if pred(&line) {
-                        return line;
+                        return Some(line);
                     }
                 }
-                Err(_) => panic!(
-                    "timed out waiting for a line; output so far:\n{}",
-                    self.seen.join("\n")
-                ),
+                Err(_) => return None,
             }
         }
+    }
+
+    /// Collect the lines that arrive during `period` (a fault being held, not a wait for a
+    /// condition); returns how many came.
+    pub fn collect_for(&mut self, period: Duration) -> usize {
+        let deadline = Instant::now() + period;
+        let before = self.seen.len();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(mpsc::RecvTimeoutError::Timeout) => break,
+                // The process ended: nothing more can come.
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(left);
+                    break;
+                }
+            }
+        }
+        self.seen.len() - before
     }
 
     /// Wait for the process to exit (or panic after `limit`); returns its exit code and every

@@ -76,11 +76,85 @@ pub fn submit_numbered(project: &Project, uri: &str, queue: &str, n: u64, ms: im
 }
 
 pub fn master(project: &Project, uri: &str, queues: &str) -> Running {
-    Running::spawn(project.rex(&[
+    master_with(project, uri, queues, &[])
+}
+
+/// [`master`] with more arguments (`--set=...`).
+pub fn master_with(project: &Project, uri: &str, queues: &str, extra: &[&str]) -> Running {
+    let transport = transport_set(uri);
+    let workers = format!("--set=asynctask_workers={queues}");
+    let mut args = vec![
         "asynctask-workers",
         "--halt-when-empty",
         "--set=log_level=INFO",
+        &transport,
+        &workers,
+    ];
+    args.extend_from_slice(extra);
+    Running::spawn(project.rex(&args))
+}
+
+/// `asynctask-queues --json` row of `queue` on `uri`: (pending, running, failed).
+pub fn counts(project: &Project, uri: &str, queue: &str) -> (u64, u64, u64) {
+    let out = project.ok(&["asynctask-queues", "--json", &transport_set(uri)]);
+    let rows: serde_json::Value = serde_json::from_str(&out).expect("json");
+    rows.as_array()
+        .and_then(|rows| rows.iter().find(|r| r["queue"] == queue))
+        .map_or((0, 0, 0), |r| {
+            (
+                r["pending"].as_u64().unwrap_or(0),
+                r["running"].as_u64().unwrap_or(0),
+                r["failed"].as_u64().unwrap_or(0),
+            )
+        })
+}
+
+/// `asynctask-failed --queue=Q --json` on `uri`.
+pub fn failed(project: &Project, uri: &str, queue: &str) -> Vec<serde_json::Value> {
+    let out = project.ok(&[
+        "asynctask-failed",
+        &format!("--queue={queue}"),
+        "--json",
         &transport_set(uri),
-        &format!("--set=asynctask_workers={queues}"),
-    ]))
+    ]);
+    serde_json::from_str(&out).expect("json")
+}
+
+/// The server address of a network URI (`scheme://[userinfo@]host:port/...`).
+pub fn server_addr(uri: &str) -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let (_, authority, _) = split_authority(uri);
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let default_port = match uri.split(':').next() {
+        Some("redis") => 6379,
+        Some("amqp") => 5672,
+        _ => 5432,
+    };
+    let hostport = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:{default_port}")
+    };
+    hostport
+        .to_socket_addrs()
+        .expect("server address")
+        .next()
+        .expect("an address")
+}
+
+/// `uri` with its host and port replaced by `addr` (a proxy's).
+pub fn via(uri: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, authority, rest) = split_authority(uri);
+    let userinfo = authority
+        .rsplit_once('@')
+        .map_or(String::new(), |(u, _)| format!("{u}@"));
+    format!("{scheme}//{userinfo}{addr}{rest}")
+}
+
+/// (`scheme:`, authority, the rest from the path on).
+fn split_authority(uri: &str) -> (&str, &str, &str) {
+    let at = uri.find("//").expect("a URI with an authority");
+    let (scheme, hier) = (&uri[..at], &uri[at + 2..]);
+    let end = hier.find(['/', '?']).unwrap_or(hier.len());
+    (scheme, &hier[..end], &hier[end..])
 }
