@@ -4,6 +4,7 @@
 //! once the server is back.
 
 use std::error::Error as _;
+use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
 use postgres_native_tls::MakeTlsConnector;
@@ -13,6 +14,15 @@ use crate::{Result, TransportError};
 
 /// Connections per transport (one process), besides the listening one.
 const POOL_SIZE: usize = 4;
+/// An operation (getting a connection, its statements) with no answer within this long is
+/// abandoned as [`TransportError::Unavailable`], and the idle connections are dropped with
+/// the one it used: a connection whose packets are silently dropped never fails by itself
+/// (TCP keepalives and `tcp_user_timeout`, in `uri.rs`, catch a dead peer, not a middlebox
+/// that swallows what it acknowledged), and a request whose reply was lost leaves its
+/// connection out of step for good.
+pub(super) const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// [`OPERATION_TIMEOUT`] for the upkeep (`VACUUM` of a large table takes a while).
+pub(super) const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
 /// What an operation can fail with before it is turned into a [`TransportError`].
 pub(super) enum Fail {
@@ -91,8 +101,43 @@ impl PgsqlTransport {
         }
     }
 
+    /// Run `op` within [`OPERATION_TIMEOUT`]; its failure as the contract's error.
     pub(super) async fn run<T>(&self, op: impl Future<Output = Result<T, Fail>>) -> Result<T> {
-        op.await.map_err(|fail| self.error(fail))
+        self.run_within(OPERATION_TIMEOUT, op).await
+    }
+
+    /// [`run`](Self::run) with another bound. The schema is checked (or migrated) first,
+    /// outside the bound: a migration may rebuild an index of a large table (its quick check
+    /// is bounded in `migrate`).
+    pub(super) async fn run_within<T>(
+        &self,
+        limit: Duration,
+        op: impl Future<Output = Result<T, Fail>>,
+    ) -> Result<T> {
+        if let Err(fail) = self.migrated.get_or_try_init(|| self.migrate()).await {
+            return Err(self.error(fail));
+        }
+        // A `let`, so that the abandoned operation (and the connection it holds) is dropped,
+        // back into the pool, before the pool is emptied.
+        let outcome = tokio::time::timeout(limit, op).await;
+        match outcome {
+            Ok(result) => result.map_err(|fail| self.error(fail)),
+            Err(_) => Err(self.error(Fail::Transport(self.no_reply(limit)))),
+        }
+    }
+
+    /// An operation had no reply within `limit`: drop every idle connection (the one it used
+    /// is among them, and the others may be as dead), so that the next one connects afresh.
+    pub(super) fn no_reply(&self, limit: Duration) -> TransportError {
+        let dropped = self.pool.retain(|_, _| false).removed.len();
+        TransportError::Unavailable {
+            transport: TRANSPORT.to_string(),
+            message: format!(
+                "{}: no reply within {} s; {dropped} connection(s) dropped",
+                self.uri,
+                limit.as_secs()
+            ),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use tokio_postgres::types::ToSql;
 
+use super::connection::MAINTENANCE_TIMEOUT;
 use super::rows::{get_u64, now, summary_from_row, text};
 use super::{PgsqlTransport, VACUUM_LOCK_CLASS};
 use crate::task::{schedule_key_prefix, schedule_key_time, to_epoch_ms};
@@ -165,7 +166,7 @@ impl PgsqlTransport {
 
     /// Why and when: see the trait implementation's doc (in `mod.rs`).
     pub(super) async fn maintain(&self) -> Result<Option<String>> {
-        self.run(async {
+        self.run_within(MAINTENANCE_TIMEOUT, async {
             let client = self.client().await?;
             let tasks = format!("\"{}\".tasks", self.schema);
             let row = client.query_one(VACUUM_NEEDED, &[&tasks]).await?;

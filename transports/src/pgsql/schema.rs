@@ -2,7 +2,7 @@
 //! the schema or brings it up to date on first use, under an advisory lock so that many
 //! processes starting at once do not race.
 
-use super::connection::Fail;
+use super::connection::{Fail, OPERATION_TIMEOUT};
 use super::{MIGRATION_LOCK_CLASS, PgsqlTransport, TRANSPORT};
 use crate::TransportError;
 
@@ -32,19 +32,30 @@ impl PgsqlTransport {
     /// Create the schema, or check its version. The common case (it exists, current version)
     /// is two queries; otherwise the work is done under an advisory lock, in one transaction.
     pub(super) async fn migrate(&self) -> Result<(), Fail> {
-        let mut client = self.pool.get().await?;
-        // Looked up first, so that a fresh database does not log an error.
-        let table = format!("\"{}\".schema_version", self.schema);
-        let exists: bool = client
-            .query_one(TABLE_EXISTS, &[&table])
-            .await?
-            .try_get(0)?;
-        if exists {
-            let version: Option<i32> =
-                client.query_one(&self.sql.version, &[]).await?.try_get(0)?;
-            if version == Some(SCHEMA_VERSION) {
-                return Ok(());
-            }
+        // The check is bounded like any operation; the migration itself is not (it may
+        // rebuild an index of a large table, under the lock other processes wait for).
+        let check = async {
+            let client = self.pool.get().await?;
+            // Looked up first, so that a fresh database does not log an error.
+            let table = format!("\"{}\".schema_version", self.schema);
+            let exists: bool = client
+                .query_one(TABLE_EXISTS, &[&table])
+                .await?
+                .try_get(0)?;
+            let current = exists && {
+                let version: Option<i32> =
+                    client.query_one(&self.sql.version, &[]).await?.try_get(0)?;
+                version == Some(SCHEMA_VERSION)
+            };
+            Ok::<_, Fail>((client, current))
+        };
+        let checked = tokio::time::timeout(OPERATION_TIMEOUT, check).await;
+        let (mut client, current) = match checked {
+            Ok(checked) => checked?,
+            Err(_) => return Err(Fail::Transport(self.no_reply(OPERATION_TIMEOUT))),
+        };
+        if current {
+            return Ok(());
         }
         let tx = client.transaction().await?;
         tx.execute(MIGRATION_LOCK, &[&MIGRATION_LOCK_CLASS, &self.schema])

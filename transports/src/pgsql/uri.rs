@@ -14,6 +14,15 @@ const DEFAULT_SCHEMA: &str = "asynctask";
 /// Schema names longer than this would make the notification channel name too long.
 const MAX_SCHEMA_LEN: usize = 48;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// TCP keepalives on every connection: the first probe after this much silence…
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);
+/// … then one every this long, and the connection is dropped after this many unanswered:
+/// a dead server or a lost route is noticed on an idle connection within about 11 s.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(2);
+const KEEPALIVE_RETRIES: u32 = 3;
+/// Data sent and not acknowledged by the server for this long drops the connection
+/// (`TCP_USER_TIMEOUT`), on a busy connection, where keepalives do not apply.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A parsed URI.
 pub(super) struct Target {
@@ -106,9 +115,10 @@ pub(super) fn parse_uri(uri: &str, env: &dyn Fn(&str) -> Option<String>) -> Resu
         .application_name("rex")
         .connect_timeout(DEFAULT_CONNECT_TIMEOUT)
         .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30))
-        .keepalives_interval(Duration::from_secs(10))
-        .keepalives_retries(3);
+        .keepalives_idle(KEEPALIVE_IDLE)
+        .keepalives_interval(KEEPALIVE_INTERVAL)
+        .keepalives_retries(KEEPALIVE_RETRIES)
+        .tcp_user_timeout(TCP_USER_TIMEOUT);
     let (mut sslmode, mut sslrootcert, mut sslcert, mut sslkey) = (None, None, None, None);
     for pair in query.split('&').filter(|pair| !pair.is_empty()) {
         let (key, value) = pair

@@ -11,12 +11,15 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::AsyncMessage;
 
+use super::connection::OPERATION_TIMEOUT;
 use super::{MAX_DELAY, PgsqlTransport};
 use crate::{Result, validate_queue_name};
 
 /// Reconnection delays of the listening connection.
 const LISTEN_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often the listening connection is pinged (an empty query), to notice that it is gone.
+const LISTEN_PING: Duration = Duration::from_secs(5);
 /// Notifications buffered per waiter; a waiter that falls behind just wakes up.
 const WAKE_CAPACITY: usize = 256;
 /// `LISTEN`; `{channel}` stands for the quoted channel name.
@@ -169,7 +172,9 @@ async fn listen_forever(
 ) {
     let mut backoff = LISTEN_BACKOFF_MIN;
     loop {
-        if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
+        // `connect_timeout` bounds the TCP connection only, not the start-up exchange.
+        let connected = tokio::time::timeout(OPERATION_TIMEOUT, config.connect(tls.clone())).await;
+        if let Ok(Ok((client, mut connection))) = connected {
             if listen_on(&client, &mut connection, &listen, &wakes).await {
                 backoff = LISTEN_BACKOFF_MIN;
             }
@@ -190,19 +195,56 @@ async fn listen_on(
     listen: &str,
     wakes: &Wakes,
 ) -> bool {
-    // The connection is driven by `poll_message` below, which also sends the LISTEN.
-    let request = client.batch_execute(listen);
+    // The connection is driven by `poll_message` below, which also sends the LISTEN and the
+    // pings.
+    let request = tokio::time::timeout(OPERATION_TIMEOUT, client.batch_execute(listen));
     tokio::pin!(request);
     let mut listening = false;
+    // An idle connection whose packets are dropped never fails by itself: a ping every
+    // LISTEN_PING, unanswered within OPERATION_TIMEOUT, gives it up.
+    let mut ping_every = tokio::time::interval(LISTEN_PING);
+    ping_every.tick().await;
+    type Pong<'a> = std::pin::Pin<
+        Box<
+            dyn Future<
+                    Output = Result<
+                        std::result::Result<
+                            Vec<tokio_postgres::SimpleQueryMessage>,
+                            tokio_postgres::Error,
+                        >,
+                        tokio::time::error::Elapsed,
+                    >,
+                > + Send
+                + 'a,
+        >,
+    >;
+    let mut ping: Option<Pong<'_>> = None;
     loop {
+        let idle = ping.is_none();
+        let pinging = std::future::poll_fn(|cx| match ping.as_mut() {
+            Some(ping) => ping.as_mut().poll(cx),
+            None => std::task::Poll::Pending,
+        });
         tokio::select! {
             result = &mut request, if !listening => {
-                if result.is_err() {
+                if !matches!(result, Ok(Ok(()))) {
                     return false;
                 }
                 listening = true;
                 wakes.listening.send_replace(true);
                 let _ = wakes.sender.send(Wake::All);
+            }
+            _ = ping_every.tick(), if listening && idle => {
+                ping = Some(Box::pin(tokio::time::timeout(
+                    OPERATION_TIMEOUT,
+                    client.simple_query(""),
+                )));
+            }
+            pong = pinging => {
+                if !matches!(pong, Ok(Ok(_))) {
+                    return listening;
+                }
+                ping = None;
             }
             message = std::future::poll_fn(|cx| connection.poll_message(cx)) => match message {
                 Some(Ok(AsyncMessage::Notification(note))) => {
