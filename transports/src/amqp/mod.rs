@@ -9,7 +9,7 @@
 //! (password `guest`), the port to 5672. The optional `prefix` (default `rex`, spelled like a
 //! queue name) starts the name of every broker object of this transport, so several projects
 //! (or test runs) can share one virtual host. The other query parameters that are accepted
-//! are those of the AMQP client: `heartbeat` (seconds, default 10), `connection_timeout`
+//! are those of the AMQP client: `heartbeat` (seconds, default 5), `connection_timeout`
 //! (milliseconds, default 2000), `frame_max` and `channel_max`; any other is refused.
 //! Passwords never appear in [`describe`](Transport::describe), in `Debug` output, in errors or
 //! in logs.
@@ -128,7 +128,7 @@
 //!   waiters) or, with a `run_at` ahead, to its delay queue; its queue is declared and
 //!   registered first (each once per process). Every queue name is checked before anything is
 //!   sent. It is not one transaction: on an error (a nack, a lost connection, no confirms
-//!   within 30 s) any part of the batch may have been enqueued, and no ids are returned.
+//!   within 10 s) any part of the batch may have been enqueued, and no ids are returned.
 //! * [`settle`](Transport::settle) takes each run of consecutive completions in the batch
 //!   together: every lease of the run is checked (fenced by its own token, as by `complete`; a
 //!   stale one comes back `false` and its follow-ups are not published), then all their
@@ -160,12 +160,14 @@
 //! uses the transport (the CLI uses several current-thread runtimes) gets a connection of its
 //! own, with a channel for claims and acknowledgements and one for confirmed publishes;
 //! lookups that may fail with `NOT_FOUND` (which closes a channel) use channels of their own.
-//! The AMQP heartbeat is 10 s, so a dead peer is noticed within about 20 s — and the deliveries
-//! of a dead host are returned by then. Connecting gives up after 2 s. Connection trouble
+//! The AMQP heartbeat is 5 s, so a dead peer (or a connection whose packets are dropped) is
+//! noticed within about 10 s — and the deliveries of a dead host are returned by then. An
+//! operation with no answer within 15 s (a request or reply lost while the heartbeats go on)
+//! closes its connection too. Connecting gives up after 2 s. Connection trouble
 //! (refused, reset, heartbeat missed, broker shutting down…) is [`TransportError::Unavailable`],
 //! the retryable error; the connection is then dropped, the leases claimed through it are
 //! stale (the broker returned their messages), and the next operation connects again. A
-//! publish whose confirm takes more than 30 s (a broker blocking publishers under a resource
+//! publish whose confirm takes more than 10 s (a broker blocking publishers under a resource
 //! alarm) fails the same way. A dropped transport closes its connections, so its claims go back
 //! to the broker at once. After a
 //! failed connection attempt the next ones wait exponentially longer (100 ms doubling up to
@@ -227,6 +229,9 @@ use runtimes::{MAX_RUNTIMES, RuntimeSlot};
 use uri::parse_uri;
 
 const TRANSPORT: &str = "AMQP";
+/// An operation with no answer within this long gives its connection up (see
+/// [`Inner::no_reply`]). Longer than a publish's wait for its confirm.
+const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Open the transport named by `uri` (connecting lazily, on first use).
 /// Parse a URI as [`open_uri`] would, without connecting.
@@ -417,10 +422,21 @@ impl AmqpTransport {
         F: Future<Output = Result<T>> + Send + 'static,
     {
         let handle = self.inner.handle()?;
-        handle
-            .spawn(f(Arc::clone(&self.inner)))
-            .await
-            .map_err(|e| self.inner.backend(format_args!("operation aborted: {e}")))?
+        let task = handle.spawn(f(Arc::clone(&self.inner)));
+        self.bounded(async {
+            task.await
+                .map_err(|e| self.inner.backend(format_args!("operation aborted: {e}")))?
+        })
+        .await
+    }
+
+    /// `op` within [`OPERATION_TIMEOUT`]; past it the connection is given up (see
+    /// `Inner::no_reply`).
+    async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
+        match tokio::time::timeout(OPERATION_TIMEOUT, op).await {
+            Ok(result) => result,
+            Err(_) => Err(self.inner.no_reply(OPERATION_TIMEOUT)),
+        }
     }
 }
 
@@ -534,18 +550,18 @@ impl Transport for AmqpTransport {
 
     async fn counts(&self, queue: &str) -> Result<QueueCounts> {
         validate_queue_name(queue)?;
-        self.inner.counts(queue).await
+        self.bounded(self.inner.counts(queue)).await
     }
 
     async fn stats(&self) -> Result<Vec<QueueStats>> {
-        self.inner.stats().await
+        self.bounded(self.inner.stats()).await
     }
 
     async fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>> {
         if let Some(queue) = queue {
             validate_queue_name(queue)?;
         }
-        self.inner.failed(queue).await
+        self.bounded(self.inner.failed(queue)).await
     }
 
     async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
@@ -559,7 +575,7 @@ impl Transport for AmqpTransport {
 
     async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {
         validate_queue_name(queue)?;
-        self.inner.purge(queue, which).await
+        self.bounded(self.inner.purge(queue, which)).await
     }
 
     /// Nothing to do: a key's queue expires by itself 7 days after its last use, and a
@@ -569,7 +585,7 @@ impl Transport for AmqpTransport {
     }
 
     async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {
-        self.inner.last_fire(schedule).await
+        self.bounded(self.inner.last_fire(schedule)).await
     }
 
     /// Push-based: returns when a task is published to `queue` or one expires into it from a

@@ -18,7 +18,7 @@ use crate::{Payload, Result, Submit, SubmitOptions, TaskId, TransportError};
 
 /// A publish whose confirm has not come after this long fails (retryable): a broker under a
 /// resource alarm blocks publishers, and the caller should back off rather than hang.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(30);
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Pipelined publishes whose confirms are awaited together, at most: a larger batch is
 /// published in windows of this many, one confirm wait each (bounding what is in flight).

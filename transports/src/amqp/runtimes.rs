@@ -149,6 +149,21 @@ impl Inner {
         }
     }
 
+    /// An operation on the current runtime's session had no answer within `limit`: the
+    /// connection may have lost a request or its reply for good (its heartbeats may flow
+    /// again after an outage, so it never fails by itself). Close it and let the next
+    /// operation connect again; its leases are stale (the broker returns their messages when
+    /// the connection closes, or when it misses its heartbeats).
+    pub(super) fn no_reply(&self, limit: Duration) -> TransportError {
+        if let Ok(Some(session)) = self.with_slot(|slot| slot.session.take()) {
+            self.abandon(session);
+        }
+        self.unavailable(format!(
+            "no reply from the broker within {} s; connection closed",
+            limit.as_secs()
+        ))
+    }
+
     /// Drop a session that is no longer usable: its leases are stale (the broker returned
     /// their messages, or will once the connection is closed here).
     fn abandon(&self, session: Arc<Session>) {
