@@ -5,6 +5,7 @@
 //! local views of them (owned, expired, renew, running).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use lapin::Channel;
@@ -14,7 +15,9 @@ use lapin::types::DeliveryTag;
 use super::session::Session;
 use super::{Body, Inner, lock, pipelined};
 use crate::task::{add_ms, from_epoch_ms, now_ms, to_epoch_ms};
-use crate::{Attempt, Failure, FailureKind, Lease, Outcome, Result, Settlement, Submit, Task};
+use crate::{
+    Attempt, Failure, FailureKind, Lease, Outcome, Result, Settlement, Submit, Task, TaskId,
+};
 
 /// A claim handles at most this many messages that are not its result (delayed tasks sent
 /// back, foreign messages moved away) before it reports that nothing is ready.
@@ -28,6 +31,28 @@ pub(super) struct Held {
     /// closed the broker has returned the message (the lease is stale).
     pub(super) channel: Channel,
     tag: DeliveryTag,
+    /// The [`Session::serial`] of the connection it was got on.
+    pub(super) session: u64,
+}
+
+/// How many times a task that this process lost with its connection is handed out again
+/// without being marked lost (see [`Inner::forgiven`]); after that, as a crash, so that a
+/// task whose settlement breaks the connection every time cannot run forever.
+const MAX_FORGIVEN: u8 = 2;
+/// Task ids remembered as lost with a connection (more are forgotten: marked lost then).
+const MAX_GIVEN_UP: usize = 10_000;
+/// Claims whose reply may have been lost with their connection, remembered at most: as many
+/// redelivered messages of unknown history are not marked lost.
+const MAX_UNSEEN_GETS: u32 = 16;
+/// Acknowledgements remembered with their connection, latest first.
+pub(super) const MAX_RECENT_ACKS: usize = 1024;
+
+/// A task this process lost with its connection: how many times, and whether it is still to
+/// come back.
+#[derive(Default)]
+pub(super) struct GivenUp {
+    times: u8,
+    pending: bool,
 }
 
 impl Inner {
@@ -48,7 +73,21 @@ impl Inner {
                     BasicGetOptions { no_ack: false },
                 )
                 .await
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.error(e));
+            let got = match got {
+                Ok(got) => got,
+                Err(e) => {
+                    if e.is_retryable() {
+                        // The broker may have handed the message out with a reply that was
+                        // lost: it comes back redelivered, but this process did not crash.
+                        let unseen = &self.unseen_gets;
+                        let _ = unseen.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                            Some((n + 1).min(MAX_UNSEEN_GETS))
+                        });
+                    }
+                    return Err(e);
+                }
+            };
             let Some(message) = got else {
                 return Ok(None);
             };
@@ -78,7 +117,13 @@ impl Inner {
                 Ok(Some(body)) => {
                     // Redelivered: its holder was lost without settling it. The attempt is
                     // handed out again, marked, for the caller to settle as a crash.
-                    let lost = delivery.redelivered;
+                    // Unless this very process lost it with a connection (not a crash).
+                    let lost = delivery.redelivered
+                        && !self.forgiven(body.id)
+                        && self
+                            .unseen_gets
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_err();
                     let token = fastrand::u64(1..1 << 63);
                     let task = Task {
                         id: body.id,
@@ -98,6 +143,7 @@ impl Inner {
                         body,
                         channel: session.claim.clone(),
                         tag,
+                        session: session.serial,
                     };
                     lock(&self.leases).insert(token, held);
                     return Ok(Some(task));
@@ -131,21 +177,93 @@ impl Inner {
             return None;
         }
         let held = leases.remove(&lease.token)?;
-        held.channel.status().connected().then_some(held)
+        if held.channel.status().connected() {
+            return Some(held);
+        }
+        drop(leases);
+        self.given_up([held.task.id]);
+        None
+    }
+
+    /// Forget the claims that do not pass `keep` (their connection is gone or given up):
+    /// the broker returns their messages; when one comes back to this process it is not
+    /// marked lost (nothing crashed).
+    pub(super) fn drop_leases(&self, keep: impl Fn(&Held) -> bool) {
+        let mut dropped = Vec::new();
+        lock(&self.leases).retain(|_, held| {
+            let kept = keep(held);
+            if !kept {
+                dropped.push(held.task.id);
+            }
+            kept
+        });
+        self.given_up(dropped);
+    }
+
+    fn given_up(&self, ids: impl IntoIterator<Item = TaskId>) {
+        let mut given_up = lock(&self.given_up);
+        for id in ids {
+            if given_up.len() >= MAX_GIVEN_UP {
+                given_up.clear();
+            }
+            let entry = given_up.entry(id).or_default();
+            entry.times = entry.times.saturating_add(1);
+            entry.pending = true;
+        }
+    }
+
+    /// Whether a redelivered task is one this process lost with a connection, to be run again
+    /// as it was (at most [`MAX_FORGIVEN`] times).
+    fn forgiven(&self, id: TaskId) -> bool {
+        match lock(&self.given_up).get_mut(&id) {
+            Some(entry) if entry.pending => {
+                entry.pending = false;
+                entry.times <= MAX_FORGIVEN
+            }
+            _ => false,
+        }
     }
 
     /// Put a lease back after a settlement failed before its acknowledgement.
     fn restore_lease(&self, token: u64, held: Held) {
         if held.channel.status().connected() {
             lock(&self.leases).insert(token, held);
+        } else {
+            self.given_up([held.task.id]);
         }
     }
 
+    /// Acknowledge a claimed message. Sent is not received: if its connection dies before
+    /// the broker has it, the message comes back, and is not marked lost to this process
+    /// (see [`Inner::given_up_acked`]).
     async fn ack(&self, held: &Held) -> Result<()> {
-        held.channel
+        let acked = held
+            .channel
             .basic_ack(held.tag, BasicAckOptions::default())
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.error(e));
+        match acked {
+            Ok(()) => {
+                let mut recent = lock(&self.acked);
+                if recent.len() >= MAX_RECENT_ACKS {
+                    recent.pop_front();
+                }
+                recent.push_back((held.session, held.task.id));
+            }
+            Err(_) => self.given_up([held.task.id]),
+        }
+        acked
+    }
+
+    /// A session was given up: the tasks acknowledged through it lately may come back (the
+    /// acknowledgement may not have reached the broker).
+    pub(super) fn given_up_acked(&self, session: u64) {
+        let ids: Vec<TaskId> = lock(&self.acked)
+            .iter()
+            .filter(|(serial, _)| *serial == session)
+            .map(|(_, id)| *id)
+            .collect();
+        self.given_up(ids);
     }
 
     /// Publish what a settlement produces, then acknowledge the claimed message. On a failure
@@ -326,8 +444,8 @@ impl Inner {
 
     /// This process's live claims matching `keep`, by id; forgets the stale ones.
     pub(super) fn held_tasks(&self, keep: impl Fn(&Task) -> bool) -> Vec<Task> {
-        let mut leases = lock(&self.leases);
-        leases.retain(|_, held| held.channel.status().connected());
+        self.drop_leases(|held| held.channel.status().connected());
+        let leases = lock(&self.leases);
         let mut tasks: Vec<Task> = leases
             .values()
             .filter(|held| keep(&held.task))
@@ -339,8 +457,8 @@ impl Inner {
 
     pub(super) fn renew(&self, owners: &[String], lease: Duration) -> u64 {
         let lease_until = from_epoch_ms(add_ms(now_ms(), lease));
+        self.drop_leases(|held| held.channel.status().connected());
         let mut leases = lock(&self.leases);
-        leases.retain(|_, held| held.channel.status().connected());
         let mut renewed = 0;
         for held in leases.values_mut() {
             if owners.contains(&held.task.owner) {

@@ -206,10 +206,10 @@ mod topology;
 mod uri;
 mod wake;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
@@ -224,7 +224,7 @@ use crate::{
     Attempt, Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
     Settlement, Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, validate_queue_name,
 };
-use lease::Held;
+use lease::{GivenUp, Held};
 use runtimes::{MAX_RUNTIMES, RuntimeSlot};
 use uri::parse_uri;
 
@@ -301,6 +301,13 @@ struct Inner {
     keys: Mutex<HashSet<String>>,
     /// This process's claims by lease token.
     leases: Mutex<HashMap<u64, Held>>,
+    /// Tasks this process lost with a connection, by id (see `Inner::forgiven`).
+    given_up: Mutex<HashMap<TaskId, GivenUp>>,
+    /// The latest acknowledgements, with the serial of the session they were sent on.
+    acked: Mutex<VecDeque<(u64, TaskId)>>,
+    /// Claims that failed with the connection: their message may come back redelivered
+    /// without anything having crashed (see `lease.rs`).
+    unseen_gets: AtomicU32,
     ids: Mutex<IdState>,
     /// `wait` calls blocked on a signal (tests observe it).
     blocked_waiters: AtomicUsize,
@@ -385,6 +392,9 @@ impl AmqpTransport {
                 fires: Mutex::new(HashSet::new()),
                 keys: Mutex::new(HashSet::new()),
                 leases: Mutex::new(HashMap::new()),
+                given_up: Mutex::new(HashMap::new()),
+                acked: Mutex::new(VecDeque::with_capacity(lease::MAX_RECENT_ACKS)),
+                unseen_gets: AtomicU32::new(0),
                 ids: Mutex::new(IdState {
                     last: 0,
                     counter: fastrand::u32(..),

@@ -14,8 +14,8 @@ use std::time::Duration;
 use tokio::runtime::Handle;
 use tokio::time::Instant;
 
+use super::Inner;
 use super::session::Session;
-use super::{Inner, lock};
 use crate::runtime_cache::CacheSlot;
 use crate::{Result, TransportError};
 
@@ -167,7 +167,10 @@ impl Inner {
     /// Drop a session that is no longer usable: its leases are stale (the broker returned
     /// their messages, or will once the connection is closed here).
     fn abandon(&self, session: Arc<Session>) {
-        lock(&self.leases).retain(|_, held| held.channel.status().connected());
+        self.drop_leases(|held| {
+            held.session != session.serial && held.channel.status().connected()
+        });
+        self.given_up_acked(session.serial);
         if let Ok(handle) = self.handle() {
             Self::close_session(&handle, session, "rex: connection replaced");
         }

@@ -5,6 +5,7 @@
 //! Which session a runtime uses, and reconnecting, is in `runtimes.rs`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lapin::options::ConfirmSelectOptions;
@@ -19,6 +20,8 @@ use crate::{Result, TransportError};
 
 /// The connection of one Tokio runtime.
 pub(super) struct Session {
+    /// Tells this process's connections apart (their leases are dropped with them).
+    pub(super) serial: u64,
     pub(super) connection: Connection,
     /// `basic.get` and acknowledgements (and nothing that may close it).
     pub(super) claim: Channel,
@@ -129,7 +132,9 @@ impl Inner {
             Ok::<_, lapin::Error>((claim, publish))
         };
         let (claim, publish) = channels.await.map_err(|e| self.error(e))?;
+        static SERIAL: AtomicU64 = AtomicU64::new(1);
         Ok(Session {
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             connection,
             claim,
             publish: Mutex::new(publish),
