@@ -8,12 +8,12 @@
 //! run: batches of 1, 2, 4, 8, 16, 32... Every wait is for a line of output or an exit.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use rex_tests::networked::{runs, servers, submit_numbered, transport_set};
-use rex_tests::{Project, Running, children_of};
+use rex_tests::{Project, Running, children_of, wait_gone};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -290,6 +290,69 @@ fn two_masters_with_batches_share_a_queue_and_run_every_task_once() {
         assert!(
             !runs_a.is_empty() && !runs_b.is_empty(),
             "{name}: both masters took work"
+        );
+    });
+}
+
+/// Issue 15, item 6: the master SIGKILLed mid-drain. Its children die with it
+/// (`PR_SET_PDEATHSIG`), and the next master on the host reclaims their leases at start (the
+/// dead master's pid no longer matches; RabbitMQ: the broker returns the deliveries of the
+/// children's closed connections) and drains the queue: nothing is lost.
+#[test]
+fn a_master_killed_mid_drain_takes_its_children_along_and_the_next_one_reclaims_their_tasks() {
+    on_every_transport(|name, project, uri| {
+        const N: u64 = 200;
+        submit_numbered(project, uri, "orphan", N, |_| 10);
+        // On RabbitMQ the task a child was running comes back as a crash: one attempt more.
+        let queues = r#"{"foo": null, "orphan": {"worker": "demo_sleep_worker", "concurrency": 2, "max_attempts": 2, "retry_delay_min": "10ms", "retry_delay_max": "10ms"}}"#;
+        let mut first = workers(project, uri, queues, true);
+        for _ in 0..20 {
+            first.wait_for(LIMIT, |l| l.starts_with("SLEEP processed: "));
+        }
+        let children = children_of(first.pid());
+        assert_eq!(children.len(), 2, "{name}: {children:?}");
+        kill(Pid::from_raw(first.pid()), Signal::SIGKILL).expect("kill master");
+        let killed = Instant::now();
+        for child in &children {
+            assert!(
+                wait_gone(*child, Duration::from_secs(30)),
+                "{name}: worker {child} outlived its master"
+            );
+        }
+        let gone = killed.elapsed();
+        let (_, first_lines) = first.finish(LIMIT);
+        let (_, held, _) = counts(project, uri, "orphan");
+
+        let second = workers(project, uri, queues, true);
+        let (code, second_lines) = second.finish(LIMIT);
+        let output = second_lines.join("\n");
+        assert_eq!(code, Some(0), "{name}: {output}");
+        let reclaimed = second_lines
+            .iter()
+            .filter(|l| l.contains("Reclaimed task") && l.contains("its master died"))
+            .count();
+        if name != "amqp" {
+            // Every task still leased to the dead master's children is released at start,
+            // without waiting for the lease (60 s) to expire, and without an attempt used.
+            assert_eq!(reclaimed as u64, held, "{name}: {output}");
+        }
+        assert!(
+            failed(project, uri, "orphan").is_empty(),
+            "{name}: {output}"
+        );
+        assert_eq!(counts(project, uri, "orphan"), (0, 0, 0), "{name}");
+        let mut all = runs(&first_lines);
+        for (n, k) in runs(&second_lines) {
+            *all.entry(n).or_default() += k;
+        }
+        let lost: Vec<u64> = (0..N).filter(|n| !all.contains_key(n)).collect();
+        assert!(lost.is_empty(), "{name}: lost {lost:?}");
+        eprintln!(
+            "{name}: master SIGKILLed after {} of {N} tasks; its 2 children gone {:.0} ms later; \
+             {held} leased tasks, {reclaimed} reclaimed at the next start; lost 0; {} repeated runs",
+            runs(&first_lines).len(),
+            gone.as_secs_f64() * 1000.0,
+            all.values().map(|k| k - 1).sum::<usize>()
         );
     });
 }
