@@ -158,7 +158,14 @@ fn next_processed(master: &mut Running) -> Duration {
 /// then heal: the workers notice, back off without restarting, and resume by themselves.
 fn short_black_hole(name: &str, uri: &str) {
     const N: u64 = 100;
-    const HOLD: Duration = Duration::from_secs(5);
+    // REX_FAULTS_BLACK_HOLE_SECS holds it longer, by hand (the docs' figures); keep it under
+    // the 60 s lease.
+    let hold = Duration::from_secs(
+        std::env::var("REX_FAULTS_BLACK_HOLE_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(5),
+    );
     let project = Project::demo();
     submit_numbered(&project, uri, QUEUE, N, |_| 20);
     let proxy = Proxy::start(server_addr(uri));
@@ -167,7 +174,7 @@ fn short_black_hole(name: &str, uri: &str) {
         master.wait_for(LIMIT, |l| l.starts_with("SLEEP processed: "));
     }
     proxy.set(Mode::BlackHole);
-    master.collect_for(HOLD);
+    master.collect_for(hold);
     proxy.set(Mode::Pass);
     let recovery = next_processed(&mut master);
     let (code, lines) = master.finish(LIMIT);
@@ -181,7 +188,7 @@ fn short_black_hole(name: &str, uri: &str) {
         "{name} black-hole {}s: {N} tasks, lost 0, {} runs ({} repeated), {} refused settlements, \
          {} restarts, {} lines logged about it, the next task done {:.1}s after healing; proxy: \
          {} connections, {} bytes dropped\n  {}",
-        HOLD.as_secs(),
+        hold.as_secs(),
         ran.values().sum::<usize>(),
         repeated(&ran),
         refused_settlements(&lines),
@@ -194,8 +201,9 @@ fn short_black_hole(name: &str, uri: &str) {
     );
     assert_eq!(restarts(&lines), 0, "{name}: no child restarted");
     assert!(
-        logged.len() <= 30,
-        "{name}: a 5 s black-hole logged {} lines:\n{}",
+        logged.len() as u64 <= 30 + hold.as_secs(),
+        "{name}: a {} s black-hole logged {} lines:\n{}",
+        hold.as_secs(),
         logged.len(),
         lines.join("\n")
     );
