@@ -21,6 +21,10 @@ const POOL_SIZE: usize = 4;
 /// that swallows what it acknowledged), and a request whose reply was lost leaves its
 /// connection out of step for good.
 pub(super) const OPERATION_TIMEOUT: Duration = Duration::from_secs(10);
+/// [`OPERATION_TIMEOUT`] for what reads or changes a whole table (operators' listings, stats,
+/// retries and purges): a statement abandoned at the client may
+/// still complete at the server, so these get room to finish.
+pub(super) const BULK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// [`OPERATION_TIMEOUT`] for the upkeep (`VACUUM` of a large table takes a while).
 pub(super) const MAINTENANCE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 

@@ -74,8 +74,9 @@
 //! dropped) is noticed within a bounded time: every operation — getting a connection, its
 //! statements — has 10 s to complete, after which it fails as unavailable and the idle
 //! connections are dropped with the one it used (a reply lost for good leaves a connection
-//! out of step); the schema check is bounded the same way, a migration and the upkeep's
-//! `VACUUM` are not (30 minutes for the latter). TCP keepalives (a probe after 5 s of
+//! out of step); the schema check is bounded the same way, a migration is not, and what reads
+//! or changes a whole table (listings, stats, retries, purges: 10 minutes) and the upkeep's
+//! `VACUUM` (30 minutes) get longer. TCP keepalives (a probe after 5 s of
 //! silence, then every 2 s, 3 unanswered drop the connection) and `TCP_USER_TIMEOUT` (10 s of
 //! unacknowledged data) catch a dead server or route on idle and busy connections, and the
 //! listening connection is pinged every 5 s (an empty query, 10 s to answer).

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use tokio_postgres::types::ToSql;
 
-use super::connection::MAINTENANCE_TIMEOUT;
+use super::connection::{BULK_TIMEOUT, MAINTENANCE_TIMEOUT};
 use super::rows::{get_u64, now, summary_from_row, text};
 use super::{PgsqlTransport, VACUUM_LOCK_CLASS};
 use crate::task::{schedule_key_prefix, schedule_key_time, to_epoch_ms};
@@ -47,7 +47,7 @@ impl PgsqlTransport {
     }
 
     pub(super) async fn stats(&self) -> Result<Vec<QueueStats>> {
-        self.run(async {
+        self.run_within(BULK_TIMEOUT, async {
             let now = now();
             let client = self.client().await?;
             let stmt = client.prepare_cached(&self.sql.stats).await?;
@@ -77,7 +77,7 @@ impl PgsqlTransport {
         if let Some(queue) = queue {
             validate_queue_name(queue)?;
         }
-        self.run(async {
+        self.run_within(BULK_TIMEOUT, async {
             let client = self.client().await?;
             let stmt = client.prepare_cached(&self.sql.failed).await?;
             let rows = client.query(&stmt, &[&queue]).await?;
@@ -90,7 +90,7 @@ impl PgsqlTransport {
         if let Selector::Queue(queue) = selector {
             validate_queue_name(queue)?;
         }
-        self.run(async {
+        self.run_within(BULK_TIMEOUT, async {
             let now = now();
             let client = self.client().await?;
             let rows = match selector {
@@ -130,7 +130,7 @@ impl PgsqlTransport {
             PurgeWhich::Failed => TaskState::Failed,
             PurgeWhich::Pending => TaskState::Pending,
         };
-        self.run(async {
+        self.run_within(BULK_TIMEOUT, async {
             let client = self.client().await?;
             let stmt = client.prepare_cached(&self.sql.purge).await?;
             Ok(client.execute(&stmt, &[&queue, &state.as_str()]).await?)
