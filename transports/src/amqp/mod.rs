@@ -232,6 +232,9 @@ const TRANSPORT: &str = "AMQP";
 /// An operation with no answer within this long gives its connection up (see
 /// [`Inner::no_reply`]). Longer than a publish's wait for its confirm.
 const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
+/// [`OPERATION_TIMEOUT`] for operators' listings, retries and purges, which read whole
+/// queues.
+const BULK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// Open the transport named by `uri` (connecting lazily, on first use).
 /// Parse a URI as [`open_uri`] would, without connecting.
@@ -431,9 +434,22 @@ impl AmqpTransport {
         T: Send + 'static,
         F: Future<Output = Result<T>> + Send + 'static,
     {
+        self.spawned_within(OPERATION_TIMEOUT, f).await
+    }
+
+    /// [`spawned`](Self::spawned) with another bound.
+    async fn spawned_within<T, F>(
+        &self,
+        limit: Duration,
+        f: impl FnOnce(Arc<Inner>) -> F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: Future<Output = Result<T>> + Send + 'static,
+    {
         let handle = self.inner.handle()?;
         let task = handle.spawn(f(Arc::clone(&self.inner)));
-        self.bounded(async {
+        self.bounded_within(limit, async {
             task.await
                 .map_err(|e| self.inner.backend(format_args!("operation aborted: {e}")))?
         })
@@ -443,9 +459,17 @@ impl AmqpTransport {
     /// `op` within [`OPERATION_TIMEOUT`]; past it the connection is given up (see
     /// `Inner::no_reply`).
     async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
-        match tokio::time::timeout(OPERATION_TIMEOUT, op).await {
+        self.bounded_within(OPERATION_TIMEOUT, op).await
+    }
+
+    async fn bounded_within<T>(
+        &self,
+        limit: Duration,
+        op: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, op).await {
             Ok(result) => result,
-            Err(_) => Err(self.inner.no_reply(OPERATION_TIMEOUT)),
+            Err(_) => Err(self.inner.no_reply(limit)),
         }
     }
 }
@@ -564,14 +588,15 @@ impl Transport for AmqpTransport {
     }
 
     async fn stats(&self) -> Result<Vec<QueueStats>> {
-        self.bounded(self.inner.stats()).await
+        self.bounded_within(BULK_TIMEOUT, self.inner.stats()).await
     }
 
     async fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>> {
         if let Some(queue) = queue {
             validate_queue_name(queue)?;
         }
-        self.bounded(self.inner.failed(queue)).await
+        self.bounded_within(BULK_TIMEOUT, self.inner.failed(queue))
+            .await
     }
 
     async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
@@ -579,13 +604,16 @@ impl Transport for AmqpTransport {
             validate_queue_name(queue)?;
         }
         let selector = selector.clone();
-        self.spawned(|inner| async move { inner.retry_failed(&selector).await })
-            .await
+        self.spawned_within(BULK_TIMEOUT, |inner| async move {
+            inner.retry_failed(&selector).await
+        })
+        .await
     }
 
     async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {
         validate_queue_name(queue)?;
-        self.bounded(self.inner.purge(queue, which)).await
+        self.bounded_within(BULK_TIMEOUT, self.inner.purge(queue, which))
+            .await
     }
 
     /// Nothing to do: a key's queue expires by itself 7 days after its last use, and a
