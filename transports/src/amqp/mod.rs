@@ -9,7 +9,7 @@
 //! (password `guest`), the port to 5672. The optional `prefix` (default `rex`, spelled like a
 //! queue name) starts the name of every broker object of this transport, so several projects
 //! (or test runs) can share one virtual host. The other query parameters that are accepted
-//! are those of the AMQP client: `heartbeat` (seconds, default 5), `connection_timeout`
+//! are those of the AMQP client: `heartbeat` (seconds, default 10), `connection_timeout`
 //! (milliseconds, default 2000), `frame_max` and `channel_max`; any other is refused.
 //! Passwords never appear in [`describe`](Transport::describe), in `Debug` output, in errors or
 //! in logs.
@@ -160,10 +160,10 @@
 //! uses the transport (the CLI uses several current-thread runtimes) gets a connection of its
 //! own, with a channel for claims and acknowledgements and one for confirmed publishes;
 //! lookups that may fail with `NOT_FOUND` (which closes a channel) use channels of their own.
-//! The AMQP heartbeat is 5 s, so a dead peer (or a connection whose packets are dropped) is
-//! noticed within about 10 s — and the deliveries of a dead host are returned by then. An
-//! operation with no answer within 15 s (a request or reply lost while the heartbeats go on)
-//! closes its connection too. Connecting gives up after 2 s. Connection trouble
+//! The AMQP heartbeat is 10 s, so a dead peer is noticed within about 20 s — and the
+//! deliveries of a dead host are returned by then. An operation with no answer within 15 s (a
+//! connection whose packets are dropped, or a request or reply lost while the heartbeats go
+//! on) closes its connection sooner. Connecting gives up after 2 s. Connection trouble
 //! (refused, reset, heartbeat missed, broker shutting down…) is [`TransportError::Unavailable`],
 //! the retryable error; the connection is then dropped, the leases claimed through it are
 //! stale (the broker returned their messages), and the next operation connects again. A

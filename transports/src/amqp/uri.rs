@@ -18,10 +18,11 @@ const DEFAULT_PREFIX: &str = "rex";
 /// Connecting (TCP and AMQP handshake) gives up after this long, unless the URI says otherwise.
 const CONNECT_TIMEOUT_MS: u64 = 2000;
 
-/// AMQP heartbeat in seconds, unless the URI says otherwise: a dead peer (or a connection
-/// whose packets are dropped) is noticed within about twice this, by the client and by the
-/// broker (which then returns the connection's deliveries).
-const HEARTBEAT_S: u16 = 5;
+/// AMQP heartbeat in seconds, unless the URI says otherwise: a dead peer is noticed within
+/// about twice this. Not lower: a worker's connection is driven by its runtime only between
+/// tasks, so a payload that runs longer than about twice this loses its connection (and the
+/// broker hands its task out again).
+const HEARTBEAT_S: u16 = 10;
 
 /// The parts of a transport URI.
 pub(super) struct ParsedUri {
