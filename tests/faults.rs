@@ -378,6 +378,26 @@ fn latency_on_every_chunk_loses_nothing() {
 }
 
 /// The proxy itself, against an echo server.
+/// A payload that runs for several heartbeat periods: the child's connection keeps being
+/// driven while the payload blocks its thread, so the broker does not drop it, and the task
+/// runs once. (On RabbitMQ, before, a payload longer than two heartbeats lost its connection
+/// and ran again.)
+#[test]
+fn a_payload_longer_than_two_heartbeats_keeps_its_connection() {
+    let Some((name, uri)) = servers().into_iter().find(|(name, _)| *name == "amqp") else {
+        return;
+    };
+    let uri = format!("{uri}&heartbeat=1");
+    let project = Project::demo();
+    submit_numbered(&project, &uri, QUEUE, 2, |_| 4_000);
+    let master = start(&project, &uri, 3, &[]);
+    let (code, lines) = master.finish(LIMIT);
+    let output = lines.join("\n");
+    assert_eq!(code, Some(0), "{name}: {output}");
+    let ran = assert_nothing_lost(name, &project, &uri, 2, &[&lines]);
+    assert_eq!(repeated(&ran), 0, "{name}: a task ran twice:\n{output}");
+}
+
 #[test]
 fn the_proxy_passes_black_holes_delays_and_resets() {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");

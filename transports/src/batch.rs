@@ -67,12 +67,12 @@ pub async fn settle_then_claim<T: Transport + ?Sized>(
     max: usize,
 ) -> Result<(Vec<bool>, Vec<Task>)> {
     let applied = t.settle(batch).await?;
+    // A failed claim is the caller's to see (an outage to back off from, a reply that may
+    // have leased tasks): the settlements it sends again come back stale, changing nothing.
     let next = if max == 0 {
         Vec::new()
     } else {
-        t.claim_batch(queue, owner, lease, max)
-            .await
-            .unwrap_or_default()
+        t.claim_batch(queue, owner, lease, max).await?
     };
     Ok((applied, next))
 }

@@ -175,6 +175,14 @@ pub trait Transport: Send + Sync + 'static {
         false
     }
 
+    /// Whether its connections must be driven all the time (protocol heartbeats), not only
+    /// while the caller awaits an operation. A caller that blocks its thread for long (a
+    /// child running a payload) then gives its runtime a thread of its own; otherwise the
+    /// server drops the connection of a payload running longer than two heartbeats.
+    fn needs_constant_io(&self) -> bool {
+        false
+    }
+
     /// Enqueue a task. Returns its id, or `None` when `opts.idempotency_key` was already used
     /// (the task was not enqueued a second time).
     async fn submit(

@@ -207,8 +207,13 @@ impl Consumer {
         beacon: Beacon,
         wake: Arc<tokio::sync::Notify>,
     ) -> Result<Consumer> {
-        let rt = crate::runtime::current_thread()?;
         let transport = rex_transport::open(&spec.transport)?;
+        // Connections are made by the runtime that first uses them, so it is chosen before.
+        let rt = if transport.needs_constant_io() {
+            crate::runtime::with_io_thread()?
+        } else {
+            crate::runtime::current_thread()?
+        };
         let executor = match &spec.plugin {
             None if spec.worker == CTL_EXECUTOR => Executor::Ctl(CtlExecutor {
                 project_args: spec.project_args.to_argv(),

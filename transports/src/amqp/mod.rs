@@ -484,6 +484,10 @@ impl Transport for AmqpTransport {
         true
     }
 
+    fn needs_constant_io(&self) -> bool {
+        true
+    }
+
     async fn submit(
         &self,
         queue: &str,
