@@ -15,7 +15,7 @@ pub fn validate_submits(batch: &[Settlement]) -> Result<()> {
     for settlement in batch {
         for submit in settlement.submits() {
             validate_queue_name(&submit.queue)?;
-            crate::check_depth(&submit.payload)?;
+            crate::check_payload(&submit.payload)?;
         }
     }
     Ok(())

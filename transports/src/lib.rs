@@ -77,7 +77,10 @@ pub use task::{
     Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, normalize_payload, schedule_key,
     schedule_key_prefix, schedule_key_time, validate_queue_name,
 };
-pub use task::{EXCERPT, MAX_PAYLOAD_DEPTH, MAX_QUEUE_NAME, check_depth, check_size, excerpt};
+pub use task::{
+    EXCERPT, MAX_PAYLOAD_DEPTH, MAX_QUEUE_NAME, RESERVED_KEY, check_payload, check_size, excerpt,
+    has_reserved_key,
+};
 
 /// Errors of the transport layer.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +100,9 @@ pub enum TransportError {
         "A payload of {size} bytes exceeds the limit of {max} bytes (asynctask_max_payload_size)"
     )]
     PayloadTooLarge { size: usize, max: usize },
+    /// The payload uses the one key the JSON layer reserves for itself.
+    #[error("Expected a payload without the key \"{}\" (reserved by the JSON parser)", task::RESERVED_KEY)]
+    ReservedKey,
     /// The payload nests objects and arrays deeper than the limit.
     #[error("Expected a payload nested at most {max} levels deep")]
     PayloadTooDeep { max: usize },

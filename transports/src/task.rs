@@ -282,7 +282,7 @@ pub const EXCERPT: usize = 200;
 pub fn normalize_payload(value: Value) -> Result<Payload, TransportError> {
     match value {
         Value::Object(map) => {
-            check_depth(&map)?;
+            check_payload(&map)?;
             Ok(map)
         }
         other => Err(TransportError::InvalidPayload(excerpt(
@@ -292,12 +292,24 @@ pub fn normalize_payload(value: Value) -> Result<Payload, TransportError> {
     }
 }
 
-/// Refuse a payload nested deeper than [`MAX_PAYLOAD_DEPTH`] (the object itself is level 1).
-pub fn check_depth(payload: &Payload) -> Result<(), TransportError> {
+/// The one object key a payload may not use: serde_json keeps numbers exact (any number of
+/// digits) by reading `{"$serde_json::private::Number": "1.5"}` as the number 1.5, so an
+/// object with this key would not come back as it was submitted.
+pub const RESERVED_KEY: &str = "$serde_json::private::Number";
+
+/// Refuse a payload nested deeper than [`MAX_PAYLOAD_DEPTH`] (the object itself is level 1)
+/// or using [`RESERVED_KEY`].
+pub fn check_payload(payload: &Payload) -> Result<(), TransportError> {
+    if payload.contains_key(RESERVED_KEY) {
+        return Err(TransportError::ReservedKey);
+    }
     // Iterative: a hostile payload must not exhaust the stack here.
     let mut stack: Vec<(&Value, usize)> = payload.values().map(|v| (v, 2)).collect();
     while let Some((value, depth)) = stack.pop() {
         let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Object(map) if map.contains_key(RESERVED_KEY) => {
+                return Err(TransportError::ReservedKey);
+            }
             Value::Object(map) => Box::new(map.values()),
             Value::Array(items) => Box::new(items.iter()),
             _ => continue,
@@ -310,6 +322,35 @@ pub fn check_depth(payload: &Payload) -> Result<(), TransportError> {
         stack.extend(children.map(|v| (v, depth + 1)));
     }
     Ok(())
+}
+
+/// Whether JSON `text` (already known to parse) has an object key that decodes to
+/// [`RESERVED_KEY`]. Needed besides [`check_payload`]: as the first key of its object, the
+/// key is consumed by the parser itself (the object becomes a number).
+pub fn has_reserved_key(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'"' {
+            i += 1;
+            continue;
+        }
+        // A string token: find its end, skipping escaped characters.
+        let start = i;
+        i += 1;
+        while i < bytes.len() && bytes[i] != b'"' {
+            i += if bytes[i] == b'\\' { 2 } else { 1 };
+        }
+        let end = (i + 1).min(bytes.len());
+        i = end;
+        let next = bytes[end..].iter().find(|b| !b.is_ascii_whitespace());
+        if next == Some(&b':')
+            && serde_json::from_str::<String>(&text[start..end]).is_ok_and(|k| k == RESERVED_KEY)
+        {
+            return true;
+        }
+    }
+    false
 }
 
 /// Refuse a payload of `size` bytes (compact JSON) above `max`.
@@ -437,6 +478,34 @@ mod tests {
             matches!(err, TransportError::PayloadTooDeep { .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_reserved_key_is_refused_wherever_it_is() {
+        for text in [
+            r#"{"a": 1, "$serde_json::private::Number": "2"}"#,
+            r#"{"a": [{"b": {"\u0024serde_json::private::Number": 1}}]}"#,
+            r#"{"x": {"$serde_json::private::Number": "12"}}"#,
+            r#"{ "$serde_json::private::Number"  : "12" }"#,
+        ] {
+            assert!(has_reserved_key(text), "{text}");
+        }
+        for text in [
+            r#"{"a": "$serde_json::private::Number"}"#,
+            r#"{"a\"": ["$serde_json::private::Number", 1]}"#,
+            r#"{"serde_json::private::Number": 1}"#,
+        ] {
+            assert!(!has_reserved_key(text), "{text}");
+        }
+        let nested: Value = serde_json::json!({"a": [{"b": 1}]});
+        let mut inner = serde_json::Map::new();
+        inner.insert(RESERVED_KEY.into(), Value::from(1));
+        let mut payload = nested.as_object().cloned().unwrap();
+        payload.insert("c".into(), Value::Object(inner));
+        assert!(matches!(
+            check_payload(&payload),
+            Err(TransportError::ReservedKey)
+        ));
     }
 
     #[test]

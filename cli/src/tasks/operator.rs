@@ -26,6 +26,10 @@ fn app(parsed: &Parsed) -> Result<App> {
 pub(crate) fn parse_payload(text: &str, max_size: usize) -> Result<rex_transport::Payload> {
     let text = text.trim();
     rex_transport::check_size(text.len(), max_size)?;
+    // Before parsing: as the first key of its object, the parser would consume it.
+    if rex_transport::has_reserved_key(text) {
+        return Err(rex_transport::TransportError::ReservedKey.into());
+    }
     let value: Value = serde_json::from_str(text).map_err(|e| {
         Error::with_body("Expected a JSON object", e.to_string())
             .context("Got:", rex_transport::excerpt(text, rex_transport::EXCERPT))

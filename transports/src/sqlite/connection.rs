@@ -227,7 +227,8 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("new").join("rex.sqlite3");
-        let (rt, t) = open_with_one_task(&path);
+        // Kept open to the end: the WAL exists while a connection is.
+        let (_rt, _open) = open_with_one_task(&path);
         let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(path.parent().unwrap()), 0o700);
         assert_eq!(mode(&path), 0o600);
