@@ -16,6 +16,7 @@
 //! * [`worker`] — the child process that works one queue.
 //! * [`control`] — the master/child control channel (spec, quit, halted).
 //! * [`beacon`] — the shared page where a child publishes the task it runs, for its master.
+//! * [`outage`] — backoff and bounded logging while a transport is unavailable.
 //! * [`logging`] — `LEVEL:Logger:message` records over `tracing`.
 //! * [`runtime`] — the current-thread async runtime each command runs on.
 //! * [`error`] — the user-facing error type, rendered as `FATAL ERROR: ...`.
@@ -29,6 +30,7 @@ pub mod cron;
 pub mod error;
 pub mod fuzzing;
 pub mod logging;
+pub mod outage;
 pub mod package;
 pub mod plugin;
 pub mod project;

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::logging::Logger;
+use crate::outage::Outage;
 use crate::settings::RetryPolicy;
 
 /// What the loop learns back from the ledger.
@@ -55,6 +56,8 @@ pub struct Ledger {
     maintaining: Option<JoinHandle<()>>,
     /// Ends the thread (dropped with the ledger).
     stop: Option<oneshot::Sender<()>>,
+    /// The outage the lease upkeep sees, if any: logged once, then at a bounded rate.
+    outage: Arc<std::sync::Mutex<Outage>>,
 }
 
 impl Ledger {
@@ -89,6 +92,7 @@ impl Ledger {
                 reclaiming: None,
                 maintaining: None,
                 stop: Some(stop),
+                outage: Arc::new(std::sync::Mutex::new(Outage::on_timers())),
             },
             receiver,
         ))
@@ -147,10 +151,10 @@ impl Ledger {
             return;
         }
         let (transport, log, _) = self.parts();
+        let outage = self.outage.clone();
         self.renewing = Some(self.handle.spawn(async move {
-            if let Err(e) = transport.renew(&owners, lease).await {
-                log.warn(format_args!("Cannot renew task leases: {e}"));
-            }
+            let result = transport.renew(&owners, lease).await;
+            upkeep_outcome(&outage, &log, "cannot renew task leases", result.err());
         }));
     }
 
@@ -161,15 +165,17 @@ impl Ledger {
             return;
         }
         let (transport, log, _) = self.parts();
+        let outage = self.outage.clone();
         self.reclaiming = Some(self.handle.spawn(async move {
             match transport.expired(SystemTime::now()).await {
                 Ok(tasks) => {
+                    upkeep_outcome(&outage, &log, "", None);
                     for task in tasks {
                         let reason = format!("lease expired (owner {})", task.owner);
                         reclaim(&*transport, &log, &task, &reason).await;
                     }
                 }
-                Err(e) => log.warn(format_args!("Cannot look for expired leases: {e}")),
+                Err(e) => upkeep_outcome(&outage, &log, "cannot look for expired leases", Some(e)),
             }
         }));
     }
@@ -258,6 +264,24 @@ impl Drop for Ledger {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// Record how a lease-upkeep job went: a failure (`what` failed with `error`) is part of an
+/// outage, logged once and then at a bounded rate; a success ends it. The jobs run on their
+/// own timers, so the outage's backoff is not used here.
+fn upkeep_outcome(
+    outage: &std::sync::Mutex<Outage>,
+    log: &Logger,
+    what: &str,
+    error: Option<rex_transport::TransportError>,
+) {
+    let mut outage = outage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match error {
+        Some(e) => {
+            outage.failed_now(log, &format!("{what}: {e}"));
+        }
+        None => outage.recovered_now(log),
     }
 }
 

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 
 mod executor;
-mod outage;
 mod record;
 pub mod window;
 
@@ -197,7 +196,7 @@ struct Consumer {
     /// Why this queue's earlier children died, by the task they held (see `settle_lost`).
     lost_reasons: Vec<(TaskId, String)>,
     /// The transport outage under way, if any: backoff and bounded logging.
-    outage: std::cell::RefCell<outage::Outage>,
+    outage: std::cell::RefCell<crate::outage::Outage>,
 }
 
 impl Consumer {

@@ -1,8 +1,8 @@
-//! A transport outage as a child lives it: how long to wait before the next attempt (bounded
-//! exponential backoff with jitter, so that the children of many hosts do not retry in step)
-//! and which failures to log — the first at once, then one summary line per [`REPORT_EVERY`],
-//! then one line when the transport answers again. A minute of outage writes three lines per
-//! child, not one per attempt.
+//! A transport outage as a process lives it: how long to wait before the next attempt
+//! (bounded exponential backoff with jitter, so that the children of many hosts do not retry
+//! in step) and which failures to log — the first at once, then one summary line per
+//! [`REPORT_EVERY`], then one line when the transport answers again. A minute of outage
+//! writes three lines per child, and three for its master's lease upkeep, not one per attempt.
 
 use std::time::{Duration, Instant};
 
@@ -12,10 +12,10 @@ use crate::logging::Logger;
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 const MAX_DELAY: Duration = Duration::from_secs(30);
 /// While an outage lasts, at most one line per this period.
-pub(super) const REPORT_EVERY: Duration = Duration::from_secs(30);
+pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Default)]
-pub(super) struct Outage {
+pub(crate) struct Outage {
     /// Consecutive failed attempts.
     failures: u32,
     /// When the first of them failed.
@@ -23,29 +23,44 @@ pub(super) struct Outage {
     /// When a line was last written, and how many failures were not reported since.
     reported: Option<Instant>,
     unreported: u32,
+    /// Set for jobs retried on timers of their own (the master's lease upkeep): the lines do
+    /// not announce a wait.
+    on_timers: bool,
 }
 
 /// What to do about one failed attempt: how long to wait, and the line to log, if any.
 #[derive(Debug, PartialEq)]
-pub(super) struct Verdict {
+pub(crate) struct Verdict {
     pub delay: Duration,
     pub report: Option<String>,
 }
 
 impl Outage {
+    /// An outage seen by jobs that run on timers of their own, not on its backoff.
+    pub(crate) fn on_timers() -> Outage {
+        Outage {
+            on_timers: true,
+            ..Outage::default()
+        }
+    }
+
     /// Record a failed attempt at `now`; `error` is the transport's message.
-    pub(super) fn failed(&mut self, now: Instant, error: &str) -> Verdict {
+    pub(crate) fn failed(&mut self, now: Instant, error: &str) -> Verdict {
         self.failures += 1;
         let since = *self.since.get_or_insert(now);
         let delay = backoff(self.failures, fastrand::f64());
-        let wait = delay.as_secs_f64();
+        let retry = if self.on_timers {
+            String::new()
+        } else {
+            format!("; retrying in {:.1}s", delay.as_secs_f64())
+        };
         let report = match self.reported {
             None => Some(format!(
-                "Transport error: {error}; retrying in {wait:.1}s (while it lasts, one report per {}s)",
+                "Transport error: {error}{retry} (while it lasts, one report per {}s)",
                 REPORT_EVERY.as_secs()
             )),
             Some(at) if now.duration_since(at) >= REPORT_EVERY => Some(format!(
-                "Transport still failing after {:.0}s ({} more failed attempts): {error}; retrying in {wait:.1}s",
+                "Transport still failing after {:.0}s ({} more failed attempts): {error}{retry}",
                 now.duration_since(since).as_secs_f64(),
                 self.unreported + 1
             )),
@@ -61,19 +76,22 @@ impl Outage {
     }
 
     /// The transport answered: the line to log if an outage just ended.
-    pub(super) fn recovered(&mut self, now: Instant) -> Option<String> {
+    pub(crate) fn recovered(&mut self, now: Instant) -> Option<String> {
         let since = self.since.take()?;
         let line = format!(
             "Transport available again after {:.1}s ({} failed attempts)",
             now.duration_since(since).as_secs_f64(),
             self.failures
         );
-        *self = Outage::default();
+        *self = Outage {
+            on_timers: self.on_timers,
+            ..Outage::default()
+        };
         Some(line)
     }
 
     /// [`Outage::failed`] now, its report logged as an error; returns the wait.
-    pub(super) fn failed_now(
+    pub(crate) fn failed_now(
         &mut self,
         logger: &Logger,
         error: &dyn std::fmt::Display,
@@ -86,7 +104,7 @@ impl Outage {
     }
 
     /// [`Outage::recovered`] now, its line logged.
-    pub(super) fn recovered_now(&mut self, logger: &Logger) {
+    pub(crate) fn recovered_now(&mut self, logger: &Logger) {
         if let Some(line) = self.recovered(Instant::now()) {
             logger.info(format_args!("{line}"));
         }
