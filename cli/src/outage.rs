@@ -10,7 +10,7 @@ use crate::logging::Logger;
 
 /// The first wait after a failure; it doubles per consecutive failure up to [`MAX_DELAY`].
 const FIRST_DELAY: Duration = Duration::from_millis(100);
-const MAX_DELAY: Duration = Duration::from_secs(30);
+const MAX_DELAY: Duration = Duration::from_secs(10);
 /// While an outage lasts, at most one line per this period.
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(30);
 
