@@ -104,7 +104,7 @@ fn refused_settlements(lines: &[String]) -> usize {
         .iter()
         .filter(|l| {
             l.contains("was reclaimed while it ran")
-                || l.contains("was already settled by an earlier attempt")
+                || l.contains("its outcome was not recorded again")
         })
         .count()
 }

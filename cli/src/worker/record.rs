@@ -111,8 +111,11 @@ impl Consumer {
             }
             let id = settlement.lease().id;
             match settlement {
-                _ if self.resent => self.logger.debug(format_args!(
-                    "Task {id} was already settled by an earlier attempt to record it"
+                // Sent again after a failure: either the first send was applied, or the task
+                // was reclaimed meanwhile; the transport cannot tell which.
+                Settlement::Release { .. } if self.resent => {}
+                _ if self.resent => self.logger.info(format_args!(
+                    "Task {id}: its outcome was not recorded again (an earlier attempt that seemed to fail recorded it, or the task was reclaimed meanwhile)"
                 )),
                 Settlement::Complete { .. } => self.logger.warn(format_args!(
                     "Task {id} was reclaimed while it ran; this attempt's result was discarded"
