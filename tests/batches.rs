@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rex_tests::networked::{runs, servers, submit_numbered, transport_set};
+use rex_tests::networked::{counts, failed, runs, servers, submit_numbered, transport_set};
 use rex_tests::{Project, Running, children_of, wait_gone};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -41,31 +41,6 @@ fn workers(project: &Project, uri: &str, queues: &str, halt: bool) -> Running {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Running::spawn(project.rex(&args))
-}
-
-fn failed(project: &Project, uri: &str, queue: &str) -> Vec<serde_json::Value> {
-    let out = project.ok(&[
-        "asynctask-failed",
-        &format!("--queue={queue}"),
-        "--json",
-        &transport_set(uri),
-    ]);
-    serde_json::from_str(&out).expect("json")
-}
-
-/// `asynctask-queues --json` row of `queue`: (pending, running, failed).
-fn counts(project: &Project, uri: &str, queue: &str) -> (u64, u64, u64) {
-    let out = project.ok(&["asynctask-queues", "--json", &transport_set(uri)]);
-    let rows: serde_json::Value = serde_json::from_str(&out).expect("json");
-    rows.as_array()
-        .and_then(|rows| rows.iter().find(|r| r["queue"] == queue))
-        .map_or((0, 0, 0), |r| {
-            (
-                r["pending"].as_u64().unwrap_or(0),
-                r["running"].as_u64().unwrap_or(0),
-                r["failed"].as_u64().unwrap_or(0),
-            )
-        })
 }
 
 /// The tasks numbered `0..n` except `but`, each run exactly once.
