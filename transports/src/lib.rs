@@ -223,8 +223,10 @@ pub trait Transport: Send + Sync + 'static {
         retry_at: Option<SystemTime>,
     ) -> Result<bool>;
 
-    /// Return a claimed task to `pending`, ready now, without using up an attempt (the attempt
-    /// count is decremented again; the history records the release). `false` if stale.
+    /// Return a claimed task to `pending`, without using up an attempt (the attempt count is
+    /// decremented again; the history records the release). It keeps its place in the claim
+    /// order (its due time), except on RabbitMQ, which queues it again at the end. `false` if
+    /// stale.
     async fn release(&self, lease: &Lease, reason: &str) -> Result<bool>;
 
     /// Claim up to `max` (at least one) ready tasks of `queue` for `owner`, in claim order,

@@ -260,7 +260,8 @@ impl Transport for MemoryTransport {
         };
         row.settle(TaskState::Pending, Outcome::Released, reason, now);
         row.attempts = row.attempts.saturating_sub(1);
-        row.run_at = now;
+        // It keeps its place: it was due.
+        row.run_at = row.run_at.min(now);
         drop(state);
         self.notify.notify_waiters();
         Ok(true)

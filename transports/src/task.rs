@@ -120,7 +120,7 @@ pub enum Settlement {
         failure: Failure,
         retry_at: Option<SystemTime>,
     },
-    /// Back to pending, ready now, no attempt used (a prefetched task never started).
+    /// Back to pending, in its place, no attempt used (a prefetched task never started).
     Release { lease: Lease, reason: String },
 }
 

@@ -295,17 +295,15 @@ async fn run(t: &dyn Transport, ops: &[Op]) -> Result<(), TestCaseError> {
                     continue;
                 };
                 let expected = model.current(&lease).is_some();
-                let before = now_ms();
                 prop_assert_eq!(
                     t.release(&lease, "bye").await.unwrap(),
                     expected,
                     "release {:?}",
                     lease
                 );
-                let after = now_ms();
+                // A released task keeps its due time (it was due when claimed).
                 if let Some(m) = model.current(&lease) {
-                    (m.state, m.attempts, m.due) =
-                        (State::Pending, m.attempts - 1, (before, after));
+                    (m.state, m.attempts) = (State::Pending, m.attempts - 1);
                 }
             }
             Op::RetryFailedAll => {
@@ -428,8 +426,7 @@ async fn run(t: &dyn Transport, ops: &[Op]) -> Result<(), TestCaseError> {
                         }
                         Settlement::Release { .. } => {
                             readied.insert(lease.id);
-                            (m.state, m.attempts, m.due) =
-                                (State::Pending, m.attempts - 1, (before, after));
+                            (m.state, m.attempts) = (State::Pending, m.attempts - 1);
                         }
                     }
                 }

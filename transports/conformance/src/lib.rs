@@ -59,7 +59,10 @@ pub use claim_order::{
 pub use failures::{case_fail_with_retry, case_fail_without_retry, case_purge, case_retry_failed};
 pub use leases::{case_claim_leases, case_expired, case_owned_by, case_renew, case_stale_lease};
 pub use schedules::{case_prune_schedule_keys, case_schedule_fires};
-pub use settle::{case_complete_and_claim, case_complete_with_submits, case_release_keeps_attempt};
+pub use settle::{
+    case_complete_and_claim, case_complete_with_submits, case_release_keeps_attempt,
+    case_release_keeps_place,
+};
 pub use stats::case_stats;
 pub use submit::{
     case_delayed_submit, case_idempotency_key, case_invalid_queue_names, case_payload_fidelity,
@@ -120,6 +123,7 @@ macro_rules! conformance_suite {
             case_retry_failed,
             case_purge,
             case_release_keeps_attempt,
+            case_release_keeps_place,
             case_owned_by,
             case_expired,
             case_renew,

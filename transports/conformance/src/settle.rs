@@ -113,6 +113,25 @@ async fn complete_and_claim(
 }
 
 /// `release` returns the task without using up an attempt, and records why.
+/// A released task keeps its place in the claim order: it runs before tasks submitted after
+/// it (a warm shutdown's unstarted tasks are the next to run, not the last). RabbitMQ puts
+/// it back at the end of its queue (see the transports docs).
+pub async fn case_release_keeps_place(t: Arc<dyn Transport>) {
+    let (queue, owner) = (unique("place"), unique("owner"));
+    let first_id = submit(&t, &queue, json!({"n": 1})).await;
+    for n in 2..=3 {
+        submit(&t, &queue, json!({ "n": n })).await;
+    }
+    let first = claim(&t, &queue, &owner).await.expect("claimable");
+    assert_eq!(first.id, first_id);
+    assert!(t.release(&first.lease(), "shutting down").await.expect("release"));
+    if t.leases_held_by_broker() {
+        return;
+    }
+    let again = claim(&t, &queue, &owner).await.expect("claimable");
+    assert_eq!(again.id, first_id, "the released task lost its place");
+}
+
 pub async fn case_release_keeps_attempt(t: Arc<dyn Transport>) {
     let (queue, owner) = (unique("release"), unique("owner"));
     let id = submit(&t, &queue, json!({})).await;

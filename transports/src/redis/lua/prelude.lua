@@ -225,17 +225,19 @@ local function fail(id, token, now, outcome, reason, reason_json, retry_at)
     return 1
 end
 
--- Put a task whose lease is `token` back to pending, ready now, giving its attempt back.
--- Returns 1, or 0 when stale.
+-- Put a task whose lease is `token` back to pending, giving its attempt back. It keeps its
+-- place: it was due, so its due time is kept (at most now). Returns 1, or 0 when stale.
 local function release(id, token, now, reason_json)
     local t = leased(id, token)
     if not t then return 0 end
     local k = task_key(id)
+    local run_at = math.min(tonumber(redis.call('HGET', k, 'run_at')) or tonumber(now), tonumber(now))
+    run_at = string.format('%d', run_at)
     unindex_running(id, t)
     record(id, t, 'released', reason_json, now)
     redis.call('HINCRBY', k, 'attempts', -1)
-    redis.call('HSET', k, 'state', 'pending', 'run_at', now)
-    index_pending(t.queue, id, now, now, t.created_at)
+    redis.call('HSET', k, 'state', 'pending', 'run_at', run_at)
+    index_pending(t.queue, id, run_at, now, t.created_at)
     return 1
 end
 

@@ -20,7 +20,8 @@ failed AS (UPDATE {schema}.tasks AS t SET
     WHERE t.id = ANY($11::bigint[]) AND t.id = f.id AND t.lease_token = f.token
       AND t.state = (SELECT 'running'::text)
     RETURNING t.id, t.queue, f.retry_at),
-released AS (UPDATE {schema}.tasks AS t SET state = 'pending', run_at = $4::timestamptz,
+released AS (UPDATE {schema}.tasks AS t SET state = 'pending',
+    run_at = LEAST(t.run_at, $4::timestamptz),
     attempts = t.attempts - 1, owner = NULL, lease_until = NULL,
     history = t.history || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
         'owner', t.owner, 'outcome', 'released'::text, 'reason', r.reason,

@@ -1,4 +1,5 @@
-UPDATE tasks SET state = 'pending', run_at = ?1, attempts = attempts - 1,
+-- A released task keeps its place: it was due, so its run_at is kept (at most now).
+UPDATE tasks SET state = 'pending', run_at = MIN(run_at, ?1), attempts = attempts - 1,
     owner = NULL, lease_until = NULL,
     history = json_insert(history, '$[#]', json_object('attempt', attempts,
         'owner', owner, 'outcome', 'released', 'reason', ?2, 'finished_at', ?1))
