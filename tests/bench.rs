@@ -78,7 +78,7 @@ fn bad_options_are_fatal_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "FATAL ERROR: Expected one of:\n    burn-down, steady\nGot:\n    sideways\nWhile parsing option:\n    --mode\n"
+        "FATAL ERROR: Expected one of:\n    burn-down, steady, soak\nGot:\n    sideways\nWhile parsing option:\n    --mode\n"
     );
 }
 
