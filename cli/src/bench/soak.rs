@@ -37,15 +37,7 @@ impl SoakPlan {
 
 /// Current resident memory (`VmRSS`, kB) and open descriptors of `pid`.
 fn resources(pid: u32) -> (u64, u64) {
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0);
+    let rss = super::master::status_kb(pid, "VmRSS:");
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.count() as u64)
         .unwrap_or(0);

@@ -146,13 +146,16 @@ impl Consumer {
                     self.pending.push(settlement);
                     self.pending_since.get_or_insert_with(Instant::now);
                 }
+                // The transport answers but refuses this one completion (what it carries
+                // cannot be stored): the task is failed with the transport's reason, which is
+                // not the worker's error.
                 (Err(e), Settlement::Complete { lease, .. }) => {
-                    self.logger.error(format_args!(
-                        "An unhandled exception occurred while processing the payload\n{e}"
-                    ));
+                    let reason = format!("the transport refused to record the completion: {e}");
+                    self.logger
+                        .error(format_args!("Task {id} is failed: {reason}"));
                     let failure = Settlement::Fail {
                         lease: *lease,
-                        failure: Failure::error(e.to_string()),
+                        failure: Failure::error(reason),
                         retry_at: None,
                     };
                     if let Err(e) =
