@@ -101,7 +101,10 @@ pub enum TransportError {
     )]
     PayloadTooLarge { size: usize, max: usize },
     /// The payload uses the one key the JSON layer reserves for itself.
-    #[error("Expected a payload without the key \"{}\" (reserved by the JSON parser)", task::RESERVED_KEY)]
+    #[error(
+        "Expected a payload without the key \"{}\" (reserved by the JSON parser)",
+        task::RESERVED_KEY
+    )]
     ReservedKey,
     /// The payload nests objects and arrays deeper than the limit.
     #[error("Expected a payload nested at most {max} levels deep")]

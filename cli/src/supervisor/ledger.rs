@@ -276,7 +276,9 @@ fn upkeep_outcome(
     what: &str,
     error: Option<rex_transport::TransportError>,
 ) {
-    let mut outage = outage.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut outage = outage
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match error {
         Some(e) => {
             outage.failed_now(log, &format!("{what}: {e}"));

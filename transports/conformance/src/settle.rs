@@ -124,7 +124,11 @@ pub async fn case_release_keeps_place(t: Arc<dyn Transport>) {
     }
     let first = claim(&t, &queue, &owner).await.expect("claimable");
     assert_eq!(first.id, first_id);
-    assert!(t.release(&first.lease(), "shutting down").await.expect("release"));
+    assert!(
+        t.release(&first.lease(), "shutting down")
+            .await
+            .expect("release")
+    );
     if t.leases_held_by_broker() {
         return;
     }
