@@ -559,30 +559,6 @@ impl Consumer {
         }
         Ok(())
     }
-
-    /// Run a settlement, retrying while the transport is unreachable (bounded).
-    fn retrying<T, F, Fut>(&self, op: F) -> rex_transport::Result<T>
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = rex_transport::Result<T>>,
-    {
-        for _ in 0..8 {
-            match self.rt.block_on(op()) {
-                Err(e) if e.is_retryable() => {
-                    self.lost_replies.set(true);
-                    let delay = self.outage.borrow_mut().failed_now(&self.logger, &e);
-                    std::thread::sleep(delay);
-                }
-                other => {
-                    if other.is_ok() {
-                        self.recovered();
-                    }
-                    return other;
-                }
-            }
-        }
-        self.rt.block_on(op())
-    }
 }
 
 /// `rex asynctask-process`: drain `queue` in this process with `worker`; returns the count.

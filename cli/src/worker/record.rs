@@ -1,6 +1,7 @@
 //! Recording outcomes: the child's pending settlements sent with its next claim
 //! ([`Consumer::exchange`]), mid-batch ([`Consumer::flush_once`]) or at a stop, and the
-//! fallback to one settlement at a time when the transport refuses a batch.
+//! fallback to one settlement at a time when the transport refuses a batch, and the bounded
+//! retry of a settlement while the transport is unreachable.
 
 use std::time::Instant;
 
@@ -10,6 +11,30 @@ use super::Consumer;
 use super::window::BATCH_BUDGET;
 
 impl Consumer {
+    /// Run a settlement, retrying while the transport is unreachable (bounded).
+    pub(super) fn retrying<T, F, Fut>(&self, op: F) -> rex_transport::Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = rex_transport::Result<T>>,
+    {
+        for _ in 0..8 {
+            match self.rt.block_on(op()) {
+                Err(e) if e.is_retryable() => {
+                    self.lost_replies.set(true);
+                    let delay = self.outage.borrow_mut().failed_now(&self.logger, &e);
+                    std::thread::sleep(delay);
+                }
+                other => {
+                    if other.is_ok() {
+                        self.recovered();
+                    }
+                    return other;
+                }
+            }
+        }
+        self.rt.block_on(op())
+    }
+
     /// Stopping: the claimed tasks not started go back (no attempt used), and every outcome
     /// is recorded.
     pub(super) fn stop(&mut self) {
