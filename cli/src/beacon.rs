@@ -14,6 +14,10 @@
 //! running them again; a completion that submitted tasks is not listed (its submits are not
 //! on the page), and is released to run again.
 //!
+//! Where the broker holds the leases (RabbitMQ), the child also lists the ids of the tasks it
+//! claimed: when it dies the broker hands them all out again, and only its master can say
+//! which one was running (charged) and which were not (run again uncharged).
+//!
 //! A child that dies in the middle of a write leaves the sequence odd. It was then between two
 //! tasks (publishing that one ended or the next began, never inside worker code), so the
 //! reader reports no running task.
@@ -47,12 +51,21 @@ struct Page {
     completed_len: AtomicU64,
     /// (id, lease token) pairs of completions not recorded in the transport yet.
     completed: [[AtomicU64; 2]; COMPLETED_CAPACITY],
+    /// How many entries of `claimed` are in use.
+    claimed_len: AtomicU64,
+    /// The ids of the tasks of the child's last claim (written only where the broker holds
+    /// the leases).
+    claimed: [AtomicI64; CLAIMED_CAPACITY],
 }
 
 /// How many unrecorded completions a page lists; more are released on a death instead.
 const COMPLETED_CAPACITY: usize = 200;
 
-const PAGE_BYTES: usize = 4096;
+/// How many claimed task ids a page lists: the largest `prefetch`, and a little more.
+const CLAIMED_CAPACITY: usize = 1024;
+
+/// Four pages of 4 KiB.
+const PAGE_BYTES: usize = 16384;
 const _: () = assert!(std::mem::size_of::<Page>() <= PAGE_BYTES);
 
 /// The task a child is running, as its beacon says.
@@ -136,6 +149,8 @@ impl Beacon {
             finished: AtomicU64::new(0),
             completed_len: AtomicU64::new(0),
             completed: std::array::from_fn(|_| [AtomicU64::new(0), AtomicU64::new(0)]),
+            claimed_len: AtomicU64::new(0),
+            claimed: std::array::from_fn(|_| AtomicI64::new(0)),
         });
         let ptr = NonNull::from(&mut *page);
         Beacon {
@@ -184,6 +199,35 @@ impl Beacon {
                 }
             }
         });
+    }
+
+    /// Publish the ids of the tasks just claimed (they replace the previous claim's: the
+    /// child claims only when it has started every task it held). Ids beyond the page's
+    /// capacity are left out.
+    pub fn claimed(&self, ids: impl IntoIterator<Item = i64>) {
+        self.write(|page| {
+            let mut len = 0;
+            for (slot, id) in page.claimed.iter().zip(ids) {
+                slot.store(id, Ordering::Relaxed);
+                len += 1;
+            }
+            page.claimed_len.store(len as u64, Ordering::Relaxed);
+        });
+    }
+
+    /// The ids [`claimed`](Beacon::claimed) published last. Read only after the child is
+    /// gone (it no longer writes), so without the sequence lock; a child that died while
+    /// writing them leaves the list empty.
+    pub fn claimed_ids(&self) -> Vec<i64> {
+        let page = self.page();
+        if page.seq.load(Ordering::Acquire) % 2 == 1 {
+            return Vec::new();
+        }
+        let len = (page.claimed_len.load(Ordering::Relaxed) as usize).min(CLAIMED_CAPACITY);
+        page.claimed[..len]
+            .iter()
+            .map(|id| id.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Publish that every outcome so far is recorded in the transport.

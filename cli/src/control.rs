@@ -52,6 +52,10 @@ pub struct WorkerSpec {
     /// back records the real reason.
     #[serde(default)]
     pub lost_reasons: Vec<(i64, String)>,
+    /// Likewise: the tasks those children had claimed but were not running when they died,
+    /// to be run again without a crash charged.
+    #[serde(default)]
+    pub lost_innocent: Vec<i64>,
 }
 
 impl WorkerSpec {
@@ -85,6 +89,7 @@ impl WorkerSpec {
             master_pid: std::process::id(),
             project_args: app.args.clone(),
             lost_reasons: Vec::new(),
+            lost_innocent: Vec::new(),
         })
     }
 }

@@ -68,6 +68,7 @@ impl Row {
             lease_until: from_epoch_ms(self.lease_until),
             created_at: from_epoch_ms(self.created_at),
             lost: false,
+            unwitnessed_returns: 0,
         }
     }
 

@@ -92,9 +92,19 @@ pub struct Task {
     /// This attempt was already handed out once and its holder vanished without settling it
     /// (transports whose broker holds the leases, see
     /// [`Transport::leases_held_by_broker`](crate::Transport::leases_held_by_broker)). The
-    /// caller settles it as a crash before running the task again.
+    /// Only a witness of the holder's death (its master) knows whether this task caused it:
+    /// the caller settles it as a crash when it did, runs it uncharged when the holder died
+    /// running another task, and otherwise gives it back once (see `unwitnessed_returns`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lost: bool,
+    /// How many times this task came back [`lost`](Task::lost) to a claimer that could not
+    /// tell why, and was given back uncharged (always 0 where leases are not held by a broker).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unwitnessed_returns: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Task {

@@ -225,6 +225,7 @@ fn retry_policy_budgets_errors_and_crashes_separately() {
         lease_until: std::time::SystemTime::now(),
         created_at: std::time::SystemTime::now(),
         lost: false,
+        unwitnessed_returns: 0,
     };
     assert!(
         policy

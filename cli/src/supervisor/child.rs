@@ -193,6 +193,11 @@ impl Child {
     }
 
     /// How many tasks it has finished.
+    /// The ids of the tasks of its last claim (broker-held leases only; read after death).
+    pub fn claimed_ids(&self) -> Vec<i64> {
+        self.beacon.claimed_ids()
+    }
+
     pub fn finished(&self) -> u64 {
         self.beacon.read().finished
     }

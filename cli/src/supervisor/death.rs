@@ -9,7 +9,7 @@ use nix::sys::signal::Signal;
 
 use super::ledger::ChildRef;
 use super::restart;
-use super::slots::{LOST_REMEMBERED, State};
+use super::slots::{INNOCENT_REMEMBERED, LOST_REMEMBERED, State};
 use super::{Supervisor, child::Child};
 use crate::control::HaltReason;
 
@@ -121,14 +121,27 @@ impl Supervisor {
             reason.clone(),
             policies,
         );
-        if let Some(r) = charged
-            && self.transport.leases_held_by_broker()
-        {
-            let lost = &mut self.slots[index].lost;
-            if lost.len() == LOST_REMEMBERED {
-                lost.pop_front();
+        if self.transport.leases_held_by_broker() {
+            // The broker hands out everything the child held again: say which task caused
+            // the death and which ones merely were in its window.
+            let slot = &mut self.slots[index];
+            if let Some(r) = charged {
+                if slot.lost.len() == LOST_REMEMBERED {
+                    slot.lost.pop_front();
+                }
+                slot.lost.push_back((r.task, reason.clone()));
             }
-            lost.push_back((r.task, reason.clone()));
+            let charged_id = charged.map(|r| r.task);
+            let held = child
+                .claimed_ids()
+                .into_iter()
+                .chain(beacon.completed.iter().map(|&(id, _)| id));
+            for id in held.filter(|id| Some(*id) != charged_id) {
+                if slot.innocent.len() == INNOCENT_REMEMBERED {
+                    slot.innocent.pop_front();
+                }
+                slot.innocent.push_back(id);
+            }
         }
         if self.stopping.is_some() || self.slots[index].retiring {
             self.log.error(format_args!(

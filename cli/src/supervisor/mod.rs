@@ -240,11 +240,14 @@ impl Supervisor {
             Ok(mut spec) => {
                 // Any child of the queue may get a lost task back, not only the dead one's
                 // successor.
-                spec.lost_reasons = self
-                    .slots
-                    .iter()
-                    .filter(|s| s.config.queue == slot.config.queue)
-                    .flat_map(|s| s.lost.iter().cloned())
+                let same_queue = || {
+                    self.slots
+                        .iter()
+                        .filter(|s| s.config.queue == slot.config.queue)
+                };
+                spec.lost_reasons = same_queue().flat_map(|s| s.lost.iter().cloned()).collect();
+                spec.lost_innocent = same_queue()
+                    .flat_map(|s| s.innocent.iter().copied())
                     .collect();
                 spec
             }

@@ -37,10 +37,15 @@ pub(super) struct Slot {
     /// the reason, for the queue's next children (the broker gives such a task back to whoever
     /// claims it; a child started before the death gets the generic reason).
     pub(super) lost: VecDeque<(i64, String)>,
+    /// Broker-held leases only: the other tasks those children had claimed (not running when
+    /// they died), which the queue's next children run again without charging them.
+    pub(super) innocent: VecDeque<i64>,
 }
 
 /// How many lost tasks a slot remembers for its next children.
 pub(super) const LOST_REMEMBERED: usize = 16;
+/// How many innocent task ids a slot remembers: a few windows of the largest `prefetch`.
+pub(super) const INNOCENT_REMEMBERED: usize = 4096;
 
 /// How often the master looks at an idle child's beacon in a queue with a timeout: a task it
 /// starts is seen within this, and its deadline is exact from then on.
@@ -72,6 +77,7 @@ impl Supervisor {
                     processed: 0,
                     retiring: false,
                     lost: VecDeque::new(),
+                    innocent: VecDeque::new(),
                 });
             }
         }

@@ -195,6 +195,10 @@ struct Consumer {
     lost_replies: std::cell::Cell<bool>,
     /// Why this queue's earlier children died, by the task they held (see `settle_lost`).
     lost_reasons: Vec<(TaskId, String)>,
+    /// The tasks those children had claimed but were not running (see `settle_lost`).
+    lost_innocent: std::collections::HashSet<TaskId>,
+    /// Whether the broker holds the leases: the beacon then lists each claim's tasks.
+    broker_held: bool,
     /// The transport outage under way, if any: backoff and bounded logging.
     outage: std::cell::RefCell<crate::outage::Outage>,
 }
@@ -230,11 +234,10 @@ impl Consumer {
                 Executor::Plugin(plugin)
             }
         };
-        // One at a time where a batch would change behaviour: under a rate limit (the limit
-        // counts tasks run, and a held batch would wait out the limit), and where the broker
-        // holds the leases (its redeliveries cannot tell prefetched tasks from the one that was
-        // running).
-        let window_cap = if spec.rate.is_some() || transport.leases_held_by_broker() {
+        // One at a time under a rate limit: the limit counts tasks run, and a held batch
+        // would wait out the limit.
+        let broker_held = transport.leases_held_by_broker();
+        let window_cap = if spec.rate.is_some() {
             1
         } else {
             spec.prefetch as usize
@@ -258,10 +261,6 @@ impl Consumer {
             beacon,
             wake,
             processed: 0,
-            // One at a time where a batch would change behaviour: under a rate limit (the
-            // limit counts tasks run, and a held batch would wait out the limit), and where
-            // the broker holds the leases (its redeliveries cannot tell prefetched tasks from
-            // the one that was running).
             window: Window::new(window_cap),
             claimed: VecDeque::new(),
             batch_len: 0,
@@ -270,6 +269,8 @@ impl Consumer {
             resent: false,
             lost_replies: std::cell::Cell::new(false),
             lost_reasons: spec.lost_reasons.clone(),
+            lost_innocent: spec.lost_innocent.iter().copied().collect(),
+            broker_held,
             outage: Default::default(),
         })
     }
@@ -305,6 +306,9 @@ impl Consumer {
                     self.recovered();
                     self.window.claimed(want, tasks.len());
                     self.batch_len = tasks.len();
+                    if self.broker_held {
+                        self.beacon.claimed(tasks.iter().map(|task| task.id));
+                    }
                     self.claimed.extend(tasks);
                 }
                 Ok(_) => {
@@ -431,8 +435,7 @@ impl Consumer {
 
     /// Run one task; its outcome joins the pending settlements.
     fn process(&mut self, task: Task) {
-        if task.lost {
-            self.settle_lost(&task);
+        if task.lost && !self.settle_lost(&task) {
             return;
         }
         // On the beacon first: from here on, a death of this process is charged to this task.
@@ -462,26 +465,59 @@ impl Consumer {
         let failed = matches!(settlement, Settlement::Fail { .. });
         self.pending.push(settlement);
         self.pending_since.get_or_insert_with(Instant::now);
-        if failed {
+        if failed || (self.broker_held && !self.resent) {
             // Recorded at once (failures are rare): a failure not yet recorded when this
             // process dies would be released without using an attempt, and a task that breaks
             // its process for the next one could then run forever.
+            // Where the broker holds the leases, every outcome is: its master cannot record a
+            // dead child's completions (the broker hands them out again), and a completion is
+            // an acknowledgement sent without waiting for an answer, so this costs no round
+            // trip (follow-up submits still wait for their confirms).
             self.flush_once();
         }
     }
 
     /// On a transport whose broker holds the leases (RabbitMQ), nobody can settle the task of
-    /// a worker that died: the broker hands it out again, marked [`Task::lost`]. Its lost
-    /// attempt is settled here as the master settles a dead child's task elsewhere: a crash,
-    /// retried or failed by the queue's policy, with the reason the master passed down when it
-    /// saw the previous child die (a generic one when another host's worker held it).
-    fn settle_lost(&self, task: &Task) {
-        let reason = self
+    /// a worker that died: the broker hands it out again, marked [`Task::lost`], with every
+    /// other task that worker had claimed. Only the master that saw the death knows which one
+    /// was running, and it passed that down:
+    ///
+    /// * the task that was running: its lost attempt is settled here as the master settles a
+    ///   dead child's task elsewhere, a crash with the master's reason, retried or failed by
+    ///   the queue's policy;
+    /// * a task that was claimed but not running: run now, uncharged (`true`);
+    /// * a task nobody here saw (another host's worker held it, or its master died too): given
+    ///   back once without a charge, counted in the task; lost unwitnessed again, it is
+    ///   charged a crash, so a task that kills its workers where nobody sees it is still
+    ///   quarantined after `max_crashes`.
+    fn settle_lost(&self, task: &Task) -> bool {
+        let witnessed = self
             .lost_reasons
             .iter()
             .find(|(id, _)| *id == task.id)
-            .map(|(_, reason)| reason.as_str())
-            .unwrap_or(LOST_WORKER);
+            .map(|(_, reason)| reason.as_str());
+        if witnessed.is_none() && self.lost_innocent.contains(&task.id) {
+            return true;
+        }
+        if witnessed.is_none() && task.unwitnessed_returns == 0 {
+            let lease = task.lease();
+            let given_back = self.retrying(|| {
+                self.transport
+                    .release(&lease, "its worker was lost, and nobody here saw why")
+            });
+            match given_back {
+                Ok(_) => self.logger.info(format_args!(
+                    "Task {} on queue {} came back from a worker lost elsewhere; given back once without a charge",
+                    task.id, task.queue
+                )),
+                Err(e) => self.logger.error(format_args!(
+                    "Cannot give back task {}, whose worker was lost: {e}",
+                    task.id
+                )),
+            }
+            return false;
+        }
+        let reason = witnessed.unwrap_or(LOST_WORKER);
         let retry_at = self.retry.retry_at(task, rex_transport::FailureKind::Crash);
         let (lease, failure) = (task.lease(), Failure::crash(reason));
         match self.retrying(|| self.transport.fail(&lease, &failure, retry_at)) {
@@ -495,6 +531,7 @@ impl Consumer {
                 task.id
             )),
         }
+        false
     }
 
     /// What to record for an attempt: a completion (with the follow-ups it submitted), or a

@@ -13,6 +13,7 @@ use lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
 use lapin::types::DeliveryTag;
 
 use super::session::Session;
+use super::topology::Names;
 use super::{Body, Inner, lock, pipelined};
 use crate::task::{add_ms, from_epoch_ms, now_ms, to_epoch_ms};
 use crate::{
@@ -56,118 +57,174 @@ pub(super) struct GivenUp {
 }
 
 impl Inner {
-    pub(super) async fn claim(
+    /// Claim up to `max` tasks: `max` `basic.get`s sent pipelined (one round trip), their
+    /// messages handled in queue order. Messages that are not a result (a delayed task back
+    /// early, a foreign message) are moved away and more are asked for, until `max` tasks are
+    /// leased, the queue answers empty, or [`MAX_CLAIM_STEPS`] messages were handled.
+    pub(super) async fn claim_batch(
         self: Arc<Self>,
         queue: String,
         owner: String,
         lease: Duration,
-    ) -> Result<Option<Task>> {
+        max: usize,
+    ) -> Result<Vec<Task>> {
         let session = self.session().await?;
         self.ensure_topology(&session, &queue).await?;
         let names = self.names(&queue)?;
-        for _ in 0..MAX_CLAIM_STEPS {
-            let got = session
-                .claim
-                .basic_get(
-                    names.ready.as_str().into(),
-                    BasicGetOptions { no_ack: false },
-                )
-                .await
-                .map_err(|e| self.error(e));
-            let got = match got {
-                Ok(got) => got,
-                Err(e) => {
-                    if e.is_retryable() {
-                        // The broker may have handed the message out with a reply that was
-                        // lost: it comes back redelivered, but this process did not crash.
-                        let unseen = &self.unseen_gets;
-                        let _ = unseen.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                            Some((n + 1).min(MAX_UNSEEN_GETS))
-                        });
+        let mut tasks = Vec::with_capacity(max);
+        let mut steps = 0;
+        while tasks.len() < max && steps < MAX_CLAIM_STEPS {
+            let want = (max - tasks.len()).min(MAX_CLAIM_STEPS - steps);
+            steps += want;
+            let gets = (0..want)
+                .map(|_| {
+                    session.claim.basic_get(
+                        names.ready.as_str().into(),
+                        BasicGetOptions { no_ack: false },
+                    )
+                })
+                .collect();
+            let mut empty = false;
+            let mut failed = None;
+            for got in pipelined(gets).await {
+                let message = match got.map_err(|e| self.error(e)) {
+                    Ok(Some(message)) => message,
+                    Ok(None) => {
+                        empty = true;
+                        continue;
                     }
-                    return Err(e);
-                }
-            };
-            let Some(message) = got else {
-                return Ok(None);
-            };
-            let delivery = message.delivery;
-            let tag = delivery.delivery_tag;
-            let now = now_ms();
-            let handled = async {
-                let mut body: Body = match serde_json::from_slice(&delivery.data) {
-                    Ok(body) => body,
-                    Err(_) => {
-                        // Not a task of ours: keep it, out of the way.
-                        self.publish_confirmed(&session, "", &names.failed, &delivery.data)
-                            .await?;
-                        return Ok(None);
+                    Err(e) => {
+                        if e.is_retryable() {
+                            // The broker may have handed the message out with a reply that
+                            // was lost: it comes back redelivered, but nothing crashed.
+                            let unseen = &self.unseen_gets;
+                            let _ = unseen.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                                Some((n + 1).min(MAX_UNSEEN_GETS))
+                            });
+                        }
+                        failed.get_or_insert(e);
+                        continue;
                     }
                 };
-                body.queue.clone_from(&queue);
-                if body.run_at_ms > now {
-                    // Back from a delay queue early: on to the next one.
-                    self.publish_task(&session, &body).await?;
-                    return Ok(None);
-                }
-                Ok(Some(body))
-            }
-            .await;
-            match handled {
-                Ok(Some(body)) => {
-                    // Redelivered: its holder was lost without settling it. The attempt is
-                    // handed out again, marked, for the caller to settle as a crash.
-                    // Unless this very process lost it with a connection (not a crash).
-                    let lost = delivery.redelivered
-                        && !self.forgiven(body.id)
-                        && self
-                            .unseen_gets
-                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                            .is_err();
-                    let token = fastrand::u64(1..1 << 63);
-                    let task = Task {
-                        id: body.id,
-                        queue: queue.clone(),
-                        payload: body.payload.clone(),
-                        attempt: body.attempts + 1,
-                        errors: body.errors,
-                        crashes: body.crashes,
-                        lease_token: token,
-                        owner,
-                        lease_until: from_epoch_ms(add_ms(now, lease)),
-                        created_at: from_epoch_ms(body.created_at_ms),
-                        lost,
-                    };
-                    let held = Held {
-                        task: task.clone(),
-                        body,
-                        channel: session.claim.clone(),
-                        tag,
-                        session: session.serial,
-                    };
-                    lock(&self.leases).insert(token, held);
-                    return Ok(Some(task));
-                }
-                Ok(None) => {
-                    // Handled (published elsewhere): drop this copy.
-                    session
-                        .claim
-                        .basic_ack(tag, BasicAckOptions::default())
-                        .await
-                        .map_err(|e| self.error(e))?;
-                }
-                Err(e) => {
-                    // Give it back for the next claim (best effort; the broker returns it
-                    // anyway when the channel closes).
+                let delivery = message.delivery;
+                if failed.is_some() {
+                    // After an error nothing more is taken: back to the queue (best effort;
+                    // the broker returns it anyway when the channel closes).
                     let _ = session
                         .claim
-                        .basic_reject(tag, BasicRejectOptions { requeue: true })
+                        .basic_reject(delivery.delivery_tag, BasicRejectOptions { requeue: true })
                         .await;
-                    return Err(e);
+                    continue;
+                }
+                match self
+                    .accept(&session, &names, &queue, &owner, lease, delivery)
+                    .await
+                {
+                    Ok(Some(task)) => tasks.push(task),
+                    Ok(None) => {}
+                    Err(e) => {
+                        failed.get_or_insert(e);
+                    }
                 }
             }
+            if let Some(e) = failed {
+                // What was leased before the error is the caller's; the error comes back with
+                // the next call if it lasts.
+                return if tasks.is_empty() { Err(e) } else { Ok(tasks) };
+            }
+            if empty {
+                break;
+            }
         }
-        Ok(None)
+        Ok(tasks)
+    }
+
+    /// One message got by a claim: leased as a task, or handled and dropped (`None`).
+    async fn accept(
+        &self,
+        session: &Session,
+        names: &Names,
+        queue: &str,
+        owner: &str,
+        lease: Duration,
+        delivery: lapin::message::Delivery,
+    ) -> Result<Option<Task>> {
+        let tag = delivery.delivery_tag;
+        let now = now_ms();
+        let handled = async {
+            let mut body: Body = match serde_json::from_slice(&delivery.data) {
+                Ok(body) => body,
+                Err(_) => {
+                    // Not a task of ours: keep it, out of the way.
+                    self.publish_confirmed(session, "", &names.failed, &delivery.data)
+                        .await?;
+                    return Ok(None);
+                }
+            };
+            queue.clone_into(&mut body.queue);
+            if body.run_at_ms > now {
+                // Back from a delay queue early: on to the next one.
+                self.publish_task(session, &body).await?;
+                return Ok(None);
+            }
+            Ok(Some(body))
+        }
+        .await;
+        match handled {
+            Ok(Some(body)) => {
+                // Redelivered: its holder was lost without settling it. The attempt is handed
+                // out again, marked, for the caller to settle (see `Task::lost`). Unless this
+                // very process lost it with a connection (not a crash).
+                let lost = delivery.redelivered
+                    && !self.forgiven(body.id)
+                    && self
+                        .unseen_gets
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                        .is_err();
+                let token = fastrand::u64(1..1 << 63);
+                let task = Task {
+                    id: body.id,
+                    queue: queue.to_string(),
+                    payload: body.payload.clone(),
+                    attempt: body.attempts + 1,
+                    errors: body.errors,
+                    crashes: body.crashes,
+                    lease_token: token,
+                    owner: owner.to_string(),
+                    lease_until: from_epoch_ms(add_ms(now, lease)),
+                    created_at: from_epoch_ms(body.created_at_ms),
+                    lost,
+                    unwitnessed_returns: body.unwitnessed_returns,
+                };
+                let held = Held {
+                    task: task.clone(),
+                    body,
+                    channel: session.claim.clone(),
+                    tag,
+                    session: session.serial,
+                };
+                lock(&self.leases).insert(token, held);
+                Ok(Some(task))
+            }
+            Ok(None) => {
+                // Handled (published elsewhere): drop this copy.
+                session
+                    .claim
+                    .basic_ack(tag, BasicAckOptions::default())
+                    .await
+                    .map_err(|e| self.error(e))?;
+                Ok(None)
+            }
+            Err(e) => {
+                // Give it back for the next claim (best effort; the broker returns it anyway
+                // when the channel closes).
+                let _ = session
+                    .claim
+                    .basic_reject(tag, BasicRejectOptions { requeue: true })
+                    .await;
+                Err(e)
+            }
+        }
     }
 
     /// Take the lease out of the map if this process holds it and it is still good.
@@ -428,7 +485,14 @@ impl Inner {
 
     pub(super) async fn release(self: Arc<Self>, lease: Lease, reason: String) -> Result<bool> {
         let this = Arc::clone(&self);
+        let lost = lock(&self.leases)
+            .get(&lease.token)
+            .is_some_and(|held| held.task.lost);
         self.settle(&lease, |session, mut body, owner, now| async move {
+            if lost {
+                // Given back by a claimer that cannot tell why its holder died.
+                body.unwitnessed_returns += 1;
+            }
             body.history.push(Attempt {
                 attempt: body.attempts + 1,
                 owner,

@@ -60,12 +60,14 @@
 //!
 //! When the holder dies or its connection drops, RabbitMQ puts the message back into the
 //! queue at once, marked *redelivered*. The next claim that gets it hands it out with
-//! [`Task::lost`] set and the number of the attempt that was lost: the caller settles that
-//! attempt as a crash ([`fail`](Transport::fail), by its retry policy) before running it —
-//! the `rex` worker does so with the reason its master saw when the previous child died
-//! (`killed by SIGKILL`...), or a generic one when the holder was on another host. This is
-//! the whole of crash recovery on this transport, and it differs from the SQL and Redis
-//! transports:
+//! [`Task::lost`] set and the number of the attempt that was lost, and [`Task::unwitnessed_returns`]:
+//! the caller decides whether that attempt was a crash. The `rex` worker asks what its master
+//! saw when the previous child died: the task that was running is settled as a crash
+//! ([`fail`](Transport::fail), by its retry policy, with the master's reason), a task that was
+//! only in that child's window runs again uncharged, and a task nobody here saw die is
+//! [`release`](Transport::release)d once — which counts it in `unwitnessed_returns` — and
+//! charged a crash the next time. This is the whole of crash recovery on this transport, and
+//! it differs from the SQL and Redis transports:
 //!
 //! * [`owned_by`](Transport::owned_by), [`expired`](Transport::expired) and
 //!   [`renew`](Transport::renew) only see the calling process's own claims (claims of other
@@ -140,8 +142,13 @@
 //!   lease of the run is kept (its follow-ups may be published again by the next try). Failures
 //!   and releases are settled one at a time, in batch order, as by `fail` and `release`.
 //! * [`settle_and_claim`](Transport::settle_and_claim) is that `settle`, then `claim_batch`.
-//! * Claims are not batched: [`claim_batch`](Transport::claim_batch) is one `basic.get` per task
-//!   (one round trip each), in claim order, as repeated [`claim`](Transport::claim)s.
+//! * [`claim_batch`](Transport::claim_batch) sends `max` `basic.get`s pipelined on the claim
+//!   channel (one round trip) and handles the messages in queue order; messages that are not a
+//!   result (a delayed task back early, a foreign message) are moved away and more are asked
+//!   for, until `max` tasks are leased or the queue answers empty. An error after some
+//!   messages were leased returns those (the error comes back with the next call); messages
+//!   got after the error are rejected back to the queue. A window is pulled when the caller
+//!   wants it, rather than pushed to a consumer (see `docs/transports.md`).
 //!
 //! # Waiting
 //!
@@ -276,6 +283,14 @@ struct Body {
     last_error: Option<String>,
     #[serde(default)]
     history: Vec<Attempt>,
+    /// Times it came back redelivered and was given back uncharged by a claimer that could not
+    /// tell whether it had caused its holder's death (see `Task::unwitnessed_returns`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    unwitnessed_returns: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The state of one transport, shared by its handles and the tasks it spawns. Its methods live
@@ -505,7 +520,25 @@ impl Transport for AmqpTransport {
         validate_queue_name(queue)?;
         self.inner.names(queue)?;
         let (queue, owner) = (queue.to_string(), owner.to_string());
-        self.spawned(|inner| inner.claim(queue, owner, lease)).await
+        let tasks = self
+            .spawned(|inner| inner.claim_batch(queue, owner, lease, 1))
+            .await?;
+        Ok(tasks.into_iter().next())
+    }
+
+    /// `max` `basic.get`s pipelined: one round trip. See the module docs, "Batches".
+    async fn claim_batch(
+        &self,
+        queue: &str,
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<Task>> {
+        validate_queue_name(queue)?;
+        self.inner.names(queue)?;
+        let (queue, owner) = (queue.to_string(), owner.to_string());
+        self.spawned(|inner| inner.claim_batch(queue, owner, lease, max.max(1)))
+            .await
     }
 
     /// Publishes the follow-ups (confirmed), then acknowledges the task: see the module docs

@@ -73,6 +73,7 @@ impl Inner {
             run_at_ms: run_at,
             last_error: None,
             history: Vec::new(),
+            unwitnessed_returns: 0,
         }
     }
 

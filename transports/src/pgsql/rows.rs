@@ -76,6 +76,7 @@ pub(super) fn task_from_row(row: &Row) -> Result<Task, Fail> {
             .unwrap_or(UNIX_EPOCH),
         created_at: row.try_get(9)?,
         lost: false,
+        unwitnessed_returns: 0,
     })
 }
 

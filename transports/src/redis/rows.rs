@@ -76,6 +76,7 @@ impl RedisTransport {
             lease_until: from_epoch_ms(self.optional_ms(&row[8], "lease_until")?.unwrap_or(0)),
             created_at: from_epoch_ms(self.number(&row[9], "created_at")?),
             lost: false,
+            unwitnessed_returns: 0,
         })
     }
 

@@ -48,6 +48,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
         lease_until: from_epoch_ms(row.get::<_, Option<i64>>(8)?.unwrap_or(0)),
         created_at: from_epoch_ms(row.get(9)?),
         lost: false,
+        unwitnessed_returns: 0,
     })
 }
 

@@ -2,6 +2,7 @@
 //! connection (cut by a proxy only this test sees), the broker objects themselves.
 
 use super::*;
+use rex_transport::{Submit, TaskId};
 
 /// The broker returns the task of a holder that disappeared; the next claim hands out the lost
 /// attempt marked `lost`, for the claimer to settle as a crash, and no task is lost.
@@ -124,6 +125,85 @@ async fn a_lost_holders_task_comes_back_as_a_crash() {
     );
     let counts = a.counts(queue).await.expect("counts");
     assert!(counts.is_drained() && counts.failed == 1, "{counts:?}");
+}
+
+/// A holder's whole window comes back when it disappears: every task of its batch claim is
+/// handed out again marked `lost`, uncharged so far. Releasing one (what a worker does with a
+/// loss nobody saw) counts it in `unwitnessed_returns`, keeps its attempt and crash counts, and
+/// the copy that comes back is no longer lost.
+#[tokio::test]
+async fn a_lost_holders_window_comes_back_and_a_release_counts_the_unwitnessed_return() {
+    let Some((transports, _)) = open(2) else {
+        return skipped();
+    };
+    let (a, b) = (Arc::clone(&transports[0]), Arc::clone(&transports[1]));
+    let _cleanup = Cleanup {
+        transports: vec![Arc::clone(&a)],
+    };
+    drop(transports);
+    let queue = "lost_window";
+    let tasks: Vec<Submit> = (0..8)
+        .map(|n| Submit {
+            queue: queue.into(),
+            payload: payload(n),
+        })
+        .collect();
+    let ids = a.submit_batch(&tasks, None).await.expect("submit");
+    let window = b
+        .claim_batch(queue, "b_owner", LEASE, 5)
+        .await
+        .expect("claim");
+    let window_ids: Vec<TaskId> = window.iter().map(|t| t.id).collect();
+    assert_eq!(window_ids, ids[..5], "one pipelined claim, in queue order");
+    drop(b);
+
+    let mut back = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while back.len() < ids.len() {
+        assert!(Instant::now() < deadline, "got back only {back:?}");
+        let got = a
+            .claim_batch(queue, "a_owner", LEASE, 8)
+            .await
+            .expect("claim");
+        if got.is_empty() {
+            // The broker has not returned the lost deliveries yet.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        back.extend(got);
+    }
+    let lost: Vec<TaskId> = back.iter().filter(|t| t.lost).map(|t| t.id).collect();
+    assert_eq!(lost, ids[..5], "the whole window, and only it, is lost");
+    assert!(
+        back.iter()
+            .all(|t| (t.attempt, t.crashes, t.unwitnessed_returns) == (1, 0, 0))
+    );
+    // The first lost one is given back; the others are done.
+    let (given, done): (Vec<_>, Vec<_>) = back.iter().partition(|t| t.id == ids[0]);
+    for task in done {
+        assert!(a.complete(&task.lease(), &[]).await.expect("complete"));
+    }
+    assert!(
+        a.release(&given[0].lease(), "nobody saw")
+            .await
+            .expect("release")
+    );
+    let again = a
+        .claim(queue, "a_owner", LEASE)
+        .await
+        .expect("claim")
+        .expect("given back");
+    assert_eq!(
+        (
+            again.id,
+            again.attempt,
+            again.crashes,
+            again.lost,
+            again.unwitnessed_returns
+        ),
+        (ids[0], 1, 0, false, 1)
+    );
+    assert!(a.complete(&again.lease(), &[]).await.expect("complete"));
+    assert!(a.counts(queue).await.expect("counts").is_drained());
 }
 
 /// Objects deleted behind a running process's back (by an operator, or another process's
