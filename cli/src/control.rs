@@ -56,6 +56,10 @@ pub struct WorkerSpec {
     /// to be run again without a crash charged.
     #[serde(default)]
     pub lost_innocent: Vec<i64>,
+    /// Likewise: the tasks those children had completed (without submits) but not recorded,
+    /// to be recorded as completed when they come back instead of run again.
+    #[serde(default)]
+    pub lost_completed: Vec<i64>,
 }
 
 impl WorkerSpec {
@@ -90,6 +94,7 @@ impl WorkerSpec {
             project_args: app.args.clone(),
             lost_reasons: Vec::new(),
             lost_innocent: Vec::new(),
+            lost_completed: Vec::new(),
         })
     }
 }

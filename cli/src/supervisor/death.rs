@@ -60,6 +60,15 @@ impl fmt::Display for DeathCause {
     }
 }
 
+/// Add `id` to a slot's list for its next children, forgetting the oldest beyond
+/// [`INNOCENT_REMEMBERED`].
+fn remember(ids: &mut std::collections::VecDeque<i64>, id: i64) {
+    if ids.len() == INNOCENT_REMEMBERED {
+        ids.pop_front();
+    }
+    ids.push_back(id);
+}
+
 /// The completions a child's beacon lists as not recorded yet.
 fn completed_leases(beacon: &crate::beacon::Snapshot) -> Vec<rex_transport::Lease> {
     beacon
@@ -132,15 +141,13 @@ impl Supervisor {
                 slot.lost.push_back((r.task, reason.clone()));
             }
             let charged_id = charged.map(|r| r.task);
-            let held = child
-                .claimed_ids()
-                .into_iter()
-                .chain(beacon.completed.iter().map(|&(id, _)| id));
-            for id in held.filter(|id| Some(*id) != charged_id) {
-                if slot.innocent.len() == INNOCENT_REMEMBERED {
-                    slot.innocent.pop_front();
-                }
-                slot.innocent.push_back(id);
+            let completed: Vec<i64> = beacon.completed.iter().map(|&(id, _)| id).collect();
+            for &id in &completed {
+                remember(&mut slot.completed, id);
+            }
+            let claimed = child.claimed_ids().into_iter();
+            for id in claimed.filter(|id| Some(*id) != charged_id && !completed.contains(id)) {
+                remember(&mut slot.innocent, id);
             }
         }
         if self.stopping.is_some() || self.slots[index].retiring {

@@ -249,6 +249,9 @@ impl Supervisor {
                 spec.lost_innocent = same_queue()
                     .flat_map(|s| s.innocent.iter().copied())
                     .collect();
+                spec.lost_completed = same_queue()
+                    .flat_map(|s| s.completed.iter().copied())
+                    .collect();
                 spec
             }
             Err(e) => {

@@ -40,6 +40,9 @@ pub(super) struct Slot {
     /// Broker-held leases only: the other tasks those children had claimed (not running when
     /// they died), which the queue's next children run again without charging them.
     pub(super) innocent: VecDeque<i64>,
+    /// Broker-held leases only: the tasks those children had completed (without submits) but
+    /// not recorded, which the queue's next children record instead of running them again.
+    pub(super) completed: VecDeque<i64>,
 }
 
 /// How many lost tasks a slot remembers for its next children.
@@ -78,6 +81,7 @@ impl Supervisor {
                     retiring: false,
                     lost: VecDeque::new(),
                     innocent: VecDeque::new(),
+                    completed: VecDeque::new(),
                 });
             }
         }

@@ -197,6 +197,8 @@ struct Consumer {
     lost_reasons: Vec<(TaskId, String)>,
     /// The tasks those children had claimed but were not running (see `settle_lost`).
     lost_innocent: std::collections::HashSet<TaskId>,
+    /// The tasks those children had completed (without submits) but not recorded.
+    lost_completed: std::collections::HashSet<TaskId>,
     /// Whether the broker holds the leases: the beacon then lists each claim's tasks.
     broker_held: bool,
     /// The transport outage under way, if any: backoff and bounded logging.
@@ -270,6 +272,7 @@ impl Consumer {
             lost_replies: std::cell::Cell::new(false),
             lost_reasons: spec.lost_reasons.clone(),
             lost_innocent: spec.lost_innocent.iter().copied().collect(),
+            lost_completed: spec.lost_completed.iter().copied().collect(),
             broker_held,
             outage: Default::default(),
         })
@@ -465,14 +468,10 @@ impl Consumer {
         let failed = matches!(settlement, Settlement::Fail { .. });
         self.pending.push(settlement);
         self.pending_since.get_or_insert_with(Instant::now);
-        if failed || (self.broker_held && !self.resent) {
+        if failed {
             // Recorded at once (failures are rare): a failure not yet recorded when this
             // process dies would be released without using an attempt, and a task that breaks
             // its process for the next one could then run forever.
-            // Where the broker holds the leases, every outcome is: its master cannot record a
-            // dead child's completions (the broker hands them out again), and a completion is
-            // an acknowledgement sent without waiting for an answer, so this costs no round
-            // trip (follow-up submits still wait for their confirms).
             self.flush_once();
         }
     }
@@ -485,6 +484,8 @@ impl Consumer {
     /// * the task that was running: its lost attempt is settled here as the master settles a
     ///   dead child's task elsewhere, a crash with the master's reason, retried or failed by
     ///   the queue's policy;
+    /// * a task that it had completed (without submits) but not recorded: recorded now as
+    ///   completed, not run again (as a master records them elsewhere);
     /// * a task that was claimed but not running: run now, uncharged (`true`);
     /// * a task nobody here saw (another host's worker held it, or its master died too): given
     ///   back once without a charge, counted in the task; lost unwitnessed again, it is
@@ -496,6 +497,20 @@ impl Consumer {
             .iter()
             .find(|(id, _)| *id == task.id)
             .map(|(_, reason)| reason.as_str());
+        if witnessed.is_none() && self.lost_completed.contains(&task.id) {
+            let lease = task.lease();
+            match self.retrying(|| self.transport.complete(&lease, &[])) {
+                Ok(_) => self.logger.info(format_args!(
+                    "Task {} on queue {} was completed by a worker that died before recording it; recorded now",
+                    task.id, task.queue
+                )),
+                Err(e) => self.logger.error(format_args!(
+                    "Cannot record task {}, completed by a worker that died: {e}",
+                    task.id
+                )),
+            }
+            return false;
+        }
         if witnessed.is_none() && self.lost_innocent.contains(&task.id) {
             return true;
         }
