@@ -62,6 +62,9 @@ pub fn main_os(argv: impl Iterator<Item = std::ffi::OsString>) -> i32 {
     main(args)
 }
 
+/// The version of rex (`rex --version`): the `rex-cli` crate's.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub fn main(argv: Vec<String>) -> i32 {
     logging::init(logging::LogConfig::default());
     let Some((task, rest)) = argv.split_first() else {
@@ -73,10 +76,13 @@ pub fn main(argv: Vec<String>) -> i32 {
     } else {
         task.to_lowercase().replace('_', "-")
     };
-    let task = if task == "--help" || task == "-h" {
-        "help".to_string()
-    } else {
-        task
+    let task = match task.as_str() {
+        "--help" | "-h" => "help".to_string(),
+        "--version" | "-V" => {
+            println!("rex {VERSION}");
+            return 0;
+        }
+        _ => task,
     };
     match tasks::dispatch(&task, rest) {
         Ok(code) => code,

@@ -11,7 +11,8 @@ use crate::settings::SPECS;
 pub const BANNER: &str = "Rex - Command-line administration utility for the rex platform\n\
 Usage: rex <task> [<arguments>...] [--project=NAME] [--require=PACKAGE] [--set=PARAM=VALUE]\n\n\
 Run rex help for general usage and a list of tasks and settings.\n\
-Run rex help <topic> for help on a specific task or setting.\n";
+Run rex help <topic> for help on a specific task or setting.\n\
+Run rex --version (or rex -V) for the version of rex.\n";
 
 pub fn help(parsed: &Parsed) -> Result<i32> {
     let Some(topic) = parsed.arg("topic") else {
