@@ -1,9 +1,13 @@
 //! Building an application: which packages, from where, with which settings.
 //!
-//! The project (primary package) comes from the command line (`<project>` or `--project`),
-//! then `REX_PROJECT`, then `project:` in `rex.yaml` in the current directory. Requirements are
-//! the project, each `--require`, and rex.yaml's `requirements:`; each package's own
-//! `requires` are loaded depth-first so dependencies come before their dependents.
+//! The project directory is the nearest directory holding a `rex.yaml`, the current one or a
+//! parent (as cargo and git find their manifests), so a command run in a subdirectory uses the
+//! same `.rex/` database, plugins and settings as one run at the root; without a `rex.yaml`
+//! anywhere, it is the current directory. The project (primary package: a package name, not a
+//! directory) comes from the command line (`<project>` or `--project`), then `REX_PROJECT`,
+//! then `project:` in that `rex.yaml`. Requirements are the project, each `--require`, and
+//! rex.yaml's `requirements:`; each package's own `requires` are loaded depth-first so
+//! dependencies come before their dependents.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -82,13 +86,23 @@ fn load_rex_yaml(dir: &Path) -> Result<Option<(PathBuf, RexYaml)>> {
     Ok(Some((path, yaml)))
 }
 
+/// The nearest `rex.yaml`: in `start` or else its closest ancestor holding one.
+fn find_rex_yaml(start: &Path) -> Result<Option<(PathBuf, RexYaml)>> {
+    for dir in start.ancestors() {
+        if let Some(found) = load_rex_yaml(dir)? {
+            return Ok(Some(found));
+        }
+    }
+    Ok(None)
+}
+
 /// A built application.
 pub struct App {
     pub requirements: Vec<String>,
     /// Dependencies first, the project last.
     pub packages: Vec<Package>,
     pub settings: Settings,
-    /// Directory of rex.yaml, or the current directory.
+    /// Directory of the nearest rex.yaml (see [`find_rex_yaml`]), or the current directory.
     pub base_dir: PathBuf,
     pub plugin_dirs: Vec<PathBuf>,
     pub args: ProjectArgs,
@@ -106,7 +120,7 @@ impl App {
     pub fn build(args: &ProjectArgs, need: Requirement<'_>) -> Result<App> {
         let cwd = std::env::current_dir()
             .map_err(|e| Error::new(format!("cannot determine the current directory: {e}")))?;
-        let rex_yaml = load_rex_yaml(&cwd)?;
+        let rex_yaml = find_rex_yaml(&cwd)?;
         let base_dir = rex_yaml
             .as_ref()
             .and_then(|(p, _)| p.parent().map(Path::to_path_buf))
@@ -127,7 +141,7 @@ impl App {
                 None => {
                     return Err(Error::with_body(
                         "application is not specified; name its package in one of:",
-                        "the first argument (rex asynctask-workers rex.acme), --project=NAME, REX_PROJECT, or project: in ./rex.yaml",
+                        "the first argument (rex asynctask-workers rex.acme), --project=NAME, REX_PROJECT, or project: in rex.yaml (looked for in the current directory, then its parents)",
                     ));
                 }
             }

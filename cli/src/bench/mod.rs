@@ -403,6 +403,8 @@ impl Scratch {
             .collect();
         let path = std::env::temp_dir().join(format!("rex-bench-{}-{tag}", std::process::id()));
         std::fs::create_dir_all(&path)?;
+        // Its own project root: rex would otherwise take a rex.yaml above it (in a parent).
+        std::fs::write(path.join("rex.yaml"), "")?;
         Ok(Scratch { path })
     }
 }
