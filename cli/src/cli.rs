@@ -1,6 +1,7 @@
 //! rex.ctl command-line conventions on top of clap.
 //!
-//! * `rex <task> [<arguments>...] [options]`; options may appear anywhere.
+//! * `rex <task> [<arguments>...] [options]`; options may appear anywhere, even before the task
+//!   name ([`crate::tasks::task_first`] moves them after it).
 //! * Option names are normalised: `--halt_when_empty` is `--halt-when-empty`.
 //! * `--name=value` and `--name value` both work; toggles take no value.
 //! * `rex help <task>` and `rex <task> --help` print the rex.ctl help layout.

@@ -67,24 +67,34 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub fn main(argv: Vec<String>) -> i32 {
     logging::init(logging::LogConfig::default());
-    let Some((task, rest)) = argv.split_first() else {
-        print!("{}", tasks::ctl::BANNER);
-        return 0;
-    };
-    let task = if task == worker::TASK_NAME {
-        task.clone()
-    } else {
-        task.to_lowercase().replace('_', "-")
-    };
-    let task = match task.as_str() {
-        "--help" | "-h" => "help".to_string(),
-        "--version" | "-V" => {
+    let argv = match argv.first().map(String::as_str) {
+        None => {
+            print!("{}", tasks::ctl::BANNER);
+            return 0;
+        }
+        Some("--version" | "-V") => {
             println!("rex {VERSION}");
             return 0;
         }
-        _ => task,
+        Some("--help" | "-h") => {
+            let mut argv = argv;
+            argv[0] = "help".into();
+            argv
+        }
+        Some(_) => argv,
     };
-    match tasks::dispatch(&task, rest) {
+    let run = tasks::task_first(argv).and_then(|argv| {
+        let (task, rest) = argv
+            .split_first()
+            .ok_or_else(|| error::Error::new("no task given"))?;
+        let task = if task == worker::TASK_NAME {
+            task.clone()
+        } else {
+            task.to_lowercase().replace('_', "-")
+        };
+        tasks::dispatch(&task, rest)
+    });
+    match run {
         Ok(code) => code,
         Err(e) => {
             eprintln!("FATAL ERROR: {}", e.render());

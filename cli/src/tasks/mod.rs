@@ -278,6 +278,36 @@ pub fn find(name: &str) -> Option<Builtin> {
     builtins().into_iter().find(|b| b.spec.name == name)
 }
 
+/// `argv` with the task name first: options may come before it too (`rex --project=X
+/// asynctask-queues`), and are moved after it, where the task's parser reads them. The task is
+/// the first argument that is neither an option nor the value of one: an option that takes a
+/// value in some task, given as `--name VALUE` or `-n VALUE`, takes the next argument along.
+pub fn task_first(mut argv: Vec<String>) -> Result<Vec<String>> {
+    let takes_value = |arg: &str| {
+        let arg = crate::cli::normalize(&[arg.to_string()])
+            .pop()
+            .unwrap_or_default();
+        builtins().iter().flat_map(|b| &b.spec.options).any(|o| {
+            o.value.is_some()
+                && (arg.strip_prefix("--") == Some(o.long)
+                    || o.short.is_some_and(|s| arg == format!("-{s}")))
+        })
+    };
+    let mut at = 0;
+    while let Some(arg) = argv.get(at).filter(|a| a.starts_with('-') && a.len() > 1) {
+        at += if takes_value(arg) { 2 } else { 1 };
+    }
+    if at >= argv.len() {
+        return Err(Error::new(format!(
+            "no task given, only the options {}: the usage is rex <task> [<arguments>...] [<options>...]",
+            argv.join(" ")
+        )));
+    }
+    let task = argv.remove(at);
+    argv.insert(0, task);
+    Ok(argv)
+}
+
 /// `rex <name> <argv>`.
 pub fn dispatch(name: &str, argv: &[String]) -> Result<i32> {
     if let Some(builtin) = find(name) {
