@@ -154,10 +154,19 @@ impl App {
             load_package(requirement, &plugin_dirs, &mut seen, &mut packages)?;
         }
         if !packages.iter().any(|p| p.name == need.package) {
+            // Usually the project's plugin left it out of its `export!` (workers need
+            // rex.asynctask): say where it goes.
+            let need = need.package;
+            let project = requirements.first().map_or("the project", String::as_str);
             return Err(Error::new(format!(
-                "package {} must be included with the application",
-                need.package
-            )));
+                "package {need} must be included with the application"
+            ))
+            .context(
+                "Hint:",
+                format!(
+                    "add requires: [\"{need}\"] to the export! of package {project} (or add it with --require={need} or requirements: [{need}] in rex.yaml)"
+                ),
+            ));
         }
 
         let sources = sources(&packages, yaml, args)?;
