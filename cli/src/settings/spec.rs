@@ -117,7 +117,7 @@ pub static SPECS: &[SettingSpec] = &[
         kind: Kind::Schedules,
         merge: Merge::Concat,
         default: "[]",
-        doc: "List of schedules {worker | ctl, year, month, day, week, day_of_week, hour, minute, second | cron, start_date, end_date, timezone, misfire, overlap, timeout}; the --scheduler process enqueues each fire once. Concatenated across sources.",
+        doc: "List of schedules {worker | ctl, year, month, day, week, day_of_week, hour, minute, second | cron, start_date, end_date, timezone, misfire, overlap, timeout}; any number of --scheduler processes sharing the transport and these entries enqueue each fire once. Concatenated across sources.",
     },
     SettingSpec {
         name: "asynctask_workers_poll_interval",

@@ -91,7 +91,7 @@ pub fn builtins() -> Vec<Builtin> {
                 with_app(vec![
                     OptSpec::toggle(
                         "scheduler",
-                        "if specified, this process will act as the initiator for any ScheduledAsyncTaskWorkers that are configured. This should only be enabled for one process in cluster of workers.",
+                        "if specified, this process also enqueues the fires of asynctask_scheduled_workers. Any number of processes may do so: those sharing the transport and the same entries enqueue each fire once (under an idempotency key).",
                     ),
                     OptSpec::toggle("quiet", "if specified, no logging output will be produced")
                         .short('q'),
