@@ -101,7 +101,7 @@ pub static SPECS: &[SettingSpec] = &[
         kind: Kind::OptionalString,
         merge: Merge::Replace,
         default: "null",
-        doc: "URI of the transport holding the tasks (sqlite:PATH, memory:). Unset: an SQLite file at .rex/asynctask.db next to rex.yaml, or in the current directory.",
+        doc: "URI of the transport holding the tasks. Schemes: sqlite:PATH (the default); postgresql:// (also postgres://, pgsql://, pgsql:DB; TLS with ?sslmode=verify-full); redis:// (TLS: rediss://; a socket: redis+unix://); amqp:// (TLS: amqps://); memory: (inside one process only). Unset: an SQLite file at .rex/asynctask.db next to the nearest rex.yaml, or in the current directory when there is none. URI forms and options: docs/transports.md.",
     },
     SettingSpec {
         name: "asynctask_workers",
