@@ -290,6 +290,21 @@ pub fn parse_set_arg(arg: &str) -> Result<(String, Value)> {
     Ok((name.replace('-', "_"), value))
 }
 
+/// A parameter's value as `With parameters:` shows it: JSON, except that a string holding
+/// double quotes (JSON or YAML given with `--set`) is shown as typed, between single quotes as
+/// in the shell, rather than with every quote escaped (`"{\"foo\": 1}"`). Strings a single-quoted
+/// form could not show faithfully (holding `'`, `\` or control characters) stay JSON.
+fn show_parameter(value: &Value) -> String {
+    match value {
+        Value::String(s)
+            if s.contains('"') && !s.chars().any(|c| c == '\'' || c == '\\' || c.is_control()) =>
+        {
+            format!("'{s}'")
+        }
+        _ => value.to_string(),
+    }
+}
+
 /// Render values for the `With parameters:` error paragraph.
 pub fn describe_parameters(sources: &[Source]) -> Option<String> {
     let mut params: BTreeMap<&str, String> = BTreeMap::new();
@@ -297,9 +312,9 @@ pub fn describe_parameters(sources: &[Source]) -> Option<String> {
         for (k, v) in &source.values {
             let shown = match (k.as_str(), v) {
                 ("asynctask_transport", Value::String(uri)) => {
-                    Value::String(rex_transport::redact_uri(uri)).to_string()
+                    show_parameter(&Value::String(rex_transport::redact_uri(uri)))
                 }
-                _ => v.to_string(),
+                _ => show_parameter(v),
             };
             params.insert(k, shown);
         }

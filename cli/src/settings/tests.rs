@@ -342,3 +342,26 @@ fn a_schedule_that_matches_no_date_is_refused() {
     assert_eq!(schedule(json!({"year": 2020, "month": 2, "day": 29})), None);
     assert_eq!(schedule(json!({"hour": 3, "end_date": "2021-01-01"})), None);
 }
+
+#[test]
+fn parameters_with_double_quotes_are_shown_as_typed() {
+    let set = source(
+        "--set",
+        json!({
+            "asynctask_workers": r#"{"foo": "nope"}"#,
+            "log_level": "INFO",
+            "log_levels": r#"{"it's": "DEBUG"}"#,
+            "log_format": "a\\\"b",
+        }),
+        true,
+    );
+    assert_eq!(
+        describe_parameters(&[set]).as_deref(),
+        Some(
+            "asynctask_workers: '{\"foo\": \"nope\"}'\n\
+             log_format: \"a\\\\\\\"b\"\n\
+             log_level: \"INFO\"\n\
+             log_levels: \"{\\\"it's\\\": \\\"DEBUG\\\"}\""
+        )
+    );
+}
