@@ -188,7 +188,7 @@ pub fn builtins() -> Vec<Builtin> {
             spec: spec(
                 "asynctask-queues",
                 "show the queues and how many tasks they hold",
-                "Lists every queue that holds tasks, with the number pending, delayed,\nrunning and failed, and the age of the oldest pending task.",
+                "Lists every queue that holds tasks, with the number ready to run, delayed (due\nlater), running and failed, and the age of the oldest pending (ready or delayed)\ntask. --json gives the same fields, and pending (ready + delayed).",
                 vec![],
                 with_app(vec![OptSpec::toggle(
                     "json",

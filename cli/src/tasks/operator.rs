@@ -142,14 +142,43 @@ pub fn submit(parsed: &Parsed) -> Result<i32> {
     Ok(0)
 }
 
+/// A queue in `asynctask-queues --json`: the table's columns (`ready`, `delayed`, ...) by name,
+/// and `pending` (ready + delayed, the transport's count), kept for the scripts that read it
+/// before `ready` was added.
+#[derive(serde::Serialize)]
+struct QueueRow<'a> {
+    queue: &'a str,
+    ready: u64,
+    delayed: u64,
+    pending: u64,
+    running: u64,
+    failed: u64,
+    oldest_pending_ms: Option<u64>,
+}
+
+impl<'a> From<&'a rex_transport::QueueStats> for QueueRow<'a> {
+    fn from(s: &'a rex_transport::QueueStats) -> Self {
+        QueueRow {
+            queue: &s.queue,
+            ready: s.pending.saturating_sub(s.delayed),
+            delayed: s.delayed,
+            pending: s.pending,
+            running: s.running,
+            failed: s.failed,
+            oldest_pending_ms: s.oldest_pending_ms,
+        }
+    }
+}
+
 pub fn queues(parsed: &Parsed) -> Result<i32> {
     let app = app(parsed)?;
     let transport = app.open_shared_transport()?;
     let stats = current_thread()?.block_on(transport.stats())?;
     if parsed.flag("json") {
+        let rows: Vec<QueueRow> = stats.iter().map(QueueRow::from).collect();
         println!(
             "{}",
-            serde_json::to_string(&stats).unwrap_or_else(|_| "[]".into())
+            serde_json::to_string(&rows).unwrap_or_else(|_| "[]".into())
         );
         return Ok(0);
     }
@@ -158,24 +187,23 @@ pub fn queues(parsed: &Parsed) -> Result<i32> {
         return Ok(0);
     }
     let rows: Vec<[String; 6]> = stats
-        .into_iter()
-        .map(|s| {
-            let oldest = s
+        .iter()
+        .map(QueueRow::from)
+        .map(|r| {
+            let oldest = r
                 .oldest_pending_ms
                 .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
                 .unwrap_or_else(|| "-".into());
-            let ready = s.pending.saturating_sub(s.delayed);
             [
-                s.queue,
-                ready.to_string(),
-                s.delayed.to_string(),
-                s.running.to_string(),
-                s.failed.to_string(),
+                r.queue.to_string(),
+                r.ready.to_string(),
+                r.delayed.to_string(),
+                r.running.to_string(),
+                r.failed.to_string(),
                 oldest,
             ]
         })
         .collect();
-    // `pending` in --json is ready + delayed; the table splits it.
     print_table(
         [
             "QUEUE",
