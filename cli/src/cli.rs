@@ -93,6 +93,9 @@ pub struct TaskSpec {
     pub help: String,
     pub args: Vec<ArgSpec>,
     pub options: Vec<OptSpec>,
+    /// The usage line a plugin declares for its task (`rex acme-hello [NAME]`), shown instead
+    /// of the one built from `args`, which for a plugin task cannot say what it takes.
+    pub usage: Option<String>,
 }
 
 impl TaskSpec {
@@ -211,18 +214,21 @@ impl TaskSpec {
 
     /// The rex.ctl help layout.
     pub fn help(&self) -> String {
-        let mut usage = format!("rex {}", self.name);
-        for arg in &self.args {
-            let mut a = format!("<{}>", arg.name);
-            if arg.plural {
-                a.push_str("...");
+        let usage = self.usage.clone().unwrap_or_else(|| {
+            let mut usage = format!("rex {}", self.name);
+            for arg in &self.args {
+                let mut a = format!("<{}>", arg.name);
+                if arg.plural {
+                    a.push_str("...");
+                }
+                if arg.optional {
+                    a = format!("[{a}]");
+                }
+                usage.push(' ');
+                usage.push_str(&a);
             }
-            if arg.optional {
-                a = format!("[{a}]");
-            }
-            usage.push(' ');
-            usage.push_str(&a);
-        }
+            usage
+        });
         let mut out = format!(
             "{} - {}\nUsage: {usage}\n\n",
             self.name.to_uppercase(),
@@ -253,12 +259,21 @@ impl TaskSpec {
 
     /// The line for this task in `rex help`.
     pub fn summary_line(&self) -> String {
-        let mut usage = self.name.clone();
-        for arg in &self.args {
-            usage.push_str(if arg.optional { " [<" } else { " <" });
-            usage.push_str(arg.name);
-            usage.push_str(if arg.optional { ">]" } else { ">" });
-        }
+        let usage = match &self.usage {
+            Some(declared) => declared
+                .strip_prefix("rex ")
+                .unwrap_or(declared)
+                .to_string(),
+            None => {
+                let mut usage = self.name.clone();
+                for arg in &self.args {
+                    usage.push_str(if arg.optional { " [<" } else { " <" });
+                    usage.push_str(arg.name);
+                    usage.push_str(if arg.optional { ">]" } else { ">" });
+                }
+                usage
+            }
+        };
         format!("  {usage:<24} : {}", self.hint)
     }
 }

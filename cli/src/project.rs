@@ -96,6 +96,9 @@ fn find_rex_yaml(start: &Path) -> Result<Option<(PathBuf, RexYaml)>> {
     Ok(None)
 }
 
+/// The head of the error for a task that needs a project when none is named.
+pub const NOT_SPECIFIED: &str = "application is not specified; name its package in one of:";
+
 /// A built application.
 pub struct App {
     pub requirements: Vec<String>,
@@ -140,7 +143,7 @@ impl App {
                 Some(fallback) => requirements.push(fallback.to_string()),
                 None => {
                     return Err(Error::with_body(
-                        "application is not specified; name its package in one of:",
+                        NOT_SPECIFIED,
                         "the first argument (rex asynctask-workers rex.acme), --project=NAME, REX_PROJECT, or project: in rex.yaml (looked for in the current directory, then its parents)",
                     ));
                 }

@@ -142,8 +142,8 @@ impl Worker for UnstartableWorker {
     }
 }
 
-fn noisy_task(_ctx: &mut TaskContext, _args: Vec<String>) -> Result<()> {
-    println!("Hello world!");
+fn noisy_task(_ctx: &mut TaskContext, args: Vec<String>) -> Result<()> {
+    println!("Hello {}!", args.first().map_or("world", String::as_str));
     Ok(())
 }
 
@@ -174,7 +174,7 @@ rex_plugin::export! {
         "demo_unstartable_worker" => UnstartableWorker::new(),
     },
     tasks: {
-        "demo-noisy-task" => { run: noisy_task, hint: "A task that says hello." },
+        "demo-noisy-task" => { run: noisy_task, hint: "A task that says hello.", usage: "rex demo-noisy-task [NAME]" },
         "demo-quiet-task" => { run: quiet_task, hint: "A task that does nothing and says nothing." },
         "demo-crashy-task" => { run: crashy_task, hint: "A task that instantly crashes." },
     },

@@ -120,6 +120,8 @@ fn plugin_task_spec(decl: &TaskDecl) -> TaskSpec {
             plural: true,
         }],
         options: vec![],
+        // The SDK declares `rex <name>` when the author gives none.
+        usage: Some(decl.usage.clone()).filter(|u| !u.is_empty()),
     }
 }
 
@@ -134,7 +136,7 @@ fn plugin_task(name: &str, args: &ProjectArgs) -> Result<Option<(App, TaskDecl)>
     ) {
         Ok(app) => app,
         // No project configured: there are no plugin tasks to look in.
-        Err(e) if e.render() == "application is not specified" => return Ok(None),
+        Err(e) if e.render().starts_with(crate::project::NOT_SPECIFIED) => return Ok(None),
         Err(e) => return Err(e),
     };
     let decl = app

@@ -29,6 +29,7 @@ fn spec(name: &str, hint: &str, help: &str, args: Vec<ArgSpec>, options: Vec<Opt
         help: help.into(),
         args,
         options,
+        usage: None,
     }
 }
 
