@@ -141,7 +141,9 @@
 //!   runs the tasks again rather than losing their follow-ups. When publishing fails, every
 //!   lease of the run is kept (its follow-ups may be published again by the next try). Failures
 //!   and releases are settled one at a time, in batch order, as by `fail` and `release`.
-//! * [`settle_and_claim`](Transport::settle_and_claim) is that `settle`, then `claim_batch`.
+//! * [`settle_and_claim`](Transport::settle_and_claim) is that `settle`, then `claim_batch`, in
+//!   one operation on the connection's runtime (the acknowledgements go out just ahead of the
+//!   `basic.get`s).
 //! * [`claim_batch`](Transport::claim_batch) sends `max` `basic.get`s pipelined on the claim
 //!   channel (one round trip) and handles the messages in queue order; messages that are not a
 //!   result (a delayed task back early, a foreign message) are moved away and more are asked
@@ -567,6 +569,37 @@ impl Transport for AmqpTransport {
         }
         let batch = batch.to_vec();
         self.spawned(|inner| inner.settle_batch(batch)).await
+    }
+
+    /// `settle`, then `claim_batch`, in one operation on the connection's runtime: the
+    /// acknowledgements go out just ahead of the `basic.get`s.
+    async fn settle_and_claim(
+        &self,
+        batch: &[Settlement],
+        queue: &str,
+        owner: &str,
+        lease: Duration,
+        max: usize,
+    ) -> Result<(Vec<bool>, Vec<Task>)> {
+        if max == 0 || batch.is_empty() {
+            return crate::batch::settle_then_claim(self, batch, queue, owner, lease, max).await;
+        }
+        validate_submits(batch)?;
+        for settlement in batch {
+            for submit in settlement.submits() {
+                self.inner.names(&submit.queue)?;
+            }
+        }
+        validate_queue_name(queue)?;
+        self.inner.names(queue)?;
+        let (batch, queue, owner) = (batch.to_vec(), queue.to_string(), owner.to_string());
+        self.spawned(|inner| async move {
+            let applied = Arc::clone(&inner).settle_batch(batch).await?;
+            // As `settle_then_claim`: a failed claim is the caller's to see.
+            let next = inner.claim_batch(queue, owner, lease, max).await?;
+            Ok((applied, next))
+        })
+        .await
     }
 
     /// Every task published pipelined, then one wait for all the confirms. See the module
