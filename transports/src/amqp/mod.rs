@@ -10,7 +10,8 @@
 //! queue name) starts the name of every broker object of this transport, so several projects
 //! (or test runs) can share one virtual host. The other query parameters that are accepted
 //! are those of the AMQP client: `heartbeat` (seconds, default 10), `connection_timeout`
-//! (milliseconds, default 2000), `frame_max` and `channel_max`; any other is refused.
+//! (milliseconds, default 2000), `frame_max` (bytes, default 16384: the client's buffers are 64
+//! frames, resident) and `channel_max`; any other is refused.
 //! Passwords never appear in [`describe`](Transport::describe), in `Debug` output, in errors or
 //! in logs.
 //!
