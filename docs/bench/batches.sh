@@ -17,6 +17,7 @@ for rep in 1 2; do
     "$R" asynctask-bench --transport="$t" --tasks 50000 --concurrency 2 --json
   done
   "$R" asynctask-bench --transport="$AM" --tasks 20000 --json
+  "$R" asynctask-bench --transport="$AM" --tasks 20000 --prefetch 1 --json
 done
 for t in "" "--transport=$PG" "--transport=$RD" "--transport=$AM"; do
   "$R" asynctask-bench $t --mode steady --tasks 3000 --rate 500 --json
