@@ -39,6 +39,8 @@ fn help_texts() {
         "asynctask-retry",
         "asynctask-purge",
         "asynctask-process",
+        "plugin-list",
+        "plugin-check",
         "demo-noisy-task",
     ] {
         insta::assert_snapshot!(format!("help-{task}"), help(&project, &["help", task]));

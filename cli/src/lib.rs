@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! * [`cli`] — rex.ctl conventions (option normalisation, help layout, error wording) over clap.
-//! * [`tasks`] — the built-in tasks and dispatch to plugin-provided ones.
+//! * [`tasks`] — the built-in tasks and dispatch to plugin-provided ones; `plugin-list` and
+//!   `plugin-check` (`tasks/inspect.rs`: each library loaded by a throw-away `rex __plugin-probe`).
 //! * [`bench`] — `asynctask-bench`: throughput, latency, restart and memory figures.
 //! * [`project`] — building an application: project, requirements, packages, settings.
 //! * [`package`] — what a package contributes; the built-in packages.
@@ -87,7 +88,8 @@ pub fn main(argv: Vec<String>) -> i32 {
         let (task, rest) = argv
             .split_first()
             .ok_or_else(|| error::Error::new("no task given"))?;
-        let task = if task == worker::TASK_NAME {
+        // Hidden internal tasks (`__worker`, `__plugin-probe`) are spelled exactly as given.
+        let task = if task.starts_with("__") {
             task.clone()
         } else {
             task.to_lowercase().replace('_', "-")

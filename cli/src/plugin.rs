@@ -23,6 +23,9 @@ pub enum PluginError {
     },
     #[error("cannot load plugin {}: {message}", .path.display())]
     Load { path: PathBuf, message: String },
+    /// What [`check_shared_library`] found wrong, before the dynamic loader saw the file.
+    #[error("cannot load plugin {}: {message}", .path.display())]
+    NotALibrary { path: PathBuf, message: String },
     #[error("refusing to load plugin {}: {reason}; only its owner (or root) may be able to change it or its directory (chmod go-w)", .path.display())]
     Unsafe { path: PathBuf, reason: String },
     #[error("{} is not a rex plugin: {reason}", .path.display())]
@@ -45,6 +48,22 @@ pub enum PluginError {
         operation: &'static str,
         message: String,
     },
+}
+
+impl PluginError {
+    /// A stable name for the kind of error, for `rex plugin-list --json` and `plugin-check`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::NotFound { .. } => "not_found",
+            PluginError::Load { .. } => "load_error",
+            PluginError::NotALibrary { .. } => "not_a_library",
+            PluginError::Unsafe { .. } => "unsafe_location",
+            PluginError::NotAPlugin { .. } => "not_a_plugin",
+            PluginError::AbiMismatch { .. } => "abi_mismatch",
+            PluginError::WrongPackage { .. } => "wrong_package",
+            PluginError::Call { .. } => "call_failed",
+        }
+    }
 }
 
 fn list(dirs: &[PathBuf]) -> String {
@@ -278,7 +297,10 @@ impl Plugin {
             message,
         };
         check_safe_location(path)?;
-        check_shared_library(path).map_err(load_err)?;
+        check_shared_library(path).map_err(|message| PluginError::NotALibrary {
+            path: path.to_path_buf(),
+            message,
+        })?;
         // SAFETY: loading runs the library's initialisers. Rust cdylibs have no life-before-main;
         // this is the documented trust boundary of plugins (they are code the operator installs).
         let lib = unsafe { libloading::Library::new(path) }.map_err(|e| load_err(chain(&e)))?;
@@ -365,6 +387,11 @@ impl Plugin {
             manifest,
             table,
         })
+    }
+
+    /// The plugin ABI version its table declares (major, minor).
+    pub fn abi_version(&self) -> (u32, u32) {
+        (self.table.abi_major, self.table.abi_minor)
     }
 
     /// Give the plugin its host services and settings. Must precede [`Plugin::call`].

@@ -272,6 +272,20 @@ pub fn not_shared(transport: &dyn Transport) -> Error {
     ))
 }
 
+/// The project directory (see [`App::base_dir`]) and the plugin search path, in search order,
+/// without loading any package: what `rex plugin-list` walks.
+pub fn search_path(args: &ProjectArgs) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::new(format!("cannot determine the current directory: {e}")))?;
+    let rex_yaml = find_rex_yaml(&cwd)?;
+    let base_dir = rex_yaml
+        .as_ref()
+        .and_then(|(p, _)| p.parent().map(Path::to_path_buf))
+        .unwrap_or(cwd);
+    let dirs = plugin_dirs(args, rex_yaml.as_ref().map(|(_, y)| y), &base_dir);
+    Ok((base_dir, dirs))
+}
+
 fn plugin_dirs(args: &ProjectArgs, yaml: Option<&RexYaml>, base_dir: &Path) -> Vec<PathBuf> {
     let split = |s: &str| {
         s.split(':')

@@ -50,6 +50,8 @@ pub fn artifacts() -> &'static Artifacts {
             "rex_asynctask_demo",
             "-p",
             "rex_bad_abi",
+            "-p",
+            "rex_crash_on_load",
         ]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             build.arg("--release");

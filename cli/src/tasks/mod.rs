@@ -2,11 +2,13 @@
 //!
 //! * [`ctl`] — `help`, `settings` (package `rex.ctl`).
 //! * [`operator`] — `asynctask-submit`, `-queues`, `-failed`, `-retry`, `-purge`, `-process`.
+//! * [`inspect`] — `plugin-list`, `plugin-check` (each library loaded by a throw-away child).
 //! * `asynctask-workers` is specified here and implemented by [`crate::supervisor`].
 //!
 //! A name that is not built in is looked up among the tasks of the application's plugins.
 
 pub mod ctl;
+pub mod inspect;
 pub mod operator;
 
 use crate::cli::{ArgSpec, OptSpec, Parsed, TaskSpec, app_options};
@@ -31,6 +33,14 @@ fn spec(name: &str, hint: &str, help: &str, args: Vec<ArgSpec>, options: Vec<Opt
         options,
         usage: None,
     }
+}
+
+/// The options of the tasks that only walk the plugin search path: the application options
+/// are accepted (`--plugin-path` changes the path) but not shown, as they build nothing.
+fn with_search_path(options: Vec<OptSpec>) -> Vec<OptSpec> {
+    let mut all: Vec<OptSpec> = app_options().into_iter().map(OptSpec::hidden).collect();
+    all.extend(options);
+    all
 }
 
 fn with_app(options: Vec<OptSpec>) -> Vec<OptSpec> {
@@ -260,6 +270,45 @@ pub fn builtins() -> Vec<Builtin> {
             ),
             run: operator::process,
             hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "plugin-list",
+                "list the plugin libraries rex can find, and what each provides",
+                "Lists every librex_*.so on the plugin search path, in search order, with its\npackage, version, plugin ABI, workers, tasks and default settings, or why it is\nnot a usable plugin. Each library is loaded in a separate process, so a broken one\nis reported and the listing goes on.",
+                vec![],
+                with_search_path(vec![OptSpec::toggle(
+                    "json",
+                    "print a JSON object (search_path, plugins) instead of text",
+                )]),
+            ),
+            run: inspect::plugin_list,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "plugin-check",
+                "check that a library is a rex plugin and show what it exports",
+                "Loads the library (a path, or a package name such as rex.acme to look up on the\nplugin search path) in a separate process, so a crash cannot take rex down, and\nshows its package, version, plugin ABI, workers, tasks and default settings.\nExits with status 1, saying why, when it is not a usable rex plugin: not a file,\nunsafe location, not a shared library, load error, missing entry point, ABI\nmismatch, or a crash while loading.",
+                vec![arg("file")],
+                with_search_path(vec![OptSpec::toggle(
+                    "json",
+                    "print a JSON object instead of text",
+                )]),
+            ),
+            run: inspect::plugin_check,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                inspect::PROBE_TASK,
+                "internal: load one plugin library and report on it",
+                "",
+                vec![arg("file")],
+                vec![],
+            ),
+            run: inspect::probe,
+            hidden: true,
         },
         Builtin {
             spec: spec(
