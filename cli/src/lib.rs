@@ -3,7 +3,8 @@
 //! # Layout
 //!
 //! * [`cli`] — rex.ctl conventions (option normalisation, help layout, error wording) over clap.
-//! * [`tasks`] — the built-in tasks and dispatch to plugin-provided ones; `plugin-list` and
+//! * [`tasks`] — the built-in tasks and dispatch to plugin-provided ones, then to `rex-<task>`
+//!   programs on `PATH` (`tasks/external.rs`); `plugin-list` and
 //!   `plugin-check` (`tasks/inspect.rs`: each library loaded by a throw-away `rex __plugin-probe`).
 //! * [`bench`] — `asynctask-bench`: throughput, latency, restart and memory figures.
 //! * [`project`] — building an application: project, requirements, packages, settings.

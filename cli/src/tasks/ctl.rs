@@ -32,15 +32,25 @@ pub fn help(parsed: &Parsed) -> Result<i32> {
         print!("{}", plugin_task_spec(&decl).help());
         return Ok(0);
     }
+    if let Some(program) = super::external::find(&topic) {
+        println!(
+            "{} - external task {}\nUsage: rex {topic} [<arguments>...]\n\nRun rex {topic} --help for its own help, if it has one.",
+            topic.to_uppercase(),
+            program.display()
+        );
+        return Ok(0);
+    }
     Err(Error::new(format!("unknown help topic {topic}")))
 }
 
 fn overview() -> String {
     let mut out = String::from(BANNER);
     out.push_str("\nAvailable tasks:\n");
+    let mut listed = Vec::new();
     for builtin in super::builtins().into_iter().filter(|b| !b.hidden) {
         out.push_str(&builtin.spec.summary_line());
         out.push('\n');
+        listed.push(builtin.spec.name);
     }
     // Tasks of the current project's plugins, when a project is configured.
     if let Ok(app) = App::build(
@@ -53,6 +63,18 @@ fn overview() -> String {
         for decl in app.packages.iter().flat_map(|p| p.tasks.iter()) {
             out.push_str(&plugin_task_spec(decl).summary_line());
             out.push('\n');
+            listed.push(decl.name.clone());
+        }
+    }
+    // Programs named rex-<task> on PATH, unless a task above has their name (it runs instead).
+    let external: Vec<_> = super::external::all()
+        .into_iter()
+        .filter(|(name, _)| !listed.contains(name))
+        .collect();
+    if !external.is_empty() {
+        out.push_str("\nExternal tasks (from PATH):\n");
+        for (name, path) in external {
+            out.push_str(&format!("  {name:<24} : {}\n", path.display()));
         }
     }
     out.push_str("\nSettings:\n");
@@ -150,7 +172,7 @@ fn plugin_task(name: &str, args: &ProjectArgs) -> Result<Option<(App, TaskDecl)>
 
 /// Split the application options (`--project`, `--require`, `--set`, `--plugin-path`) from the
 /// arguments that belong to the plugin task.
-fn split_app_args(argv: &[String]) -> (ProjectArgs, Vec<String>) {
+pub(crate) fn split_app_args(argv: &[String]) -> (ProjectArgs, Vec<String>) {
     let mut args = ProjectArgs::default();
     let mut rest = Vec::new();
     let normalized = normalize(argv);

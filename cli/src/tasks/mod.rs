@@ -5,9 +5,13 @@
 //! * [`inspect`] — `plugin-list`, `plugin-check` (each library loaded by a throw-away child).
 //! * `asynctask-workers` is specified here and implemented by [`crate::supervisor`].
 //!
-//! A name that is not built in is looked up among the tasks of the application's plugins.
+//! * [`external`] — `rex foo` runs `rex-foo` from `PATH` when nothing else is named `foo`.
+//!
+//! A name that is not built in is looked up among the tasks of the application's plugins,
+//! then on `PATH`.
 
 pub mod ctl;
+pub mod external;
 pub mod inspect;
 pub mod operator;
 
@@ -368,5 +372,11 @@ pub fn dispatch(name: &str, argv: &[String]) -> Result<i32> {
         }
         return (builtin.run)(&parsed);
     }
-    ctl::run_plugin_task(name, argv)?.ok_or_else(|| Error::new(format!("unknown task {name}")))
+    if let Some(code) = ctl::run_plugin_task(name, argv)? {
+        return Ok(code);
+    }
+    match external::find(name) {
+        Some(program) => external::run(name, program, argv),
+        None => Err(Error::new(format!("unknown task {name}"))),
+    }
 }
