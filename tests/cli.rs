@@ -52,3 +52,72 @@ fn an_explicit_project_works_without_rex_yaml() {
     let out = project.ok(&["asynctask-queues", "--project=rex.asynctask_demo", "--json"]);
     assert!(out.contains(r#""queue":"foo""#), "{out}");
 }
+
+/// `rex completions bash` is valid bash naming every task, and its project-dependent part
+/// completes the demo project's queue from `rex __complete queues`.
+#[test]
+fn shell_completions() {
+    let project = Project::demo();
+    let bash = project.ok(&["completions", "bash"]);
+    let tasks = [
+        "asynctask-workers",
+        "asynctask-submit",
+        "plugin-list",
+        "plugin-check",
+        "completions",
+    ];
+    for shell in ["bash", "zsh", "fish"] {
+        let script = project.ok(&["completions", shell]);
+        for task in tasks {
+            assert!(script.contains(task), "{shell} script lacks {task}");
+        }
+        assert!(
+            script.contains("halt-when-empty"),
+            "{shell} script lacks options"
+        );
+    }
+    assert_eq!(project.ok(&["__complete", "queues"]), "foo\n");
+    assert!(
+        project
+            .ok(&["__complete", "workers"])
+            .contains("demo_foo_worker\n")
+    );
+    assert!(
+        project
+            .ok(&["__complete", "tasks"])
+            .contains("demo-noisy-task\n")
+    );
+    let script = project.path().join("rex.bash");
+    std::fs::write(&script, &bash).expect("write the script");
+    let rex = rex_tests::artifacts().rex.display().to_string();
+    let bash_run = |code: &str| {
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(code)
+            .current_dir(project.path())
+            .env("REX_PLUGIN_PATH", &rex_tests::artifacts().plugin_dir)
+            .output()
+    };
+    let Ok(checked) = bash_run("bash -n rex.bash") else {
+        eprintln!("no bash: only the script's contents were checked");
+        return;
+    };
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // What bash does on <TAB> after `rex asynctask-submit `, and after `rex plugin-l` (the
+    // arguments are the command, the word completed and the one before, as bash passes them).
+    let out = bash_run(&format!(
+        "source rex.bash; COMP_WORDS=({rex} asynctask-submit ''); COMP_CWORD=2; _rex_project {rex} '' asynctask-submit; echo \"${{COMPREPLY[@]}}\"; \
+         COMP_WORDS=({rex} plugin-l); COMP_CWORD=1; COMP_LINE='rex plugin-l'; COMP_POINT=12; _rex_project {rex} plugin-l {rex}; echo \"${{COMPREPLY[@]}}\""
+    ))
+    .expect("run bash");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "foo\nplugin-list\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -41,6 +41,7 @@ fn help_texts() {
         "asynctask-process",
         "plugin-list",
         "plugin-check",
+        "completions",
         "demo-noisy-task",
     ] {
         insta::assert_snapshot!(format!("help-{task}"), help(&project, &["help", task]));
@@ -133,6 +134,7 @@ fn error_messages() {
             ],
         ),
         ("retry-without-selector", &["asynctask-retry"]),
+        ("unknown-shell", &["completions", "powershell"]),
         ("purge-without-queue", &["asynctask-purge"]),
         (
             "bad-delay",

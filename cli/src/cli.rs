@@ -99,6 +99,19 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// This task as a clap command, for shell completions and the man page (the parser's
+    /// command, with the texts of `rex help <task>`).
+    pub fn documented_command(&self) -> Command {
+        let cmd = self
+            .command()
+            .no_binary_name(false)
+            .about(self.hint.clone());
+        match self.help.is_empty() {
+            true => cmd,
+            false => cmd.long_about(self.help.clone()),
+        }
+    }
+
     fn command(&self) -> Command {
         let mut cmd = Command::new(self.name.clone())
             .no_binary_name(true)
@@ -109,6 +122,7 @@ impl TaskSpec {
                 Arg::new("help")
                     .long("help")
                     .short('h')
+                    .help("show this help")
                     .action(ArgAction::SetTrue),
             );
         for arg in &self.args {
@@ -122,7 +136,10 @@ impl TaskSpec {
             cmd = cmd.arg(a);
         }
         for opt in &self.options {
-            let mut a = Arg::new(opt.long).long(opt.long);
+            let mut a = Arg::new(opt.long)
+                .long(opt.long)
+                .help(opt.hint)
+                .hide(opt.hidden);
             if let Some(short) = opt.short {
                 a = a.short(short);
             }

@@ -5,7 +5,8 @@
 //! * [`cli`] — rex.ctl conventions (option normalisation, help layout, error wording) over clap.
 //! * [`tasks`] — the built-in tasks and dispatch to plugin-provided ones, then to `rex-<task>`
 //!   programs on `PATH` (`tasks/external.rs`); `plugin-list` and
-//!   `plugin-check` (`tasks/inspect.rs`: each library loaded by a throw-away `rex __plugin-probe`).
+//!   `plugin-check` (`tasks/inspect.rs`: each library loaded by a throw-away `rex __plugin-probe`);
+//!   `completions` (`tasks/generate.rs`: one clap command tree of the tasks).
 //! * [`bench`] — `asynctask-bench`: throughput, latency, restart and memory figures.
 //! * [`project`] — building an application: project, requirements, packages, settings.
 //! * [`package`] — what a package contributes; the built-in packages.

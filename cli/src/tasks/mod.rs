@@ -3,6 +3,7 @@
 //! * [`ctl`] — `help`, `settings` (package `rex.ctl`).
 //! * [`operator`] — `asynctask-submit`, `-queues`, `-failed`, `-retry`, `-purge`, `-process`.
 //! * [`inspect`] — `plugin-list`, `plugin-check` (each library loaded by a throw-away child).
+//! * [`generate`] — `completions`, generated from these specs.
 //! * `asynctask-workers` is specified here and implemented by [`crate::supervisor`].
 //!
 //! * [`external`] — `rex foo` runs `rex-foo` from `PATH` when nothing else is named `foo`.
@@ -12,6 +13,7 @@
 
 pub mod ctl;
 pub mod external;
+pub mod generate;
 pub mod inspect;
 pub mod operator;
 
@@ -302,6 +304,28 @@ pub fn builtins() -> Vec<Builtin> {
             ),
             run: inspect::plugin_check,
             hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "completions",
+                "print a shell completion script",
+                "Prints the completion script of rex for bash, zsh or fish: task names and\noptions, and in bash and fish the project's queues (--queue, asynctask-submit),\nworkers (--worker) and plugin and external tasks, asked from rex as you type.\nLoad it with, for bash: source <(rex completions bash)",
+                vec![arg("shell")],
+                vec![],
+            ),
+            run: generate::completions,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                generate::COMPLETE_TASK,
+                "internal: names for the completion scripts",
+                "",
+                vec![arg("what")],
+                with_search_path(vec![]),
+            ),
+            run: generate::complete,
+            hidden: true,
         },
         Builtin {
             spec: spec(
