@@ -121,3 +121,48 @@ fn shell_completions() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `rex help --man` is a roff page naming every task and setting, which `man` renders.
+#[test]
+fn man_page() {
+    let project = Project::demo();
+    let page = project.ok(&["help", "--man"]);
+    // clap_mangen's page opens with the definition of a quote string (`.ie`/`.el`), then `.TH`.
+    let head = page
+        .lines()
+        .find(|l| !l.starts_with(".ie") && !l.starts_with(".el"));
+    assert!(
+        head.is_some_and(|l| l.starts_with(".TH rex 1")),
+        "{}",
+        &page[..page.len().min(200)]
+    );
+    for name in [
+        "asynctask-workers",
+        "plugin-list",
+        "completions",
+        "asynctask_workers",
+    ] {
+        // Minus signs are `\-` in roff.
+        assert!(
+            page.replace("\\-", "-").contains(name),
+            "the man page lacks {name}"
+        );
+    }
+    let path = project.path().join("rex.1");
+    std::fs::write(&path, &page).expect("write the page");
+    // `man -l` needs man-db and groff; without them only the text is checked.
+    let Ok(out) = std::process::Command::new("man")
+        .args(["-l", "--warnings", "rex.1"])
+        .current_dir(project.path())
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .output()
+    else {
+        eprintln!("no man: only the page's text was checked");
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "man -l failed: {stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("plugin-check"));
+    assert!(stderr.trim().is_empty(), "man warns: {stderr}");
+}

@@ -6,7 +6,7 @@
 //! * [`tasks`] — the built-in tasks and dispatch to plugin-provided ones, then to `rex-<task>`
 //!   programs on `PATH` (`tasks/external.rs`); `plugin-list` and
 //!   `plugin-check` (`tasks/inspect.rs`: each library loaded by a throw-away `rex __plugin-probe`);
-//!   `completions` (`tasks/generate.rs`: one clap command tree of the tasks).
+//!   `completions` and `help --man` (`tasks/generate.rs`: one clap command tree of the tasks).
 //! * [`bench`] — `asynctask-bench`: throughput, latency, restart and memory figures.
 //! * [`project`] — building an application: project, requirements, packages, settings.
 //! * [`package`] — what a package contributes; the built-in packages.

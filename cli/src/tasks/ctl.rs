@@ -15,6 +15,10 @@ Run rex help <topic> for help on a specific task or setting.\n\
 Run rex --version (or rex -V) for the version of rex.\n";
 
 pub fn help(parsed: &Parsed) -> Result<i32> {
+    if parsed.flag("man") {
+        print!("{}", super::generate::man_page()?);
+        return Ok(0);
+    }
     let Some(topic) = parsed.arg("topic") else {
         print!("{}", overview());
         return Ok(0);

@@ -1,5 +1,6 @@
 //! What is generated from the task specs ([`super::builtins`]): shell completions
-//! (`rex completions <shell>`, with `clap_complete`), so they cannot drift from `rex help`.
+//! (`rex completions <shell>`, with `clap_complete`) and the man page (`rex help --man`, with
+//! `clap_mangen`), so neither can drift from `rex help`.
 //!
 //! The generated scripts complete task names and options. Names that depend on the project —
 //! queues (`--queue`, the `<queue>` of `asynctask-submit`/`-process`), workers (`--worker`),
@@ -13,6 +14,7 @@ use clap::{Command, ValueHint};
 use crate::cli::Parsed;
 use crate::error::{Error, Result};
 use crate::project::{App, Requirement};
+use crate::settings::SPECS;
 
 /// The hidden task the completion scripts call for project-dependent names.
 pub const COMPLETE_TASK: &str = "__complete";
@@ -214,4 +216,64 @@ pub fn complete(parsed: &Parsed) -> Result<i32> {
     text.push('\n');
     let _ = std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes());
     Ok(0)
+}
+
+/// Text for roff: no line may start with a control character, backslashes are escaped.
+fn roff_text(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            // `\-`: a minus sign, so that options copied from the page work.
+            let line = line.replace('\\', "\\e").replace('-', "\\-");
+            if line.starts_with(['.', '\'']) {
+                format!("\\&{line}")
+            } else {
+                line
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `rex help --man`: the man page of rex, its tasks and its settings.
+pub fn man_page() -> Result<String> {
+    let man = clap_mangen::Man::new(command_tree());
+    let mut page = Vec::new();
+    // clap's sections, less its synopsis and subcommand list: those name a `rex-<task>(1)`
+    // page per task, where rex has one page with the tasks in full (below).
+    let rendered = (|| {
+        man.render_title(&mut page)?;
+        man.render_name_section(&mut page)?;
+        page.extend_from_slice(
+            b".SH SYNOPSIS\n\\fBrex\\fR \\fItask\\fR [\\fIarguments\\fR...] [\\fIoptions\\fR]\n",
+        );
+        man.render_description_section(&mut page)?;
+        man.render_options_section(&mut page)
+    })();
+    rendered.map_err(|e| Error::new(format!("cannot render the man page: {e}")))?;
+    let mut out = String::from_utf8_lossy(&page).into_owned();
+    // The tasks in full, as `rex help <task>` shows them, then the settings.
+    out.push_str(".SH TASKS\n");
+    for builtin in super::builtins().into_iter().filter(|b| !b.hidden) {
+        let _ = writeln!(
+            out,
+            ".SS {}\n.nf\n{}\n.fi",
+            roff_text(&builtin.spec.name),
+            roff_text(builtin.spec.help().trim_end())
+        );
+    }
+    out.push_str(
+        ".SS External tasks\nrex \\fItask\\fR runs the program rex\\-\\fItask\\fR found on PATH when no built\\-in or plugin task has that name.\n",
+    );
+    out.push_str(".SH SETTINGS\n");
+    for spec in SPECS {
+        let _ = writeln!(
+            out,
+            ".TP\n\\fB{}\\fR (package {}, default {})\n{}",
+            spec.name,
+            spec.package,
+            roff_text(spec.default),
+            roff_text(spec.doc)
+        );
+    }
+    Ok(out)
 }

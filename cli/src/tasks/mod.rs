@@ -3,7 +3,7 @@
 //! * [`ctl`] — `help`, `settings` (package `rex.ctl`).
 //! * [`operator`] — `asynctask-submit`, `-queues`, `-failed`, `-retry`, `-purge`, `-process`.
 //! * [`inspect`] — `plugin-list`, `plugin-check` (each library loaded by a throw-away child).
-//! * [`generate`] — `completions`, generated from these specs.
+//! * [`generate`] — `completions` and `help --man`, generated from these specs.
 //! * `asynctask-workers` is specified here and implemented by [`crate::supervisor`].
 //!
 //! * [`external`] — `rex foo` runs `rex-foo` from `PATH` when nothing else is named `foo`.
@@ -80,7 +80,10 @@ pub fn builtins() -> Vec<Builtin> {
                 "display help on tasks and settings",
                 "",
                 vec![optional("topic")],
-                vec![],
+                vec![OptSpec::toggle(
+                    "man",
+                    "print the man page of rex (roff): every task and setting",
+                )],
             ),
             run: ctl::help,
             hidden: false,
