@@ -32,6 +32,7 @@ fn help_texts() {
     insta::assert_snapshot!("help", help(&project, &["help"]));
     for task in [
         "settings",
+        "plugin-new",
         "asynctask-workers",
         "asynctask-submit",
         "asynctask-queues",

@@ -4,7 +4,8 @@
 //!
 //! * [`cli`] — rex.ctl conventions (option normalisation, help layout, error wording) over clap.
 //! * [`tasks`] — the built-in tasks and dispatch to plugin-provided ones, then to `rex-<task>`
-//!   programs on `PATH` (`tasks/external.rs`); `plugin-list` and
+//!   programs on `PATH` (`tasks/external.rs`); `plugin-new` writes a plugin crate from the
+//!   templates in `tasks/plugin_new/`; `plugin-list` and
 //!   `plugin-check` (`tasks/inspect.rs`: each library loaded by a throw-away `rex __plugin-probe`);
 //!   `completions` and `help --man` (`tasks/generate.rs`: one clap command tree of the tasks).
 //! * [`bench`] — `asynctask-bench`: throughput, latency, restart and memory figures.

@@ -4,6 +4,7 @@
 //! * [`operator`] — `asynctask-submit`, `-queues`, `-failed`, `-retry`, `-purge`, `-process`.
 //! * [`inspect`] — `plugin-list`, `plugin-check` (each library loaded by a throw-away child).
 //! * [`generate`] — `completions` and `help --man`, generated from these specs.
+//! * [`plugin_new`] — `plugin-new`: a new plugin crate, ready to build and run.
 //! * `asynctask-workers` is specified here and implemented by [`crate::supervisor`].
 //!
 //! * [`external`] — `rex foo` runs `rex-foo` from `PATH` when nothing else is named `foo`.
@@ -16,6 +17,7 @@ pub mod external;
 pub mod generate;
 pub mod inspect;
 pub mod operator;
+pub mod plugin_new;
 
 use crate::cli::{ArgSpec, OptSpec, Parsed, TaskSpec, app_options};
 use crate::error::{Error, Result};
@@ -100,6 +102,21 @@ pub fn builtins() -> Vec<Builtin> {
                 )]),
             ),
             run: ctl::settings,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "plugin-new",
+                "create a plugin crate with a worker, ready to build and run",
+                "Writes a new plugin crate for the package rex.NAME in ./NAME (or --path):\nCargo.toml, settings.yaml with one queue, src/lib.rs with its worker and a unit\ntest, rex.yaml to run it from that directory, and a README.md. Prints the\ncommands that build it, submit a task and process it.",
+                vec![arg("name")],
+                vec![OptSpec::value(
+                    "path",
+                    "DIR",
+                    "the directory to create (default ./NAME); it may exist if empty",
+                )],
+            ),
+            run: plugin_new::plugin_new,
             hidden: false,
         },
         Builtin {
