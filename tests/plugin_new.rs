@@ -48,6 +48,10 @@ fn a_new_plugin_builds_tests_and_processes_a_task() {
             .expect("run rex"),
     );
     assert!(out.contains("acme_hello/src/lib.rs"), "{out}");
+    // This rex is not on the test's PATH: the commands it prints say which rex they mean.
+    let exe = rex.canonicalize().expect("the rex binary");
+    let note = format!("(rex is not on your PATH: it is {})", exe.display());
+    assert!(out.contains(&note), "{out}");
     let crate_dir = tmp.path().join("acme_hello");
 
     // Offline, with this workspace's lock file (the same dependency versions), and its target/

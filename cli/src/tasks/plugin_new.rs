@@ -51,7 +51,20 @@ pub fn plugin_new(parsed: &Parsed) -> Result<i32> {
     println!("  cargo build");
     println!("  rex asynctask-submit {name} '{PAYLOAD}'");
     println!("  rex asynctask-workers --halt-when-empty");
+    if let Some(exe) = not_on_path() {
+        println!("(rex is not on your PATH: it is {})", exe.display());
+    }
     Ok(0)
+}
+
+/// This rex's executable when `rex` on the PATH is not it (run from a source checkout as
+/// `target/debug/rex`, say), so that the commands above would run another rex or none.
+fn not_on_path() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?.canonicalize().ok()?;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let on_path = std::env::split_paths(&path)
+        .find_map(|dir| dir.join("rex").canonicalize().ok().filter(|p| p.is_file()));
+    (on_path.as_ref() != Some(&exe)).then_some(exe)
 }
 
 /// The name becomes the package `rex.NAME`, the crate `rex_NAME` (so the library
