@@ -35,7 +35,7 @@ pub fn plugin_new(parsed: &Parsed) -> Result<i32> {
     check_unused(&dir)?;
 
     let vars = vars(&name);
-    println!("Created the plugin rex.{name} in {}:", dir.display());
+    let mut created = Vec::new();
     for (path, template) in FILES {
         let file = dir.join(path);
         let parent = file.parent().unwrap_or(&dir);
@@ -43,6 +43,11 @@ pub fn plugin_new(parsed: &Parsed) -> Result<i32> {
             .map_err(|e| Error::new(format!("cannot create {}: {e}", parent.display())))?;
         std::fs::write(&file, render(template, &vars))
             .map_err(|e| Error::new(format!("cannot write {}: {e}", file.display())))?;
+        created.push(file);
+    }
+    // Said once every file is written: a failure above reports the file it could not write.
+    println!("Created the plugin rex.{name} in {}:", dir.display());
+    for file in created {
         println!("  {}", file.display());
     }
     let cd = shell_words::quote(&dir.display().to_string()).into_owned();
