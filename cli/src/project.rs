@@ -87,6 +87,19 @@ fn load_rex_yaml(dir: &Path) -> Result<Option<(PathBuf, RexYaml)>> {
 }
 
 /// The nearest `rex.yaml`: in `start` or else its closest ancestor holding one.
+/// The project directory — where `rex.yaml` was found, in the current directory or one of
+/// its parents, else the current directory — and that `rex.yaml`.
+fn locate_project() -> Result<(PathBuf, Option<(PathBuf, RexYaml)>)> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| Error::new(format!("cannot determine the current directory: {e}")))?;
+    let rex_yaml = find_rex_yaml(&cwd)?;
+    let base_dir = rex_yaml
+        .as_ref()
+        .and_then(|(p, _)| p.parent().map(Path::to_path_buf))
+        .unwrap_or(cwd);
+    Ok((base_dir, rex_yaml))
+}
+
 fn find_rex_yaml(start: &Path) -> Result<Option<(PathBuf, RexYaml)>> {
     for dir in start.ancestors() {
         if let Some(found) = load_rex_yaml(dir)? {
@@ -121,13 +134,7 @@ pub struct Requirement<'a> {
 
 impl App {
     pub fn build(args: &ProjectArgs, need: Requirement<'_>) -> Result<App> {
-        let cwd = std::env::current_dir()
-            .map_err(|e| Error::new(format!("cannot determine the current directory: {e}")))?;
-        let rex_yaml = find_rex_yaml(&cwd)?;
-        let base_dir = rex_yaml
-            .as_ref()
-            .and_then(|(p, _)| p.parent().map(Path::to_path_buf))
-            .unwrap_or_else(|| cwd.clone());
+        let (base_dir, rex_yaml) = locate_project()?;
         let yaml = rex_yaml.as_ref().map(|(_, y)| y);
 
         let project = args
@@ -275,13 +282,7 @@ pub fn not_shared(transport: &dyn Transport) -> Error {
 /// The project directory (see [`App::base_dir`]) and the plugin search path, in search order,
 /// without loading any package: what `rex plugin-list` walks.
 pub fn search_path(args: &ProjectArgs) -> Result<(PathBuf, Vec<PathBuf>)> {
-    let cwd = std::env::current_dir()
-        .map_err(|e| Error::new(format!("cannot determine the current directory: {e}")))?;
-    let rex_yaml = find_rex_yaml(&cwd)?;
-    let base_dir = rex_yaml
-        .as_ref()
-        .and_then(|(p, _)| p.parent().map(Path::to_path_buf))
-        .unwrap_or(cwd);
+    let (base_dir, rex_yaml) = locate_project()?;
     let dirs = plugin_dirs(args, rex_yaml.as_ref().map(|(_, y)| y), &base_dir);
     Ok((base_dir, dirs))
 }

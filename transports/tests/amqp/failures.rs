@@ -4,19 +4,24 @@
 use super::*;
 use rex_transport::{Submit, TaskId};
 
+/// Two instances on one prefix: `a`, which stays and cleans up, and `b`, a holder of claims
+/// that the test drops (only `a` cleans up: `b` must really go away).
+fn holder_and_claimer() -> Option<(Arc<AmqpTransport>, Arc<AmqpTransport>, Cleanup)> {
+    let (transports, _) = open(2)?;
+    let (a, b) = (Arc::clone(&transports[0]), Arc::clone(&transports[1]));
+    let cleanup = Cleanup {
+        transports: vec![Arc::clone(&a)],
+    };
+    Some((a, b, cleanup))
+}
+
 /// The broker returns the task of a holder that disappeared; the next claim hands out the lost
 /// attempt marked `lost`, for the claimer to settle as a crash, and no task is lost.
 #[tokio::test]
 async fn a_lost_holders_task_comes_back_as_a_crash() {
-    let Some((transports, _)) = open(2) else {
+    let Some((a, b, _cleanup)) = holder_and_claimer() else {
         return skipped();
     };
-    let (a, b) = (Arc::clone(&transports[0]), Arc::clone(&transports[1]));
-    // Only `a` cleans up: `b` must really go away.
-    let _cleanup = Cleanup {
-        transports: vec![Arc::clone(&a)],
-    };
-    drop(transports);
     let queue = "lost";
     let mut submitted = BTreeSet::new();
     for n in 0..5 {
@@ -133,14 +138,9 @@ async fn a_lost_holders_task_comes_back_as_a_crash() {
 /// the copy that comes back is no longer lost.
 #[tokio::test]
 async fn a_lost_holders_window_comes_back_and_a_release_counts_the_unwitnessed_return() {
-    let Some((transports, _)) = open(2) else {
+    let Some((a, b, _cleanup)) = holder_and_claimer() else {
         return skipped();
     };
-    let (a, b) = (Arc::clone(&transports[0]), Arc::clone(&transports[1]));
-    let _cleanup = Cleanup {
-        transports: vec![Arc::clone(&a)],
-    };
-    drop(transports);
     let queue = "lost_window";
     let tasks: Vec<Submit> = (0..8)
         .map(|n| Submit {
