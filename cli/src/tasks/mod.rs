@@ -106,21 +106,6 @@ pub fn builtins() -> Vec<Builtin> {
         },
         Builtin {
             spec: spec(
-                "plugin-new",
-                "create a plugin crate with a worker, ready to build and run",
-                "Writes a new plugin crate for the package rex.NAME in ./NAME (or --path):\nCargo.toml, settings.yaml with one queue, src/lib.rs with its worker and a unit\ntest, rex.yaml to run it from that directory, and a README.md. Prints the\ncommands that build it, submit a task and process it.",
-                vec![arg("name")],
-                vec![OptSpec::value(
-                    "path",
-                    "DIR",
-                    "the directory to create (default ./NAME); it may exist if empty",
-                )],
-            ),
-            run: plugin_new::plugin_new,
-            hidden: false,
-        },
-        Builtin {
-            spec: spec(
                 "asynctask-workers",
                 "Launches processes for the rex.asynctask workers that are configured.",
                 "Starts worker processes according to the asynctask_workers setting that\nwill continually watch the queues and process tasks as they come across.",
@@ -295,6 +280,21 @@ pub fn builtins() -> Vec<Builtin> {
                 )]),
             ),
             run: operator::process,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "plugin-new",
+                "create a plugin crate with a worker, ready to build and run",
+                "Writes a new plugin crate for the package rex.NAME in ./NAME (or --path):\nCargo.toml, settings.yaml with one queue, src/lib.rs with its worker and a unit\ntest, rex.yaml to run it from that directory, and a README.md. Prints the\ncommands that build it, submit a task and process it.",
+                vec![arg("name")],
+                vec![OptSpec::value(
+                    "path",
+                    "DIR",
+                    "the directory to create (default ./NAME); it may exist if empty",
+                )],
+            ),
+            run: plugin_new::plugin_new,
             hidden: false,
         },
         Builtin {
