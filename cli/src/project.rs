@@ -133,6 +133,18 @@ pub struct Requirement<'a> {
 }
 
 impl App {
+    /// The application for tasks of `rex.ctl` that work with or without a project (`settings`,
+    /// completions, external tasks): the project's, else that of the built-in packages.
+    pub fn build_for_ctl(args: &ProjectArgs) -> Result<App> {
+        App::build(
+            args,
+            Requirement {
+                package: "rex.ctl",
+                fallback: Some("rex.asynctask"),
+            },
+        )
+    }
+
     pub fn build(args: &ProjectArgs, need: Requirement<'_>) -> Result<App> {
         let (base_dir, rex_yaml) = locate_project()?;
         let yaml = rex_yaml.as_ref().map(|(_, y)| y);

@@ -113,13 +113,7 @@ fn setting_help(spec: &crate::settings::SettingSpec) -> String {
 }
 
 pub fn settings(parsed: &Parsed) -> Result<i32> {
-    let app = App::build(
-        &parsed.project_args(),
-        Requirement {
-            package: "rex.ctl",
-            fallback: Some("rex.asynctask"),
-        },
-    )?;
+    let app = App::build_for_ctl(&parsed.project_args())?;
     if parsed.flag("defaults") {
         let mut out = String::new();
         for spec in SPECS.iter().filter(|s| app.has_package(s.package)) {

@@ -16,7 +16,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use crate::error::{Error, Result};
-use crate::project::{App, Requirement};
+use crate::project::App;
 
 const PREFIX: &str = "rex-";
 
@@ -67,13 +67,7 @@ pub fn find(name: &str) -> Option<PathBuf> {
 pub fn run(name: &str, program: PathBuf, argv: &[String]) -> Result<i32> {
     let (args, rest) = super::ctl::split_app_args(argv);
     // Like `rex settings`: without a project, the application of the built-in packages.
-    let app = App::build(
-        &args,
-        Requirement {
-            package: "rex.ctl",
-            fallback: Some("rex.asynctask"),
-        },
-    )?;
+    let app = App::build_for_ctl(&args)?;
     let mut cmd = std::process::Command::new(&program);
     cmd.arg0(format!("{PREFIX}{name}"))
         .args(rest)

@@ -171,13 +171,7 @@ pub fn complete(parsed: &Parsed) -> Result<i32> {
     let what = parsed.arg("what").unwrap_or_default();
     let names: Vec<String> = match what.as_str() {
         "queues" | "workers" => {
-            let app = App::build(
-                &parsed.project_args(),
-                Requirement {
-                    package: "rex.ctl",
-                    fallback: Some("rex.asynctask"),
-                },
-            )?;
+            let app = App::build_for_ctl(&parsed.project_args())?;
             if what == "queues" {
                 app.settings
                     .queues()
