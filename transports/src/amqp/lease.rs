@@ -12,9 +12,10 @@ use lapin::Channel;
 use lapin::options::{BasicAckOptions, BasicGetOptions, BasicRejectOptions};
 use lapin::types::DeliveryTag;
 
+use super::ops::pipelined;
 use super::session::Session;
 use super::topology::Names;
-use super::{Body, Inner, lock, pipelined};
+use super::{Body, Inner, lock};
 use crate::task::{add_ms, from_epoch_ms, now_ms, to_epoch_ms};
 use crate::{
     Attempt, Failure, FailureKind, Lease, Outcome, Result, Settlement, Submit, Task, TaskId,

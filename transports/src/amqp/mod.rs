@@ -143,8 +143,7 @@
 //!   lease of the run is kept (its follow-ups may be published again by the next try). Failures
 //!   and releases are settled one at a time, in batch order, as by `fail` and `release`.
 //! * [`settle_and_claim`](Transport::settle_and_claim) is that `settle`, then `claim_batch`, in
-//!   one operation on the connection's runtime (the acknowledgements go out just ahead of the
-//!   `basic.get`s).
+//!   one operation: the acknowledgements go out just ahead of the `basic.get`s.
 //! * [`claim_batch`](Transport::claim_batch) sends `max` `basic.get`s pipelined on the claim
 //!   channel (one round trip) and handles the messages in queue order; messages that are not a
 //!   result (a delayed task back early, a foreign message) are moved away and more are asked
@@ -187,8 +186,8 @@
 //! # Files
 //!
 //! * `mod.rs`: these docs, [`AmqpTransport`] and its [`Transport`] impl (argument checks, then
-//!   delegations to the methods of `Inner` defined in the files below), the message `Body`,
-//!   `Inner` (the state of one transport) and small helpers the files share.
+//!   delegations to the methods of `Inner` defined in the files below), `Inner` (the state of
+//!   one transport) and small helpers the files share.
 //! * `uri.rs`: parsing URIs, their display form without secrets, scrubbing secrets from errors.
 //! * `runtimes.rs`: the session of each Tokio runtime (kept in the crate's `runtime_cache`,
 //!   shared with the Redis transport; dead sessions are evicted first), reconnecting with
@@ -196,8 +195,10 @@
 //! * `session.rs`: one connection and its channels; lapin errors as [`TransportError`]s.
 //! * `topology.rs`: the name of every broker object (the objects of a queue, delay buckets,
 //!   registry, keys, fires) and declaring them.
-//! * `publish.rs`: task ids, confirmed publishes (alone or pipelined), `submit` and
-//!   `submit_batch`.
+//! * `ops.rs`: running an operation as a task of the connection's runtime, bounded in time;
+//!   sending AMQP methods pipelined.
+//! * `publish.rs`: the message `Body` (a whole task), task ids, confirmed publishes (alone or
+//!   pipelined), `submit` and `submit_batch`.
 //! * `lease.rs`: claims, the leases this process holds, settling (complete, fail, release, and
 //!   batches of them) and renewing them.
 //! * `operator.rs`: counts, stats, listing and retrying failed tasks, purge, last fire, and
@@ -209,6 +210,7 @@
 
 mod lease;
 mod operator;
+mod ops;
 mod publish;
 mod runtimes;
 mod session;
@@ -217,24 +219,21 @@ mod uri;
 mod wake;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use lapin::tcp::OwnedTLSConfig;
 use lapin::uri::AMQPUri;
-use serde::{Deserialize, Serialize};
 
 use crate::batch::validate_submits;
 use crate::runtime_cache::PerRuntime;
 use crate::{
-    Attempt, Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
-    Settlement, Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, validate_queue_name,
+    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Settlement,
+    Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, validate_queue_name,
 };
 use lease::{GivenUp, Held};
+use publish::Body;
 use runtimes::{MAX_RUNTIMES, RuntimeSlot};
 use uri::parse_uri;
 
@@ -268,32 +267,6 @@ impl std::fmt::Debug for AmqpTransport {
             .field(&self.inner.display)
             .finish()
     }
-}
-
-/// The message body: a whole task.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct Body {
-    id: TaskId,
-    queue: String,
-    payload: Payload,
-    /// Settled attempts so far.
-    attempts: u32,
-    errors: u32,
-    crashes: u32,
-    created_at_ms: i64,
-    run_at_ms: i64,
-    #[serde(default)]
-    last_error: Option<String>,
-    #[serde(default)]
-    history: Vec<Attempt>,
-    /// Times it came back redelivered and was given back uncharged by a claimer that could not
-    /// tell whether it had caused its holder's death (see `Task::unwitnessed_returns`).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    unwitnessed_returns: u32,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 /// The state of one transport, shared by its handles and the tasks it spawns. Its methods live
@@ -342,56 +315,6 @@ struct IdState {
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Nothing here can panic half-way through an update.
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// Polls every future at once (in order, so pipelined AMQP methods go out in order).
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    Poll::Ready(value) => *output = Some(value),
-                    Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            Poll::Pending
-        } else {
-            Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
-}
-
-/// Starts every future in order — its first poll sends its AMQP method, so the methods go out
-/// pipelined and in order — then awaits them one after the other. Unlike [`join_all`], the
-/// waiting polls each future only when its turn comes: cheap for hundreds of publishes or
-/// acknowledgements that complete together.
-async fn pipelined<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut early: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        for (future, output) in futures.iter_mut().zip(early.iter_mut()) {
-            if let Poll::Ready(value) = future.as_mut().poll(cx) {
-                *output = Some(value);
-            }
-        }
-        Poll::Ready(())
-    })
-    .await;
-    let mut outputs = Vec::with_capacity(futures.len());
-    for (future, output) in futures.into_iter().zip(early) {
-        outputs.push(match output {
-            Some(value) => value,
-            None => future.await,
-        });
-    }
-    outputs
 }
 
 impl AmqpTransport {
@@ -443,52 +366,6 @@ impl AmqpTransport {
     pub async fn delete_everything(&self) -> Result<()> {
         let inner = Arc::clone(&self.inner);
         inner.delete_everything().await
-    }
-
-    /// Run `f` as a task of the current runtime: a caller that stops waiting (a timeout, a
-    /// `select!`) cannot leave a claimed message or a half-done settlement behind.
-    async fn spawned<T, F>(&self, f: impl FnOnce(Arc<Inner>) -> F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: Future<Output = Result<T>> + Send + 'static,
-    {
-        self.spawned_within(OPERATION_TIMEOUT, f).await
-    }
-
-    /// [`spawned`](Self::spawned) with another bound.
-    async fn spawned_within<T, F>(
-        &self,
-        limit: Duration,
-        f: impl FnOnce(Arc<Inner>) -> F,
-    ) -> Result<T>
-    where
-        T: Send + 'static,
-        F: Future<Output = Result<T>> + Send + 'static,
-    {
-        let handle = self.inner.handle()?;
-        let task = handle.spawn(f(Arc::clone(&self.inner)));
-        self.bounded_within(limit, async {
-            task.await
-                .map_err(|e| self.inner.backend(format_args!("operation aborted: {e}")))?
-        })
-        .await
-    }
-
-    /// `op` within [`OPERATION_TIMEOUT`]; past it the connection is given up (see
-    /// `Inner::no_reply`).
-    async fn bounded<T>(&self, op: impl Future<Output = Result<T>>) -> Result<T> {
-        self.bounded_within(OPERATION_TIMEOUT, op).await
-    }
-
-    async fn bounded_within<T>(
-        &self,
-        limit: Duration,
-        op: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        match tokio::time::timeout(limit, op).await {
-            Ok(result) => result,
-            Err(_) => Err(self.inner.no_reply(limit)),
-        }
     }
 }
 
@@ -582,9 +459,6 @@ impl Transport for AmqpTransport {
         lease: Duration,
         max: usize,
     ) -> Result<(Vec<bool>, Vec<Task>)> {
-        if max == 0 || batch.is_empty() {
-            return crate::batch::settle_then_claim(self, batch, queue, owner, lease, max).await;
-        }
         validate_submits(batch)?;
         for settlement in batch {
             for submit in settlement.submits() {
@@ -597,7 +471,11 @@ impl Transport for AmqpTransport {
         self.spawned(|inner| async move {
             let applied = Arc::clone(&inner).settle_batch(batch).await?;
             // As `settle_then_claim`: a failed claim is the caller's to see.
-            let next = inner.claim_batch(queue, owner, lease, max).await?;
+            let next = if max == 0 {
+                Vec::new()
+            } else {
+                inner.claim_batch(queue, owner, lease, max).await?
+            };
             Ok((applied, next))
         })
         .await

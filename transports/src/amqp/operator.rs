@@ -12,9 +12,10 @@ use lapin::options::{
 };
 use lapin::types::{DeliveryTag, FieldTable};
 
+use super::ops::join_all;
 use super::session::{Session, is_not_found};
 use super::topology::{BUCKETS, passive};
-use super::{Body, Inner, join_all, lock};
+use super::{Body, Inner, lock};
 use crate::task::{from_epoch_ms, now_ms};
 use crate::{
     PurgeWhich, QueueCounts, QueueStats, Result, Selector, TaskState, TaskSummary, TransportError,

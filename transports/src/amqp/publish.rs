@@ -9,12 +9,14 @@ use std::time::{Duration, SystemTime};
 
 use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Confirmation};
+use serde::{Deserialize, Serialize};
 
+use super::ops::pipelined;
 use super::session::Session;
 use super::topology::{Names, bucket_for};
-use super::{Body, Inner, lock, pipelined};
+use super::{Inner, lock};
 use crate::task::{now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
-use crate::{Payload, Result, Submit, SubmitOptions, TaskId, TransportError};
+use crate::{Attempt, Payload, Result, Submit, SubmitOptions, TaskId, TransportError};
 
 /// A publish whose confirm has not come after this long fails (retryable): a broker under a
 /// resource alarm blocks publishers, and the caller should back off rather than hang.
@@ -32,6 +34,32 @@ pub(super) struct Outgoing {
 }
 
 /// The schedule and fire time of a [`schedule_key`](crate::schedule_key).
+/// The message body: a whole task.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(super) struct Body {
+    pub(super) id: TaskId,
+    pub(super) queue: String,
+    pub(super) payload: Payload,
+    /// Settled attempts so far.
+    pub(super) attempts: u32,
+    pub(super) errors: u32,
+    pub(super) crashes: u32,
+    pub(super) created_at_ms: i64,
+    pub(super) run_at_ms: i64,
+    #[serde(default)]
+    pub(super) last_error: Option<String>,
+    #[serde(default)]
+    pub(super) history: Vec<Attempt>,
+    /// Times it came back redelivered and was given back uncharged by a claimer that could not
+    /// tell whether it had caused its holder's death (see `Task::unwitnessed_returns`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(super) unwitnessed_returns: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
 fn schedule_of(key: &str) -> Option<(&str, SystemTime)> {
     let rest = key.strip_prefix("schedule:")?;
     let (schedule, ms) = rest.rsplit_once(':')?;

@@ -10,8 +10,9 @@ use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptio
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, ExchangeKind};
 
+use super::ops::join_all;
 use super::session::{Session, is_not_found};
-use super::{Inner, join_all, lock};
+use super::{Inner, lock};
 use crate::{Result, TransportError};
 
 /// Delay queues `P.Q.delay.0` to `P.Q.delay.22`.
