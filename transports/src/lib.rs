@@ -12,6 +12,8 @@
 //! * `redis` — Redis (`redis://`), for many hosts (cargo feature `redis`).
 //! * `amqp` — RabbitMQ (`amqp://`), for many hosts; leases are held by the broker (cargo
 //!   feature `amqp`).
+//! * [`console`] — what operators see beyond the delivery path: the filter of listings and bulk
+//!   actions, the heartbeat record masters publish.
 //! * [`batch`] — the batch operations done one task at a time: the trait's defaults, and the
 //!   fallback of backends that batch only some cases.
 //! * [`open`] — URI → transport.
@@ -44,6 +46,7 @@
 #[cfg(feature = "amqp")]
 pub mod amqp;
 pub mod batch;
+pub mod console;
 pub mod hash;
 pub mod memory;
 #[cfg(feature = "pgsql")]
@@ -71,6 +74,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use uri::redact_uri;
+
+pub use console::{ChildRecord, ListState, MasterRecord, TaskFilter};
 
 pub use task::{
     Attempt, Failure, FailureKind, Lease, Outcome, Payload, QueueCounts, QueueStats, Settlement,
@@ -320,6 +325,73 @@ pub trait Transport: Send + Sync + 'static {
     /// deleted. A scheduler calls this now and then so that keys do not pile up forever.
     async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64>;
 
+    /// Pause (`true`) or resume (`false`) `queue`. A paused queue still accepts submits and
+    /// settlements; [`claim`](Transport::claim), [`claim_batch`](Transport::claim_batch) and
+    /// the claim of [`settle_and_claim`](Transport::settle_and_claim) hand out none of its
+    /// tasks until it is resumed. Resuming wakes its [`wait`](Transport::wait)ers. A queue
+    /// need not have tasks to be paused. Returns whether the state changed.
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        let _ = (queue, paused);
+        Err(unsupported(self, "pausing queues"))
+    }
+
+    /// The paused queues, sorted by name.
+    async fn paused(&self) -> Result<Vec<String>> {
+        Err(unsupported(self, "pausing queues"))
+    }
+
+    /// One task, in whatever state it is kept in, with its history; `None` when the
+    /// transport keeps no such task (completed tasks are deleted).
+    async fn task(&self, id: TaskId) -> Result<Option<TaskSummary>> {
+        let _ = id;
+        Err(unsupported(self, "looking tasks up"))
+    }
+
+    /// The tasks `filter` matches ([`TaskFilter::matches`] is the reference), by id, those
+    /// after `after` only (keyset pagination: pass the last id of the previous page), at most
+    /// `limit` (capped at [`console::MAX_PAGE`]).
+    async fn list(
+        &self,
+        filter: &TaskFilter,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<TaskSummary>> {
+        let _ = (filter, after, limit);
+        Err(unsupported(self, "listing tasks"))
+    }
+
+    /// How many tasks `filter` matches (the count a bulk action confirms before it runs).
+    async fn count(&self, filter: &TaskFilter) -> Result<u64> {
+        let _ = filter;
+        Err(unsupported(self, "counting tasks"))
+    }
+
+    /// Delete those of `ids` that are `failed` (the others are left alone). Returns how many
+    /// were deleted. A bulk action over a [`TaskFilter`] lists the matching ids first
+    /// ([`console::matching_ids`]).
+    async fn purge_failed(&self, ids: &[TaskId]) -> Result<u64> {
+        let _ = ids;
+        Err(unsupported(self, "purging selected tasks"))
+    }
+
+    /// Publish `record` (a master's heartbeat), replacing the previous one of the same id; it
+    /// is listed by [`masters`](Transport::masters) until `record.expires_at`.
+    async fn beat(&self, record: &MasterRecord) -> Result<()> {
+        let _ = record;
+        Err(unsupported(self, "master heartbeats"))
+    }
+
+    /// Withdraw a master's record at once (its clean exit).
+    async fn forget_master(&self, id: &str) -> Result<()> {
+        let _ = id;
+        Err(unsupported(self, "master heartbeats"))
+    }
+
+    /// The records of masters that have not expired, by id.
+    async fn masters(&self) -> Result<Vec<MasterRecord>> {
+        Err(unsupported(self, "master heartbeats"))
+    }
+
     /// Upkeep the backend needs and its server does not do by itself, run in the background
     /// by every master about every [`MAINTENANCE_INTERVAL`]; several processes may call it at
     /// once. Returns what was done, for the log (`None`: nothing was needed).
@@ -334,6 +406,10 @@ pub trait Transport: Send + Sync + 'static {
         tokio::time::sleep(timeout).await;
         Ok(())
     }
+}
+
+fn unsupported<T: Transport + ?Sized>(transport: &T, what: &str) -> TransportError {
+    TransportError::Unsupported(format!("{} does not support {what}", transport.describe()))
 }
 
 /// Open the transport named by `uri`:

@@ -84,6 +84,8 @@ impl Row {
             last_error: self.last_error.clone(),
             history: self.history.clone(),
             created_at: from_epoch_ms(self.created_at),
+            run_at: Some(from_epoch_ms(self.run_at)),
+            owner: (self.state == TaskState::Running).then(|| self.owner.clone()),
         }
     }
 
@@ -337,6 +339,7 @@ impl Transport for MemoryTransport {
                 running: 0,
                 failed: 0,
                 oldest_pending_ms: None,
+                paused: false,
             });
             match row.state {
                 TaskState::Pending => {

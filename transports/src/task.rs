@@ -238,6 +238,10 @@ pub struct QueueStats {
     pub failed: u64,
     /// Age in milliseconds of the oldest pending task, by submission time.
     pub oldest_pending_ms: Option<u64>,
+    /// Claims of this queue hand out nothing until it is resumed
+    /// ([`Transport::set_paused`](crate::Transport::set_paused)).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// A task as listed by operators (`rex asynctask-failed`).
@@ -254,6 +258,13 @@ pub struct TaskSummary {
     pub history: Vec<Attempt>,
     #[serde(with = "epoch_ms")]
     pub created_at: SystemTime,
+    /// A pending task's due time; a failed task's time of failure; a running task's claim
+    /// due time.
+    #[serde(default, with = "epoch_ms_opt")]
+    pub run_at: Option<SystemTime>,
+    /// A running task's owner (the worker process holding it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// The longest queue name, in characters. Every backend stores it within its own limits
@@ -402,7 +413,7 @@ pub(crate) fn add_ms(ms: i64, d: Duration) -> i64 {
     ms.saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-mod epoch_ms {
+pub(crate) mod epoch_ms {
     use super::*;
     pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_i64(to_epoch_ms(*t))
@@ -412,7 +423,7 @@ mod epoch_ms {
     }
 }
 
-mod epoch_ms_opt {
+pub(crate) mod epoch_ms_opt {
     use super::*;
     pub fn serialize<S: serde::Serializer>(
         t: &Option<SystemTime>,

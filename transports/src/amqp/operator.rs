@@ -174,6 +174,7 @@ impl Inner {
                 running: counts.running,
                 failed: counts.failed,
                 oldest_pending_ms: None,
+                paused: false,
             });
         }
         Ok(stats)
@@ -191,6 +192,8 @@ impl Inner {
             last_error: body.last_error,
             history: body.history,
             created_at: from_epoch_ms(body.created_at_ms),
+            run_at: None,
+            owner: None,
         }
     }
 

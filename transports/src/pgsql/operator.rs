@@ -66,6 +66,7 @@ impl PgsqlTransport {
                             now.duration_since(created)
                                 .map_or(0, |age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
                         }),
+                        paused: false,
                     })
                 })
                 .collect()

@@ -94,5 +94,7 @@ pub(super) fn summary_from_row(row: &Row) -> Result<TaskSummary, Fail> {
         last_error: row.try_get(7)?,
         history: decode::<Vec<Attempt>>(row, 8)?,
         created_at: row.try_get(9)?,
+        run_at: None,
+        owner: None,
     })
 }

@@ -40,6 +40,7 @@ impl RedisTransport {
                     failed: counts.failed,
                     oldest_pending_ms: oldest
                         .map(|created| u64::try_from(now.saturating_sub(created)).unwrap_or(0)),
+                    paused: false,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -106,6 +106,8 @@ impl RedisTransport {
             last_error: self.field(&row[7], "last_error")?,
             history: self.json::<Vec<Attempt>>(&row[8], "history")?,
             created_at: from_epoch_ms(self.number(&row[9], "created_at")?),
+            run_at: None,
+            owner: None,
         })
     }
 

@@ -61,6 +61,7 @@ impl SqliteTransport {
                         oldest_pending_ms: row
                             .get::<_, Option<i64>>(5)?
                             .map(|created| u64::try_from(now - created).unwrap_or(0)),
+                        paused: false,
                     })
                 })?
                 .collect()

@@ -73,5 +73,7 @@ pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<TaskSummary> {
         last_error: row.get(7)?,
         history: decode(row, 8)?,
         created_at: from_epoch_ms(row.get(9)?),
+        run_at: None,
+        owner: None,
     })
 }
