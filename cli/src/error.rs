@@ -114,6 +114,12 @@ impl From<std::io::Error> for Error {
     }
 }
 
+impl From<rex_console::ConsoleError> for Error {
+    fn from(e: rex_console::ConsoleError) -> Self {
+        Error::from_source(e)
+    }
+}
+
 impl From<crate::plugin::PluginError> for Error {
     fn from(e: crate::plugin::PluginError) -> Self {
         Error::from_source(e)

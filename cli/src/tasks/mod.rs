@@ -2,6 +2,7 @@
 //!
 //! * [`ctl`] — `help`, `settings` (package `rex.ctl`).
 //! * [`operator`] — `asynctask-submit`, `-queues`, `-failed`, `-retry`, `-purge`, `-process`.
+//! * [`dashboard`] — `asynctask-dashboard`: the operator console (crate `rex-console`).
 //! * [`inspect`] — `plugin-list`, `plugin-check` (each library loaded by a throw-away child).
 //! * [`generate`] — `completions` and `help --man`, generated from these specs.
 //! * [`plugin_new`] — `plugin-new`: a new plugin crate, ready to build and run.
@@ -13,6 +14,7 @@
 //! then on `PATH`.
 
 pub mod ctl;
+pub mod dashboard;
 pub mod external;
 pub mod generate;
 pub mod inspect;
@@ -280,6 +282,32 @@ pub fn builtins() -> Vec<Builtin> {
                 )]),
             ),
             run: operator::process,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-dashboard",
+                "serve the operator console: queues, tasks, failures, workers, metrics",
+                "Serves an operator console over HTTP for every queue of the project's transport:\nHTML pages (queues, tasks, failed tasks, workers), a JSON API under /api/ and\n/metrics (OpenMetrics). Binds 127.0.0.1:8600 by default; any other than a\nloopback address needs an access token (--token or REX_DASHBOARD_TOKEN). Every\naction is a POST carrying a CSRF token. Stops on SIGINT or SIGTERM.\nSee docs/console.md.",
+                vec![optional("project")],
+                with_app(vec![
+                    OptSpec::value(
+                        "bind",
+                        "ADDR",
+                        "the address to listen on (default 127.0.0.1:8600; port 0 picks a free one)",
+                    ),
+                    OptSpec::toggle(
+                        "read-only",
+                        "no actions: pages show no buttons, action endpoints answer 403",
+                    ),
+                    OptSpec::value(
+                        "token",
+                        "TOKEN",
+                        "access token required on every request (default: REX_DASHBOARD_TOKEN)",
+                    ),
+                ]),
+            ),
+            run: dashboard::task,
             hidden: false,
         },
         Builtin {

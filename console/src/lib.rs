@@ -1,0 +1,169 @@
+//! The operator console of rex (`rex asynctask-dashboard`): server-rendered HTML pages, the
+//! JSON API they use, and `/metrics` (OpenMetrics text), over any [`Transport`].
+//!
+//! # What lives where
+//!
+//! * this file — [`Config`], [`ConsoleError`], [`Console`] (the router with its per-process
+//!   CSRF token) and [`serve`] (bind, announce, serve until a signal).
+//! * `server.rs` — the router and the security layer: the access token (bearer header or
+//!   cookie), CSRF checks on every POST, `--read-only`, security headers, the static assets.
+//! * `view.rs` — what pages and API share: the queue rows (configured ∪ `stats()`), filters
+//!   parsed from query strings, the task and master views, error mapping.
+//! * `api.rs` — the JSON handlers under `/api/`.
+//! * `pages.rs` — the HTML handlers (and the form posts of the pages' buttons).
+//! * `metrics.rs` — `/metrics`, built with `prometheus-client` on every scrape.
+//! * `templates/*.html` — minijinja templates, auto-escaped, compiled in (`include_str!`).
+//! * `assets/` — `console.js` (live overview, select-all) and `console.css`, compiled in.
+//!
+//! Not here yet (later work, with their places): throughput history and charts (a
+//! `history.rs` fed by the transport, a chart in `overview.html`), a schedules page
+//! (`pages.rs` + `templates/schedules.html`), an event stream (`/api/events`), and
+//! cancelling a running task (an action in `task.html` and `api.rs`).
+
+mod api;
+mod metrics;
+mod pages;
+mod server;
+mod view;
+
+use std::future::Future;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rex_transport::Transport;
+
+/// The address the console binds by default: loopback only.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8600";
+
+/// The environment variable that may hold the access token.
+pub const TOKEN_ENV: &str = "REX_DASHBOARD_TOKEN";
+
+/// The name of the cookie that carries the access token after a `?token=` page load.
+pub const TOKEN_COOKIE: &str = "rex_console_token";
+
+/// What the console serves, and how.
+#[derive(Clone)]
+pub struct Config {
+    pub transport: Arc<dyn Transport>,
+    /// The configured queues (`asynctask_workers` keys): shown even without tasks.
+    pub queues: Vec<String>,
+    /// No actions: no buttons or forms in the pages, 403 on every action endpoint.
+    pub read_only: bool,
+    /// Required on every request when set (bearer header, cookie, or `?token=`).
+    pub token: Option<String>,
+    pub bind: SocketAddr,
+    /// The project's name, shown in the pages' titles.
+    pub project: String,
+}
+
+/// Why the console could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    #[error(
+        "binding {0}, which is not a loopback address, needs an access token (--token or {TOKEN_ENV})"
+    )]
+    TokenRequired(SocketAddr),
+    #[error("the access token must not be empty")]
+    EmptyToken,
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot read random bytes for the CSRF token: {0}")]
+    Random(std::io::Error),
+    #[error("the console's server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// Refuse a configuration that would expose the console without a token.
+pub fn check(config: &Config) -> Result<(), ConsoleError> {
+    match &config.token {
+        Some(token) if token.is_empty() => Err(ConsoleError::EmptyToken),
+        None if !config.bind.ip().is_loopback() => Err(ConsoleError::TokenRequired(config.bind)),
+        _ => Ok(()),
+    }
+}
+
+/// The console's router and its per-process CSRF token.
+pub struct Console {
+    router: axum::Router,
+    csrf: String,
+}
+
+impl Console {
+    /// A console with a fresh random CSRF token.
+    pub fn new(config: Config) -> Result<Console, ConsoleError> {
+        check(&config)?;
+        let csrf = random_token().map_err(ConsoleError::Random)?;
+        Ok(Console::with_csrf(config, csrf))
+    }
+
+    /// A console with the given CSRF token (tests).
+    pub fn with_csrf(config: Config, csrf: String) -> Console {
+        Console {
+            router: server::router(config, csrf.clone()),
+            csrf,
+        }
+    }
+
+    pub fn csrf(&self) -> &str {
+        &self.csrf
+    }
+
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+}
+
+/// 32 random bytes from the kernel, hex-encoded.
+fn random_token() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Bind `config.bind`, print `Console listening on http://ADDR/` (the real port), and serve
+/// until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ConsoleError> {
+    let addr = config.bind;
+    let console = Console::new(config)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ConsoleError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ConsoleError::Bind { addr, source })?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Console listening on http://{bound}/");
+    let _ = out.flush();
+    drop(out);
+    axum::serve(listener, console.router())
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ConsoleError::Serve)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
