@@ -11,6 +11,10 @@ rex_transport_conformance::conformance_suite!(memory, async {
     Arc::new(MemoryTransport::new()) as Arc<dyn Transport>
 });
 
+rex_transport_conformance::console_suite!(memory_console, async {
+    Arc::new(MemoryTransport::new()) as Arc<dyn Transport>
+});
+
 rex_transport_conformance::conformance_suite!(sqlite, async {
     // Each case gets its own file; the directory lives as long as the case.
     let dir = tempfile::tempdir().expect("temporary directory");
