@@ -22,6 +22,12 @@ rex_transport_conformance::conformance_suite!(sqlite, async {
     (Arc::new(transport) as Arc<dyn Transport>, dir)
 });
 
+rex_transport_conformance::console_suite!(sqlite_console, async {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let transport = SqliteTransport::open(dir.path().join("rex.sqlite3")).expect("open");
+    (Arc::new(transport) as Arc<dyn Transport>, dir)
+});
+
 /// Both built-in transports wake a waiter as soon as a task is submitted, well before its
 /// timeout (the suite only requires `wait` to return by its timeout).
 #[tokio::test]
