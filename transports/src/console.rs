@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::task::{epoch_ms, epoch_ms_opt, to_epoch_ms};
-use crate::{Result, TaskId, TaskState, TaskSummary, Transport};
+use crate::{QueueStats, Result, TaskId, TaskState, TaskSummary, Transport};
 
 /// The states a listing can ask for. `Ready` and `Delayed` split `pending` by due time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -192,4 +192,22 @@ pub async fn matching_ids<T: Transport + ?Sized>(
             return Ok(ids);
         }
     }
+}
+
+/// `stats` with the paused flags set, and a row for each paused queue that has no task, still
+/// sorted by queue name: for backends that keep the flags apart from the tasks.
+pub fn with_paused(mut stats: Vec<QueueStats>, paused: &[String]) -> Vec<QueueStats> {
+    for queue in paused {
+        match stats.binary_search_by(|s| s.queue.as_str().cmp(queue)) {
+            Ok(i) => stats[i].paused = true,
+            Err(i) => stats.insert(
+                i,
+                QueueStats {
+                    paused: true,
+                    ..QueueStats::empty(queue)
+                },
+            ),
+        }
+    }
+    stats
 }

@@ -303,7 +303,8 @@ pub trait Transport: Send + Sync + 'static {
     /// Counts for one queue (what `--halt-when-empty` needs).
     async fn counts(&self, queue: &str) -> Result<QueueCounts>;
 
-    /// Statistics for every queue that has tasks in any state, sorted by queue name.
+    /// Statistics for every queue that has tasks in any state or is paused, sorted by queue
+    /// name.
     async fn stats(&self) -> Result<Vec<QueueStats>>;
 
     /// `failed` tasks, oldest first, optionally of one queue.
@@ -328,8 +329,9 @@ pub trait Transport: Send + Sync + 'static {
     /// Pause (`true`) or resume (`false`) `queue`. A paused queue still accepts submits and
     /// settlements; [`claim`](Transport::claim), [`claim_batch`](Transport::claim_batch) and
     /// the claim of [`settle_and_claim`](Transport::settle_and_claim) hand out none of its
-    /// tasks until it is resumed. Resuming wakes its [`wait`](Transport::wait)ers. A queue
-    /// need not have tasks to be paused. Returns whether the state changed.
+    /// tasks until it is resumed, and [`wait`](Transport::wait) on it returns only when it is
+    /// resumed (or at its timeout): resuming wakes its waiters. A queue need not have tasks to
+    /// be paused. Returns whether the state changed.
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
         let _ = (queue, paused);
         Err(unsupported(self, "pausing queues"))

@@ -1,7 +1,7 @@
 //! The in-process transport (`memory:`): the same contract as SQLite, kept in a map. Tasks
 //! are lost with the process and invisible to others, so it suits library use and tests.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -12,9 +12,9 @@ use crate::task::{
     add_ms, from_epoch_ms, now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms,
 };
 use crate::{
-    Attempt, Failure, FailureKind, Lease, Outcome, Payload, PurgeWhich, QueueCounts, QueueStats,
-    Result, Selector, Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, Transport,
-    validate_queue_name,
+    Attempt, Failure, FailureKind, Lease, MasterRecord, Outcome, Payload, PurgeWhich, QueueCounts,
+    QueueStats, Result, Selector, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskState,
+    TaskSummary, Transport, validate_queue_name,
 };
 
 /// A transport living in this process's memory.
@@ -31,6 +31,8 @@ struct State {
     /// Ordered by id, i.e. by submission: the FIFO order of claims.
     tasks: BTreeMap<TaskId, Row>,
     idempotency_keys: HashSet<String>,
+    paused: BTreeSet<String>,
+    masters: BTreeMap<String, MasterRecord>,
 }
 
 /// One task; times are epoch milliseconds like the SQLite columns, so both behave alike.
@@ -184,6 +186,9 @@ impl Transport for MemoryTransport {
         validate_queue_name(queue)?;
         let now = now_ms();
         let mut state = self.state();
+        if state.paused.contains(queue) {
+            return Ok(None);
+        }
         // The earliest due task, then submission order: the claim order of every transport.
         let Some((&id, row)) = state
             .tasks
@@ -250,7 +255,11 @@ impl Transport for MemoryTransport {
                 drop(state);
                 self.notify.notify_waiters();
             }
-            None => row.settle(TaskState::Failed, outcome, &failure.reason, now),
+            None => {
+                row.settle(TaskState::Failed, outcome, &failure.reason, now);
+                // A failed task's run_at is the time it failed (what listings filter on).
+                row.run_at = now;
+            }
         }
         Ok(true)
     }
@@ -332,15 +341,9 @@ impl Transport for MemoryTransport {
             .values()
             .filter(|row| row.state != TaskState::Done)
         {
-            let s = stats.entry(&row.queue).or_insert_with(|| QueueStats {
-                queue: row.queue.clone(),
-                pending: 0,
-                delayed: 0,
-                running: 0,
-                failed: 0,
-                oldest_pending_ms: None,
-                paused: false,
-            });
+            let s = stats
+                .entry(&row.queue)
+                .or_insert_with(|| QueueStats::empty(&row.queue));
             match row.state {
                 TaskState::Pending => {
                     s.pending += 1;
@@ -352,6 +355,12 @@ impl Transport for MemoryTransport {
                 TaskState::Failed => s.failed += 1,
                 TaskState::Done => {}
             }
+        }
+        for queue in &state.paused {
+            stats
+                .entry(queue)
+                .or_insert_with(|| QueueStats::empty(queue))
+                .paused = true;
         }
         Ok(stats.into_values().collect())
     }
@@ -452,6 +461,91 @@ impl Transport for MemoryTransport {
         Ok((before_len - state.idempotency_keys.len()) as u64)
     }
 
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        validate_queue_name(queue)?;
+        let mut state = self.state();
+        let changed = if paused {
+            state.paused.insert(queue.to_string())
+        } else {
+            state.paused.remove(queue)
+        };
+        drop(state);
+        if changed && !paused {
+            self.notify.notify_waiters();
+        }
+        Ok(changed)
+    }
+
+    async fn paused(&self) -> Result<Vec<String>> {
+        Ok(self.state().paused.iter().cloned().collect())
+    }
+
+    async fn task(&self, id: TaskId) -> Result<Option<TaskSummary>> {
+        Ok(self.state().tasks.get(&id).map(|row| row.summary(id)))
+    }
+
+    async fn list(
+        &self,
+        filter: &TaskFilter,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<TaskSummary>> {
+        let now = now_ms();
+        let state = self.state();
+        let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        Ok(state
+            .tasks
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(&id, row)| row.summary(id))
+            .filter(|task| filter.matches(task, now))
+            .take(limit.min(crate::console::MAX_PAGE))
+            .collect())
+    }
+
+    async fn count(&self, filter: &TaskFilter) -> Result<u64> {
+        let now = now_ms();
+        let state = self.state();
+        Ok(state
+            .tasks
+            .iter()
+            .filter(|(id, row)| filter.matches(&row.summary(**id), now))
+            .count() as u64)
+    }
+
+    async fn purge_failed(&self, ids: &[TaskId]) -> Result<u64> {
+        let mut state = self.state();
+        let mut purged = 0;
+        for id in ids {
+            if state
+                .tasks
+                .get(id)
+                .is_some_and(|row| row.state == TaskState::Failed)
+            {
+                state.tasks.remove(id);
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    async fn beat(&self, record: &MasterRecord) -> Result<()> {
+        let mut state = self.state();
+        state.masters.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn forget_master(&self, id: &str) -> Result<()> {
+        self.state().masters.remove(id);
+        Ok(())
+    }
+
+    async fn masters(&self) -> Result<Vec<MasterRecord>> {
+        let now = SystemTime::now();
+        let mut state = self.state();
+        state.masters.retain(|_, record| record.is_live(now));
+        Ok(state.masters.values().cloned().collect())
+    }
+
     /// Returns when a task is ready in `queue`, when anything may have made one ready, or
     /// after `timeout`.
     async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {
@@ -465,11 +559,13 @@ impl Transport for MemoryTransport {
             let now = now_ms();
             let next_run_at = {
                 let state = self.state();
+                // A paused queue has nothing ready until it is resumed (which notifies).
+                let paused = state.paused.contains(queue);
                 let pending = state
                     .tasks
                     .values()
                     .filter(|row| row.queue == queue && row.state == TaskState::Pending);
-                pending.map(|row| row.run_at).min()
+                pending.map(|row| row.run_at).min().filter(|_| !paused)
             };
             if next_run_at.is_some_and(|t| t <= now) || Instant::now() >= deadline {
                 return Ok(());

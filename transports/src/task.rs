@@ -244,6 +244,21 @@ pub struct QueueStats {
     pub paused: bool,
 }
 
+impl QueueStats {
+    /// A queue with no task (yet), not paused.
+    pub fn empty(queue: &str) -> Self {
+        QueueStats {
+            queue: queue.to_string(),
+            pending: 0,
+            delayed: 0,
+            running: 0,
+            failed: 0,
+            oldest_pending_ms: None,
+            paused: false,
+        }
+    }
+}
+
 /// A task as listed by operators (`rex asynctask-failed`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TaskSummary {

@@ -37,10 +37,13 @@
 //! * `failures.rs` — `fail` with and without retry, `retry_failed`, `purge`.
 //! * `schedules.rs` — schedule fires, `last_fire`, `prune_schedule_keys`.
 //! * `stats.rs` — `stats`.
+//! * `console.rs` — what the operator console needs: pause flags, task lookup, filtered
+//!   listings with keyset pagination, counts, purging selected failed tasks, master heartbeats.
 //! * `wake.rs` — `wait`.
 
 mod batches;
 mod claim_order;
+mod console;
 mod failures;
 mod leases;
 mod schedules;
@@ -55,6 +58,10 @@ pub use batches::{
 };
 pub use claim_order::{
     case_concurrent_claimers, case_due_time_then_submission_order, case_original_sequence,
+};
+pub use console::{
+    case_list_filters_and_pages, case_master_heartbeats, case_pause_stops_claims,
+    case_purge_failed_selected, case_resume_then_wait_returns, case_task_lookup,
 };
 pub use failures::{case_fail_with_retry, case_fail_without_retry, case_purge, case_retry_failed};
 pub use leases::{case_claim_leases, case_expired, case_owned_by, case_renew, case_stale_lease};
@@ -161,8 +168,25 @@ macro_rules! conformance_suite {
     };
 }
 
+/// `console_suite!(module_name, fixture_future)`: the console's cases ([`console`]'s), for the
+/// backends that implement them so far. (Temporary: folded into
+/// [`conformance_suite!`](crate::conformance_suite) once every backend does.)
+#[macro_export]
+macro_rules! console_suite {
+    ($module:ident, $fixture:expr $(,)?) => {
+        $crate::conformance_suite!(@cases $module, $fixture;
+            case_pause_stops_claims,
+            case_resume_then_wait_returns,
+            case_task_lookup,
+            case_list_filters_and_pages,
+            case_purge_failed_selected,
+            case_master_heartbeats,
+        );
+    };
+}
+
 /// Long enough never to expire during a case.
-const LEASE: Duration = Duration::from_secs(600);
+pub(crate) const LEASE: Duration = Duration::from_secs(600);
 
 /// `base` plus a random suffix: a valid queue (or owner) name no other run uses.
 pub fn unique(base: &str) -> String {

@@ -22,12 +22,15 @@
 //!   leases: owned_by, expired, renew.
 //! * `operator.rs` — what operators and schedulers ask: counts, stats, failed, retry_failed,
 //!   purge, last_fire, prune_schedule_keys.
+//! * `console.rs` — what the operator console asks: pause flags, task lookup, filtered
+//!   listings and counts, purging selected failed tasks, masters' heartbeats.
 //! * `wake.rs` — [`wait`](Transport::wait): in-process notifications, and the host-local wake
 //!   bus that carries wake-ups between processes.
 //! * `sql/` — every SQL statement, one per file, loaded with `include_str!`:
 //!   `sql/migrations/NNN_*.sql` (applied in order) and `sql/queries/*.sql`.
 
 mod connection;
+mod console;
 mod operator;
 mod queue;
 mod rows;
@@ -42,8 +45,9 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use crate::{
-    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Settlement,
-    Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
+    Failure, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
+    Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
+    TransportError,
 };
 use wake::WakeBus;
 
@@ -190,6 +194,47 @@ impl Transport for SqliteTransport {
 
     async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {
         self.purge(queue, which)
+    }
+
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        self.set_paused(queue, paused)
+    }
+
+    async fn paused(&self) -> Result<Vec<String>> {
+        self.paused()
+    }
+
+    async fn task(&self, id: TaskId) -> Result<Option<TaskSummary>> {
+        self.task(id)
+    }
+
+    async fn list(
+        &self,
+        filter: &TaskFilter,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<TaskSummary>> {
+        self.list(filter, after, limit)
+    }
+
+    async fn count(&self, filter: &TaskFilter) -> Result<u64> {
+        self.count(filter)
+    }
+
+    async fn purge_failed(&self, ids: &[TaskId]) -> Result<u64> {
+        self.purge_failed(ids)
+    }
+
+    async fn beat(&self, record: &MasterRecord) -> Result<()> {
+        self.beat(record)
+    }
+
+    async fn forget_master(&self, id: &str) -> Result<()> {
+        self.forget_master(id)
+    }
+
+    async fn masters(&self) -> Result<Vec<MasterRecord>> {
+        self.masters()
     }
 
     async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {

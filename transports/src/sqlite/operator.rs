@@ -48,7 +48,7 @@ impl SqliteTransport {
 
     pub(super) fn stats(&self) -> Result<Vec<QueueStats>> {
         let now = now_ms();
-        self.with(|conn| {
+        let stats = self.with(|conn| {
             conn.prepare_cached(STATS)?
                 .query_map(params![now], |row| {
                     let (ready, delayed) = (get_u64(row, 1)?, get_u64(row, 2)?);
@@ -65,7 +65,8 @@ impl SqliteTransport {
                     })
                 })?
                 .collect()
-        })
+        })?;
+        Ok(crate::console::with_paused(stats, &self.paused()?))
     }
 
     pub(super) fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>> {

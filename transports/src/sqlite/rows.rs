@@ -53,7 +53,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
 }
 
 /// Columns: `id, queue, state, payload, attempts, errors, crashes, last_error, history,
-/// created_at`.
+/// created_at, run_at, owner`.
 pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<TaskSummary> {
     let state: String = row.get(2)?;
     Ok(TaskSummary {
@@ -73,7 +73,7 @@ pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<TaskSummary> {
         last_error: row.get(7)?,
         history: decode(row, 8)?,
         created_at: from_epoch_ms(row.get(9)?),
-        run_at: None,
-        owner: None,
+        run_at: row.get::<_, Option<i64>>(10)?.map(from_epoch_ms),
+        owner: row.get(11)?,
     })
 }

@@ -21,6 +21,8 @@ const MIGRATIONS: &[&str] = &[
     // time: one partial index of them replaces the (state, lease_until) and (owner) indexes
     // that every submit, claim and completion of every pending task had to maintain.
     include_str!("sql/migrations/003_running_index.sql"),
+    // The console: paused queues (claims check them) and masters' heartbeats.
+    include_str!("sql/migrations/004_paused_queues_and_masters.sql"),
 ];
 
 /// The schema version this code reads and writes: the number of [`MIGRATIONS`].

@@ -1,0 +1,1 @@
+SELECT record FROM masters WHERE expires_at > ?1 ORDER BY id

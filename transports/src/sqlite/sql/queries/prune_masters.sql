@@ -1,0 +1,1 @@
+DELETE FROM masters WHERE expires_at <= ?1
