@@ -155,7 +155,9 @@ impl Bulk {
     }
 }
 
-fn bulk_body(body: Result<Json<Bulk>, axum::extract::rejection::JsonRejection>) -> Result<Bulk, ApiError> {
+fn bulk_body(
+    body: Result<Json<Bulk>, axum::extract::rejection::JsonRejection>,
+) -> Result<Bulk, ApiError> {
     body.map(|Json(b)| b)
         .map_err(|e| ApiError::bad_request(e.body_text()))
 }

@@ -73,7 +73,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     };
     match render(&rows, masters.as_deref()) {
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
-        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode the metrics").into_response(),
+        Err(_) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot encode the metrics",
+        )
+            .into_response(),
     }
 }
 
@@ -164,7 +168,11 @@ fn register_workers(registry: &mut Registry, masters: &[MasterRecord]) {
     for (host, n) in per_host {
         count.get_or_create(&HostLabel { host }).set(n);
     }
-    registry.register("masters", "Live masters (heartbeats not expired) by host", count);
+    registry.register(
+        "masters",
+        "Live masters (heartbeats not expired) by host",
+        count,
+    );
     registry.register(
         "worker_children_running",
         "Worker children running (with a pid) by host and queue",

@@ -33,7 +33,9 @@ pub fn templates() -> Environment<'static> {
             eprintln!("console template {name}: {e}");
         }
     }
-    env.add_filter("age", |ms: Option<u64>| ms.map(format_age).unwrap_or_else(|| "-".into()));
+    env.add_filter("age", |ms: Option<u64>| {
+        ms.map(format_age).unwrap_or_else(|| "-".into())
+    });
     env
 }
 
@@ -319,7 +321,8 @@ pub async fn workers(State(state): State<AppState>) -> Response {
     let now = SystemTime::now();
     match state.config.transport.masters().await {
         Ok(masters) => {
-            let masters: Vec<MasterView> = masters.iter().map(|m| MasterView::new(m, now)).collect();
+            let masters: Vec<MasterView> =
+                masters.iter().map(|m| MasterView::new(m, now)).collect();
             render(&state, StatusCode::OK, "workers.html", context! { masters })
         }
         Err(e) => render(

@@ -74,11 +74,17 @@ pub fn router(config: Config, csrf: String) -> Router {
 }
 
 async fn script() -> Response {
-    asset("text/javascript; charset=utf-8", include_str!("../assets/console.js"))
+    asset(
+        "text/javascript; charset=utf-8",
+        include_str!("../assets/console.js"),
+    )
 }
 
 async fn style() -> Response {
-    asset("text/css; charset=utf-8", include_str!("../assets/console.css"))
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../assets/console.css"),
+    )
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -106,7 +112,11 @@ fn refuse(api: bool, status: StatusCode, message: &str) -> Response {
     if api {
         crate::view::ApiError::new(status, message).into_response()
     } else {
-        (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], message.to_string())
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            message.to_string(),
+        )
             .into_response()
     }
 }
@@ -142,10 +152,9 @@ async fn check(state: &Shared, request: Request, next: Next) -> Response {
                     StatusCode::UNAUTHORIZED,
                     "an access token is required: Authorization: Bearer TOKEN, or open the console with ?token=TOKEN",
                 );
-                response.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer"),
-                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
         }

@@ -1,0 +1,285 @@
+//! The pages and the JSON API against a memory transport.
+
+mod support;
+
+use serde_json::json;
+use support::{CSRF, Harness};
+
+#[tokio::test]
+async fn overview_and_api_count_submits_and_show_configured_queues() {
+    let h = Harness::new();
+    for n in 0..3 {
+        h.submit("emails", json!({ "n": n })).await;
+    }
+    h.submit("reports", json!({})).await;
+    let api = h.get("/api/queues").await;
+    assert_eq!(api.status, 200, "{}", api.body);
+    let data = api.json();
+    let queues = data["queues"].as_array().expect("queues");
+    let names: Vec<&str> = queues.iter().filter_map(|q| q["queue"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["emails", "idle", "reports"],
+        "configured ∪ stats, sorted"
+    );
+    assert_eq!(queues[0]["ready"], 3);
+    assert_eq!(queues[0]["configured"], true);
+    assert_eq!(queues[1]["ready"], 0, "a configured queue without tasks");
+    assert_eq!(queues[2]["configured"], false);
+    assert_eq!(data["transport"], "memory:");
+
+    let page = h.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains(r#"<a href="/queues/idle">idle</a>"#),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(r#"data-live="/api/queues""#));
+    assert!(
+        page.body
+            .contains(r#"<script src="/assets/console.js" defer></script>"#)
+    );
+    assert!(!page.body.contains("<script>"), "no inline script");
+}
+
+#[tokio::test]
+async fn pause_and_resume_through_the_api() {
+    let h = Harness::new();
+    h.submit("emails", json!({})).await;
+    let paused = h.post_json("/api/queues/emails/pause", "").await;
+    assert_eq!(paused.status, 200, "{}", paused.body);
+    assert_eq!(paused.json()["changed"], true);
+    assert_eq!(h.transport.paused().await.expect("paused"), ["emails"]);
+    let rows = h.get("/api/queues").await.json();
+    assert_eq!(rows["queues"][0]["paused"], true);
+    let page = h.get("/queues/emails").await;
+    assert!(page.body.contains("Resume"), "{}", page.body);
+    let resumed = h.post_json("/api/queues/emails/resume", "").await;
+    assert_eq!(resumed.json()["paused"], false);
+    assert!(h.transport.paused().await.expect("paused").is_empty());
+    let bad = h.post_json("/api/queues/Bad__Name/pause", "").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.json()["error"].is_string());
+}
+
+#[tokio::test]
+async fn the_form_buttons_pause_and_resume() {
+    let h = Harness::new();
+    let reply = h
+        .post_form("/queues/idle/pause", &format!("csrf={CSRF}"))
+        .await;
+    assert_eq!(reply.status, 303);
+    assert_eq!(h.transport.paused().await.expect("paused"), ["idle"]);
+}
+
+#[tokio::test]
+async fn the_task_page_shows_the_history_and_escapes_the_payload() {
+    let h = Harness::new();
+    let id = h
+        .failed(
+            "emails",
+            json!({ "x": "<script>alert(1)</script>" }),
+            "killed by SIGKILL",
+        )
+        .await;
+    let page = h.get(&format!("/tasks/{id}")).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;")
+            || page.body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("killed by SIGKILL"));
+    assert!(page.body.contains("crash"), "the outcome");
+    assert!(page.body.contains("host:1:1"), "the owner of the attempt");
+    assert!(
+        page.body
+            .contains(&format!(r#"action="/tasks/{id}/retry""#))
+    );
+
+    let api = h.get(&format!("/api/tasks/{id}")).await;
+    assert_eq!(api.json()["payload"]["x"], "<script>alert(1)</script>");
+    assert_eq!(h.get("/tasks/999999").await.status, 404);
+    assert_eq!(h.get("/api/tasks/999999").await.status, 404);
+    assert_eq!(h.get("/api/tasks/nope").await.status, 400);
+    assert_eq!(h.get("/no/such/page").await.status, 404);
+}
+
+#[tokio::test]
+async fn queue_listing_paginates_by_id_and_searches() {
+    let h = Harness::new();
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push(
+            h.submit("emails", json!({ "n": n, "tag": format!("t{n}") }))
+                .await,
+        );
+    }
+    let first = h.get("/api/queues/emails/tasks?state=ready&limit=2").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    let first = first.json();
+    assert_eq!(first["tasks"].as_array().map(Vec::len), Some(2));
+    assert_eq!(first["next_after"], ids[1]);
+    let second = h
+        .get(&format!(
+            "/api/queues/emails/tasks?state=ready&limit=2&after={}",
+            ids[1]
+        ))
+        .await
+        .json();
+    assert_eq!(second["tasks"][0]["id"], ids[2]);
+    let found = h.get("/api/queues/emails/tasks?text=t3").await.json();
+    assert_eq!(found["tasks"].as_array().map(Vec::len), Some(1));
+    assert_eq!(found["tasks"][0]["id"], ids[3]);
+    assert_eq!(
+        h.get("/api/queues/emails/tasks?state=bogus").await.status,
+        400
+    );
+    assert_eq!(h.get("/api/queues/emails/tasks?limit=0").await.status, 400);
+
+    let page = h.get("/queues/emails?state=ready&limit=2").await;
+    assert!(
+        page.body.contains(&format!("after={}", ids[1])),
+        "{}",
+        page.body
+    );
+}
+
+#[tokio::test]
+async fn failed_filters_and_bulk_actions_touch_only_the_filtered_tasks() {
+    let h = Harness::new();
+    let a = h.failed("emails", json!({ "to": "a" }), "smtp down").await;
+    let b = h
+        .failed("emails", json!({ "to": "b" }), "bad address")
+        .await;
+    let c = h.failed("reports", json!({ "to": "c" }), "smtp down").await;
+
+    let count = h.get("/api/failed/count?text=smtp").await.json();
+    assert_eq!(count["count"], 2);
+    let listed = h.get("/api/failed?queue=emails&text=smtp").await.json();
+    assert_eq!(listed["tasks"].as_array().map(Vec::len), Some(1));
+    assert_eq!(listed["tasks"][0]["id"], a);
+
+    // The page's "retry all matching": a confirmation with the count first, then the action.
+    let form = format!("csrf={CSRF}&scope=filter&action=retry&queue=&text=smtp&since=&until=");
+    let confirm = h.post_form("/failed/action", &form).await;
+    assert_eq!(confirm.status, 200);
+    assert!(
+        confirm.body.contains("Retry 2 failed tasks?"),
+        "{}",
+        confirm.body
+    );
+    assert_eq!(
+        h.transport
+            .count(&rex_transport::TaskFilter::failed(None))
+            .await
+            .ok(),
+        Some(3),
+        "nothing yet"
+    );
+    let done = h
+        .post_form("/failed/action", &format!("{form}&confirmed=2"))
+        .await;
+    assert!(
+        done.body.contains("Retried 2 failed tasks"),
+        "{}",
+        done.body
+    );
+    let left = h.get("/api/failed").await.json();
+    assert_eq!(left["tasks"].as_array().map(Vec::len), Some(1));
+    assert_eq!(left["tasks"][0]["id"], b);
+
+    // API purge by filter: only the reports queue (nothing failed there any more).
+    let purged = h
+        .post_json("/api/failed/purge", r#"{"filter": {"queue": "reports"}}"#)
+        .await;
+    assert_eq!(purged.json()["purged"], 0, "{}", purged.body);
+    let purged = h
+        .post_json("/api/failed/purge", &format!(r#"{{"ids": [{b}, {c}]}}"#))
+        .await;
+    assert_eq!(
+        purged.json()["purged"],
+        1,
+        "c is pending again, only b is purged"
+    );
+    assert_eq!(h.transport.task(b).await.ok().flatten(), None);
+    assert!(h.transport.task(c).await.ok().flatten().is_some());
+    let bad = h
+        .post_json("/api/failed/retry", r#"{"ids": [1], "filter": {}}"#)
+        .await;
+    assert_eq!(bad.status, 400);
+}
+
+#[tokio::test]
+async fn selected_failed_tasks_are_retried_after_confirmation() {
+    let h = Harness::new();
+    let a = h.failed("emails", json!({}), "x").await;
+    let b = h.failed("emails", json!({}), "x").await;
+    let form =
+        format!("csrf={CSRF}&scope=selected&action=purge&queue=&text=&since=&until=&ids={a}");
+    let confirm = h.post_form("/failed/action", &form).await;
+    assert!(
+        confirm.body.contains("Purge 1 failed task?"),
+        "{}",
+        confirm.body
+    );
+    let done = h
+        .post_form("/failed/action", &format!("{form}&confirmed=1"))
+        .await;
+    assert!(done.body.contains("Purged 1 failed task."), "{}", done.body);
+    assert_eq!(h.transport.task(a).await.ok().flatten(), None);
+    assert!(h.transport.task(b).await.ok().flatten().is_some());
+    let page = h.get("/failed").await;
+    assert!(
+        page.body.contains(&format!(r#"name="ids" value="{b}""#)),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("1 failed task match"), "{}", page.body);
+}
+
+#[tokio::test]
+async fn the_workers_page_lists_masters_and_children() {
+    use std::time::{Duration, SystemTime};
+    let h = Harness::new();
+    let now = SystemTime::now();
+    let record = rex_transport::MasterRecord {
+        id: "box:42:1".into(),
+        host: "box".into(),
+        pid: 42,
+        version: "0.1.0".into(),
+        started_at: now - Duration::from_secs(120),
+        beat_at: now,
+        expires_at: now + Duration::from_secs(60),
+        scheduler: true,
+        children: vec![rex_transport::ChildRecord {
+            queue: "emails".into(),
+            slot: 0,
+            pid: Some(4242),
+            task: Some(7),
+            task_since: Some(now),
+            processed: 10,
+            restarts: 2,
+            rss_bytes: Some(8 * 1024 * 1024),
+        }],
+    };
+    h.transport.beat(&record).await.expect("beat");
+    let page = h.get("/workers").await;
+    assert_eq!(page.status, 200);
+    for text in [
+        "box",
+        "4242",
+        "8.0 MiB",
+        "scheduler",
+        r#"href="/tasks/7""#,
+        "2m 0s",
+    ] {
+        assert!(page.body.contains(text), "{text} in {}", page.body);
+    }
+    let api = h.get("/api/masters").await.json();
+    assert_eq!(api["masters"][0]["children"][0]["restarts"], 2);
+}
