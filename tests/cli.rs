@@ -166,3 +166,58 @@ fn man_page() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("plugin-check"));
     assert!(stderr.trim().is_empty(), "man warns: {stderr}");
 }
+
+/// `rex asynctask-dashboard` refuses a non-loopback address without a token, before binding.
+#[test]
+fn the_dashboard_needs_a_token_off_loopback() {
+    let project = Project::demo();
+    let out = project
+        .rex(&["asynctask-dashboard", "--bind=0.0.0.0:0"])
+        .env_remove("REX_DASHBOARD_TOKEN")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run rex");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("FATAL ERROR: binding 0.0.0.0:0, which is not a loopback address, needs an access token (--token or REX_DASHBOARD_TOKEN)"),
+        "{err}"
+    );
+}
+
+/// The dashboard announces its real port, answers over HTTP, and exits 0 on SIGTERM.
+#[test]
+fn the_dashboard_serves_and_stops_on_sigterm() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let project = Project::demo();
+    project.submit("foo", &[r#"{"n": 1}"#]);
+    let mut running = rex_tests::Running::spawn(project.rex(&[
+        "asynctask-dashboard",
+        "--bind=127.0.0.1:0",
+        "--read-only",
+    ]));
+    let line = running.wait_for(Duration::from_secs(30), |l| {
+        l.starts_with("Console listening on http://")
+    });
+    let addr = line
+        .trim_start_matches("Console listening on http://")
+        .trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        stream,
+        "GET /api/queues HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).expect("read");
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains(r#""queue":"foo""#), "{reply}");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let (code, lines) = running.finish(Duration::from_secs(30));
+    assert_eq!(code, Some(0), "{lines:?}");
+}

@@ -40,6 +40,7 @@ fn help_texts() {
         "asynctask-retry",
         "asynctask-purge",
         "asynctask-process",
+        "asynctask-dashboard",
         "plugin-list",
         "plugin-check",
         "completions",
