@@ -211,7 +211,6 @@ impl Supervisor {
             }
         }
         self.stop_scheduler();
-        self.forget_heartbeat();
         // Settlements still owed (a lock or an outage delayed them) are waited for; a
         // further SIGTERM or SIGINT gives up on them (their leases expire instead).
         let owed = self.ledger.owed();
@@ -220,6 +219,8 @@ impl Supervisor {
                 "Waiting for {owed} transport operation(s) to complete"
             ));
         }
+        // Waited for with the settlements, but not counted among them in the log.
+        self.forget_heartbeat();
         let interrupted = async {
             tokio::select! {
                 _ = sigterm.recv() => {}
