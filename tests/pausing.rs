@@ -73,22 +73,28 @@ fn a_paused_queue_starts_nothing_until_resumed_and_then_runs_every_task_once() {
     for (name, uri) in transports() {
         let uri = uri.as_deref();
         let project = Project::demo();
-        const N: u64 = 300;
-        // 20 ms each: windows of a few tasks, so a child holds tasks claimed ahead when the
-        // pause comes.
+        // One child claiming windows of 1, 2, 4, then 8 tasks (its prefetch): 59 instant tasks,
+        // then slow ones. The window of tasks 55 to 62 holds four slow tasks: the pause comes
+        // while the first of them runs, so the child holds three it claimed ahead.
+        const N: u64 = 67;
+        const FAST: u64 = 59;
+        let ms = |i: u64| if i < FAST { 0 } else { 600 };
         match uri {
-            Some(uri) => submit_numbered(&project, uri, "paced", N, |_| 20),
+            Some(uri) => submit_numbered(&project, uri, "paced", N, ms),
             None => {
                 let payloads: Vec<String> = (0..N)
-                    .map(|i| format!(r#"{{"ms": 20, "n": {i}}}"#))
+                    .map(|i| format!(r#"{{"ms": {}, "n": {i}}}"#, ms(i)))
                     .collect();
                 let payloads: Vec<&str> = payloads.iter().map(String::as_str).collect();
                 project.submit("paced", &payloads);
             }
         }
-        let queues = r#"{"foo": null, "paced": {"worker": "demo_sleep_worker", "concurrency": 2}}"#;
+        let queues = r#"{"foo": null, "paced": {"worker": "demo_sleep_worker", "prefetch": 8}}"#;
         let mut workers = master(&project, uri, queues, &["--halt-when-empty"]);
-        workers.wait_for(LIMIT, |l| l.starts_with(FINISHED));
+        let first_slow = format!(r#""n":{FAST}}}"#);
+        workers.wait_for(LIMIT, |l| {
+            l.starts_with(STARTED) && l.ends_with(&first_slow)
+        });
 
         let paused_at = Instant::now();
         assert_eq!(
@@ -135,6 +141,11 @@ fn a_paused_queue_starts_nothing_until_resumed_and_then_runs_every_task_once() {
             .filter(|l| l.contains("is paused; giving back"))
             .count();
         eprintln!("{name}: {released} window(s) given back");
+        assert!(
+            released >= 1,
+            "{name}: the tasks claimed ahead were not given back:\n{}",
+            workers.seen.join("\n")
+        );
 
         assert_eq!(
             rex(&project, uri, &["asynctask-resume", "paced"]),
