@@ -86,7 +86,7 @@ impl Consumer {
         let answer = self.rt.block_on(self.transport.paused());
         self.pause.checked = Some(Instant::now());
         match answer {
-            Ok(queues) => queues.iter().any(|q| *q == self.queue),
+            Ok(queues) => queues.contains(&self.queue),
             Err(TransportError::Unsupported(why)) => {
                 self.pause.supported = false;
                 self.logger
