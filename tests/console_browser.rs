@@ -84,8 +84,12 @@ async fn the_overview_shows_the_counts_and_follows_them_live() {
     assert_eq!(browser.text(&field("jobs", "paused")).await, "active");
     // The page follows the queue without a reload.
     project.submit("jobs", &[r#"{"ms": 4}"#, r#"{"ms": 5}"#]);
-    browser.wait_text(&field("jobs", "ready"), |t| t == "5").await;
-    browser.screenshot(&screenshot_dir().join("overview.png")).await;
+    browser
+        .wait_text(&field("jobs", "ready"), |t| t == "5")
+        .await;
+    browser
+        .screenshot(&screenshot_dir().join("overview.png"))
+        .await;
     browser.close().await;
 }
 
@@ -103,13 +107,19 @@ async fn a_failed_task_is_opened_retried_and_then_processed() {
     browser.open(&format!("{url}/failed")).await;
     click(&browser, "table a[href^='/tasks/']").await;
     let reason = browser.text("table tbody tr td:nth-child(4)").await;
-    assert!(reason.contains("payload.ms must be a non-negative integer"), "{reason}");
+    assert!(
+        reason.contains("payload.ms must be a non-negative integer"),
+        "{reason}"
+    );
     assert!(browser.text("pre.payload").await.contains("not a number"));
     browser.screenshot(&screenshot_dir().join("task.png")).await;
     click_button(&browser, "Retry").await;
     browser.wait_for("main").await;
     let row = queue_row(&project, "jobs");
-    assert_eq!((row["failed"].as_u64(), row["ready"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (row["failed"].as_u64(), row["ready"].as_u64()),
+        (Some(0), Some(1))
+    );
 
     // Processed now by a worker that accepts it.
     drain(
@@ -117,7 +127,9 @@ async fn a_failed_task_is_opened_retried_and_then_processed() {
         &[r#"--set=asynctask_workers={"jobs": "demo_foo_worker"}"#],
     );
     browser.open(&format!("{url}/")).await;
-    browser.wait_text(&field("jobs", "ready"), |t| t == "0").await;
+    browser
+        .wait_text(&field("jobs", "ready"), |t| t == "0")
+        .await;
     assert_eq!(browser.text(&field("jobs", "failed")).await, "0");
     browser.close().await;
 }
@@ -145,7 +157,9 @@ async fn a_filtered_bulk_purge_touches_only_the_filtered_tasks() {
     // The confirmation names the count it will touch.
     let heading = browser.text("main h1").await;
     assert_eq!(heading, "Purge 2 failed tasks?");
-    browser.screenshot(&screenshot_dir().join("confirm.png")).await;
+    browser
+        .screenshot(&screenshot_dir().join("confirm.png"))
+        .await;
     click_button(&browser, "Purge 2").await;
     assert_eq!(browser.text("main p").await, "Purged 2 failed tasks.");
 
@@ -178,14 +192,19 @@ async fn a_queue_is_paused_and_resumed_from_its_page() {
         "{:?}",
         master.seen
     );
-    browser.screenshot(&screenshot_dir().join("queue.png")).await;
+    browser
+        .screenshot(&screenshot_dir().join("queue.png"))
+        .await;
 
     click_button(&browser, "Resume").await;
     browser.wait_text("h1 .badge", |t| t == "active").await;
     // Resumed: every task is processed and the master halts on the empty queue.
     let (code, lines) = master.finish(WAIT);
     assert_eq!(code, Some(0), "{lines:?}");
-    let processed = lines.iter().filter(|l| l.contains("SLEEP processed")).count();
+    let processed = lines
+        .iter()
+        .filter(|l| l.contains("SLEEP processed"))
+        .count();
     assert_eq!(processed, 5, "{lines:?}");
     browser.close().await;
 }
@@ -196,20 +215,32 @@ async fn a_script_in_a_payload_stays_text() {
         return;
     };
     let project = project();
-    project.submit("jobs", &[r#"{"x": "<script>alert(1)</script>", "ms": "<b>bold</b>"}"#]);
+    project.submit(
+        "jobs",
+        &[r#"{"x": "<script>alert(1)</script>", "ms": "<b>bold</b>"}"#],
+    );
     drain(&project, &[]);
     let (_console, url) = dashboard(&project, &[]);
     for page in ["/failed", "/queues/jobs?state=failed"] {
         browser.open(&format!("{url}{page}")).await;
         browser.wait_for("table").await;
-        assert!(browser.client.get_alert_text().await.is_err(), "an alert opened on {page}");
-        assert!(!browser.has("b").await, "markup from a payload was rendered on {page}");
+        assert!(
+            browser.client.get_alert_text().await.is_err(),
+            "an alert opened on {page}"
+        );
+        assert!(
+            !browser.has("b").await,
+            "markup from a payload was rendered on {page}"
+        );
     }
     browser.open(&format!("{url}/failed")).await;
     click(&browser, "table a[href^='/tasks/']").await;
     let payload = browser.text("pre.payload").await;
     assert!(payload.contains("<script>alert(1)</script>"), "{payload}");
-    assert!(browser.client.get_alert_text().await.is_err(), "an alert opened");
+    assert!(
+        browser.client.get_alert_text().await.is_err(),
+        "an alert opened"
+    );
     assert!(!browser.has("main script").await);
     browser.close().await;
 }
@@ -235,15 +266,26 @@ async fn read_only_shows_no_action() {
     ] {
         browser.open(&page).await;
         browser.wait_for("main").await;
-        assert!(!browser.has("form[method='post']").await, "an action on {page}");
-        assert!(!browser.has("button").await || !has_action(&browser).await, "{page}");
+        assert!(
+            !browser.has("form[method='post']").await,
+            "an action on {page}"
+        );
+        assert!(
+            !browser.has("button").await || !has_action(&browser).await,
+            "{page}"
+        );
     }
     browser.close().await;
 }
 
 /// Whether any button of the page names an action.
 async fn has_action(browser: &Browser) -> bool {
-    for button in browser.client.find_all(Locator::Css("button")).await.expect("buttons") {
+    for button in browser
+        .client
+        .find_all(Locator::Css("button"))
+        .await
+        .expect("buttons")
+    {
         let text = button.text().await.unwrap_or_default();
         if ["Retry", "Purge", "Pause", "Resume"]
             .iter()

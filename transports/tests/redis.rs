@@ -126,7 +126,6 @@ async fn fixture() -> Option<(Arc<dyn Transport>, Cleanup)> {
 }
 
 rex_transport_conformance::conformance_suite!(redis, fixture());
-rex_transport_conformance::console_suite!(redis_console, fixture());
 
 rex_transport_conformance::conformance_suite!(redis_tls, async {
     let (mut transports, cleanup) = open_on(tls_server()?, 1)?;

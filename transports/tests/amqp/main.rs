@@ -88,7 +88,6 @@ async fn fixture() -> Option<(Arc<dyn Transport>, Cleanup)> {
 }
 
 rex_transport_conformance::conformance_suite!(amqp, fixture());
-rex_transport_conformance::console_suite!(amqp_console, fixture());
 
 /// The broker's TLS listener (`amqps://` with `cacertfile`, `certfile`, `keyfile`), e.g. the
 /// one `.ci/tls-servers` adds: client certificates required.

@@ -160,7 +160,6 @@ fn fixture_on(server: Option<String>) -> Option<(Arc<dyn Transport>, Schema)> {
 }
 
 rex_transport_conformance::conformance_suite!(pgsql, async { fixture_on(server()) });
-rex_transport_conformance::console_suite!(pgsql_console, async { fixture_on(server()) });
 
 /// The server over TLS with its certificate checked, e.g.
 /// `postgresql://postgres@localhost/test?sslmode=verify-full&sslrootcert=/etc/ssl/certs/ssl-cert-snakeoil.pem`
