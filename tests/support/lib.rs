@@ -4,6 +4,7 @@
 //! built by the workspace. [`artifacts`] makes sure they are built (a no-op under
 //! `cargo test --workspace`, which has built them already) and says where they are.
 
+pub mod browser;
 pub mod networked;
 pub mod proxy;
 

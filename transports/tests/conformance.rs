@@ -11,18 +11,8 @@ rex_transport_conformance::conformance_suite!(memory, async {
     Arc::new(MemoryTransport::new()) as Arc<dyn Transport>
 });
 
-rex_transport_conformance::console_suite!(memory_console, async {
-    Arc::new(MemoryTransport::new()) as Arc<dyn Transport>
-});
-
 rex_transport_conformance::conformance_suite!(sqlite, async {
     // Each case gets its own file; the directory lives as long as the case.
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let transport = SqliteTransport::open(dir.path().join("rex.sqlite3")).expect("open");
-    (Arc::new(transport) as Arc<dyn Transport>, dir)
-});
-
-rex_transport_conformance::console_suite!(sqlite_console, async {
     let dir = tempfile::tempdir().expect("temporary directory");
     let transport = SqliteTransport::open(dir.path().join("rex.sqlite3")).expect("open");
     (Arc::new(transport) as Arc<dyn Transport>, dir)

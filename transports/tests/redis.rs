@@ -259,6 +259,38 @@ async fn blocked_on_server(cleanup: &Cleanup) {
     panic!("the waiter never blocked on the server");
 }
 
+/// `wait` on a paused queue blocks whatever is ready, submits meanwhile included, and returns
+/// when another instance resumes the queue.
+#[tokio::test]
+async fn a_paused_queue_is_waited_on_until_resumed() {
+    let Some((transports, cleanup)) = open(2) else {
+        eprintln!("skipped: REX_TEST_REDIS is not set");
+        return;
+    };
+    let queue = "paused";
+    let (waiter_side, other) = (Arc::clone(&transports[0]), &transports[1]);
+    assert!(other.set_paused(queue, true).await.expect("pause"));
+    let submit = || async {
+        other
+            .submit(queue, Payload::new(), &SubmitOptions::default())
+            .await
+            .expect("submit")
+    };
+    submit().await;
+    let mut waiter =
+        tokio::spawn(async move { waiter_side.wait(queue, Duration::from_secs(600)).await });
+    blocked_on_server(&cleanup).await;
+    submit().await; // its wake-up token only sends the waiter back to the probe
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut waiter).await;
+    assert!(early.is_err(), "wait returned on a paused queue: {early:?}");
+    assert!(other.set_paused(queue, false).await.expect("resume"));
+    tokio::time::timeout(Duration::from_secs(60), waiter)
+        .await
+        .expect("woken up by the resume")
+        .expect("waiter panicked")
+        .expect("wait");
+}
+
 /// A delayed task submitted elsewhere ends a long wait once it is due.
 #[tokio::test]
 async fn wait_returns_for_delayed_tasks() {

@@ -158,6 +158,7 @@ impl Supervisor {
         }
         self.log
             .error(format_args!("Worker for queue {queue} died; restarting..."));
+        self.slots[index].deaths += 1;
         let task_note = match charged {
             Some(r) => format!(" while processing task {}", r.task),
             None => String::new(),

@@ -253,7 +253,8 @@ impl Ledger {
         )
     }
 
-    fn owe(&mut self, job: JoinHandle<()>) {
+    /// Keep `job` (spawned on this thread) among what [`finish`](Ledger::finish) waits for.
+    pub fn owe(&mut self, job: JoinHandle<()>) {
         self.owed.retain(|job| !job.is_finished());
         self.owed.push(job);
     }

@@ -22,6 +22,8 @@
 //!   timers; launching a child.
 //! * `slots` — a slot per child position, its state, timers (backoff, timeouts), status lines.
 //! * `death` — [`DeathCause`] and what a death does to the slot and the child's tasks.
+//! * `heartbeat` — the record the master publishes about itself and its children every 2 s
+//!   (`asynctask-masters`), through the ledger.
 //! * `ledger` — every transport call of the master, run on a thread of its own: the loop
 //!   never waits on I/O, so a locked database or a silent broker cannot stall it.
 //! * `shutdown`, `reload` — SIGTERM/SIGINT/SIGQUIT and SIGHUP.
@@ -31,6 +33,7 @@
 
 mod child;
 mod death;
+mod heartbeat;
 mod ledger;
 mod reload;
 mod restart;
@@ -110,6 +113,8 @@ pub(crate) struct Supervisor {
     /// Runs the master's transport calls off the loop; reports arrive on `reports`.
     ledger: Ledger,
     reports: mpsc::UnboundedReceiver<Report>,
+    /// What the master publishes about itself (`asynctask-masters`).
+    heartbeat: heartbeat::Heartbeat,
 }
 
 impl Supervisor {
@@ -143,6 +148,7 @@ impl Supervisor {
             scheduler: None,
             ledger,
             reports,
+            heartbeat: heartbeat::Heartbeat::new(),
         })
     }
 
@@ -171,6 +177,8 @@ impl Supervisor {
         housekeeping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut upkeep = tokio::time::interval(MAINTENANCE_INTERVAL);
         upkeep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut beat = tokio::time::interval(heartbeat::BEAT_INTERVAL);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         for i in 0..self.slots.len() {
             self.launch(i);
@@ -198,6 +206,7 @@ impl Supervisor {
                 _ = heartbeat.tick() => self.ledger.renew(self.live_owners(), lease),
                 _ = housekeeping.tick() => self.ledger.reclaim_expired(),
                 _ = upkeep.tick() => self.ledger.maintain(),
+                _ = beat.tick() => self.beat(),
                 _ = tokio::time::sleep_until(deadline.into()) => self.on_timers(),
             }
         }
@@ -210,6 +219,8 @@ impl Supervisor {
                 "Waiting for {owed} transport operation(s) to complete"
             ));
         }
+        // Waited for with the settlements, but not counted among them in the log.
+        self.forget_heartbeat();
         let interrupted = async {
             tokio::select! {
                 _ = sigterm.recv() => {}

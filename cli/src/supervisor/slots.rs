@@ -31,6 +31,8 @@ pub(super) struct Slot {
     pub(super) restarts: Restarts,
     /// Tasks finished by this slot's earlier children (the live one's are on its beacon).
     pub(super) processed: u64,
+    /// How many times this slot's child died and was started again.
+    pub(super) deaths: u64,
     /// Set while the slot is being removed (reload): it is not relaunched.
     pub(super) retiring: bool,
     /// Broker-held leases only: the last tasks this slot's children held when they died, with
@@ -78,6 +80,7 @@ impl Supervisor {
                     state: State::Backoff(Instant::now()),
                     restarts: Restarts::default(),
                     processed: 0,
+                    deaths: 0,
                     retiring: false,
                     lost: VecDeque::new(),
                     innocent: VecDeque::new(),

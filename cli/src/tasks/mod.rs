@@ -1,7 +1,10 @@
 //! The built-in tasks (`rex <task>`), their specs, and dispatch.
 //!
 //! * [`ctl`] — `help`, `settings` (package `rex.ctl`).
-//! * [`operator`] — `asynctask-submit`, `-queues`, `-failed`, `-retry`, `-purge`, `-process`.
+//! * [`operator`] — `asynctask-submit`, `-queues`, `-failed`, `-retry`, `-purge`, `-pause`,
+//!   `-resume`, `-process`.
+//! * [`show`] — `asynctask-show`: one task with its history.
+//! * [`masters`] — `asynctask-masters`: the live masters and their children (heartbeats).
 //! * [`dashboard`] — `asynctask-dashboard`: the operator console (crate `rex-console`).
 //! * [`inspect`] — `plugin-list`, `plugin-check` (each library loaded by a throw-away child).
 //! * [`generate`] — `completions` and `help --man`, generated from these specs.
@@ -18,8 +21,10 @@ pub mod dashboard;
 pub mod external;
 pub mod generate;
 pub mod inspect;
+pub mod masters;
 pub mod operator;
 pub mod plugin_new;
+pub mod show;
 
 use crate::cli::{ArgSpec, OptSpec, Parsed, TaskSpec, app_options};
 use crate::error::{Error, Result};
@@ -212,7 +217,7 @@ pub fn builtins() -> Vec<Builtin> {
             spec: spec(
                 "asynctask-queues",
                 "show the queues and how many tasks they hold",
-                "Lists every queue that holds tasks, with the number ready to run, delayed (due\nlater), running and failed, and the age of the oldest pending (ready or delayed)\ntask. --json gives the same fields, and pending (ready + delayed).",
+                "Lists every queue that holds tasks or is paused, with the number ready to run,\ndelayed (due later), running and failed, and the age of the oldest pending (ready\nor delayed) task; a paused queue is marked (paused). --json gives the same fields,\npending (ready + delayed) and paused (true or false).",
                 vec![],
                 with_app(vec![OptSpec::toggle(
                     "json",
@@ -220,6 +225,20 @@ pub fn builtins() -> Vec<Builtin> {
                 )]),
             ),
             run: operator::queues,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-show",
+                "show one task with its payload and attempt history",
+                "Shows a task the transport keeps (pending: ready or delayed, running, or failed)\nwith its queue, state, due time, owner, attempt counters, last error, payload and\nthe history of its attempts. Completed tasks are not kept. --json prints the task\nas asynctask-failed --json lists it.",
+                vec![arg("task-id")],
+                with_app(vec![OptSpec::toggle(
+                    "json",
+                    "print a JSON object instead of text",
+                )]),
+            ),
+            run: show::show,
             hidden: false,
         },
         Builtin {
@@ -267,6 +286,42 @@ pub fn builtins() -> Vec<Builtin> {
                 ]),
             ),
             run: operator::purge,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-pause",
+                "stop workers from starting tasks of a queue",
+                "Pauses a queue: workers start none of its tasks until it is resumed (tasks already\nrunning finish; tasks a worker claimed ahead go back, uncharged). Submits are still\naccepted. A queue need not hold tasks to be paused.",
+                vec![arg("queue")],
+                with_app(vec![]),
+            ),
+            run: operator::pause,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-resume",
+                "let workers start the tasks of a paused queue again",
+                "Resumes a paused queue: its idle workers are woken and take its tasks again.",
+                vec![arg("queue")],
+                with_app(vec![]),
+            ),
+            run: operator::resume,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-masters",
+                "list the running asynctask-workers masters and their children",
+                "Lists every live rex asynctask-workers master sharing the transport, as each\npublishes itself every 2 seconds: its host, pid, version and start, and per child\nits queue, slot, pid, the task it runs and for how long, how many tasks it\nprocessed, its restarts and resident memory. A master that stopped disappears at\nonce; one that died, within 6 seconds.",
+                vec![],
+                with_app(vec![OptSpec::toggle(
+                    "json",
+                    "print a JSON array instead of a table",
+                )]),
+            ),
+            run: masters::masters,
             hidden: false,
         },
         Builtin {

@@ -1,4 +1,6 @@
-//! Operator tasks of `rex.asynctask`: submit, inspect, retry and purge tasks, drain a queue.
+//! Operator tasks of `rex.asynctask`: submit, inspect, retry and purge tasks, pause and resume
+//! queues, drain a queue. One task's detail is in [`super::show`], the live masters in
+//! [`super::masters`].
 
 use std::io::BufRead;
 use std::time::SystemTime;
@@ -11,7 +13,7 @@ use crate::project::{App, Requirement};
 use crate::runtime::current_thread;
 use rex_transport::{PurgeWhich, Selector, Submit};
 
-fn app(parsed: &Parsed) -> Result<App> {
+pub(super) fn app(parsed: &Parsed) -> Result<App> {
     App::build(
         &parsed.project_args(),
         Requirement {
@@ -154,6 +156,7 @@ struct QueueRow<'a> {
     running: u64,
     failed: u64,
     oldest_pending_ms: Option<u64>,
+    paused: bool,
 }
 
 impl<'a> From<&'a rex_transport::QueueStats> for QueueRow<'a> {
@@ -166,6 +169,7 @@ impl<'a> From<&'a rex_transport::QueueStats> for QueueRow<'a> {
             running: s.running,
             failed: s.failed,
             oldest_pending_ms: s.oldest_pending_ms,
+            paused: s.paused,
         }
     }
 }
@@ -173,7 +177,7 @@ impl<'a> From<&'a rex_transport::QueueStats> for QueueRow<'a> {
 pub fn queues(parsed: &Parsed) -> Result<i32> {
     let app = app(parsed)?;
     let transport = app.open_shared_transport()?;
-    let stats = current_thread()?.block_on(transport.stats())?;
+    let stats = current_thread()?.block_on(with_paused(transport.as_ref()))?;
     if parsed.flag("json") {
         let rows: Vec<QueueRow> = stats.iter().map(QueueRow::from).collect();
         println!(
@@ -195,7 +199,11 @@ pub fn queues(parsed: &Parsed) -> Result<i32> {
                 .map(|ms| format!("{:.1}s", ms as f64 / 1000.0))
                 .unwrap_or_else(|| "-".into());
             [
-                r.queue.to_string(),
+                if r.paused {
+                    format!("{} (paused)", r.queue)
+                } else {
+                    r.queue.to_string()
+                },
                 r.ready.to_string(),
                 r.delayed.to_string(),
                 r.running.to_string(),
@@ -215,6 +223,61 @@ pub fn queues(parsed: &Parsed) -> Result<i32> {
         ],
         &rows,
     );
+    Ok(0)
+}
+
+/// Every queue's statistics with its pause flag: the backend's `stats` may leave `paused` out
+/// and lists only queues that hold tasks, so the paused queues are merged in (a paused queue
+/// without tasks is listed too). A transport that cannot pause has no paused queue.
+async fn with_paused(
+    transport: &dyn rex_transport::Transport,
+) -> Result<Vec<rex_transport::QueueStats>> {
+    let mut stats = transport.stats().await?;
+    let paused = match transport.paused().await {
+        Ok(paused) => paused,
+        Err(rex_transport::TransportError::Unsupported(_)) => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
+    for queue in paused {
+        match stats.iter_mut().find(|s| s.queue == queue) {
+            Some(s) => s.paused = true,
+            None => stats.push(rex_transport::QueueStats {
+                queue,
+                pending: 0,
+                delayed: 0,
+                running: 0,
+                failed: 0,
+                oldest_pending_ms: None,
+                paused: true,
+            }),
+        }
+    }
+    stats.sort_by(|a, b| a.queue.cmp(&b.queue));
+    Ok(stats)
+}
+
+/// `rex asynctask-pause <queue>`.
+pub fn pause(parsed: &Parsed) -> Result<i32> {
+    set_paused(parsed, true)
+}
+
+/// `rex asynctask-resume <queue>`.
+pub fn resume(parsed: &Parsed) -> Result<i32> {
+    set_paused(parsed, false)
+}
+
+fn set_paused(parsed: &Parsed, paused: bool) -> Result<i32> {
+    let app = app(parsed)?;
+    let queue = parsed.arg("queue").unwrap_or_default();
+    rex_transport::validate_queue_name(&queue)?;
+    let transport = app.open_shared_transport()?;
+    let changed = current_thread()?.block_on(transport.set_paused(&queue, paused))?;
+    match (paused, changed) {
+        (true, true) => println!("Paused queue \"{queue}\"."),
+        (true, false) => println!("Queue \"{queue}\" was already paused."),
+        (false, true) => println!("Resumed queue \"{queue}\"."),
+        (false, false) => println!("Queue \"{queue}\" was not paused."),
+    }
     Ok(0)
 }
 
@@ -324,7 +387,7 @@ pub fn failed(parsed: &Parsed) -> Result<i32> {
 }
 
 /// Left-aligned columns separated by two spaces; the last column is not padded.
-fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+pub(super) fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(str::len);
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {

@@ -19,7 +19,8 @@
 //!
 //! Files: this one claims and runs; `record` sends the outcomes; `window` sizes the claims;
 //! `executor` runs a task (plugin, `ctl_executor`, bench); `lost` settles a task a broker
-//! hands back after its worker died (RabbitMQ).
+//! hands back after its worker died (RabbitMQ); `pause` gives back the tasks claimed ahead
+//! when the queue is paused.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
@@ -33,6 +34,7 @@ use serde_json::json;
 
 mod executor;
 mod lost;
+mod pause;
 mod record;
 pub mod window;
 
@@ -201,6 +203,8 @@ struct Consumer {
     broker_held: bool,
     /// The transport outage under way, if any: backoff and bounded logging.
     outage: std::cell::RefCell<crate::outage::Outage>,
+    /// Whether the queue was paused since the last claim (see `pause`).
+    pause: pause::PauseWatch,
 }
 
 impl Consumer {
@@ -273,6 +277,7 @@ impl Consumer {
             lost_completed: spec.lost_completed.iter().copied().collect(),
             broker_held,
             outage: Default::default(),
+            pause: Default::default(),
         })
     }
 
@@ -285,6 +290,9 @@ impl Consumer {
             if QUIT.load(Ordering::SeqCst) {
                 self.stop();
                 break HaltReason::Quit;
+            }
+            if self.release_if_paused() {
+                continue;
             }
             if let Some(task) = self.claimed.pop_front() {
                 if self
@@ -306,6 +314,7 @@ impl Consumer {
                 Ok(tasks) if !tasks.is_empty() => {
                     self.recovered();
                     self.window.claimed(want, tasks.len());
+                    self.pause.claimed();
                     self.batch_len = tasks.len();
                     if self.broker_held {
                         self.beacon.claimed(tasks.iter().map(|task| task.id));

@@ -230,7 +230,7 @@ pub async fn case_list_filters_and_pages(t: Arc<dyn Transport>) {
     };
     let found = list(everywhere.clone(), None, 500).await;
     assert!(
-        found.len() >= words.len() + 1,
+        found.len() > words.len(),
         "without a queue, every queue is searched"
     );
 

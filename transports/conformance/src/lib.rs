@@ -147,6 +147,12 @@ macro_rules! conformance_suite {
             case_settle_batch_validates_submits,
             case_settle_and_claim_batch,
             case_submit_batch,
+            case_pause_stops_claims,
+            case_resume_then_wait_returns,
+            case_task_lookup,
+            case_list_filters_and_pages,
+            case_purge_failed_selected,
+            case_master_heartbeats,
         );
     };
     (@cases $module:ident, $fixture:expr; $($case:ident),* $(,)?) => {
@@ -165,23 +171,6 @@ macro_rules! conformance_suite {
                 }
             )*
         }
-    };
-}
-
-/// `console_suite!(module_name, fixture_future)`: the console's cases ([`console`]'s), for the
-/// backends that implement them so far. (Temporary: folded into
-/// [`conformance_suite!`](crate::conformance_suite) once every backend does.)
-#[macro_export]
-macro_rules! console_suite {
-    ($module:ident, $fixture:expr $(,)?) => {
-        $crate::conformance_suite!(@cases $module, $fixture;
-            case_pause_stops_claims,
-            case_resume_then_wait_returns,
-            case_task_lookup,
-            case_list_filters_and_pages,
-            case_purge_failed_selected,
-            case_master_heartbeats,
-        );
     };
 }
 

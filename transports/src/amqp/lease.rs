@@ -2,7 +2,7 @@
 //! ([`Held`], by lease token), and settling them — publish what the settlement produces
 //! (follow-ups, the task again, the task into the failed queue), then acknowledge — for
 //! complete, fail and release, and for a batch (`settle`: its completions together); plus the
-//! local views of them (owned, expired, renew, running).
+//! local views of them (owned, expired, renew, running, the console's summaries).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -19,6 +19,7 @@ use super::{Body, Inner, lock};
 use crate::task::{add_ms, from_epoch_ms, now_ms, to_epoch_ms};
 use crate::{
     Attempt, Failure, FailureKind, Lease, Outcome, Result, Settlement, Submit, Task, TaskId,
+    TaskState, TaskSummary,
 };
 
 /// A claim handles at most this many messages that are not its result (delayed tasks sent
@@ -71,6 +72,9 @@ impl Inner {
     ) -> Result<Vec<Task>> {
         let session = self.session().await?;
         self.ensure_topology(&session, &queue).await?;
+        if self.claims_paused(&session, &queue).await? {
+            return Ok(Vec::new());
+        }
         let names = self.names(&queue)?;
         let mut tasks = Vec::with_capacity(max);
         let mut steps = 0;
@@ -473,6 +477,8 @@ impl Inner {
                     this.publish_task(&session, &body).await
                 }
                 None => {
+                    // A failed task's run_at is the time it failed (what listings show).
+                    body.run_at_ms = now;
                     let names = this.names(&body.queue)?;
                     this.ensure_topology(&session, &body.queue).await?;
                     let data = this.encode(&body)?;
@@ -518,6 +524,19 @@ impl Inner {
             .collect();
         tasks.sort_by_key(|task| task.id);
         tasks
+    }
+
+    /// This process's live claims as the console shows them: running, with their owner.
+    pub(super) fn held_summaries(&self) -> Vec<TaskSummary> {
+        self.drop_leases(|held| held.channel.status().connected());
+        let leases = lock(&self.leases);
+        let summaries = leases.values().map(|held| {
+            let mut summary = Self::summary(held.body.clone(), TaskState::Running);
+            summary.attempts = held.task.attempt;
+            summary.owner = Some(held.task.owner.clone());
+            summary
+        });
+        summaries.collect()
     }
 
     pub(super) fn renew(&self, owners: &[String], lease: Duration) -> u64 {

@@ -28,14 +28,17 @@
 //! | `P.Q` | classic queue, durable, bound to the exchange `P.Q` | the ready tasks, FIFO; claims `basic.get` from it |
 //! | `P.Q.delay.K` | queue, durable, `K` = 0..=22, `x-message-ttl` = 8 ms × 2^K, `x-dead-letter-exchange` = `P.Q` | delayed tasks: a message expires back into the exchange `P.Q` (the ready queue, and it wakes waiters) |
 //! | `P.Q.failed` | queue, durable | failed tasks, kept with their whole record |
-//! | server-named (`amq.gen-…`) | queue, exclusive, auto-delete, `x-max-length` 1, bound to the exchange `P.Q` | one per process, Tokio runtime and waited queue: wake-up signals for [`wait`](Transport::wait) |
-//! | `P._queues` | queue, durable | the queue names (one message per name) for `stats`, `failed` and `retry_failed` |
+//! | `P.Q.paused` | queue, durable, `x-max-length` 1, `x-overflow` `reject-publish` | one marker message while `Q` is paused (`pause.rs`) |
+//! | `P.Q.wake` | fanout exchange, durable | resuming `Q` publishes here: it wakes the waiters, not the ready queue |
+//! | server-named (`amq.gen-…`) | queue, exclusive, auto-delete, `x-max-length` 1, bound to the exchanges `P.Q` and `P.Q.wake` | one per process, Tokio runtime and waited queue: wake-up signals for [`wait`](Transport::wait) |
+//! | `P._queues` | queue, durable | the queue names (one message per name) for `stats`, `failed`, `paused`, listings |
+//! | `P._masters` | queue, durable, `x-max-length` 10,000 | masters' heartbeat records, each message expiring with its record (`heartbeats.rs`) |
 //! | `P._key.KEY` | queue, durable, `x-max-length` 1, `x-overflow` `reject-publish`, `x-expires` 7 days | one used idempotency key (`P._keyh.HASH` when the name would be longer than 255 bytes) |
 //! | `P._fires.ID` | queue, durable, `x-max-length` 16 | the last fire times of one schedule (`P._firesh.HASH` when too long) |
 //!
-//! Queue names cannot start with `_`, so the names of the last three never collide with the
-//! objects of a queue. Objects are declared on first use and remembered per process; the
-//! objects of a task queue are declared together.
+//! Queue names cannot start with `_` or hold a `.`, so the `P._…` names never collide with
+//! the objects of a queue, nor `P.Q.paused` with another queue's. Objects are declared on first
+//! use and remembered per process; the objects of a task queue are declared together.
 //! A message is the JSON of a whole task — id, queue, payload, settled attempts, errors,
 //! crashes, `created_at`, `run_at`, last error and the attempt history — published persistent
 //! (delivery mode 2). Every operation waits for the broker's confirms of what it published
@@ -188,7 +191,8 @@
 //! * `mod.rs`: these docs, [`AmqpTransport`] and its [`Transport`] impl (argument checks, then
 //!   delegations to the methods of `Inner` defined in the files below), `Inner` (the state of
 //!   one transport) and small helpers the files share.
-//! * `uri.rs`: parsing URIs, their display form without secrets, scrubbing secrets from errors.
+//! * `uri.rs`: parsing URIs, their display form without secrets, scrubbing secrets from errors;
+//!   the state of a transport opened on one (`Inner::new`).
 //! * `runtimes.rs`: the session of each Tokio runtime (kept in the crate's `runtime_cache`,
 //!   shared with the Redis transport; dead sessions are evicted first), reconnecting with
 //!   backoff, closing sessions that are dropped.
@@ -201,16 +205,22 @@
 //!   pipelined), `submit` and `submit_batch`.
 //! * `lease.rs`: claims, the leases this process holds, settling (complete, fail, release, and
 //!   batches of them) and renewing them.
-//! * `operator.rs`: counts, stats, listing and retrying failed tasks, purge, last fire, and
-//!   deleting everything (for tests).
+//! * `operator.rs`: counts, stats, browsing a queue, listing and retrying failed tasks, purge,
+//!   last fire, and deleting everything (for tests).
 //! * `wake.rs`: `wait` and its wake-up consumers.
+//! * The console (each file documents what RabbitMQ allows): `pause.rs` (a marker message per
+//!   paused queue, looked at by claims and waits), `console.rs` (lookups, listings, counts and
+//!   purges by browsing; running tasks: this process's claims), `heartbeats.rs` (masters).
 //!
 //! [`TransportError`]: crate::TransportError
 //! [`TransportError::Unavailable`]: crate::TransportError::Unavailable
 
+mod console;
+mod heartbeats;
 mod lease;
 mod operator;
 mod ops;
+mod pause;
 mod publish;
 mod runtimes;
 mod session;
@@ -219,9 +229,9 @@ mod uri;
 mod wake;
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use lapin::tcp::OwnedTLSConfig;
 use lapin::uri::AMQPUri;
@@ -229,12 +239,13 @@ use lapin::uri::AMQPUri;
 use crate::batch::validate_submits;
 use crate::runtime_cache::PerRuntime;
 use crate::{
-    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Settlement,
-    Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, validate_queue_name,
+    Failure, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
+    Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
+    validate_queue_name,
 };
 use lease::{GivenUp, Held};
-use publish::Body;
-use runtimes::{MAX_RUNTIMES, RuntimeSlot};
+use publish::{Body, IdState};
+use runtimes::RuntimeSlot;
 use uri::parse_uri;
 
 const TRANSPORT: &str = "AMQP";
@@ -245,7 +256,6 @@ const OPERATION_TIMEOUT: Duration = Duration::from_secs(15);
 /// queues.
 const BULK_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
-/// Open the transport named by `uri` (connecting lazily, on first use).
 /// Parse a URI as [`open_uri`] would, without connecting.
 pub fn check_uri(uri: &str) -> Result<()> {
     uri::parse_uri(uri).map(drop)
@@ -258,15 +268,6 @@ pub fn open_uri(uri: &str) -> Result<Arc<dyn Transport>> {
 /// A transport backed by a RabbitMQ broker. See the module docs.
 pub struct AmqpTransport {
     inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for AmqpTransport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Only the display form: the URI itself holds the password.
-        f.debug_tuple("AmqpTransport")
-            .field(&self.inner.display)
-            .finish()
-    }
 }
 
 /// The state of one transport, shared by its handles and the tasks it spawns. Its methods live
@@ -305,11 +306,9 @@ struct Inner {
     ids: Mutex<IdState>,
     /// `wait` calls blocked on a signal (tests observe it).
     blocked_waiters: AtomicUsize,
-}
-
-struct IdState {
-    last: i64,
-    counter: u32,
+    /// The pause flag of each queue as last seen, and when (see `pause.rs`).
+    pauses: Mutex<HashMap<String, (Instant, bool)>>,
+    masters_declared: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -320,52 +319,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl AmqpTransport {
     /// Open `amqp://...` (see the module docs). Does not connect.
     pub fn open_uri(uri: &str) -> Result<Self> {
-        let parsed = parse_uri(uri)?;
         Ok(AmqpTransport {
-            inner: Arc::new(Inner {
-                display: format!("{TRANSPORT}({}, prefix {})", parsed.display, parsed.prefix),
-                uri: parsed.uri,
-                tls: parsed.tls,
-                prefix: parsed.prefix,
-                secrets: parsed.secrets,
-                connect_timeout: parsed.connect_timeout,
-                runtimes: PerRuntime::new(MAX_RUNTIMES),
-                declared: Mutex::new(HashSet::new()),
-                registered: Mutex::new(HashSet::new()),
-                registry_declared: AtomicBool::new(false),
-                fires: Mutex::new(HashSet::new()),
-                keys: Mutex::new(HashSet::new()),
-                leases: Mutex::new(HashMap::new()),
-                given_up: Mutex::new(HashMap::new()),
-                acked: Mutex::new(VecDeque::with_capacity(lease::MAX_RECENT_ACKS)),
-                unseen_gets: AtomicU32::new(0),
-                ids: Mutex::new(IdState {
-                    last: 0,
-                    counter: fastrand::u32(..),
-                }),
-                blocked_waiters: AtomicUsize::new(0),
-            }),
+            inner: Arc::new(Inner::new(parse_uri(uri)?)),
         })
     }
 
     /// The object-name prefix (`rex` unless the URI's `prefix` says otherwise).
     pub fn prefix(&self) -> &str {
         &self.inner.prefix
-    }
-
-    /// `wait` calls currently blocked on a wake-up signal (for tests).
-    #[doc(hidden)]
-    pub fn blocked_waiters(&self) -> usize {
-        self.inner.blocked_waiters.load(Ordering::SeqCst)
-    }
-
-    /// Delete every broker object of this prefix this process knows of: those of the queues
-    /// in the registry and of the queues it used, the registry, and the key and fires queues it
-    /// declared. For tests; best effort.
-    #[doc(hidden)]
-    pub async fn delete_everything(&self) -> Result<()> {
-        let inner = Arc::clone(&self.inner);
-        inner.delete_everything().await
     }
 }
 
@@ -575,26 +536,65 @@ impl Transport for AmqpTransport {
         self.bounded(self.inner.last_fire(schedule)).await
     }
 
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        validate_queue_name(queue)?;
+        self.inner.names(queue)?;
+        let queue = queue.to_string();
+        self.spawned(move |inner| inner.set_paused(queue, paused))
+            .await
+    }
+
+    async fn paused(&self) -> Result<Vec<String>> {
+        self.spawned_within(BULK_TIMEOUT, Inner::paused).await
+    }
+
+    async fn task(&self, id: TaskId) -> Result<Option<TaskSummary>> {
+        self.spawned_within(BULK_TIMEOUT, move |inner| inner.task(id))
+            .await
+    }
+
+    async fn list(
+        &self,
+        filter: &TaskFilter,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<TaskSummary>> {
+        let filter = self.inner.checked(filter)?;
+        self.spawned_within(BULK_TIMEOUT, move |inner| inner.list(filter, after, limit))
+            .await
+    }
+
+    async fn count(&self, filter: &TaskFilter) -> Result<u64> {
+        let filter = self.inner.checked(filter)?;
+        self.spawned_within(BULK_TIMEOUT, move |inner| inner.count(filter))
+            .await
+    }
+
+    async fn purge_failed(&self, ids: &[TaskId]) -> Result<u64> {
+        let ids = ids.to_vec();
+        self.spawned_within(BULK_TIMEOUT, move |inner| inner.purge_failed(ids))
+            .await
+    }
+
+    async fn beat(&self, record: &MasterRecord) -> Result<()> {
+        let record = record.clone();
+        self.spawned(move |inner| inner.beat(record)).await
+    }
+
+    async fn forget_master(&self, id: &str) -> Result<()> {
+        let id = id.to_string();
+        self.spawned_within(BULK_TIMEOUT, move |inner| inner.forget_master(id))
+            .await
+    }
+
+    async fn masters(&self) -> Result<Vec<MasterRecord>> {
+        self.spawned_within(BULK_TIMEOUT, Inner::masters).await
+    }
+
     /// Push-based: returns when a task is published to `queue` or one expires into it from a
     /// delay queue (from any process), or when `timeout` passes. See the module docs.
     async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {
         validate_queue_name(queue)?;
         self.inner.wait(queue, timeout).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::TransportError;
-
-    #[test]
-    fn secrets_stay_out_of_debug_and_describe() {
-        let t = AmqpTransport::open_uri("amqp://me:s3cret@h/%2f").unwrap();
-        assert_eq!(t.describe(), "AMQP(amqp://me:***@h/%2f, prefix rex)");
-        assert!(!format!("{t:?}").contains("s3cret"));
-        let err = AmqpTransport::open_uri("amqps://me:s3cret@h/%2f?cacertfile=/none").unwrap_err();
-        assert!(matches!(err, TransportError::InvalidUri { .. }), "{err}");
-        assert!(!err.to_string().contains("s3cret"));
     }
 }

@@ -1,7 +1,7 @@
-//! The operator's side: counts and stats (passive declares), listing the registry and the
-//! failed tasks by browsing their queues (take without acknowledging, then close the channel),
-//! retrying failed tasks, purging, the last fire of a schedule, and deleting everything (for
-//! tests).
+//! The operator's side: counts and stats (passive declares), browsing a queue (take without
+//! acknowledging, then close the channel), listing the registry and the failed tasks by
+//! browsing their queues, retrying failed tasks, purging, the last fire of a schedule, and
+//! deleting everything (for tests).
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::SystemTime;
@@ -12,15 +12,42 @@ use lapin::options::{
 };
 use lapin::types::{DeliveryTag, FieldTable};
 
-use super::ops::join_all;
+use super::ops::{join_all, pipelined};
 use super::session::{Session, is_not_found};
 use super::topology::{BUCKETS, passive};
-use super::{Body, Inner, lock};
+use super::{AmqpTransport, Body, Inner, lock};
 use crate::task::{from_epoch_ms, now_ms};
 use crate::{
     PurgeWhich, QueueCounts, QueueStats, Result, Selector, TaskState, TaskSummary, TransportError,
     validate_queue_name,
 };
+
+/// `basic.get`s a browse sends pipelined at a time.
+const BROWSE_WINDOW: usize = 64;
+
+/// What a browse took: its channel (close it to give the messages back) and the messages, by
+/// delivery tag, in queue order.
+pub(super) type Browsed = (Channel, Vec<(DeliveryTag, Vec<u8>)>);
+
+/// The message counts of a task queue's objects.
+pub(super) struct ObjectCounts {
+    /// Of each delay queue, by bucket.
+    pub(super) buckets: Vec<u64>,
+    pub(super) failed: u64,
+    pub(super) ready: u64,
+    /// The pause queue holds its marker.
+    pub(super) paused: bool,
+}
+
+impl AmqpTransport {
+    /// Delete every broker object of this prefix this process knows of: those of the queues
+    /// in the registry and of the queues it used, the registry, the masters' heartbeats, and
+    /// the key and fires queues it declared. For tests; best effort.
+    #[doc(hidden)]
+    pub async fn delete_everything(&self) -> Result<()> {
+        self.inner.delete_everything().await
+    }
+}
 
 impl Inner {
     /// Message counts of `names` by passive declares pipelined on one channel; `None` when
@@ -65,28 +92,28 @@ impl Inner {
         }
     }
 
-    pub(super) async fn counts(&self, queue: &str) -> Result<QueueCounts> {
+    /// The message counts of `queue`'s objects (declaring again those deleted meanwhile), and
+    /// its pause flag; `None` when it was never used.
+    pub(super) async fn object_counts(
+        &self,
+        session: &Session,
+        queue: &str,
+    ) -> Result<Option<ObjectCounts>> {
         let names = self.names(queue)?;
-        let session = self.session().await?;
         // The delay queues first: a task moving on to the ready queue meanwhile is counted
         // (possibly twice, never not at all).
         let mut all: Vec<&str> = names.buckets.iter().map(String::as_str).collect();
-        all.push(&names.failed);
-        all.push(&names.ready);
+        all.extend([names.failed.as_str(), &names.ready, &names.paused]);
         let known = lock(&self.declared).contains(queue);
-        let mut counts = self.message_counts(&session, &all, known).await?;
+        let mut counts = self.message_counts(session, &all, known).await?;
         if counts.is_none() {
-            if !self.exists(&session, &names.ready).await? {
-                // Never used.
-                return Ok(QueueCounts {
-                    running: self.running(queue),
-                    ..QueueCounts::default()
-                });
+            if !self.exists(session, &names.ready).await? {
+                return Ok(None); // never used
             }
-            // Some of its objects were deleted: declare them again.
+            // Some of its objects were deleted (or its pause queue is new): declare them again.
             lock(&self.declared).remove(queue);
-            self.ensure_topology(&session, queue).await?;
-            counts = self.message_counts(&session, &all, false).await?;
+            self.ensure_topology(session, queue).await?;
+            counts = self.message_counts(session, &all, false).await?;
         }
         let counts = counts.ok_or_else(|| {
             self.backend(format_args!(
@@ -94,44 +121,95 @@ impl Inner {
             ))
         })?;
         let buckets = BUCKETS as usize;
-        Ok(QueueCounts {
-            delayed: counts[..buckets].iter().sum(),
+        let paused = counts[buckets + 2] > 0;
+        self.saw_paused(queue, paused);
+        Ok(Some(ObjectCounts {
+            buckets: counts[..buckets].to_vec(),
             failed: counts[buckets],
             ready: counts[buckets + 1],
-            running: self.running(queue),
-            next_run_at: None,
-        })
+            paused,
+        }))
     }
 
-    /// Take every message of `name` without acknowledging it, on a channel of its own.
-    /// `None` when the queue does not exist. Close the channel to give back what is left.
-    async fn browse(
+    /// Counts of `queue` (`running`: this process's claims), and its pause flag.
+    pub(super) async fn counts_and_flag(
+        &self,
+        session: &Session,
+        queue: &str,
+    ) -> Result<(QueueCounts, bool)> {
+        let running = self.running(queue);
+        let Some(counts) = self.object_counts(session, queue).await? else {
+            let counts = QueueCounts {
+                running,
+                ..QueueCounts::default()
+            };
+            return Ok((counts, false));
+        };
+        let counted = QueueCounts {
+            delayed: counts.buckets.iter().sum(),
+            failed: counts.failed,
+            ready: counts.ready,
+            running,
+            next_run_at: None,
+        };
+        Ok((counted, counts.paused))
+    }
+
+    pub(super) async fn counts(&self, queue: &str) -> Result<QueueCounts> {
+        let session = self.session().await?;
+        Ok(self.counts_and_flag(&session, queue).await?.0)
+    }
+
+    /// Take the messages of `name` without acknowledging them, on a channel of its own:
+    /// [`BROWSE_WINDOW`] `basic.get`s pipelined at a time, until the queue answers empty or
+    /// `max` messages are taken. `None` when the queue does not exist. Close the channel to
+    /// give them back (in their places).
+    pub(super) async fn browse_at_most(
         &self,
         session: &Session,
         name: &str,
-    ) -> Result<Option<(Channel, Vec<(DeliveryTag, Vec<u8>)>)>> {
+        max: usize,
+    ) -> Result<Option<Browsed>> {
         let channel = self.fresh_channel(session).await?;
         let mut messages = Vec::new();
-        loop {
-            match channel
-                .basic_get(name.into(), BasicGetOptions { no_ack: false })
-                .await
-            {
-                Ok(Some(message)) => {
-                    messages.push((message.delivery.delivery_tag, message.delivery.data))
-                }
-                Ok(None) => return Ok(Some((channel, messages))),
-                Err(e) if is_not_found(&e) => return Ok(None),
-                Err(e) => {
-                    Self::close(&channel).await;
-                    return Err(self.error(e));
+        while messages.len() < max {
+            let want = (max - messages.len()).min(BROWSE_WINDOW);
+            let gets = (0..want)
+                .map(|_| channel.basic_get(name.into(), BasicGetOptions { no_ack: false }))
+                .collect();
+            let mut empty = false;
+            let mut failure = None;
+            for got in pipelined(gets).await {
+                match got {
+                    Ok(Some(message)) => {
+                        messages.push((message.delivery.delivery_tag, message.delivery.data))
+                    }
+                    Ok(None) => empty = true,
+                    // The first get's NOT_FOUND closes the channel: the others fail with it.
+                    Err(e) if is_not_found(&e) && failure.is_none() => return Ok(None),
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
                 }
             }
+            if let Some(e) = failure {
+                Self::close(&channel).await;
+                return Err(self.error(e));
+            }
+            if empty {
+                break;
+            }
         }
+        Ok(Some((channel, messages)))
+    }
+
+    /// Take every message of `name` (see [`browse_at_most`](Self::browse_at_most)).
+    pub(super) async fn browse(&self, session: &Session, name: &str) -> Result<Option<Browsed>> {
+        self.browse_at_most(session, name, usize::MAX).await
     }
 
     /// The queues of the registry (plus those this process used), deduplicating it.
-    async fn registry_queues(&self, session: &Session) -> Result<BTreeSet<String>> {
+    pub(super) async fn registry_queues(&self, session: &Session) -> Result<BTreeSet<String>> {
         let mut queues: BTreeSet<String> = lock(&self.registered).iter().cloned().collect();
         queues.extend(lock(&self.declared).iter().cloned());
         let Some((channel, messages)) = self.browse(session, &self.registry_name()).await? else {
@@ -163,8 +241,8 @@ impl Inner {
         let session = self.session().await?;
         let mut stats = Vec::new();
         for queue in self.registry_queues(&session).await? {
-            let counts = self.counts(&queue).await?;
-            if counts.ready + counts.delayed + counts.running + counts.failed == 0 {
+            let (counts, paused) = self.counts_and_flag(&session, &queue).await?;
+            if counts.ready + counts.delayed + counts.running + counts.failed == 0 && !paused {
                 continue;
             }
             stats.push(QueueStats {
@@ -174,17 +252,27 @@ impl Inner {
                 running: counts.running,
                 failed: counts.failed,
                 oldest_pending_ms: None,
-                paused: false,
+                paused,
             });
         }
         Ok(stats)
     }
 
-    fn summary(body: Body) -> TaskSummary {
+    /// A task as listed, from its message: `state` is where it was found. A failed task's
+    /// `run_at` is the time it failed (kept in `run_at` since failures record it, else the end
+    /// of its last attempt).
+    pub(super) fn summary(body: Body, state: TaskState) -> TaskSummary {
+        let run_at = match state {
+            TaskState::Failed => body
+                .history
+                .last()
+                .map_or(body.run_at_ms, |last| last.finished_at.max(body.run_at_ms)),
+            _ => body.run_at_ms,
+        };
         TaskSummary {
             id: body.id,
             queue: body.queue,
-            state: TaskState::Failed,
+            state,
             payload: body.payload,
             attempts: body.attempts,
             errors: body.errors,
@@ -192,12 +280,16 @@ impl Inner {
             last_error: body.last_error,
             history: body.history,
             created_at: from_epoch_ms(body.created_at_ms),
-            run_at: None,
+            run_at: Some(from_epoch_ms(run_at)),
             owner: None,
         }
     }
 
-    async fn queues_of(&self, session: &Session, queue: Option<&str>) -> Result<Vec<String>> {
+    pub(super) async fn queues_of(
+        &self,
+        session: &Session,
+        queue: Option<&str>,
+    ) -> Result<Vec<String>> {
         Ok(match queue {
             Some(queue) => vec![queue.to_string()],
             None => self.registry_queues(session).await?.into_iter().collect(),
@@ -219,7 +311,7 @@ impl Inner {
                     .filter_map(|(_, data)| serde_json::from_slice::<Body>(data).ok())
                     .map(|mut body| {
                         body.queue.clone_from(&queue);
-                        Self::summary(body)
+                        Self::summary(body, TaskState::Failed)
                     }),
             );
         }
@@ -320,11 +412,14 @@ impl Inner {
         for queue in &queues {
             let names = self.names(queue)?;
             exchanges.push(names.ready.clone());
+            exchanges.push(names.wake);
             doomed.push(names.ready);
             doomed.push(names.failed);
+            doomed.push(names.paused);
             doomed.extend(names.buckets);
         }
         doomed.push(self.registry_name());
+        doomed.push(self.masters_name());
         doomed.extend(lock(&self.keys).drain());
         doomed.extend(lock(&self.fires).drain());
         let mut channel = self.fresh_channel(&session).await?;

@@ -26,6 +26,22 @@ const PUBLISH_TIMEOUT: Duration = Duration::from_secs(10);
 /// published in windows of this many, one confirm wait each (bounding what is in flight).
 const MAX_IN_FLIGHT: usize = 1000;
 
+/// The last task id made by this process, and the counter of the next.
+pub(super) struct IdState {
+    last: i64,
+    counter: u32,
+}
+
+impl IdState {
+    /// The counter starts at random (see the module docs).
+    pub(super) fn new() -> Self {
+        IdState {
+            last: 0,
+            counter: fastrand::u32(..),
+        }
+    }
+}
+
 /// One message to publish: where to, and its body.
 pub(super) struct Outgoing {
     exchange: String,
@@ -116,9 +132,24 @@ impl Inner {
         routing_key: &str,
         data: &[u8],
     ) -> Result<Confirmation> {
+        self.publish_with(session, exchange, routing_key, data, None, true)
+            .await
+    }
+
+    /// Publish with `properties` (persistent JSON when `None`), `mandatory` or not (a message
+    /// that may go nowhere: a wake-up nobody waits for), and wait for the broker's confirm.
+    pub(super) async fn publish_with(
+        &self,
+        session: &Session,
+        exchange: &str,
+        routing_key: &str,
+        data: &[u8],
+        properties: Option<BasicProperties>,
+        mandatory: bool,
+    ) -> Result<Confirmation> {
         let channel = self.publish_channel(session).await?;
         let options = BasicPublishOptions {
-            mandatory: true,
+            mandatory,
             immediate: false,
         };
         let published = async {
@@ -128,7 +159,7 @@ impl Inner {
                     routing_key.into(),
                     options,
                     data,
-                    persistent_json(),
+                    properties.unwrap_or_else(persistent_json),
                 )
                 .await?
                 .await
@@ -159,7 +190,7 @@ impl Inner {
     }
 
     /// A publish's confirmation as a result: only a plain ack is a success.
-    fn require_ack(
+    pub(super) fn require_ack(
         &self,
         confirmation: Confirmation,
         exchange: &str,

@@ -1,7 +1,8 @@
 //! The broker objects and their names (see the table in the module docs). This file owns every
 //! name: the objects of a task queue ([`Names`]: exchange, ready queue, failed queue, delay
-//! buckets), the registry of queue names, idempotency-key queues and schedule fires queues
-//! (hashed when too long), and the delay bucket math. It also declares them, each once per
+//! buckets, pause queue, wake-up exchange), the registry of queue names, idempotency-key queues
+//! and schedule fires queues (hashed when too long), the masters' heartbeat queue, and the delay
+//! bucket math. It also declares them, each once per
 //! process, and forgets what it declared when something was deleted behind its back.
 
 use std::sync::atomic::Ordering;
@@ -27,6 +28,9 @@ const KEY_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Fire times kept per schedule.
 const FIRES_KEPT: i64 = 16;
 
+/// Heartbeat records kept at most (the oldest go first): a bound, should nobody list them.
+const MASTER_RECORDS_KEPT: i64 = 10_000;
+
 /// The longest broker object name.
 const MAX_NAME: usize = 255;
 
@@ -45,6 +49,10 @@ pub(super) struct Names {
     pub(super) ready: String,
     pub(super) failed: String,
     pub(super) buckets: Vec<String>,
+    /// The pause queue: one marker message while the queue is paused (see `pause.rs`).
+    pub(super) paused: String,
+    /// The fanout exchange that wakes the queue's waiters without a task (a resume).
+    pub(super) wake: String,
 }
 
 /// The delay queue for a task `remaining` milliseconds from ready: the largest whose TTL is not
@@ -92,15 +100,23 @@ impl Inner {
                 MAX_NAME - (longest.len() - queue.len())
             )));
         }
+        // Queue names hold no `.`: `P.Q.paused` is no other queue's object (while
+        // `P.paused.Q` would be `P.Q'.failed` for Q = "failed", Q' = "paused").
         Ok(Names {
             failed: format!("{ready}.failed"),
             buckets: (0..BUCKETS).map(|k| format!("{ready}.delay.{k}")).collect(),
+            paused: format!("{ready}.paused"),
+            wake: format!("{ready}.wake"),
             ready,
         })
     }
 
     pub(super) fn registry_name(&self) -> String {
         format!("{}._queues", self.prefix)
+    }
+
+    pub(super) fn masters_name(&self) -> String {
+        format!("{}._masters", self.prefix)
     }
 
     /// `P.KIND.NAME`, or `P.KINDh.HASH` when that is too long for the broker.
@@ -160,20 +176,18 @@ impl Inner {
         let Some(first) = channels.first() else {
             return Err(self.backend("no channel to declare on"));
         };
-        let exchange = async {
-            first
-                .exchange_declare(
-                    names.ready.as_str().into(),
-                    ExchangeKind::Fanout,
-                    ExchangeDeclareOptions {
-                        durable: true,
-                        ..ExchangeDeclareOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map(|()| 0)
+        let exchange = |name: &str| {
+            first.exchange_declare(
+                name.into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
         };
+        let exchanges = join_all(vec![exchange(&names.ready), exchange(&names.wake)]);
         let mut queues: Vec<(&str, FieldTable)> = (0..BUCKETS)
             .zip(&names.buckets)
             .map(|(k, bucket)| {
@@ -189,6 +203,11 @@ impl Inner {
             .collect();
         queues.push((&names.failed, FieldTable::default()));
         queues.push((&names.ready, FieldTable::default()));
+        let marker = args(&[
+            ("x-max-length", AMQPValue::LongLongInt(1)),
+            ("x-overflow", AMQPValue::LongString("reject-publish".into())),
+        ]);
+        queues.push((&names.paused, marker));
         let declares = queues
             .into_iter()
             .enumerate()
@@ -196,8 +215,10 @@ impl Inner {
                 channels[i % channels.len()].queue_declare(name.into(), durable(), arguments)
             })
             .collect();
-        let (exchange, declares) = tokio::join!(exchange, join_all(declares));
-        exchange.map_err(|e| self.error(e))?;
+        let (exchanges, declares) = tokio::join!(exchanges, join_all(declares));
+        for declared in exchanges {
+            declared.map_err(|e| self.error(e))?;
+        }
         for declared in declares {
             declared.map_err(|e| self.error(e))?;
         }
@@ -219,6 +240,7 @@ impl Inner {
         lock(&self.registered).clear();
         lock(&self.fires).clear();
         self.registry_declared.store(false, Ordering::SeqCst);
+        self.masters_declared.store(false, Ordering::SeqCst);
     }
 
     /// Declare a queue on a channel of its own (declares register in the channel's memory;
@@ -269,6 +291,17 @@ impl Inner {
             if keys.len() < MAX_TRACKED_KEYS {
                 keys.insert(name.clone());
             }
+        }
+        Ok(name)
+    }
+
+    /// Declare the masters' heartbeat queue (once per process). Returns its name.
+    pub(super) async fn declare_masters(&self, session: &Session) -> Result<String> {
+        let name = self.masters_name();
+        if !self.masters_declared.load(Ordering::SeqCst) {
+            let arguments = args(&[("x-max-length", AMQPValue::LongLongInt(MASTER_RECORDS_KEPT))]);
+            self.declare_alone(session, &name, arguments).await?;
+            self.masters_declared.store(true, Ordering::SeqCst);
         }
         Ok(name)
     }
@@ -332,5 +365,11 @@ mod tests {
         assert_eq!(hashed, t.inner.key_name(&long), "stable");
         assert!(t.inner.names(&"q".repeat(250)).is_err());
         assert_eq!(t.inner.names("q1").unwrap().buckets[22], "pfx.q1.delay.22");
+        let names = t.inner.names("q1").unwrap();
+        assert_eq!(
+            (names.paused.as_str(), names.wake.as_str()),
+            ("pfx.q1.paused", "pfx.q1.wake")
+        );
+        assert_eq!(t.inner.masters_name(), "pfx._masters");
     }
 }

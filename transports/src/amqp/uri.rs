@@ -3,11 +3,17 @@
 //! prefix, the display form without secrets, and the secrets themselves, which [`scrub`](crate::uri::scrub)
 //! removes from every error message.
 
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
 use std::time::Duration;
 
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
 use lapin::uri::{AMQPAuthority, AMQPQueryString, AMQPScheme, AMQPUri, AMQPUserInfo};
 
+use super::runtimes::MAX_RUNTIMES;
+use super::{AmqpTransport, IdState, Inner, TRANSPORT, lease};
+use crate::runtime_cache::PerRuntime;
 use crate::tls::{TlsSettings, Verify};
 use crate::uri::percent_decode;
 use crate::{Result, TransportError, validate_queue_name};
@@ -248,9 +254,58 @@ pub(super) fn parse_uri(uri: &str) -> Result<ParsedUri> {
     })
 }
 
+impl std::fmt::Debug for AmqpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Only the display form: the URI itself holds the password.
+        f.debug_tuple("AmqpTransport")
+            .field(&self.inner.display)
+            .finish()
+    }
+}
+
+impl Inner {
+    /// The state of a transport opened on `parsed`, not connected yet.
+    pub(super) fn new(parsed: ParsedUri) -> Self {
+        Inner {
+            display: format!("{TRANSPORT}({}, prefix {})", parsed.display, parsed.prefix),
+            uri: parsed.uri,
+            tls: parsed.tls,
+            prefix: parsed.prefix,
+            secrets: parsed.secrets,
+            connect_timeout: parsed.connect_timeout,
+            runtimes: PerRuntime::new(MAX_RUNTIMES),
+            declared: Mutex::new(HashSet::new()),
+            registered: Mutex::new(HashSet::new()),
+            registry_declared: AtomicBool::new(false),
+            fires: Mutex::new(HashSet::new()),
+            keys: Mutex::new(HashSet::new()),
+            leases: Mutex::new(HashMap::new()),
+            given_up: Mutex::new(HashMap::new()),
+            acked: Mutex::new(VecDeque::with_capacity(lease::MAX_RECENT_ACKS)),
+            unseen_gets: AtomicU32::new(0),
+            ids: Mutex::new(IdState::new()),
+            blocked_waiters: AtomicUsize::new(0),
+            pauses: Mutex::new(HashMap::new()),
+            masters_declared: AtomicBool::new(false),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Transport;
+    use crate::amqp::AmqpTransport;
+
+    #[test]
+    fn secrets_stay_out_of_debug_and_describe() {
+        let t = AmqpTransport::open_uri("amqp://me:s3cret@h/%2f").unwrap();
+        assert_eq!(t.describe(), "AMQP(amqp://me:***@h/%2f, prefix rex)");
+        assert!(!format!("{t:?}").contains("s3cret"));
+        let err = AmqpTransport::open_uri("amqps://me:s3cret@h/%2f?cacertfile=/none").unwrap_err();
+        assert!(matches!(err, TransportError::InvalidUri { .. }), "{err}");
+        assert!(!err.to_string().contains("s3cret"));
+    }
 
     #[test]
     fn uris_are_parsed_without_their_prefix_and_secrets() {

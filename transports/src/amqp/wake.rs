@@ -1,6 +1,7 @@
 //! Waiting: [`Inner::wait`] and its wake-up consumers ([`Waiter`]), one exclusive server-named
-//! queue per session and waited queue, bound to the queue's exchange, whose deliveries bump a
-//! signal.
+//! queue per session and waited queue, bound to the queue's exchange and to its wake-up
+//! exchange (a resume), whose deliveries bump a signal. A paused queue's ready tasks do not end
+//! a wait (see `pause.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 
 use super::session::Session;
 use super::topology::{args, passive};
-use super::{Inner, lock};
+use super::{AmqpTransport, Inner, lock};
 use crate::Result;
 
 /// A blocked `wait` checks this often whether its connection is still there (a local check).
@@ -49,6 +50,14 @@ impl Drop for Blocked<'_> {
     }
 }
 
+impl AmqpTransport {
+    /// `wait` calls currently blocked on a wake-up signal (for tests).
+    #[doc(hidden)]
+    pub fn blocked_waiters(&self) -> usize {
+        self.inner.blocked_waiters.load(Ordering::SeqCst)
+    }
+}
+
 impl Inner {
     /// The wake-up consumer of `queue` on this connection, made if needed.
     async fn waiter(&self, session: &Session, queue: &str) -> Result<Arc<Waiter>> {
@@ -58,7 +67,7 @@ impl Inner {
         }) {
             return Ok(waiter);
         }
-        let exchange = self.names(queue)?.ready;
+        let names = self.names(queue)?;
         let channel = self.fresh_channel(session).await?;
         let consumer = async {
             let options = QueueDeclareOptions {
@@ -69,15 +78,17 @@ impl Inner {
             let arguments = args(&[("x-max-length", AMQPValue::LongLongInt(1))]);
             let signals = channel.queue_declare("".into(), options, arguments).await?;
             let name: ShortString = signals.name().clone();
-            channel
-                .queue_bind(
-                    name.clone(),
-                    exchange.as_str().into(),
-                    "".into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
+            for exchange in [&names.ready, &names.wake] {
+                channel
+                    .queue_bind(
+                        name.clone(),
+                        exchange.as_str().into(),
+                        "".into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+            }
             let options = BasicConsumeOptions {
                 no_ack: true,
                 exclusive: true,
@@ -133,7 +144,9 @@ impl Inner {
             .queue_declare(ready.as_str().into(), passive(), FieldTable::default())
             .await
             .map_err(|e| self.error(e))?;
-        if declared.message_count() > 0 {
+        // Ready tasks end the wait, unless the queue is paused: then only a signal does (its
+        // resume, or a submit) or the timeout.
+        if declared.message_count() > 0 && !self.paused_now(&session, queue).await? {
             return Ok(());
         }
         let _blocked = Blocked::new(&self.blocked_waiters);
@@ -147,7 +160,9 @@ impl Inner {
                 .await
                 .is_ok()
             {
-                return Ok(()); // a signal (or the consumer ended)
+                // A signal (or the consumer ended); maybe the queue's resume.
+                self.woken(queue);
+                return Ok(());
             }
             // A lost connection does not reach the consumer: look at it (locally) now and
             // then, and return so that the next wait connects again.

@@ -23,7 +23,9 @@
 //!
 //! Everything lives in its own schema (`asynctask`): `tasks` (like SQLite's, times as
 //! `timestamptz`, the payload as `json` text — kept exactly as written — and the attempt
-//! history as a `jsonb` array), `idempotency_keys`, and `schema_version`. The schema is created
+//! history as a `jsonb` array; a failed task's `run_at` is the time it failed),
+//! `idempotency_keys`, `paused_queues` (one row per paused queue), `masters` (each master's
+//! heartbeat record as JSON text, with its expiry), and `schema_version`. The schema is created
 //! or migrated on first use ([`MIGRATIONS`](schema::MIGRATIONS), all in one transaction),
 //! under a transaction-level advisory lock so that many processes starting at once do not race.
 //!
@@ -32,7 +34,8 @@
 //! A claim is one `UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING`: no
 //! queue-wide lock, so consumers of one queue claim in parallel, each skipping the rows the
 //! others are taking. The earliest due task goes first (`run_at`, then `id`), read from the
-//! first entry of a partial index made for that order. Settlements are fenced by
+//! first entry of a partial index made for that order. Every claim statement also checks that
+//! the queue is not in `paused_queues` (a one-time primary-key lookup before the scan). Settlements are fenced by
 //! `lease_token` in their `WHERE` clause, so a stale lease matches no row. Each transport holds
 //! a small connection pool (deadpool).
 //!
@@ -52,7 +55,8 @@
 //! # Wake-ups
 //!
 //! Every change that makes a task ready (submit, completion submits, retry, release,
-//! `retry_failed`) also runs `pg_notify(CHANNEL, queue)`, delivered at commit. One dedicated
+//! `retry_failed`, resuming a paused queue) also runs `pg_notify(CHANNEL, queue)`, delivered at
+//! commit. A waiter on a paused queue ignores its ready tasks and waits for a notification. One dedicated
 //! connection per transport `LISTEN`s on the channel (started by the first [`Transport::wait`])
 //! and fans the notifications out to the waiters in this process. When that connection is lost
 //! it is re-established with bounded exponential backoff, and every waiter is woken once it is
@@ -93,9 +97,12 @@
 //! * `rows.rs` — values between Rust and the columns: times, tokens, payloads, row decoding.
 //! * `queue.rs` — submit, claim and settling leases, one task or a batch.
 //! * `operator.rs` — counts, stats, failed tasks, retry, purge, schedule keys, vacuum.
+//! * `console.rs` — pause flags, task lookup, filtered listings and counts, purging selected
+//!   failed tasks, masters' heartbeats.
 //! * `wake.rs` — `wait` and the listening connection.
 
 mod connection;
+mod console;
 mod operator;
 mod queue;
 mod rows;
@@ -112,8 +119,9 @@ use postgres_native_tls::MakeTlsConnector;
 use tokio::sync::OnceCell;
 
 use crate::{
-    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Settlement,
-    Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
+    Failure, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
+    Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
+    TransportError,
 };
 use sql::Sql;
 use uri::parse_uri;
@@ -182,7 +190,8 @@ pub fn open_uri(uri: &str) -> Result<Arc<dyn Transport>> {
     Ok(Arc::new(PgsqlTransport::open(uri)?))
 }
 
-/// Each method is implemented in the file of its job (`queue.rs`, `operator.rs`, `wake.rs`).
+/// Each method is implemented in the file of its job (`queue.rs`, `operator.rs`, `console.rs`,
+/// `wake.rs`).
 #[async_trait::async_trait]
 impl Transport for PgsqlTransport {
     fn describe(&self) -> String {
@@ -297,6 +306,47 @@ impl Transport for PgsqlTransport {
         PgsqlTransport::prune_schedule_keys(self, before).await
     }
 
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        PgsqlTransport::set_paused(self, queue, paused).await
+    }
+
+    async fn paused(&self) -> Result<Vec<String>> {
+        PgsqlTransport::paused(self).await
+    }
+
+    async fn task(&self, id: TaskId) -> Result<Option<TaskSummary>> {
+        PgsqlTransport::task(self, id).await
+    }
+
+    async fn list(
+        &self,
+        filter: &TaskFilter,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<TaskSummary>> {
+        PgsqlTransport::list(self, filter, after, limit).await
+    }
+
+    async fn count(&self, filter: &TaskFilter) -> Result<u64> {
+        PgsqlTransport::count(self, filter).await
+    }
+
+    async fn purge_failed(&self, ids: &[TaskId]) -> Result<u64> {
+        PgsqlTransport::purge_failed(self, ids).await
+    }
+
+    async fn beat(&self, record: &MasterRecord) -> Result<()> {
+        PgsqlTransport::beat(self, record).await
+    }
+
+    async fn forget_master(&self, id: &str) -> Result<()> {
+        PgsqlTransport::forget_master(self, id).await
+    }
+
+    async fn masters(&self) -> Result<Vec<MasterRecord>> {
+        PgsqlTransport::masters(self).await
+    }
+
     /// Every task leaves two or three dead row versions behind (claim, settle), and a claim
     /// scans past the dead ones of its index: without vacuum a busy queue slows down by an
     /// order of magnitude within a few hundred thousand tasks. Autovacuum normally takes care
@@ -306,8 +356,9 @@ impl Transport for PgsqlTransport {
         PgsqlTransport::maintain(self).await
     }
 
-    /// Returns when a notification for `queue` arrives (from any process), when the earliest
-    /// delayed task of `queue` becomes ready, when the listening connection (re)connects, or
+    /// Returns when a notification for `queue` arrives (from any process; resuming it
+    /// notifies), when the earliest delayed task of `queue` becomes ready (never while it is
+    /// paused), when the listening connection (re)connects, or
     /// at `timeout`. Errors other than an invalid queue name are not reported here (the next
     /// operation reports them): while the server is unreachable it simply waits, until the
     /// listener is back or the timeout.

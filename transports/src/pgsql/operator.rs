@@ -1,6 +1,7 @@
-//! What operators and masters ask for besides the consumers' traffic: counts, stats, the
-//! failed tasks, retrying and purging them, the schedules' idempotency keys (last_fire,
-//! prune_schedule_keys), and upkeep (maintain: vacuum when the server's autovacuum is off).
+//! What operators and masters ask for besides the consumers' traffic: counts, stats (paused
+//! queues included, with or without tasks), the failed tasks, retrying and purging them, the
+//! schedules' idempotency keys (last_fire, prune_schedule_keys), and upkeep (maintain: vacuum
+//! when the server's autovacuum is off). The console's reads and actions are in `console.rs`.
 
 use std::time::SystemTime;
 
@@ -66,7 +67,7 @@ impl PgsqlTransport {
                             now.duration_since(created)
                                 .map_or(0, |age| u64::try_from(age.as_millis()).unwrap_or(u64::MAX))
                         }),
-                        paused: false,
+                        paused: row.try_get(6)?,
                     })
                 })
                 .collect()

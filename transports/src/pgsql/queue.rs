@@ -438,7 +438,8 @@ impl PgsqlTransport {
         };
         let reason = text(&failure.reason);
         self.run(async {
-            let finished_at = to_epoch_ms(now());
+            let now = now();
+            let finished_at = to_epoch_ms(now);
             let token = token(lease);
             let client = self.client().await?;
             let changed = match retry_at.map(clamp_time) {
@@ -460,7 +461,7 @@ impl PgsqlTransport {
                 None => {
                     let stmt = client.prepare_cached(&self.sql.fail_final).await?;
                     let params: [&(dyn ToSql + Sync); 8] = [
-                        &None::<SystemTime>,
+                        &now,
                         &errors,
                         &crashes,
                         &reason,

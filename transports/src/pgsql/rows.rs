@@ -82,11 +82,12 @@ pub(super) fn task_from_row(row: &Row) -> Result<Task, Fail> {
 
 pub(super) fn summary_from_row(row: &Row) -> Result<TaskSummary, Fail> {
     let state: String = row.try_get(2)?;
+    let state = TaskState::parse(&state)
+        .ok_or_else(|| Fail::Data(format!("unknown task state {state:?}")))?;
     Ok(TaskSummary {
         id: row.try_get(0)?,
         queue: row.try_get(1)?,
-        state: TaskState::parse(&state)
-            .ok_or_else(|| Fail::Data(format!("unknown task state {state:?}")))?,
+        state,
         payload: decode(row, 3)?,
         attempts: get_u32(row, 4)?,
         errors: get_u32(row, 5)?,
@@ -94,7 +95,11 @@ pub(super) fn summary_from_row(row: &Row) -> Result<TaskSummary, Fail> {
         last_error: row.try_get(7)?,
         history: decode::<Vec<Attempt>>(row, 8)?,
         created_at: row.try_get(9)?,
-        run_at: None,
-        owner: None,
+        run_at: Some(row.try_get(10)?),
+        // Kept after a release or a failure only in the history.
+        owner: match state {
+            TaskState::Running => row.try_get(11)?,
+            _ => None,
+        },
     })
 }

@@ -16,10 +16,13 @@ pub(super) const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// so a claim reads one index entry whatever the planner's statistics say. With the v1 index, a
 /// table never analyzed (autovacuum off, or a burst of submits since the last analyze) got a
 /// plan that sorted every pending task of the queue for each claim.
+/// Version 3: what the console needs — the paused queues (which every claim checks) and the
+/// masters' heartbeat records; a failed task's `run_at` becomes the time it failed.
 /// Version `n` is reached by running the first `n` of these, in order, in one transaction.
-pub(super) const MIGRATIONS: [&str; 2] = [
+pub(super) const MIGRATIONS: [&str; 3] = [
     include_str!("sql/migrations/001_tables.sql"),
     include_str!("sql/migrations/002_claim_order_index.sql"),
+    include_str!("sql/migrations/003_console.sql"),
 ];
 
 /// Whether a table (given as `"schema".name`) exists.

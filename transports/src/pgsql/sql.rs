@@ -20,10 +20,10 @@ pub(super) fn with_schema(sql: &str, schema: &str) -> String {
 #[cfg(test)]
 const TASK_COLUMNS: &str = "id, queue, payload::text, attempts, errors, crashes, lease_token, owner, lease_until, created_at";
 
-/// The columns read by [`summary_from_row`](super::rows::summary_from_row): what `failed`
-/// returns.
+/// The columns read by [`summary_from_row`](super::rows::summary_from_row): what `failed`,
+/// `task` and `list` return.
 #[cfg(test)]
-const SUMMARY_COLUMNS: &str = "id, queue, state, payload::text, attempts, errors, crashes, last_error, history::text, created_at";
+const SUMMARY_COLUMNS: &str = "id, queue, state, payload::text, attempts, errors, crashes, last_error, history::text, created_at, run_at, owner";
 
 /// Every statement, with the schema filled in (built once per transport; the pool's statement
 /// cache prepares each once per connection).
@@ -70,7 +70,7 @@ pub(super) struct Sql {
     pub(super) complete: String,
     pub(super) complete_submits: String,
     /// `fail_retry` and `fail_final` set the same columns besides the state; `$1` is
-    /// `retry_at` (or NULL), `$2`..`$6` the failure, `$7`/`$8` the lease (`$9` the channel, to
+    /// `retry_at` (or NULL; `fail_final`: now, the time of failure), `$2`..`$6` the failure, `$7`/`$8` the lease (`$9` the channel, to
     /// notify on retry). `attempts` and `owner` on the right-hand side are the values before
     /// the update.
     pub(super) fail_retry: String,
@@ -91,9 +91,27 @@ pub(super) struct Sql {
     pub(super) last_fire: String,
     /// Schedule keys older than $1 except each schedule's latest (see `sqlite/sql/queries/prune_schedule_keys.sql`).
     pub(super) prune_schedule_keys: String,
+    /// The earliest `run_at` of the pending tasks of `$1`, and whether `$1` is paused.
     pub(super) next_pending: String,
     /// `VACUUM`, run unprepared by `maintain`.
     pub(super) vacuum: String,
+    /// `$1` the queue: a row inserted when it was not paused yet.
+    pub(super) pause: String,
+    /// `$1` the queue, `$2` the channel: a row (its notification) when it was paused.
+    pub(super) resume: String,
+    pub(super) paused: String,
+    pub(super) task: String,
+    /// The heads of `list` and `count`, to which `console.rs` appends a filter's conditions.
+    pub(super) list: String,
+    pub(super) count: String,
+    /// The failed tasks among the ids `$1`.
+    pub(super) purge_failed: String,
+    /// `$1` the master's id, `$2` its record (JSON), `$3` when it expires.
+    pub(super) beat: String,
+    pub(super) forget_master: String,
+    /// The records (JSON) of the masters whose record expires after `$1`, by id; the others
+    /// are deleted.
+    pub(super) masters: String,
 }
 
 impl Sql {
@@ -132,6 +150,16 @@ impl Sql {
             prune_schedule_keys: s(include_str!("sql/queries/prune_schedule_keys.sql")),
             next_pending: s(include_str!("sql/queries/next_pending.sql")),
             vacuum: s(include_str!("sql/queries/vacuum.sql")),
+            pause: s(include_str!("sql/queries/pause.sql")),
+            resume: s(include_str!("sql/queries/resume.sql")),
+            paused: s(include_str!("sql/queries/paused.sql")),
+            task: s(include_str!("sql/queries/task.sql")),
+            list: s(include_str!("sql/queries/list.sql")),
+            count: s(include_str!("sql/queries/count.sql")),
+            purge_failed: s(include_str!("sql/queries/purge_failed.sql")),
+            beat: s(include_str!("sql/queries/beat.sql")),
+            forget_master: s(include_str!("sql/queries/forget_master.sql")),
+            masters: s(include_str!("sql/queries/masters.sql")),
         }
     }
 }
@@ -154,7 +182,9 @@ mod tests {
         ] {
             assert!(text.contains(TASK_COLUMNS), "{name}: {text}");
         }
-        assert!(sql.failed.contains(SUMMARY_COLUMNS), "{}", sql.failed);
+        for text in [&sql.failed, &sql.task, &sql.list] {
+            assert!(text.contains(SUMMARY_COLUMNS), "{text}");
+        }
     }
 
     #[test]

@@ -83,12 +83,15 @@ impl PgsqlTransport {
         }
     }
 
-    /// The earliest `run_at` of the pending tasks of `queue`.
+    /// The earliest `run_at` of the pending tasks of `queue`; `None` while it is paused (it
+    /// has nothing ready until it is resumed, which notifies).
     async fn next_pending(&self, queue: &str) -> Result<Option<SystemTime>> {
         self.run(async {
             let client = self.client().await?;
             let stmt = client.prepare_cached(&self.sql.next_pending).await?;
-            Ok(client.query_one(&stmt, &[&queue]).await?.try_get(0)?)
+            let row = client.query_one(&stmt, &[&queue]).await?;
+            let paused: bool = row.try_get(1)?;
+            Ok(if paused { None } else { row.try_get(0)? })
         })
         .await
     }

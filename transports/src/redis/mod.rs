@@ -22,7 +22,7 @@
 //! Every key is named `P:...`, `P` being the key prefix: one counter of task ids and one of
 //! lease tokens, a hash per task, sorted sets and sets indexing the tasks of each queue by
 //! state, a wake-up list per queue, the running tasks by lease end and by owner, the queues,
-//! and the used idempotency keys. The table of every key, its type and what it holds is in
+//! the paused queues, the masters' heartbeats, and the used idempotency keys. The table of every key, its type and what it holds is in
 //! `scripts.rs`, next to the Lua scripts that use them.
 //!
 //! Times are milliseconds since the Unix epoch, taken from the client's clock like the SQLite
@@ -77,6 +77,11 @@
 //! Wake-ups may be spurious (a token popped by one waiter whose task another consumer
 //! claimed); consumers claim again, as the contract allows.
 //!
+//! A paused queue (`set_paused`) hands out nothing: every claim script first checks the set
+//! of paused queues (one `SISMEMBER`). Its probe reports it paused and clears its tokens, so
+//! its waiters block whatever is ready, and a token (a submit meanwhile) only sends them back
+//! to the probe; resuming pushes one token per ready task, as their submits did.
+//!
 //! # Connections and outages
 //!
 //! Opening a transport does not connect: the first operation does. Commands share one
@@ -107,9 +112,12 @@
 //! * `queue.rs` — submit, claim, complete, fail, release, their batches (`claim_batch`,
 //!   `settle`, `settle_and_claim`, `submit_batch`), `owned_by`, `expired`, `renew`.
 //! * `operator.rs` — counts, stats, failed tasks (list, retry, purge), schedule keys.
+//! * `console.rs` — what the operator console needs: pause flags, task lookup, filtered
+//!   listings and counts, purging selected failed tasks, master heartbeats.
 //! * `wake.rs` — `wait`: the probe script and `BLPOP` on the queue's signal list.
 
 mod connection;
+mod console;
 mod operator;
 mod queue;
 mod rows;
@@ -128,8 +136,9 @@ use crate::runtime_cache::PerRuntime;
 use crate::tls::TlsSettings;
 use crate::uri::scrub;
 use crate::{
-    Failure, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector, Settlement,
-    Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport, TransportError,
+    Failure, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
+    Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
+    TransportError,
 };
 
 const TRANSPORT: &str = "Redis";
@@ -202,7 +211,7 @@ impl RedisTransport {
 }
 
 // Every operation but `describe` calls the inherent method of the same name (inherent methods
-// win over trait methods), in `queue.rs`, `operator.rs` or `wake.rs`.
+// win over trait methods), in `queue.rs`, `operator.rs`, `console.rs` or `wake.rs`.
 #[async_trait::async_trait]
 impl Transport for RedisTransport {
     fn describe(&self) -> String {
@@ -317,8 +326,51 @@ impl Transport for RedisTransport {
         self.last_fire(schedule).await
     }
 
+    async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
+        self.set_paused(queue, paused).await
+    }
+
+    async fn paused(&self) -> Result<Vec<String>> {
+        self.paused().await
+    }
+
+    async fn task(&self, id: TaskId) -> Result<Option<TaskSummary>> {
+        self.task(id).await
+    }
+
+    /// One script over the state indexes; see `scripts.rs` for its cost.
+    async fn list(
+        &self,
+        filter: &TaskFilter,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<TaskSummary>> {
+        self.list(filter, after, limit).await
+    }
+
+    async fn count(&self, filter: &TaskFilter) -> Result<u64> {
+        self.count(filter).await
+    }
+
+    async fn purge_failed(&self, ids: &[TaskId]) -> Result<u64> {
+        self.purge_failed(ids).await
+    }
+
+    async fn beat(&self, record: &MasterRecord) -> Result<()> {
+        self.beat(record).await
+    }
+
+    async fn forget_master(&self, id: &str) -> Result<()> {
+        self.forget_master(id).await
+    }
+
+    async fn masters(&self) -> Result<Vec<MasterRecord>> {
+        self.masters().await
+    }
+
     /// Returns as soon as a task is ready in `queue` (announced by a wake-up token, or due by
-    /// its `run_at`), or when `timeout` passes. See the module docs.
+    /// its `run_at`), or when `timeout` passes; on a paused queue, once it is resumed (or at
+    /// the timeout). See the module docs.
     async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {
         self.wait(queue, timeout).await
     }

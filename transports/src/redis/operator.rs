@@ -1,4 +1,4 @@
-//! Operators and maintenance: counts, stats, the failed tasks (list, retry, purge), and the
+//! Operators and maintenance: counts, stats (with the paused queues), the failed tasks (list, retry, purge), and the
 //! idempotency keys of schedules (`last_fire`, `prune_schedule_keys`). The reads are sent
 //! again once after a dropped connection; the changes are not.
 
@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use ::redis::Value;
 
 use super::RedisTransport;
-use super::rows::{STATS_ROW, SUMMARY_ROW};
+use super::rows::STATS_ROW;
 use super::scripts::SCRIPTS;
 use crate::task::{now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
 use crate::{
@@ -40,7 +40,7 @@ impl RedisTransport {
                     failed: counts.failed,
                     oldest_pending_ms: oldest
                         .map(|created| u64::try_from(now.saturating_sub(created)).unwrap_or(0)),
-                    paused: false,
+                    paused: self.field::<i64>(&row[7], "paused")? == 1,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -59,11 +59,7 @@ impl RedisTransport {
                 true,
             )
             .await?;
-        let mut summaries = rows
-            .chunks_exact(SUMMARY_ROW)
-            .filter(|row| row[0] != Value::Nil)
-            .map(|row| self.summary(row))
-            .collect::<Result<Vec<_>>>()?;
+        let mut summaries = self.summaries(&rows)?;
         summaries.sort_by_key(|summary| summary.id);
         Ok(summaries)
     }

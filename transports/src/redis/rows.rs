@@ -13,11 +13,12 @@ use crate::{
     validate_queue_name,
 };
 
-/// The fields of `TASK_FIELDS` and `SUMMARY_FIELDS` rows.
+/// The fields of `TASK_FIELDS` rows.
 const TASK_ROW: usize = 10;
-pub(super) const SUMMARY_ROW: usize = 10;
-/// A `STATS` row: the queue and the six values of `counts`.
-pub(super) const STATS_ROW: usize = 7;
+/// The fields of `SUMMARY_FIELDS` rows.
+const SUMMARY_ROW: usize = 12;
+/// A `STATS` row: the queue, the six values of `counts` and whether it is paused (1/0).
+pub(super) const STATS_ROW: usize = 8;
 
 /// Milliseconds, or a score as Redis prints it (`1795000000300`, `1.7e+19`).
 fn parse_ms(text: &str) -> Option<i64> {
@@ -61,7 +62,7 @@ impl RedisTransport {
     }
 
     /// One TASK_FIELDS row.
-    fn task(&self, row: &[Value]) -> Result<Task> {
+    fn task_row(&self, row: &[Value]) -> Result<Task> {
         Ok(Task {
             id: self.number(&row[0], "id")?,
             queue: self.field(&row[1], "queue")?,
@@ -85,20 +86,21 @@ impl RedisTransport {
         let mut tasks = values
             .chunks_exact(TASK_ROW)
             .filter(|row| row[0] != Value::Nil)
-            .map(|row| self.task(row))
+            .map(|row| self.task_row(row))
             .collect::<Result<Vec<_>>>()?;
         tasks.sort_by_key(|task| task.id);
         Ok(tasks)
     }
 
     /// One SUMMARY_FIELDS row.
-    pub(super) fn summary(&self, row: &[Value]) -> Result<TaskSummary> {
+    fn summary(&self, row: &[Value]) -> Result<TaskSummary> {
         let state: String = self.field(&row[2], "state")?;
+        let state = TaskState::parse(&state)
+            .ok_or_else(|| self.corrupt(format_args!("task state {state:?}")))?;
         Ok(TaskSummary {
             id: self.number(&row[0], "id")?,
             queue: self.field(&row[1], "queue")?,
-            state: TaskState::parse(&state)
-                .ok_or_else(|| self.corrupt(format_args!("task state {state:?}")))?,
+            state,
             payload: self.json(&row[3], "payload")?,
             attempts: self.number(&row[4], "attempts")?,
             errors: self.number(&row[5], "errors")?,
@@ -106,9 +108,28 @@ impl RedisTransport {
             last_error: self.field(&row[7], "last_error")?,
             history: self.json::<Vec<Attempt>>(&row[8], "history")?,
             created_at: from_epoch_ms(self.number(&row[9], "created_at")?),
-            run_at: None,
-            owner: None,
+            run_at: self.optional_ms(&row[10], "run_at")?.map(from_epoch_ms),
+            owner: match state {
+                TaskState::Running => self.field(&row[11], "owner")?,
+                _ => None,
+            },
         })
+    }
+
+    /// Flat SUMMARY_FIELDS rows, in the order given; rows of tasks deleted meanwhile (all nil)
+    /// are skipped.
+    pub(super) fn summaries(&self, values: &[Value]) -> Result<Vec<TaskSummary>> {
+        if !values.len().is_multiple_of(SUMMARY_ROW) {
+            return Err(self.corrupt(format_args!(
+                "{} values, not rows of {SUMMARY_ROW}",
+                values.len()
+            )));
+        }
+        values
+            .chunks_exact(SUMMARY_ROW)
+            .filter(|row| row[0] != Value::Nil)
+            .map(|row| self.summary(row))
+            .collect()
     }
 
     /// The six values of the `counts` Lua function.
@@ -138,7 +159,7 @@ impl RedisTransport {
         }
         values
             .chunks_exact(TASK_ROW)
-            .map(|row| self.task(row))
+            .map(|row| self.task_row(row))
             .collect()
     }
 

@@ -8,20 +8,30 @@
 //! | --- | --- | --- |
 //! | `P:ids` | string | the last task id (`INCR`) |
 //! | `P:tokens` | string | the last lease token; see the module docs |
-//! | `P:task:ID` | hash | one task: `id queue payload state run_at created_at attempts errors crashes lease_token owner lease_until last_error history` (`history` is the JSON array of [`Attempt`](crate::Attempt)s) |
+//! | `P:task:ID` | hash | one task: `id queue payload state run_at created_at attempts errors crashes lease_token owner lease_until last_error history` (`history` is the JSON array of [`Attempt`](crate::Attempt)s; `run_at` is the due time, a running task's claimed due time, a failed task's time of failure; `owner` and `lease_until` exist while it runs) |
 //! | `P:q:QUEUE:ready` | sorted set | pending ids whose `run_at` has passed, zero-padded to 20 digits, score = `run_at`: claims pop the lowest, so the earliest due task goes first and equal due times go by id (the claim order of every transport) |
 //! | `P:q:QUEUE:delayed` | sorted set | pending ids not ready before `run_at` (delayed submits and retries), score = `run_at` |
 //! | `P:q:QUEUE:pending` | sorted set | every pending id (ready and delayed), score = `created_at` (oldest pending, purge) |
-//! | `P:q:QUEUE:running` | set | running ids of the queue (counts) |
-//! | `P:q:QUEUE:failed` | sorted set | failed ids, score = id (oldest first) |
+//! | `P:q:QUEUE:running` | set | running ids of the queue (counts, listings) |
+//! | `P:q:QUEUE:failed` | sorted set | failed ids, score = id (oldest first; listings page through it by id) |
 //! | `P:q:QUEUE:signal` | list | wake-up tokens for [`wait`](crate::Transport::wait), at most 256 |
 //! | `P:running` | sorted set | every running id, score = `lease_until` (expired leases) |
 //! | `P:owner:OWNER` | set | running ids leased to one owner (`owned_by`, `renew`) |
-//! | `P:queues` | set | queues that may have tasks (`stats`, `failed`, `retry_failed`) |
+//! | `P:queues` | set | queues that may have tasks (`stats`, `failed`, `retry_failed`, listings) |
+//! | `P:paused` | set | paused queues: the claim scripts check it (`SISMEMBER`) and hand out nothing, the probe of `wait` blocks; resuming pushes wake-up tokens |
+//! | `P:master:ID` | string | one master's heartbeat ([`MasterRecord`](crate::MasterRecord) as JSON), expiring (`PX`) at its `expires_at` |
+//! | `P:masters` | sorted set | master ids, score = `expires_at` (`masters` reads the unexpired ones; `beat` drops the expired) |
 //! | `P:keys` | sorted set | used idempotency keys, all with score 0 so that they sort bytewise: `last_fire` is one reverse range query over a schedule's keys |
 //!
 //! The scripts build these names from the prefix (`lua/prelude.lua`); the Rust side names
-//! only `P:keys` (`last_fire`) and `P:q:QUEUE:signal` (`BLPOP` in `wait`) itself.
+//! only `P:keys` (`last_fire`), `P:paused` (`paused`) and `P:q:QUEUE:signal` (`BLPOP` in
+//! `wait`) itself.
+//!
+//! Console listings (`lua/list.lua`) have no index of their own: they read the state indexes
+//! above, the pending ones by score (`run_at`: the time filters are score ranges), the failed
+//! ones by id, and keep the `limit` lowest ids after the page's start (keyset pagination), so a
+//! listing of pending tasks reads the ids of the queue's pending tasks in that time range, and
+//! a text filter reads their hashes too (payload, last error): O(tasks of the queue).
 
 use std::sync::LazyLock;
 
@@ -40,7 +50,7 @@ pub(super) struct Scripts {
     /// the idempotency key was used already.
     pub(super) submit: Script,
     /// ARGV: queue, owner, lease_until, now, token seed, max (at least 1). Returns the flat
-    /// TASK_FIELDS rows of up to `max` tasks, in claim order.
+    /// TASK_FIELDS rows of up to `max` tasks, in claim order (none while the queue is paused).
     pub(super) claim_batch: Script,
     /// ARGV: id, token, now, then (queue, payload) pairs. Returns 1, or 0 when stale.
     pub(super) complete: Script,
@@ -67,8 +77,8 @@ pub(super) struct Scripts {
     pub(super) renew: Script,
     /// ARGV: queue, now. Returns the six values of `counts`.
     pub(super) counts: Script,
-    /// ARGV: now. Returns flat rows: queue and the six values of `counts`, for every queue with
-    /// tasks; forgets the others.
+    /// ARGV: now. Returns flat rows: queue, the six values of `counts` and paused (1/0), for
+    /// every queue with tasks or paused; forgets the others.
     pub(super) stats: Script,
     /// ARGV: queue (or empty for every queue). Returns flat SUMMARY_FIELDS rows.
     pub(super) failed: Script,
@@ -82,8 +92,26 @@ pub(super) struct Scripts {
     /// time) and returns how many.
     pub(super) prune_schedule_keys: Script,
     /// ARGV: queue, now. Returns {1} when a task is ready; otherwise clears the stale wake-up
-    /// tokens and returns {0, earliest delayed run_at or nil}.
+    /// tokens and returns {0, earliest delayed run_at or nil}, or {2} when the queue is paused.
     pub(super) probe: Script,
+    /// ARGV: queue, pause (`1`/`0`), now. Returns 1 when the state changed; a resume pushes
+    /// one wake-up token per ready task (at least one).
+    pub(super) set_paused: Script,
+    /// ARGV: id. Returns one SUMMARY_FIELDS row (all nil when there is no such task).
+    pub(super) task: Script,
+    /// ARGV: mode (`list`/`count`), now, queue (or empty), state (`ready`, `delayed`,
+    /// `running`, `failed` or empty), has_text (`1`/`0`), text, text as an id (or empty),
+    /// since, until (ms or empty), after (0: from the start), limit. Returns flat
+    /// SUMMARY_FIELDS rows by id (`list`) or how many match (`count`).
+    pub(super) list: Script,
+    /// ARGV: ids. Deletes the failed ones; returns how many.
+    pub(super) purge_failed: Script,
+    /// ARGV: id, record (JSON), expires_at, now. Returns 1 (0 when already expired).
+    pub(super) beat: Script,
+    /// ARGV: id.
+    pub(super) forget_master: Script,
+    /// ARGV: now. Returns the JSON records of the masters that have not expired.
+    pub(super) masters: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
@@ -109,6 +137,13 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
         purge: script(include_str!("lua/purge.lua")),
         prune_schedule_keys: script(include_str!("lua/prune_schedule_keys.lua")),
         probe: script(include_str!("lua/probe.lua")),
+        set_paused: script(include_str!("lua/set_paused.lua")),
+        task: script(include_str!("lua/task.lua")),
+        list: script(include_str!("lua/list.lua")),
+        purge_failed: script(include_str!("lua/purge_failed.lua")),
+        beat: script(include_str!("lua/beat.lua")),
+        forget_master: script(include_str!("lua/forget_master.lua")),
+        masters: script(include_str!("lua/masters.lua")),
     }
 });
 

@@ -1,6 +1,7 @@
 //! [`wait`](crate::Transport::wait): a probe script, then `BLPOP` on the queue's signal list
 //! (on connections of its own, pooled per runtime) until a wake-up token arrives, the timeout
-//! passes or the earliest delayed task becomes due. See the module docs, "Waiting".
+//! passes or the earliest delayed task becomes due; on a paused queue, until it is resumed.
+//! See the module docs, "Waiting".
 
 use std::time::Duration;
 
@@ -33,7 +34,10 @@ impl RedisTransport {
             let now = now_ms();
             let args = [queue.to_string(), now.to_string()];
             let probe: Vec<Value> = self.eval(&SCRIPTS.probe, &args, true).await?;
-            if probe.first() != Some(&Value::Int(0)) {
+            // Paused: nothing is ready until a resume, whose wake-up token sends us back to
+            // the probe (so do the tokens of submits meanwhile).
+            let paused = probe.first() == Some(&Value::Int(2));
+            if !paused && probe.first() != Some(&Value::Int(0)) {
                 return Ok(()); // a task is ready
             }
             let left = deadline.saturating_duration_since(Instant::now());
@@ -50,7 +54,7 @@ impl RedisTransport {
                 let until_due = u64::try_from(next_run_at.saturating_sub(now)).unwrap_or(0);
                 block = block.min(Duration::from_millis(until_due.saturating_add(1)));
             }
-            if self.blpop(queue, block).await? {
+            if self.blpop(queue, block).await? && !paused {
                 return Ok(());
             }
         }

@@ -5,7 +5,8 @@
 //! Set `REX_TEST_AMQP` (e.g. `amqp://guest:guest@127.0.0.1:5672/%2f`) to run them; unset, every
 //! test is skipped. Each test uses a prefix of its own and deletes its broker objects at the
 //! end, so runs may share a virtual host. No plugin is needed. `failures.rs` holds the cases
-//! where something goes away: a holder, the connection, the broker's objects.
+//! where something goes away: a holder, the connection, the broker's objects; `console.rs`
+//! what the console sees across processes (pauses, running tasks, listings, heartbeats).
 #![cfg(feature = "amqp")]
 
 use std::collections::BTreeSet;
@@ -21,6 +22,7 @@ const LEASE: Duration = Duration::from_secs(600);
 
 #[path = "../common/mod.rs"]
 mod common;
+mod console;
 mod failures;
 use common::{unique_prefix, with_param};
 

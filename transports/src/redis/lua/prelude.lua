@@ -1,12 +1,13 @@
 local P = ARGV[1]
 local RUNNING = P .. ':running'
 local QUEUES = P .. ':queues'
+local PAUSED = P .. ':paused'
 local function task_key(id) return P .. ':task:' .. id end
 local function q_key(queue, what) return P .. ':q:' .. queue .. ':' .. what end
 local TASK_FIELDS = {'id', 'queue', 'payload', 'attempts', 'errors', 'crashes', 'lease_token',
     'owner', 'lease_until', 'created_at'}
 local SUMMARY_FIELDS = {'id', 'queue', 'state', 'payload', 'attempts', 'errors', 'crashes',
-    'last_error', 'history', 'created_at'}
+    'last_error', 'history', 'created_at', 'run_at', 'owner'}
 
 -- Append the fields of a task to `out` (flat rows of `fields`).
 local function append_row(out, id, fields)
@@ -146,10 +147,12 @@ local function call_many(command, key, args)
     end
 end
 
--- Lease up to `max` ready ids of `queue`, earliest due then lowest first (after moving its due
+-- Lease up to `max` ready ids of `queue` (none while it is paused), earliest due then lowest first (after moving its due
 -- delayed ids to the ready set, keeping their due times as scores), and append their
 -- TASK_FIELDS to `out` in that order: each task's row once it is fully leased.
 local function claim_many(out, queue, owner, lease_until, now, seed, max)
+    -- A paused queue hands out nothing.
+    if redis.call('SISMEMBER', PAUSED, queue) == 1 then return end
     local ready, delayed = q_key(queue, 'ready'), q_key(queue, 'delayed')
     local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'WITHSCORES')
     if #due > 0 then
@@ -206,7 +209,8 @@ local function complete(id, token, now, first, last)
 end
 
 -- Record a failed attempt of a task whose lease is `token` (`outcome`: `error` or `crash`):
--- pending again from `retry_at`, or failed when it is empty. Returns 1, or 0 when stale.
+-- pending again from `retry_at`, or failed when it is empty (its run_at is then the time it
+-- failed, what listings show and filter on). Returns 1, or 0 when stale.
 local function fail(id, token, now, outcome, reason, reason_json, retry_at)
     local t = leased(id, token)
     if not t then return 0 end
@@ -219,7 +223,7 @@ local function fail(id, token, now, outcome, reason, reason_json, retry_at)
         redis.call('HSET', k, 'state', 'pending', 'run_at', retry_at)
         index_pending(t.queue, id, retry_at, now, t.created_at)
     else
-        redis.call('HSET', k, 'state', 'failed')
+        redis.call('HSET', k, 'state', 'failed', 'run_at', now)
         redis.call('ZADD', q_key(t.queue, 'failed'), id, id)
     end
     return 1

@@ -4,6 +4,7 @@ next AS (UPDATE {schema}.tasks SET state = 'running', attempts = attempts + 1,
     lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz
 WHERE id = (SELECT id FROM {schema}.tasks
             WHERE queue = $3::text AND state = 'pending' AND run_at <= $4::timestamptz
+              AND NOT EXISTS (SELECT 1 FROM {schema}.paused_queues WHERE queue = $3::text)
             ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING id, queue, payload::text, attempts, errors, crashes, lease_token, owner, lease_until, created_at)
 SELECT next.*, (SELECT count(*) FROM done), (SELECT v FROM cfg)

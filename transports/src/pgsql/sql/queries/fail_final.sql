@@ -1,5 +1,6 @@
+-- A failed task's run_at becomes the time it failed ($1), what listings filter on.
 UPDATE {schema}.tasks SET state = 'failed',
-    run_at = COALESCE($1::timestamptz, run_at), errors = errors + $2::integer,
+    run_at = $1::timestamptz, errors = errors + $2::integer,
     crashes = crashes + $3::integer, last_error = $4::text, owner = NULL, lease_until = NULL,
     history = history || jsonb_build_array(jsonb_build_object('attempt', attempts,
         'owner', owner, 'outcome', $5::text, 'reason', $4::text, 'finished_at', $6::bigint))

@@ -1,1 +1,2 @@
-SELECT min(run_at) FROM {schema}.tasks WHERE queue = $1::text AND state = 'pending'
+SELECT min(run_at), EXISTS (SELECT 1 FROM {schema}.paused_queues WHERE queue = $1::text)
+FROM {schema}.tasks WHERE queue = $1::text AND state = 'pending'

@@ -10,7 +10,7 @@ submitted AS (INSERT INTO {schema}.tasks (queue, payload, state, run_at, created
     RETURNING queue),
 failed AS (UPDATE {schema}.tasks AS t SET
     state = CASE WHEN f.retry_at IS NULL THEN 'failed' ELSE 'pending' END,
-    run_at = COALESCE(f.retry_at, t.run_at), errors = t.errors + (f.outcome = 'error')::integer,
+    run_at = COALESCE(f.retry_at, $4::timestamptz), errors = t.errors + (f.outcome = 'error')::integer,
     crashes = t.crashes + (f.outcome = 'crash')::integer, last_error = f.reason, owner = NULL,
     lease_until = NULL,
     history = t.history || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
@@ -37,6 +37,7 @@ next AS (UPDATE {schema}.tasks SET state = 'running', attempts = attempts + 1,
     lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz
 WHERE id = ANY(ARRAY(SELECT id FROM {schema}.tasks
             WHERE queue = $3::text AND state = 'pending' AND run_at <= $4::timestamptz
+              AND NOT EXISTS (SELECT 1 FROM {schema}.paused_queues WHERE queue = $3::text)
             ORDER BY run_at, id LIMIT $5::bigint FOR UPDATE SKIP LOCKED))
 RETURNING id, queue, payload::text, attempts, errors, crashes, lease_token, owner, lease_until, created_at, run_at)
 SELECT * FROM next

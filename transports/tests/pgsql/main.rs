@@ -6,6 +6,10 @@
 //! server cases are skipped. Every case works in a schema of its own,
 //! `rex_test_<unix seconds>_<random>`, dropped when the case ends; schemas left behind by killed
 //! runs are dropped by the next run once they are an hour old.
+//!
+//! Here: the fixture, the suites, TLS, wake-ups, sharing, reconnection. `schema.rs`: creating,
+//! migrating and vacuuming the schema. `console.rs`: what the console's conformance cases
+//! leave to this backend (pausing across instances, failure times on every path).
 #![cfg(feature = "pgsql")]
 
 use std::collections::BTreeSet;
@@ -21,7 +25,10 @@ const LONG_WAIT: Duration = Duration::from_secs(600);
 /// How long a test lets such a `wait` take before failing: generous, never reached when working.
 const GENEROUS: Duration = Duration::from_secs(120);
 
+#[path = "../common/mod.rs"]
 mod common;
+mod console;
+mod schema;
 use common::with_param;
 
 fn server() -> Option<String> {
@@ -447,157 +454,4 @@ async fn nul_characters_break_nothing() {
     let failed = t.failed(Some("nul")).await.expect("failed");
     assert_eq!(failed[0].last_error.as_deref(), Some("bad\u{fffd}news"));
     assert_eq!(failed[0].payload, payload);
-}
-
-/// Many instances starting at once on a fresh schema create it once, without errors.
-#[tokio::test]
-async fn many_instances_create_the_schema_together() {
-    let Some(server) = server() else { return };
-    let schema = Schema::fresh(&server);
-    let starting: Vec<_> = (0..6)
-        .map(|_| {
-            let t = rex_transport::open(&schema.uri()).expect("open");
-            tokio::spawn(async move { t.counts("first").await })
-        })
-        .collect();
-    for start in starting {
-        let counts = start.await.expect("no panic").expect("counts");
-        assert!(counts.is_drained());
-    }
-}
-
-/// A server with autovacuum off (as this CI's is) would let the tasks table fill with dead
-/// rows that every claim scans past: `maintain` vacuums it once enough are dead, and only then.
-#[tokio::test]
-async fn maintenance_vacuums_the_tasks_when_autovacuum_is_off() {
-    let Some(server) = server() else { return };
-    let schema = Schema::fresh(&server);
-    let t = schema.open_as(&format!("{}_maint", schema.name));
-    submit(&t, "churn").await; // creates the schema
-    assert_eq!(
-        t.maintain().await.expect("maintain"),
-        None,
-        "nothing is dead yet"
-    );
-
-    let admin = admin(&server).await;
-    let autovacuum: String = admin
-        .query_one("SHOW autovacuum", &[])
-        .await
-        .expect("SHOW")
-        .get(0);
-    let tasks = format!("\"{}\".tasks", schema.name);
-    // 15,000 tasks come and go, as a busy queue's would.
-    admin
-        .batch_execute(&format!(
-            "INSERT INTO {tasks} (queue, payload, state, run_at, created_at)
-               SELECT 'churn', '{{}}', 'pending', now(), now() FROM generate_series(1, 15000);
-             DELETE FROM {tasks} WHERE queue = 'churn'"
-        ))
-        .await
-        .expect("churn");
-    let dead = || async {
-        admin
-            .query_one(
-                "SELECT coalesce(n_dead_tup, 0), last_vacuum IS NOT NULL
-                 FROM pg_stat_user_tables WHERE relid = $1::text::regclass",
-                &[&tasks],
-            )
-            .await
-            .expect("pg_stat_user_tables")
-    };
-    // A backend publishes its statistics at most once a second, between queries.
-    for _ in 0..600 {
-        if dead().await.get::<_, i64>(0) >= 15_000 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        dead().await.get::<_, i64>(0) >= 15_000,
-        "the churn never showed"
-    );
-
-    let done = t.maintain().await.expect("maintain");
-    if autovacuum == "on" {
-        assert_eq!(done, None, "autovacuum's job");
-        return;
-    }
-    let done = done.expect("a vacuum");
-    assert!(done.starts_with(&format!("Vacuumed {tasks} (")), "{done}");
-    let row = dead().await;
-    assert!(row.get::<_, bool>(1), "VACUUM ran");
-    assert!(row.get::<_, i64>(0) < 15_000, "dead rows remain");
-    assert_eq!(t.maintain().await.expect("maintain"), None, "already clean");
-    // The lock was given back: another process can vacuum next time.
-    let held: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
-               AND objid = hashtext($1::text)::oid",
-            &[&schema.name],
-        )
-        .await
-        .expect("pg_locks")
-        .get(0);
-    assert_eq!(held, 0, "the vacuum lock is still held");
-}
-
-/// A version 1 schema (made by an older rex) is migrated on first use, its tasks kept; a
-/// schema newer than this rex knows is refused rather than misused.
-#[tokio::test]
-async fn older_schemas_are_migrated_and_newer_ones_refused() {
-    let Some(server) = server() else { return };
-    let schema = Schema::fresh(&server);
-    let s = format!("\"{}\"", schema.name);
-    let old = schema.open_as(&format!("{}_old", schema.name));
-    let first = submit(&old, "kept").await;
-    drop(old);
-    // Back to what version 1 looked like.
-    let admin = admin(&server).await;
-    admin
-        .batch_execute(&format!(
-            "DROP INDEX {s}.tasks_pending_by_due;
-             CREATE INDEX tasks_pending_by_run_at ON {s}.tasks (queue, run_at) WHERE state = 'pending';
-             DELETE FROM {s}.schema_version; INSERT INTO {s}.schema_version VALUES (1);"
-        ))
-        .await
-        .expect("make it version 1");
-
-    let t = schema.open_as(&format!("{}_new", schema.name));
-    let task = t
-        .claim("kept", "me", LEASE)
-        .await
-        .expect("claim")
-        .expect("a task");
-    assert_eq!(task.id, first);
-    let indexes: Vec<String> = admin
-        .query(
-            "SELECT indexname::text FROM pg_indexes WHERE schemaname = $1 AND tablename = 'tasks'
-             AND indexname LIKE 'tasks_pending%'",
-            &[&schema.name],
-        )
-        .await
-        .expect("pg_indexes")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    assert_eq!(indexes, ["tasks_pending_by_due"]);
-    let version: i32 = admin
-        .query_one(&format!("SELECT max(version) FROM {s}.schema_version"), &[])
-        .await
-        .expect("version")
-        .get(0);
-    assert_eq!(version, 2);
-
-    admin
-        .batch_execute(&format!("INSERT INTO {s}.schema_version VALUES (99)"))
-        .await
-        .expect("make it newer");
-    let err = schema
-        .open_as(&format!("{}_older_rex", schema.name))
-        .counts("kept")
-        .await
-        .expect_err("a newer schema");
-    assert!(!err.is_retryable(), "{err}");
-    assert!(err.to_string().contains("has version 99"), "{err}");
 }

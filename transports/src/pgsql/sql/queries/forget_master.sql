@@ -1,0 +1,1 @@
+DELETE FROM {schema}.masters WHERE id = $1::text

@@ -1,0 +1,1 @@
+DELETE FROM {schema}.tasks WHERE id = ANY($1::bigint[]) AND state = 'failed'

@@ -1,0 +1,2 @@
+SELECT id, queue, state, payload::text, attempts, errors, crashes, last_error, history::text, created_at, run_at, owner
+FROM {schema}.tasks WHERE id = $1::bigint
