@@ -10,14 +10,18 @@ function ageText(ms) {
   return Math.floor(s / 86400) + "d " + Math.floor((s % 86400) / 3600) + "h";
 }
 
-function cell(text) {
+// Cells carry the same data-field names as the server-rendered table, so that what the page
+// shows after an update can be found (and tested) the same way as before it.
+function cell(field, text) {
   const td = document.createElement("td");
+  td.dataset.field = field;
   td.textContent = text;
   return td;
 }
 
 function queueRow(q) {
   const tr = document.createElement("tr");
+  tr.dataset.queue = q.queue;
   const name = document.createElement("td");
   const link = document.createElement("a");
   link.href = "/queues/" + encodeURIComponent(q.queue);
@@ -30,9 +34,11 @@ function queueRow(q) {
     name.appendChild(note);
   }
   tr.appendChild(name);
-  for (const n of [q.ready, q.delayed, q.running, q.failed]) tr.appendChild(cell(String(n)));
-  tr.appendChild(cell(ageText(q.oldest_pending_ms)));
-  tr.appendChild(cell(q.paused === null ? "?" : q.paused ? "paused" : "active"));
+  for (const field of ["ready", "delayed", "running", "failed"]) {
+    tr.appendChild(cell(field, String(q[field])));
+  }
+  tr.appendChild(cell("oldest", ageText(q.oldest_pending_ms)));
+  tr.appendChild(cell("paused", q.paused === null ? "?" : q.paused ? "paused" : "active"));
   return tr;
 }
 
