@@ -106,11 +106,24 @@ fn a_paused_queue_starts_nothing_until_resumed_and_then_runs_every_task_once() {
             "Queue \"paced\" was already paused.\n"
         );
         // The pause has taken effect when no task of the queue is held any more: the running
-        // ones finished, those claimed ahead went back.
-        let held_back = until(LIMIT, "no task is running", || {
+        // ones finished, those claimed ahead went back — every task not finished is pending.
+        // (The running count alone cannot tell: on RabbitMQ only the claiming process sees
+        // its own claims.)
+        let deadline = Instant::now() + LIMIT;
+        let held_back = loop {
+            // Take in the lines printed so far (for the finished count).
+            workers.poll_for(Duration::from_millis(50), |_| false);
+            let finished = count(&workers.seen, FINISHED) as u64;
             let row = queue_row(&project, uri, "paced");
-            (row["running"] == 0).then(|| row["pending"].as_u64().unwrap_or(0))
-        });
+            let pending = row["pending"].as_u64().unwrap_or(0);
+            if row["running"] == 0 && pending + finished == N {
+                break pending;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name}: tasks are still held after the pause: {row}, {finished} finished"
+            );
+        };
         let took = paused_at.elapsed();
         eprintln!("{name}: the pause took effect in {took:?}; {held_back} tasks held back");
         assert!(
