@@ -356,13 +356,11 @@ impl Transport for MemoryTransport {
                 TaskState::Done => {}
             }
         }
-        for queue in &state.paused {
-            stats
-                .entry(queue)
-                .or_insert_with(|| QueueStats::empty(queue))
-                .paused = true;
-        }
-        Ok(stats.into_values().collect())
+        let paused: Vec<String> = state.paused.iter().cloned().collect();
+        Ok(crate::console::with_paused(
+            stats.into_values().collect(),
+            &paused,
+        ))
     }
 
     async fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>> {
