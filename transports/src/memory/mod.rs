@@ -11,6 +11,8 @@ use tokio::time::Instant;
 use crate::task::{
     add_ms, from_epoch_ms, now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms,
 };
+mod console;
+
 use crate::{
     Attempt, Failure, FailureKind, Lease, MasterRecord, Outcome, Payload, PurgeWhich, QueueCounts,
     QueueStats, Result, Selector, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskState,
@@ -460,26 +462,15 @@ impl Transport for MemoryTransport {
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {
-        validate_queue_name(queue)?;
-        let mut state = self.state();
-        let changed = if paused {
-            state.paused.insert(queue.to_string())
-        } else {
-            state.paused.remove(queue)
-        };
-        drop(state);
-        if changed && !paused {
-            self.notify.notify_waiters();
-        }
-        Ok(changed)
+        self.set_paused_now(queue, paused)
     }
 
     async fn paused(&self) -> Result<Vec<String>> {
-        Ok(self.state().paused.iter().cloned().collect())
+        self.paused_now()
     }
 
     async fn task(&self, id: TaskId) -> Result<Option<TaskSummary>> {
-        Ok(self.state().tasks.get(&id).map(|row| row.summary(id)))
+        self.task_now(id)
     }
 
     async fn list(
@@ -488,60 +479,27 @@ impl Transport for MemoryTransport {
         after: Option<TaskId>,
         limit: usize,
     ) -> Result<Vec<TaskSummary>> {
-        let now = now_ms();
-        let state = self.state();
-        let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
-        Ok(state
-            .tasks
-            .range((start, std::ops::Bound::Unbounded))
-            .map(|(&id, row)| row.summary(id))
-            .filter(|task| filter.matches(task, now))
-            .take(limit.min(crate::console::MAX_PAGE))
-            .collect())
+        self.list_now(filter, after, limit)
     }
 
     async fn count(&self, filter: &TaskFilter) -> Result<u64> {
-        let now = now_ms();
-        let state = self.state();
-        Ok(state
-            .tasks
-            .iter()
-            .filter(|(id, row)| filter.matches(&row.summary(**id), now))
-            .count() as u64)
+        self.count_now(filter)
     }
 
     async fn purge_failed(&self, ids: &[TaskId]) -> Result<u64> {
-        let mut state = self.state();
-        let mut purged = 0;
-        for id in ids {
-            if state
-                .tasks
-                .get(id)
-                .is_some_and(|row| row.state == TaskState::Failed)
-            {
-                state.tasks.remove(id);
-                purged += 1;
-            }
-        }
-        Ok(purged)
+        self.purge_failed_now(ids)
     }
 
     async fn beat(&self, record: &MasterRecord) -> Result<()> {
-        let mut state = self.state();
-        state.masters.insert(record.id.clone(), record.clone());
-        Ok(())
+        self.beat_now(record)
     }
 
     async fn forget_master(&self, id: &str) -> Result<()> {
-        self.state().masters.remove(id);
-        Ok(())
+        self.forget_master_now(id)
     }
 
     async fn masters(&self) -> Result<Vec<MasterRecord>> {
-        let now = SystemTime::now();
-        let mut state = self.state();
-        state.masters.retain(|_, record| record.is_live(now));
-        Ok(state.masters.values().cloned().collect())
+        self.masters_now()
     }
 
     /// Returns when a task is ready in `queue`, when anything may have made one ready, or

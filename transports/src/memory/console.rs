@@ -1,0 +1,98 @@
+//! The memory transport's operator side: pause flags, lookups and filtered listings, bulk
+//! purges, master heartbeats. The [`Transport`](crate::Transport) methods in `mod.rs` call
+//! these.
+
+use std::time::SystemTime;
+
+use super::MemoryTransport;
+use crate::task::now_ms;
+use crate::{
+    MasterRecord, Result, TaskFilter, TaskId, TaskState, TaskSummary, validate_queue_name,
+};
+
+impl MemoryTransport {
+    pub(super) fn set_paused_now(&self, queue: &str, paused: bool) -> Result<bool> {
+        validate_queue_name(queue)?;
+        let mut state = self.state();
+        let changed = if paused {
+            state.paused.insert(queue.to_string())
+        } else {
+            state.paused.remove(queue)
+        };
+        drop(state);
+        if changed && !paused {
+            self.notify.notify_waiters();
+        }
+        Ok(changed)
+    }
+
+    pub(super) fn paused_now(&self) -> Result<Vec<String>> {
+        Ok(self.state().paused.iter().cloned().collect())
+    }
+
+    pub(super) fn task_now(&self, id: TaskId) -> Result<Option<TaskSummary>> {
+        Ok(self.state().tasks.get(&id).map(|row| row.summary(id)))
+    }
+
+    pub(super) fn list_now(
+        &self,
+        filter: &TaskFilter,
+        after: Option<TaskId>,
+        limit: usize,
+    ) -> Result<Vec<TaskSummary>> {
+        let now = now_ms();
+        let state = self.state();
+        let start = after.map_or(std::ops::Bound::Unbounded, std::ops::Bound::Excluded);
+        Ok(state
+            .tasks
+            .range((start, std::ops::Bound::Unbounded))
+            .map(|(&id, row)| row.summary(id))
+            .filter(|task| filter.matches(task, now))
+            .take(limit.min(crate::console::MAX_PAGE))
+            .collect())
+    }
+
+    pub(super) fn count_now(&self, filter: &TaskFilter) -> Result<u64> {
+        let now = now_ms();
+        let state = self.state();
+        Ok(state
+            .tasks
+            .iter()
+            .filter(|(id, row)| filter.matches(&row.summary(**id), now))
+            .count() as u64)
+    }
+
+    pub(super) fn purge_failed_now(&self, ids: &[TaskId]) -> Result<u64> {
+        let mut state = self.state();
+        let mut purged = 0;
+        for id in ids {
+            if state
+                .tasks
+                .get(id)
+                .is_some_and(|row| row.state == TaskState::Failed)
+            {
+                state.tasks.remove(id);
+                purged += 1;
+            }
+        }
+        Ok(purged)
+    }
+
+    pub(super) fn beat_now(&self, record: &MasterRecord) -> Result<()> {
+        let mut state = self.state();
+        state.masters.insert(record.id.clone(), record.clone());
+        Ok(())
+    }
+
+    pub(super) fn forget_master_now(&self, id: &str) -> Result<()> {
+        self.state().masters.remove(id);
+        Ok(())
+    }
+
+    pub(super) fn masters_now(&self) -> Result<Vec<MasterRecord>> {
+        let now = SystemTime::now();
+        let mut state = self.state();
+        state.masters.retain(|_, record| record.is_live(now));
+        Ok(state.masters.values().cloned().collect())
+    }
+}
