@@ -7,6 +7,8 @@
 //!   CSRF token) and [`serve`] (bind, announce, serve until a signal).
 //! * `server.rs` — the router and the security layer: the access token (bearer header or
 //!   cookie), CSRF checks on every POST, `--read-only`, security headers, the static assets.
+//! * `snapshot.rs` — the queue statistics, shared between requests while they are costly
+//!   to count (stale-while-revalidate), dropped by every action.
 //! * `view.rs` — what pages and API share: the queue rows (configured ∪ `stats()`), filters
 //!   parsed from query strings, the task and master views, error mapping.
 //! * `api.rs` — the JSON handlers under `/api/`.
@@ -24,6 +26,7 @@ mod api;
 mod metrics;
 mod pages;
 mod server;
+mod snapshot;
 mod view;
 
 use std::future::Future;

@@ -20,6 +20,7 @@ use axum::routing::{get, post};
 use minijinja::Environment;
 use subtle::ConstantTimeEq;
 
+use crate::snapshot::Snapshot;
 use crate::{Config, TOKEN_COOKIE, api, metrics, pages};
 
 /// The most a form post may carry (the failed page posts up to a page of ids).
@@ -29,6 +30,7 @@ pub struct Shared {
     pub config: Config,
     pub csrf: String,
     pub templates: Environment<'static>,
+    pub snapshot: Arc<Snapshot>,
 }
 
 pub type AppState = Arc<Shared>;
@@ -38,6 +40,7 @@ pub fn router(config: Config, csrf: String) -> Router {
         config,
         csrf,
         templates: pages::templates(),
+        snapshot: Arc::default(),
     });
     let api = Router::new()
         .route("/queues", get(api::queues))
@@ -166,7 +169,12 @@ async fn check(state: &Shared, request: Request, next: Next) -> Response {
         return refuse(api, StatusCode::FORBIDDEN, "the console is read-only");
     }
     match csrf_checked(request, &state.csrf).await {
-        Ok(request) => next.run(request).await,
+        Ok(request) => {
+            let response = next.run(request).await;
+            // Whatever the action changed, the next page shows it.
+            state.snapshot.invalidate();
+            response
+        }
         Err(message) => refuse(api, StatusCode::FORBIDDEN, message),
     }
 }

@@ -88,14 +88,15 @@ pub struct QueueRow {
 /// queues without tasks is unknown, when it is.
 pub async fn queue_rows(state: &Shared) -> Result<(Vec<QueueRow>, Option<String>), TransportError> {
     let transport = &state.config.transport;
-    let stats = transport.stats().await?;
+    let stats = state.snapshot.stats(transport).await?;
     let (paused, paused_error) = match transport.paused().await {
         Ok(paused) => (Some(paused), None),
         Err(TransportError::Unsupported(message)) => (None, Some(message)),
         Err(e) => return Err(e),
     };
     let mut rows: Vec<QueueRow> = stats
-        .into_iter()
+        .iter()
+        .cloned()
         .map(|s| QueueRow {
             ready: s.pending.saturating_sub(s.delayed),
             delayed: s.delayed,

@@ -1,4 +1,5 @@
-//! Drives the console's router in-process (tower `oneshot`) against a memory transport.
+//! Drives the console's router in-process (tower `oneshot`), over a memory transport unless a
+//! test gives another.
 
 #![allow(dead_code)]
 
@@ -49,7 +50,11 @@ impl Harness {
     }
 
     pub fn with(change: impl FnOnce(&mut Config)) -> Self {
-        let transport: Arc<dyn Transport> = Arc::new(MemoryTransport::new());
+        Self::over(Arc::new(MemoryTransport::new()), change)
+    }
+
+    /// A console over `transport`, its config changed by `change`.
+    pub fn over(transport: Arc<dyn Transport>, change: impl FnOnce(&mut Config)) -> Self {
         let mut config = config(transport.clone());
         change(&mut config);
         let console = Console::with_csrf(config, CSRF.into());

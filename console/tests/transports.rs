@@ -1,0 +1,250 @@
+//! The JSON API and `/metrics` over every transport: memory, SQLite, and each configured
+//! server (`REX_TEST_PGSQL`, `REX_TEST_REDIS`, `REX_TEST_AMQP`; skipped when unset), each
+//! under a namespace of its own. The other tests of this crate check the pages in depth on
+//! the memory transport; these check that what the console reads means the same on each.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use rex_transport::{
+    ChildRecord, Lease, MasterRecord, SubmitOptions, Transport, normalize_payload,
+};
+use serde_json::{Value, json};
+use support::Harness;
+
+/// (name, transport) for every transport this run can reach.
+fn transports(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Transport>)> {
+    let tag: String = std::iter::repeat_with(fastrand::lowercase)
+        .take(10)
+        .collect();
+    let mut all: Vec<(&'static str, Arc<dyn Transport>)> = vec![
+        (
+            "memory",
+            Arc::new(rex_transport::memory::MemoryTransport::new()),
+        ),
+        (
+            "sqlite",
+            open(&format!("sqlite:{}", dir.join("tasks.db").display())),
+        ),
+    ];
+    for (name, var, param) in [
+        ("pgsql", "REX_TEST_PGSQL", "schema"),
+        ("redis", "REX_TEST_REDIS", "key_prefix"),
+        ("amqp", "REX_TEST_AMQP", "prefix"),
+    ] {
+        match std::env::var(var).ok().filter(|uri| !uri.is_empty()) {
+            Some(uri) => {
+                let sep = if uri.contains('?') { '&' } else { '?' };
+                all.push((name, open(&format!("{uri}{sep}{param}=rex_console_{tag}"))));
+            }
+            None => eprintln!("{name}: skipped ({var} is not set)"),
+        }
+    }
+    all
+}
+
+fn open(uri: &str) -> Arc<dyn Transport> {
+    Arc::from(rex_transport::open(uri).unwrap_or_else(|e| panic!("open {uri}: {e}")))
+}
+
+fn row<'a>(queues: &'a Value, queue: &str) -> &'a Value {
+    queues["queues"]
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["queue"] == queue))
+        .unwrap_or_else(|| panic!("no row for {queue} in {queues}"))
+}
+
+/// The value of one sample of a parsed scrape.
+fn sample(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .and_then(|s| match s.value {
+            prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Untyped(v) => Some(v),
+            _ => None,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_metrics_mean_the_same_on_every_transport() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    for (name, transport) in transports(dir.path()) {
+        eprintln!("{name}");
+        check(name, Harness::over(transport, |_| {})).await;
+    }
+}
+
+async fn check(name: &str, h: Harness) {
+    // emails: 3 ready, 1 delayed, 1 running, 2 failed (one of them matching "timeout").
+    for n in 0..3 {
+        h.submit("emails", json!({ "n": n })).await;
+    }
+    let later = SystemTime::now() + Duration::from_secs(3600);
+    let delayed = SubmitOptions {
+        run_at: Some(later),
+        ..SubmitOptions::default()
+    };
+    h.transport
+        .submit(
+            "emails",
+            normalize_payload(json!({"later": true})).expect("payload"),
+            &delayed,
+        )
+        .await
+        .expect("submit");
+    let timeout = h
+        .failed("reports", json!({"r": 1}), "timeout after 5s")
+        .await;
+    let crashed = h
+        .failed("reports", json!({"r": 2}), "killed by SIGKILL")
+        .await;
+    let running = h
+        .transport
+        .claim("emails", "box:7:1/w0", Duration::from_secs(60))
+        .await
+        .expect("claim")
+        .expect("a ready task");
+
+    let queues = h.get("/api/queues").await;
+    assert_eq!(queues.status, 200, "{name}: {}", queues.body);
+    let queues = queues.json();
+    let emails = row(&queues, "emails");
+    assert_eq!(
+        (&emails["ready"], &emails["delayed"], &emails["running"]),
+        (&json!(2), &json!(1), &json!(1)),
+        "{name}: {emails}"
+    );
+    assert_eq!(row(&queues, "reports")["failed"], 2, "{name}: {queues}");
+    assert_eq!(
+        row(&queues, "idle")["ready"],
+        0,
+        "{name}: a configured queue"
+    );
+
+    // A listing by state, a lookup with its history, a search by error text.
+    let failed = h.get("/api/queues/reports/tasks?state=failed").await;
+    assert_eq!(failed.status, 200, "{name}: {}", failed.body);
+    let ids: Vec<i64> = failed.json()["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .filter_map(|t| t["id"].as_i64())
+        .collect();
+    assert_eq!(ids, [timeout, crashed], "{name}: by id");
+    let task = h.get(&format!("/api/tasks/{crashed}")).await.json();
+    assert_eq!(task["state"], "failed", "{name}: {task}");
+    assert_eq!(
+        task["history"][0]["reason"], "killed by SIGKILL",
+        "{name}: {task}"
+    );
+    let count = h.get("/api/failed/count?text=timeout").await.json();
+    assert_eq!(count["count"], 1, "{name}: {count}");
+
+    // A bulk retry of what the filter matches only.
+    let retried = h
+        .post_json("/api/failed/retry", r#"{"filter": {"text": "timeout"}}"#)
+        .await;
+    assert_eq!(retried.status, 200, "{name}: {}", retried.body);
+    assert_eq!(retried.json()["retried"], 1, "{name}: {}", retried.body);
+    let queues = h.get("/api/queues").await.json();
+    let reports = row(&queues, "reports");
+    assert_eq!(
+        (&reports["ready"], &reports["failed"]),
+        (&json!(1), &json!(1)),
+        "{name}: {reports}"
+    );
+
+    // Pause and resume.
+    let paused = h.post_json("/api/queues/emails/pause", "").await;
+    assert_eq!(paused.status, 200, "{name}: {}", paused.body);
+    assert_eq!(
+        row(&h.get("/api/queues").await.json(), "emails")["paused"],
+        true,
+        "{name}"
+    );
+
+    // A master's heartbeat.
+    let now = SystemTime::now();
+    h.transport
+        .beat(&MasterRecord {
+            id: "box:7:1".into(),
+            host: "box".into(),
+            pid: 7,
+            version: "0.1.0".into(),
+            started_at: now,
+            beat_at: now,
+            expires_at: now + Duration::from_secs(60),
+            scheduler: false,
+            children: vec![ChildRecord {
+                queue: "emails".into(),
+                pid: Some(8),
+                task: Some(running.id),
+                task_since: Some(now),
+                processed: 3,
+                ..ChildRecord::default()
+            }],
+        })
+        .await
+        .expect("beat");
+    let masters = h.get("/api/masters").await.json();
+    assert_eq!(
+        masters["masters"][0]["children"][0]["task"], running.id,
+        "{name}: {masters}"
+    );
+
+    let metrics = h.get("/metrics").await;
+    assert_eq!(metrics.status, 200, "{name}: {}", metrics.body);
+    let scrape = prometheus_parse::Scrape::parse(metrics.body.lines().map(|l| Ok(l.to_string())))
+        .expect("OpenMetrics text");
+    let value = |metric: &str, labels: &[(&str, &str)]| sample(&scrape, metric, labels);
+    assert_eq!(
+        value("rex_tasks", &[("queue", "emails"), ("state", "ready")]),
+        Some(2.0),
+        "{name}"
+    );
+    assert_eq!(
+        value("rex_tasks", &[("queue", "emails"), ("state", "delayed")]),
+        Some(1.0),
+        "{name}"
+    );
+    assert_eq!(
+        value("rex_tasks", &[("queue", "reports"), ("state", "failed")]),
+        Some(1.0),
+        "{name}"
+    );
+    assert_eq!(
+        value("rex_queue_paused", &[("queue", "emails")]),
+        Some(1.0),
+        "{name}"
+    );
+    assert_eq!(
+        value("rex_masters", &[("host", "box")]),
+        Some(1.0),
+        "{name}"
+    );
+    assert_eq!(
+        value(
+            "rex_worker_processed_total",
+            &[("host", "box"), ("queue", "emails")]
+        ),
+        Some(3.0),
+        "{name}"
+    );
+
+    let resumed = h.post_json("/api/queues/emails/resume", "").await;
+    assert_eq!(resumed.status, 200, "{name}: {}", resumed.body);
+    let lease = Lease {
+        id: running.id,
+        token: running.lease_token,
+    };
+    assert!(
+        h.transport.complete(&lease, &[]).await.expect("complete"),
+        "{name}"
+    );
+    h.transport.forget_master("box:7:1").await.expect("forget");
+}
