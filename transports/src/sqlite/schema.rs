@@ -23,6 +23,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sql/migrations/003_running_index.sql"),
     // The console: paused queues (claims check them) and masters' heartbeats.
     include_str!("sql/migrations/004_paused_queues_and_masters.sql"),
+    // The failed tasks by id (the console's failed page, bulk actions over a filter): a
+    // partial index, so the delivery path, which never writes a failed task, pays nothing.
+    include_str!("sql/migrations/005_failed_index.sql"),
 ];
 
 /// The schema version this code reads and writes: the number of [`MIGRATIONS`].

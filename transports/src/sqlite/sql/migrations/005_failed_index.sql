@@ -1,0 +1,1 @@
+CREATE INDEX tasks_failed ON tasks (id) WHERE state = 'failed';
