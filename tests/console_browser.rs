@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use fantoccini::Locator;
 use rex_tests::browser::{Browser, screenshot_dir};
+use rex_tests::console::Dashboard;
 use rex_tests::{Project, Running};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -19,18 +20,8 @@ fn project() -> Project {
 
 /// `rex asynctask-dashboard` on a free port; returns it and its base URL.
 fn dashboard(project: &Project, extra: &[&str]) -> (Running, String) {
-    let mut args = vec!["asynctask-dashboard", "--bind=127.0.0.1:0"];
-    args.extend_from_slice(extra);
-    let mut console = Running::spawn(project.rex(&args));
-    let line = console.wait_for(WAIT, |l| l.contains("listening on http://"));
-    let url = line
-        .split("listening on ")
-        .nth(1)
-        .expect("the address")
-        .trim()
-        .trim_end_matches('/')
-        .to_string();
-    (console, url)
+    let console = Dashboard::start(project, extra);
+    (console.process, console.url)
 }
 
 /// Run the queues' workers until every queue is empty (tasks processed or failed).
@@ -295,4 +286,62 @@ async fn has_action(browser: &Browser) -> bool {
         }
     }
     false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_now_enqueues_once_per_click_and_a_paused_schedule_shows_paused() {
+    let Some(browser) = Browser::start("schedules").await else {
+        return;
+    };
+    let project = Project::new(
+        "project: rex.asynctask_demo\nparameters:\n  log_level: INFO\n  asynctask_scheduled_workers:\n    - worker: demo_foo_worker\n      cron: \"0 3 * * *\"\n",
+    );
+    let (_console, url) = dashboard(&project, &[]);
+    let queue = "scheduled_0_demo_foo_worker";
+    let ready = || queue_row(&project, queue)["ready"].as_u64().unwrap_or(0);
+    browser.open(&format!("{url}/schedules")).await;
+    browser
+        .wait_text("td[data-field='state']", |t| t == "active")
+        .await;
+    // The page's form sent twice, as a double click or a resent form would.
+    let sent = browser
+        .client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               const form = document.querySelector("form[action$='/run']");
+               const send = () => fetch(form.action, {method: "POST", redirect: "manual",
+                   body: new URLSearchParams(new FormData(form))});
+               send().then(send).then(() => done("sent"), e => done(String(e)));"#,
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(sent, "sent");
+    assert_eq!(ready(), 1, "one task for the click sent twice");
+    // And a third time, by the button of the same form: still that click.
+    click_button(&browser, "Run now").await;
+    browser
+        .wait_text("#ran", |t| t.contains("enqueued already"))
+        .await;
+    assert_eq!(ready(), 1);
+    // The page after it has new forms: a new click, a new task.
+    click_button(&browser, "Run now").await;
+    let note = browser
+        .wait_text("#ran", |t| t.contains("enqueued task"))
+        .await;
+    assert!(note.contains("enqueued task"), "{note}");
+    assert_eq!(ready(), 2);
+
+    click_button(&browser, "Pause").await;
+    browser
+        .wait_text("td[data-field='state']", |t| t == "paused")
+        .await;
+    browser
+        .screenshot(&screenshot_dir().join("schedules.png"))
+        .await;
+    click_button(&browser, "Resume").await;
+    browser
+        .wait_text("td[data-field='state']", |t| t == "active")
+        .await;
+    browser.close().await;
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use rex_tests::console::Dashboard;
 use rex_tests::{Project, Running};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -162,4 +163,35 @@ fn run_once_misfire_catches_up_after_downtime() {
     );
     second.wait_for(LIMIT, |l| l.starts_with(TRIGGER));
     stop(second);
+}
+
+#[test]
+fn a_schedule_paused_in_the_console_is_skipped_until_it_is_resumed() {
+    let project = Project::demo();
+    let schedules = r#"[{"worker": "demo_bar_worker", "second": "*"}]"#;
+    let set = format!("--set=asynctask_scheduled_workers={schedules}");
+    let console = Dashboard::start(&project, &[&set]);
+    let listed: serde_json::Value =
+        serde_json::from_str(&console.get("/api/schedules")).expect("JSON");
+    let id = listed["schedules"][0]["id"]
+        .as_str()
+        .expect("the schedule's id")
+        .to_string();
+    console.post(&format!("/api/schedules/{id}/pause"), "");
+
+    let mut master = scheduler(&project, schedules);
+    const SKIPPED: &str = "INFO:AsyncTaskWorkerTask:Skipping scheduled execution of demo_bar_worker: schedule \"demo_bar_worker\" is paused";
+    for _ in 0..2 {
+        master.wait_for(LIMIT, |l| l == SKIPPED);
+    }
+    assert_eq!(count(&master.seen, TRIGGER), 0, "{:?}", master.seen);
+    console.post(&format!("/api/schedules/{id}/resume"), "");
+    master.wait_for(LIMIT, |l| l.starts_with(TRIGGER));
+    let lines = stop(master);
+    let last_skip = lines.iter().rposition(|l| l == SKIPPED);
+    let first_fire = lines.iter().position(|l| l.starts_with(TRIGGER));
+    assert!(last_skip < first_fire, "{}", lines.join("\n"));
+    let shown: serde_json::Value =
+        serde_json::from_str(&console.get("/api/schedules")).expect("JSON");
+    assert!(shown["schedules"][0]["last_fire_ms"].is_i64(), "{shown}");
 }

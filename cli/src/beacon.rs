@@ -9,6 +9,10 @@
 //! shared mapping survive the process that made them, so after a SIGKILL the page still says
 //! which task was running: that task, and only that one, is charged with the death.
 //!
+//! The child also counts what became of its tasks (succeeded, failed, retried, with run and
+//! wait times in buckets): the master adds what grew since its last look to the queue's
+//! throughput history (`supervisor/throughput.rs`), again without a message per task.
+//!
 //! The child also lists the tasks it has completed (without follow-up submits) but not yet
 //! recorded in the transport, so that its master can complete them after a death instead of
 //! running them again; a completion that submitted tasks is not listed (its submits are not
@@ -28,6 +32,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::libc;
+use rex_transport::history::BUCKETS;
+use rex_transport::{Counters, Histogram};
 
 /// The child's file descriptor for its beacon (the control socket is fd 3).
 pub const BEACON_FD: RawFd = 4;
@@ -56,6 +62,53 @@ struct Page {
     /// The ids of the tasks of the child's last claim (written only where the broker holds
     /// the leases).
     claimed: [AtomicI64; CLAIMED_CAPACITY],
+    /// What became of the tasks it finished, growing only: the master adds what grew since
+    /// its last look to the queue's throughput history.
+    tally: Tally,
+}
+
+/// [`Counters`] without the crashes (the master counts those), as atomics.
+#[repr(C)]
+struct Tally {
+    succeeded: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+    run: [AtomicU64; BUCKETS],
+    run_sum_ms: AtomicU64,
+    wait: [AtomicU64; BUCKETS],
+    wait_sum_ms: AtomicU64,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            succeeded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            run: std::array::from_fn(|_| AtomicU64::new(0)),
+            run_sum_ms: AtomicU64::new(0),
+            wait: std::array::from_fn(|_| AtomicU64::new(0)),
+            wait_sum_ms: AtomicU64::new(0),
+        }
+    }
+}
+
+/// How a task the child ran ended, for the history.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    Succeeded,
+    Failed,
+    Retried,
+}
+
+/// One finished task, as the history counts it.
+#[derive(Clone, Copy, Debug)]
+pub struct Finished {
+    pub ended: Ended,
+    /// How long the worker ran it.
+    pub ran: Duration,
+    /// A first attempt's time from submission to start (`None` for later attempts).
+    pub waited: Option<Duration>,
 }
 
 /// How many unrecorded completions a page lists; more are released on a death instead.
@@ -151,6 +204,7 @@ impl Beacon {
             completed: std::array::from_fn(|_| [AtomicU64::new(0), AtomicU64::new(0)]),
             claimed_len: AtomicU64::new(0),
             claimed: std::array::from_fn(|_| AtomicI64::new(0)),
+            tally: Tally::new(),
         });
         let ptr = NonNull::from(&mut *page);
         Beacon {
@@ -183,13 +237,30 @@ impl Beacon {
         });
     }
 
-    /// Publish that the running task has ended (its outcome may not be recorded yet). A
-    /// `completed` lease (a completion without submits) is listed until [`recorded`]
+    /// Publish that the running task has ended (its outcome may not be recorded yet), and
+    /// how. A `completed` lease (a completion without submits) is listed until [`recorded`]
     /// (Beacon::recorded) clears the list.
-    pub fn finish(&self, completed: Option<(i64, u64)>) {
+    pub fn finish(&self, completed: Option<(i64, u64)>, how: Finished) {
         self.write(|page| {
             page.running.store(0, Ordering::Relaxed);
             page.finished.fetch_add(1, Ordering::Relaxed);
+            let tally = &page.tally;
+            let ended = match how.ended {
+                Ended::Succeeded => &tally.succeeded,
+                Ended::Failed => &tally.failed,
+                Ended::Retried => &tally.retried,
+            };
+            ended.fetch_add(1, Ordering::Relaxed);
+            tally.run[Histogram::bucket_of(how.ran)].fetch_add(1, Ordering::Relaxed);
+            tally
+                .run_sum_ms
+                .fetch_add(millis(how.ran), Ordering::Relaxed);
+            if let Some(waited) = how.waited {
+                tally.wait[Histogram::bucket_of(waited)].fetch_add(1, Ordering::Relaxed);
+                tally
+                    .wait_sum_ms
+                    .fetch_add(millis(waited), Ordering::Relaxed);
+            }
             if let Some((id, token)) = completed {
                 let len = page.completed_len.load(Ordering::Relaxed) as usize;
                 if let Some(slot) = page.completed.get(len) {
@@ -234,6 +305,28 @@ impl Beacon {
     pub fn recorded(&self) {
         if self.page().completed_len.load(Ordering::Relaxed) > 0 {
             self.write(|page| page.completed_len.store(0, Ordering::Relaxed));
+        }
+    }
+
+    /// What became of the tasks finished so far (crashes aside). Every value only grows, so
+    /// the master reads without the sequence lock: a finish it sees half-written is counted
+    /// whole at its next look.
+    pub fn counters(&self) -> Counters {
+        let tally = &self.page().tally;
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        Counters {
+            succeeded: load(&tally.succeeded),
+            failed: load(&tally.failed),
+            retried: load(&tally.retried),
+            crashed: 0,
+            run: Histogram {
+                buckets: std::array::from_fn(|i| load(&tally.run[i])),
+                sum_ms: load(&tally.run_sum_ms),
+            },
+            wait: Histogram {
+                buckets: std::array::from_fn(|i| load(&tally.wait[i])),
+                sum_ms: load(&tally.wait_sum_ms),
+            },
         }
     }
 
@@ -328,6 +421,10 @@ fn map(fd: RawFd) -> std::io::Result<NonNull<Page>> {
     NonNull::new(ptr.cast()).ok_or_else(|| std::io::Error::other("mmap returned null"))
 }
 
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
 fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
@@ -376,9 +473,9 @@ mod tests {
         let seen = master.read().running.expect("running");
         assert_eq!((seen.task, seen.token, seen.attempt), (42, 7, 2));
         assert!(seen.started.elapsed() < Duration::from_secs(60));
-        child.finish(Some((42, 7)));
+        child.finish(Some((42, 7)), done(Ended::Succeeded, Some(3)));
         child.start(43, 8, 1);
-        child.finish(None); // a failure, or a completion with submits: not listed
+        child.finish(None, done(Ended::Retried, None)); // not listed: a failure
         drop(child); // what was written outlives the writer's mapping
         assert_eq!(
             master.read(),
@@ -388,6 +485,21 @@ mod tests {
                 completed: vec![(42, 7)]
             }
         );
+        let counted = master.counters();
+        assert_eq!(
+            (counted.succeeded, counted.retried, counted.failed),
+            (1, 1, 0)
+        );
+        assert_eq!(counted.run.count(), 2);
+        assert_eq!((counted.wait.count(), counted.wait.sum_ms), (1, 3));
+    }
+
+    fn done(ended: Ended, waited_ms: Option<u64>) -> Finished {
+        Finished {
+            ended,
+            ran: Duration::from_millis(2),
+            waited: waited_ms.map(Duration::from_millis),
+        }
     }
 
     #[test]
@@ -395,7 +507,7 @@ mod tests {
         let beacon = Beacon::local();
         for id in 0..(COMPLETED_CAPACITY as i64 + 5) {
             beacon.start(id, 1, 1);
-            beacon.finish(Some((id, 1)));
+            beacon.finish(Some((id, 1)), done(Ended::Succeeded, None));
         }
         let seen = beacon.read();
         assert_eq!(seen.completed.len(), COMPLETED_CAPACITY);

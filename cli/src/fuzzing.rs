@@ -7,8 +7,11 @@ use serde_json::Value;
 
 use crate::settings::{Context, SPECS, Settings, Source, parse_set_arg};
 
+/// A fuzz target: feeds arbitrary bytes to one parser.
+pub type Target = fn(&[u8]);
+
 /// Every target, by the name of its fuzz target and corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("settings", settings),
     ("payload", payload),
     ("uri", uri),

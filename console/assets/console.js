@@ -59,7 +59,18 @@ function liveQueues(table) {
   setInterval(refresh, 2000);
 }
 
+// Charts are images the server draws: reloaded now and then (the history changes at most
+// every few seconds).
+function liveChart(img) {
+  const every = Number(img.dataset.refresh) || 10000;
+  const base = img.getAttribute("src");
+  setInterval(() => {
+    img.src = base + (base.includes("?") ? "&" : "?") + "t=" + Date.now();
+  }, every);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  for (const img of document.querySelectorAll("img[data-refresh]")) liveChart(img);
   const table = document.querySelector("table[data-live]");
   if (table) liveQueues(table);
   const all = document.getElementById("select-all");

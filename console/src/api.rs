@@ -8,6 +8,7 @@ use rex_transport::{ListState, Selector, TaskFilter, TaskId};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::history::HistoryQuery;
 use crate::server::AppState;
 use crate::view::{ApiError, ListQuery, check_queue, matching, queue_rows};
 
@@ -50,6 +51,69 @@ async fn page(state: &AppState, filter: &TaskFilter, query: &ListQuery) -> ApiRe
         .then(|| tasks.last().map(|t| t.id))
         .flatten();
     Ok(Json(json!({ "tasks": tasks, "next_after": next_after })))
+}
+
+/// `GET /api/history?queue=&minutes=`: every minute of the range, oldest first, of one queue
+/// or summed over all.
+pub async fn history(
+    State(state): State<AppState>,
+    Query(query): Query<HistoryQuery>,
+) -> ApiResult {
+    let (queue, minutes) = (query.queue()?, query.minutes()?);
+    let series = crate::history::series(&state, queue, minutes).await?;
+    Ok(Json(json!({ "queue": queue, "minutes": *series })))
+}
+
+/// `GET /api/schedules`: every schedule with its last and next fire and pause flag.
+pub async fn schedules(State(state): State<AppState>) -> ApiResult {
+    let (schedules, paused_unsupported) = crate::schedules::views(&state).await?;
+    Ok(Json(
+        json!({ "schedules": schedules, "paused_unsupported": paused_unsupported }),
+    ))
+}
+
+/// `POST /api/schedules/{id}/run`, body `{"nonce": "..."}` (optional): one run now, once per
+/// nonce. `{"schedule", "task"}`, `task` null when this nonce was enqueued already.
+pub async fn run_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult {
+    let schedule = crate::schedules::find(&state.config, &id)?;
+    let run: crate::schedules::RunNow = if body.is_empty() {
+        Default::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("expected {{\"nonce\": \"...\"}}: {e}")))?
+    };
+    let task = crate::schedules::run_now(&state, schedule, run.nonce.as_deref()).await?;
+    Ok(Json(json!({ "schedule": id, "task": task })))
+}
+
+/// `POST /api/schedules/{id}/pause`.
+pub async fn pause_schedule(state: State<AppState>, id: Path<String>) -> ApiResult {
+    set_schedule_paused(state, id, true).await
+}
+
+/// `POST /api/schedules/{id}/resume`.
+pub async fn resume_schedule(state: State<AppState>, id: Path<String>) -> ApiResult {
+    set_schedule_paused(state, id, false).await
+}
+
+async fn set_schedule_paused(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    paused: bool,
+) -> ApiResult {
+    crate::schedules::find(&state.config, &id)?;
+    let changed = state
+        .config
+        .transport
+        .set_schedule_paused(&id, paused)
+        .await?;
+    Ok(Json(
+        json!({ "schedule": id, "paused": paused, "changed": changed }),
+    ))
 }
 
 /// `GET /api/tasks/{id}`.

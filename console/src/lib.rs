@@ -13,18 +13,22 @@
 //!   parsed from query strings, the task and master views, error mapping.
 //! * `api.rs` — the JSON handlers under `/api/`.
 //! * `pages.rs` — the HTML handlers (and the form posts of the pages' buttons).
+//! * `history.rs` — throughput history: the transport's per-minute rows as a range of
+//!   minutes (`/api/history`, the queue page's table) and the SVG chart the server draws.
+//! * `schedules.rs` — the project's schedules: last and next fire, pause flags, run now.
 //! * `metrics.rs` — `/metrics`, built with `prometheus-client` on every scrape.
 //! * `templates/*.html` — minijinja templates, auto-escaped, compiled in (`include_str!`).
 //! * `assets/` — `console.js` (live overview, select-all) and `console.css`, compiled in.
 //!
-//! Not here yet (later work, with their places): throughput history and charts (a
-//! `history.rs` fed by the transport, a chart in `overview.html`), a schedules page
-//! (`pages.rs` + `templates/schedules.html`), an event stream (`/api/events`), and
-//! cancelling a running task (an action in `task.html` and `api.rs`).
+//! Not here yet (later work, with their places): completed tasks kept with their results (the
+//! transport's `task`, shown by `task.html`), an event stream (`/api/events`), and cancelling
+//! a running task (an action in `task.html` and `api.rs`).
 
 mod api;
+mod history;
 mod metrics;
 mod pages;
+mod schedules;
 mod server;
 mod snapshot;
 mod view;
@@ -33,6 +37,7 @@ use std::future::Future;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rex_transport::Transport;
 
@@ -58,6 +63,27 @@ pub struct Config {
     pub bind: SocketAddr,
     /// The project's name, shown in the pages' titles.
     pub project: String,
+    /// The project's schedules (`asynctask_scheduled_workers`).
+    pub schedules: Vec<Schedule>,
+}
+
+/// The next fire of a schedule after a time (`None`: it fires no more).
+pub type NextFire = Arc<dyn Fn(SystemTime) -> Option<SystemTime> + Send + Sync>;
+
+/// One schedule, as the console shows and runs it.
+#[derive(Clone)]
+pub struct Schedule {
+    /// Its stable id: what its fires' keys and its pause flag are named by.
+    pub id: String,
+    /// What it runs: a worker, or a `rex` command.
+    pub name: String,
+    /// The queue its fires go to.
+    pub queue: String,
+    /// The rule as written (cron fields, time zone, dates).
+    pub rule: String,
+    /// The payload of each fire.
+    pub payload: rex_transport::Payload,
+    pub next_fire: NextFire,
 }
 
 /// Why the console could not start or stopped.

@@ -10,22 +10,31 @@
 //!   `rex_masters{host}` (gauge), `rex_worker_children_running{host,queue}` (gauge),
 //!   `rex_worker_restarts_total{host,queue}` and `rex_worker_processed_total{host,queue}`
 //!   (counters, since each master started), `rex_worker_rss_bytes{host,master,queue,slot}`
-//!   (gauge).
+//!   (gauge), and what the children did since their master started (the masters' totals):
+//!   `rex_tasks_finished_total{host,queue,outcome}` (counter; succeeded, retried, failed,
+//!   crashed), `rex_task_run_seconds{host,queue}` and `rex_task_wait_seconds{host,queue}`
+//!   (histograms with fixed buckets, so that every master's add up);
+//! * per configured schedule: `rex_schedule_last_fire_timestamp_seconds{schedule,runs}` and
+//!   `rex_schedule_paused{schedule,runs}` (gauges).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
-use rex_transport::{MasterRecord, TransportError};
+use rex_transport::history::BUCKET_BOUNDS_MS;
+use rex_transport::{Histogram, MasterRecord, TransportError};
 
+use crate::schedules::ScheduleView;
 use crate::server::AppState;
 use crate::view::{QueueRow, queue_rows, status_of};
 
@@ -54,6 +63,52 @@ struct HostQueue {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScheduleLabel {
+    schedule: String,
+    /// What it runs (a worker or a command), for people reading the series.
+    runs: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HostQueueOutcome {
+    host: String,
+    queue: String,
+    outcome: String,
+}
+
+/// A histogram whose buckets were counted elsewhere (by the masters), exposed as it is.
+#[derive(Clone, Debug, Default)]
+struct Counted(Arc<Mutex<Histogram>>);
+
+impl Counted {
+    fn add(&self, h: &Histogram) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).add(h);
+    }
+}
+
+impl TypedMetric for Counted {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Counted {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        let h = *self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Per bucket, not cumulative: the encoder adds them up; the last is +Inf.
+        let buckets: Vec<(f64, u64)> = BUCKET_BOUNDS_MS
+            .iter()
+            .map(|ms| *ms as f64 / 1000.0)
+            .chain([f64::MAX])
+            .zip(h.buckets)
+            .collect();
+        encoder.encode_histogram::<NoLabelSet>(h.sum_ms as f64 / 1000.0, h.count(), &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ChildLabel {
     host: String,
     master: String,
@@ -71,7 +126,11 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         Err(TransportError::Unsupported(_)) => None,
         Err(e) => return failure(&e),
     };
-    match render(&rows, masters.as_deref()) {
+    let schedules = match crate::schedules::views(&state).await {
+        Ok((schedules, _)) => schedules,
+        Err(e) => return failure(&e),
+    };
+    match render(&rows, masters.as_deref(), &schedules) {
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -91,7 +150,11 @@ fn failure(e: &TransportError) -> Response {
 }
 
 /// The exposition of these rows and heartbeats.
-fn render(rows: &[QueueRow], masters: Option<&[MasterRecord]>) -> Result<String, std::fmt::Error> {
+fn render(
+    rows: &[QueueRow],
+    masters: Option<&[MasterRecord]>,
+    schedules: &[ScheduleView],
+) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::with_prefix("rex");
     let tasks = Family::<QueueState, Gauge>::default();
     let oldest = Family::<QueueLabel, Gauge<f64, AtomicU64>>::default();
@@ -130,6 +193,7 @@ fn render(rows: &[QueueRow], masters: Option<&[MasterRecord]>) -> Result<String,
     if let Some(masters) = masters {
         register_workers(&mut registry, masters);
     }
+    register_schedules(&mut registry, schedules);
     let mut text = String::new();
     encode(&mut text, &registry)?;
     Ok(text)
@@ -141,9 +205,34 @@ fn register_workers(registry: &mut Registry, masters: &[MasterRecord]) {
     let restarts = Family::<HostQueue, Counter>::default();
     let processed = Family::<HostQueue, Counter>::default();
     let rss = Family::<ChildLabel, Gauge>::default();
+    let finished = Family::<HostQueueOutcome, Counter>::default();
+    let run = Family::<HostQueue, Counted>::default();
+    let wait = Family::<HostQueue, Counted>::default();
     let mut per_host: BTreeMap<String, i64> = BTreeMap::new();
     for master in masters {
         *per_host.entry(master.host.clone()).or_default() += 1;
+        for totals in &master.totals {
+            let c = &totals.counters;
+            for (outcome, n) in [
+                ("succeeded", c.succeeded),
+                ("retried", c.retried),
+                ("failed", c.failed),
+                ("crashed", c.crashed),
+            ] {
+                let labels = HostQueueOutcome {
+                    host: master.host.clone(),
+                    queue: totals.queue.clone(),
+                    outcome: outcome.into(),
+                };
+                finished.get_or_create(&labels).inc_by(n);
+            }
+            let labels = HostQueue {
+                host: master.host.clone(),
+                queue: totals.queue.clone(),
+            };
+            run.get_or_create(&labels).add(&c.run);
+            wait.get_or_create(&labels).add(&c.wait);
+        }
         for child in &master.children {
             let labels = HostQueue {
                 host: master.host.clone(),
@@ -188,11 +277,56 @@ fn register_workers(registry: &mut Registry, masters: &[MasterRecord]) {
         "Tasks finished (any outcome) by worker children, since their master started",
         processed,
     );
+    registry.register(
+        "tasks_finished",
+        "Attempts that came to an outcome (succeeded, retried, failed, crashed) by host and queue, since their master started",
+        finished,
+    );
+    registry.register_with_unit(
+        "task_run",
+        "How long attempts ran in the worker, by host and queue, since their master started",
+        Unit::Seconds,
+        run,
+    );
+    registry.register_with_unit(
+        "task_wait",
+        "How long first attempts waited from submission to start, by host and queue, since their master started",
+        Unit::Seconds,
+        wait,
+    );
     registry.register_with_unit(
         "worker_rss",
         "Resident memory of one worker child",
         Unit::Bytes,
         rss,
+    );
+}
+
+fn register_schedules(registry: &mut Registry, schedules: &[ScheduleView]) {
+    let last = Family::<ScheduleLabel, Gauge<f64, AtomicU64>>::default();
+    let paused = Family::<ScheduleLabel, Gauge>::default();
+    for s in schedules {
+        let labels = ScheduleLabel {
+            schedule: s.id.clone(),
+            runs: s.name.clone(),
+        };
+        if let Some(ms) = s.last_fire_ms {
+            last.get_or_create(&labels).set(ms as f64 / 1000.0);
+        }
+        if let Some(p) = s.paused {
+            paused.get_or_create(&labels).set(i64::from(p));
+        }
+    }
+    registry.register_with_unit(
+        "schedule_last_fire_timestamp",
+        "When the schedule last fired (Unix time; absent before its first fire)",
+        Unit::Seconds,
+        last,
+    );
+    registry.register(
+        "schedule_paused",
+        "1 when the schedule is paused (absent when the transport cannot tell)",
+        paused,
     );
 }
 

@@ -11,6 +11,7 @@ use minijinja::{Environment, Value, context};
 use rex_transport::{ListState, Selector, TaskFilter, TaskId, TransportError};
 
 use crate::api::failed_filter;
+use crate::history::HistoryQuery;
 use crate::server::{AppState, Shared};
 use crate::view::{
     ApiError, ListQuery, MasterView, TaskView, check_queue, format_age, matching, queue_rows,
@@ -26,6 +27,10 @@ pub fn templates() -> Environment<'static> {
         ("failed.html", include_str!("../templates/failed.html")),
         ("confirm.html", include_str!("../templates/confirm.html")),
         ("workers.html", include_str!("../templates/workers.html")),
+        (
+            "schedules.html",
+            include_str!("../templates/schedules.html"),
+        ),
         ("error.html", include_str!("../templates/error.html")),
     ] {
         // The templates are compiled in: a syntax error fails the tests, not a user.
@@ -35,6 +40,11 @@ pub fn templates() -> Environment<'static> {
     }
     env.add_filter("age", |ms: Option<u64>| {
         ms.map(format_age).unwrap_or_else(|| "-".into())
+    });
+    env.add_filter("ms", |ms: Option<f64>| match ms {
+        None => "-".to_string(),
+        Some(ms) if ms < 1000.0 => format!("{ms:.1} ms"),
+        Some(ms) => format!("{:.2} s", ms / 1000.0),
     });
     env
 }
@@ -101,6 +111,45 @@ pub async fn overview(State(state): State<AppState>) -> Response {
     }
 }
 
+/// `/charts/throughput.svg?queue=&minutes=`: the outcomes per minute, stacked bars drawn
+/// here. A failure is drawn too (the page shows it where the chart would be).
+pub async fn throughput_chart(
+    State(state): State<AppState>,
+    Query(query): Query<HistoryQuery>,
+) -> Response {
+    let svg = |status: StatusCode, body: String| {
+        (
+            status,
+            [
+                (header::CONTENT_TYPE, "image/svg+xml; charset=utf-8"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body,
+        )
+            .into_response()
+    };
+    let (queue, minutes) = match (query.queue(), query.minutes()) {
+        (Ok(queue), Ok(minutes)) => (queue, minutes),
+        (Err(e), _) | (_, Err(e)) => return svg(e.status, message_svg(&e.message)),
+    };
+    match crate::history::series(&state, queue, minutes).await {
+        Ok(series) => {
+            let title = format!("Throughput of {}", queue.unwrap_or("every queue"));
+            svg(StatusCode::OK, crate::history::chart(&series, &title))
+        }
+        Err(e) => svg(crate::view::status_of(&e), message_svg(&e.to_string())),
+    }
+}
+
+/// A chart-sized image that says `message` (escaped by minijinja's HTML escaping rules,
+/// which cover XML text).
+fn message_svg(message: &str) -> String {
+    let text = minijinja::HtmlEscape(message).to_string();
+    format!(
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="720" height="40" font-family="sans-serif" font-size="12"><text x="0" y="24">No throughput history: {text}</text></svg>"#
+    )
+}
+
 /// `/queues/{queue}?state=&after=&text=`.
 pub async fn queue(
     State(state): State<AppState>,
@@ -122,12 +171,26 @@ pub async fn queue(
         Err(_) => None,
     };
     let listing = listing(&state, &filter, &query).await;
+    // The minutes of the last hour in which anything ran, newest first.
+    let (recent, history_problem) =
+        match crate::history::series(&state, Some(&queue), crate::history::DEFAULT_MINUTES).await {
+            Ok(series) => {
+                let active: Vec<_> = series
+                    .iter()
+                    .rev()
+                    .filter(|m| m.processed > 0)
+                    .cloned()
+                    .collect();
+                (active, None)
+            }
+            Err(e) => (Vec::new(), Some(e.to_string())),
+        };
     let tabs: Vec<&str> = ListState::ALL.iter().map(|s| s.as_str()).collect();
     render(
         &state,
         StatusCode::OK,
         "queue.html",
-        context! { queue, current, tabs, paused, text => filter.text, ..listing },
+        context! { queue, current, tabs, paused, text => filter.text, recent, history_problem, ..listing },
     )
 }
 
@@ -203,6 +266,85 @@ async fn set_paused(
     }
     match state.config.transport.set_paused(&queue, paused).await {
         Ok(_) => redirect(&format!("/queues/{queue}")),
+        Err(e) => error_page(&state, crate::view::status_of(&e), &e.to_string()),
+    }
+}
+
+/// `/schedules?ran=ID&task=N`: every schedule, with run now and pause / resume; after a run
+/// now, what it enqueued.
+pub async fn schedules(
+    State(state): State<AppState>,
+    Query(ran): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    match crate::schedules::views(&state).await {
+        Ok((schedules, paused_problem)) => {
+            // A fresh nonce per form: a click is enqueued once, however often it is sent.
+            let nonces: Vec<String> = schedules
+                .iter()
+                .map(|_| crate::schedules::nonce())
+                .collect();
+            render(
+                &state,
+                StatusCode::OK,
+                "schedules.html",
+                context! {
+                    schedules, nonces, paused_problem,
+                    ran => ran.get("ran"), ran_task => ran.get("task"),
+                },
+            )
+        }
+        Err(e) => error_page(&state, crate::view::status_of(&e), &e.to_string()),
+    }
+}
+
+/// `POST /schedules/{id}/run` (form: `csrf`, `nonce`).
+pub async fn run_schedule(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let schedule = match crate::schedules::find(&state.config, &id) {
+        Ok(schedule) => schedule,
+        Err(e) => return api_error_page(&state, e),
+    };
+    let nonce = fields
+        .iter()
+        .find(|(name, _)| name == "nonce")
+        .map(|(_, v)| v.as_str());
+    match crate::schedules::run_now(&state, schedule, nonce).await {
+        Ok(task) => {
+            let task = task.map_or_else(|| "again".to_string(), |t| t.to_string());
+            redirect(&format!("/schedules?ran={id}&task={task}"))
+        }
+        Err(e) => api_error_page(&state, e),
+    }
+}
+
+/// `POST /schedules/{id}/pause` (form).
+pub async fn pause_schedule(state: State<AppState>, id: Path<String>) -> Response {
+    set_schedule_paused(state, id, true).await
+}
+
+/// `POST /schedules/{id}/resume` (form).
+pub async fn resume_schedule(state: State<AppState>, id: Path<String>) -> Response {
+    set_schedule_paused(state, id, false).await
+}
+
+async fn set_schedule_paused(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    paused: bool,
+) -> Response {
+    if let Err(e) = crate::schedules::find(&state.config, &id) {
+        return api_error_page(&state, e);
+    }
+    match state
+        .config
+        .transport
+        .set_schedule_paused(&id, paused)
+        .await
+    {
+        Ok(_) => redirect("/schedules"),
         Err(e) => error_page(&state, crate::view::status_of(&e), &e.to_string()),
     }
 }

@@ -31,6 +31,8 @@ pub struct Shared {
     pub csrf: String,
     pub templates: Environment<'static>,
     pub snapshot: Arc<Snapshot>,
+    /// Throughput history reads, kept a few seconds.
+    pub history: crate::history::Kept,
 }
 
 pub type AppState = Arc<Shared>;
@@ -41,6 +43,7 @@ pub fn router(config: Config, csrf: String) -> Router {
         csrf,
         templates: pages::templates(),
         snapshot: Arc::default(),
+        history: Default::default(),
     });
     let api = Router::new()
         .route("/queues", get(api::queues))
@@ -55,6 +58,11 @@ pub fn router(config: Config, csrf: String) -> Router {
         .route("/failed/retry", post(api::retry_failed))
         .route("/failed/purge", post(api::purge_failed))
         .route("/masters", get(api::masters))
+        .route("/history", get(api::history))
+        .route("/schedules", get(api::schedules))
+        .route("/schedules/{id}/run", post(api::run_schedule))
+        .route("/schedules/{id}/pause", post(api::pause_schedule))
+        .route("/schedules/{id}/resume", post(api::resume_schedule))
         .fallback(api::not_found);
     Router::new()
         .route("/", get(pages::overview))
@@ -67,6 +75,11 @@ pub fn router(config: Config, csrf: String) -> Router {
         .route("/failed", get(pages::failed))
         .route("/failed/action", post(pages::failed_action))
         .route("/workers", get(pages::workers))
+        .route("/charts/throughput.svg", get(pages::throughput_chart))
+        .route("/schedules", get(pages::schedules))
+        .route("/schedules/{id}/run", post(pages::run_schedule))
+        .route("/schedules/{id}/pause", post(pages::pause_schedule))
+        .route("/schedules/{id}/resume", post(pages::resume_schedule))
         .route("/metrics", get(metrics::metrics))
         .route("/assets/console.js", get(script))
         .route("/assets/console.css", get(style))

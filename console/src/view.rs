@@ -60,7 +60,9 @@ pub fn status_of(e: &TransportError) -> StatusCode {
     match e {
         TransportError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         TransportError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
-        TransportError::InvalidQueueName(_) => StatusCode::BAD_REQUEST,
+        TransportError::InvalidQueueName(_) | TransportError::InvalidScheduleId(_) => {
+            StatusCode::BAD_REQUEST
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -266,6 +266,7 @@ async fn the_workers_page_lists_masters_and_children() {
             restarts: 2,
             rss_bytes: Some(8 * 1024 * 1024),
         }],
+        totals: Vec::new(),
     };
     h.transport.beat(&record).await.expect("beat");
     let page = h.get("/workers").await;
@@ -282,4 +283,65 @@ async fn the_workers_page_lists_masters_and_children() {
     }
     let api = h.get("/api/masters").await.json();
     assert_eq!(api["masters"][0]["children"][0]["restarts"], 2);
+}
+
+#[tokio::test]
+async fn the_schedules_page_runs_a_schedule_once_per_click_and_pauses_it() {
+    let h = Harness::new();
+    let page = h.get("/schedules").await;
+    assert_eq!(page.status, 200);
+    for text in [
+        support::SCHEDULE,
+        "report_worker",
+        "Run now",
+        "Pause",
+        "active",
+    ] {
+        assert!(page.body.contains(text), "{text} in {}", page.body);
+    }
+    let nonce = page
+        .body
+        .split(r#"name="nonce" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the form's nonce")
+        .to_string();
+    let run = format!("/schedules/{}/run", support::SCHEDULE);
+    let form = format!("csrf={}&nonce={nonce}", support::CSRF);
+    let first = h.post_form(&run, &form).await;
+    assert_eq!(first.status, 303);
+    let again = h.post_form(&run, &form).await;
+    let location = |reply: &support::Reply| {
+        reply.headers[axum::http::header::LOCATION]
+            .to_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(
+        location(&again).ends_with("task=again"),
+        "{}",
+        location(&again)
+    );
+    let counts = h.transport.counts("reports").await.expect("counts");
+    assert_eq!(counts.ready, 1, "one task for the click sent twice");
+    let shown = h.get(&location(&first)).await;
+    assert!(shown.body.contains("enqueued task"), "{}", shown.body);
+
+    let paused = h
+        .post_form(
+            &format!("/schedules/{}/pause", support::SCHEDULE),
+            &format!("csrf={}", support::CSRF),
+        )
+        .await;
+    assert_eq!(paused.status, 303);
+    let page = h.get("/schedules").await;
+    assert!(
+        page.body.contains("Resume") && page.body.contains("paused"),
+        "{}",
+        page.body
+    );
+    let unknown = h.post_json("/api/schedules/nosuch/run", "").await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    let malformed = h.post_json("/api/schedules/no%20such/pause", "").await;
+    assert_eq!(malformed.status, 400, "{}", malformed.body);
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rex_transport::{
-    ChildRecord, Lease, MasterRecord, SubmitOptions, Transport, normalize_payload,
+    ChildRecord, Counters, HistoryRow, Lease, MasterRecord, QueueTotals, SubmitOptions, Transport,
+    normalize_payload,
 };
 use serde_json::{Value, json};
 use support::Harness;
@@ -46,7 +47,7 @@ fn transports(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn Transport>)> 
 }
 
 fn open(uri: &str) -> Arc<dyn Transport> {
-    Arc::from(rex_transport::open(uri).unwrap_or_else(|e| panic!("open {uri}: {e}")))
+    rex_transport::open(uri).unwrap_or_else(|e| panic!("open {uri}: {e}"))
 }
 
 fn row<'a>(queues: &'a Value, queue: &str) -> &'a Value {
@@ -188,6 +189,10 @@ async fn check(name: &str, h: Harness) {
                 processed: 3,
                 ..ChildRecord::default()
             }],
+            totals: vec![QueueTotals {
+                queue: "emails".into(),
+                counters: counters(),
+            }],
         })
         .await
         .expect("beat");
@@ -236,6 +241,57 @@ async fn check(name: &str, h: Harness) {
         "{name}"
     );
 
+    assert_eq!(
+        value(
+            "rex_tasks_finished_total",
+            &[("host", "box"), ("queue", "emails"), ("outcome", "crashed")]
+        ),
+        Some(1.0),
+        "{name}"
+    );
+    // 3 runs of 20 ms: all in the buckets up to 50 ms, none up to 10 ms.
+    let run = scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == "rex_task_run_seconds" && s.labels.get("queue") == Some("emails"));
+    let Some(prometheus_parse::Value::Histogram(buckets)) = run.map(|s| &s.value) else {
+        panic!("{name}: no run time histogram: {run:?}");
+    };
+    let below = |le: f64| buckets.iter().find(|b| b.less_than == le).map(|b| b.count);
+    assert_eq!(
+        (below(0.01), below(0.05), below(f64::INFINITY)),
+        (Some(0.0), Some(3.0), Some(3.0)),
+        "{name}: {buckets:?}"
+    );
+
+    // Throughput history, as the masters record it.
+    let minute = rex_transport::history::minute_of(now);
+    h.transport
+        .record_history(&[HistoryRow {
+            queue: "emails".into(),
+            minute,
+            counters: counters(),
+        }])
+        .await
+        .expect("record history");
+    let history = h.get("/api/history?queue=emails&minutes=5").await;
+    assert_eq!(history.status, 200, "{name}: {}", history.body);
+    let minutes = history.json()["minutes"].clone();
+    assert_eq!(
+        minutes.as_array().map(Vec::len),
+        Some(5),
+        "{name}: {minutes}"
+    );
+    assert_eq!(minutes[4]["processed"], 6, "{name}: {minutes}");
+    assert_eq!(minutes[4]["crashed"], 1, "{name}: {minutes}");
+    let chart = h.get("/charts/throughput.svg?queue=emails&minutes=5").await;
+    assert_eq!(chart.status, 200, "{name}: {}", chart.body);
+    assert!(
+        chart.body.contains(r#"data-total="6""#),
+        "{name}: {}",
+        chart.body
+    );
+
     let resumed = h.post_json("/api/queues/emails/resume", "").await;
     assert_eq!(resumed.status, 200, "{name}: {}", resumed.body);
     let lease = Lease {
@@ -247,4 +303,74 @@ async fn check(name: &str, h: Harness) {
         "{name}"
     );
     h.transport.forget_master("box:7:1").await.expect("forget");
+
+    // Schedules: run now once per click, pause and resume.
+    let schedule = support::SCHEDULE;
+    let resumed = h
+        .post_json(&format!("/api/schedules/{schedule}/resume"), "")
+        .await;
+    assert_eq!(resumed.status, 200, "{name}: {}", resumed.body);
+    let listed = h.get("/api/schedules").await.json();
+    let row = &listed["schedules"][0];
+    assert_eq!(
+        (&row["id"], &row["paused"], &row["last_fire"]),
+        (&json!(schedule), &json!(false), &Value::Null),
+        "{name}: {listed}"
+    );
+    assert!(row["next_fire_ms"].is_i64(), "{name}: {listed}");
+    let before = row_of(&h, "reports").await["ready"].as_u64().unwrap_or(0);
+    let click = r#"{"nonce": "click-1"}"#;
+    let first = h
+        .post_json(&format!("/api/schedules/{schedule}/run"), click)
+        .await;
+    assert_eq!(first.status, 200, "{name}: {}", first.body);
+    assert!(first.json()["task"].is_i64(), "{name}: {}", first.body);
+    let again = h
+        .post_json(&format!("/api/schedules/{schedule}/run"), click)
+        .await;
+    assert_eq!(again.json()["task"], Value::Null, "{name}: {}", again.body);
+    let after = row_of(&h, "reports").await["ready"].as_u64().unwrap_or(0);
+    assert_eq!(after, before + 1, "{name}: one task per click");
+    let paused = h
+        .post_json(&format!("/api/schedules/{schedule}/pause"), "")
+        .await;
+    assert_eq!(paused.json()["changed"], true, "{name}: {}", paused.body);
+    assert_eq!(
+        h.get("/api/schedules").await.json()["schedules"][0]["paused"],
+        true,
+        "{name}"
+    );
+    let metrics = h.get("/metrics").await;
+    assert!(
+        metrics.body.contains(&format!(
+            r#"rex_schedule_paused{{schedule="{schedule}",runs="report_worker"}} 1"#
+        )),
+        "{name}: {}",
+        metrics.body
+    );
+    let resumed = h
+        .post_json(&format!("/api/schedules/{schedule}/resume"), "")
+        .await;
+    assert_eq!(resumed.json()["changed"], true, "{name}: {}", resumed.body);
+}
+
+/// The `/api/queues` row of `queue`.
+async fn row_of(h: &Harness, queue: &str) -> Value {
+    row(&h.get("/api/queues").await.json(), queue).clone()
+}
+
+/// What a master's children did to `emails`: 3 successes of 20 ms, a retry, a failure and a
+/// crash.
+fn counters() -> Counters {
+    let mut counters = Counters {
+        succeeded: 3,
+        retried: 1,
+        failed: 1,
+        crashed: 1,
+        ..Counters::default()
+    };
+    for _ in 0..3 {
+        counters.run.observe(Duration::from_millis(20));
+    }
+    counters
 }

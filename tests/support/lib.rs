@@ -5,6 +5,7 @@
 //! `cargo test --workspace`, which has built them already) and says where they are.
 
 pub mod browser;
+pub mod console;
 pub mod networked;
 pub mod proxy;
 

@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::task::{epoch_ms, epoch_ms_opt, to_epoch_ms};
-use crate::{QueueStats, Result, TaskId, TaskState, TaskSummary, Transport};
+use crate::{Counters, QueueStats, Result, TaskId, TaskState, TaskSummary, Transport};
 
 /// The states a listing can ask for. `Ready` and `Delayed` split `pending` by due time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +146,18 @@ pub struct MasterRecord {
     #[serde(default)]
     pub scheduler: bool,
     pub children: Vec<ChildRecord>,
+    /// What this master's children did to each queue's tasks since it started (the console's
+    /// counters and histograms); absent in the records of older versions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub totals: Vec<QueueTotals>,
+}
+
+/// A master's [`Counters`] of one queue since it started.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueTotals {
+    pub queue: String,
+    #[serde(flatten)]
+    pub counters: Counters,
 }
 
 impl MasterRecord {

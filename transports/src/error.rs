@@ -13,6 +13,13 @@ pub enum TransportError {
         max = task::MAX_QUEUE_NAME
     )]
     InvalidQueueName(String),
+    /// A schedule id that is empty, too long, or holds other characters than letters, digits,
+    /// `_` and `-`.
+    #[error(
+        "\"{0}\" is not a schedule id: 1 to {max} letters, digits, '_' and '-'",
+        max = crate::schedule::MAX_SCHEDULE_ID
+    )]
+    InvalidScheduleId(String),
     /// The payload is not a JSON object (an excerpt of what it was).
     #[error("Expected a mapping\nGot:\n    {0}")]
     InvalidPayload(String),

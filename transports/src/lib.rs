@@ -15,6 +15,8 @@
 //!   feature `amqp`).
 //! * [`console`] — what operators see beyond the delivery path: the filter of listings and bulk
 //!   actions, the heartbeat record masters publish.
+//! * [`history`] — per-minute counters of outcomes, run times and waits, per queue, that
+//!   masters add up and record (the console's charts and `/metrics` counters).
 //! * [`batch`] — the batch operations done one task at a time: the trait's defaults, and the
 //!   fallback of backends that batch only some cases.
 //! * [`open`] — URI → transport.
@@ -49,6 +51,7 @@ pub mod amqp;
 pub mod batch;
 pub mod console;
 pub mod hash;
+pub mod history;
 pub mod memory;
 #[cfg(feature = "pgsql")]
 pub mod pgsql;
@@ -80,12 +83,14 @@ use std::time::{Duration, SystemTime};
 pub use error::{Result, TransportError};
 pub use uri::redact_uri;
 
-pub use console::{ChildRecord, ListState, MasterRecord, TaskFilter};
+pub use console::{ChildRecord, ListState, MasterRecord, QueueTotals, TaskFilter};
+pub use history::{Counters, Histogram, HistoryRow};
 
 pub use task::{
     Attempt, Failure, FailureKind, Lease, Outcome, Payload, QueueCounts, QueueStats, Settlement,
-    Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, normalize_payload, schedule_key,
-    schedule_key_prefix, schedule_key_time, validate_queue_name,
+    Submit, SubmitOptions, Task, TaskId, TaskState, TaskSummary, manual_run_key, normalize_payload,
+    schedule_key, schedule_key_prefix, schedule_key_time, validate_queue_name,
+    validate_schedule_id,
 };
 pub use task::{
     EXCERPT, MAX_PAYLOAD_DEPTH, MAX_QUEUE_NAME, RESERVED_KEY, check_payload, check_size, excerpt,
@@ -284,6 +289,19 @@ pub trait Transport: Send + Sync + 'static {
         Err(unsupported(self, "pausing queues"))
     }
 
+    /// Pause (`true`) or resume (`false`) the schedule `id` ([`validate_schedule_id`]): a
+    /// scheduler enqueues no fire of a paused schedule (they are skipped, not caught up on
+    /// resume). Returns whether the state changed.
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
+        let _ = (id, paused);
+        Err(unsupported(self, "pausing schedules"))
+    }
+
+    /// The ids of the paused schedules, sorted.
+    async fn paused_schedules(&self) -> Result<Vec<String>> {
+        Err(unsupported(self, "pausing schedules"))
+    }
+
     /// One task, in whatever state it is kept in, with its history; `None` when the
     /// transport keeps no such task (completed tasks are deleted).
     async fn task(&self, id: TaskId) -> Result<Option<TaskSummary>> {
@@ -334,6 +352,27 @@ pub trait Transport: Send + Sync + 'static {
     /// The records of masters that have not expired, by id.
     async fn masters(&self) -> Result<Vec<MasterRecord>> {
         Err(unsupported(self, "master heartbeats"))
+    }
+
+    /// Add `rows` (per-minute counters a master saw, see [`history`]) to what is recorded:
+    /// the counters of a queue and minute already recorded, by this or another process, are
+    /// summed. Rows older than [`history::HISTORY_KEPT`] are dropped by upkeep.
+    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
+        let _ = rows;
+        Err(unsupported(self, "throughput history"))
+    }
+
+    /// The recorded rows of `queue` (every queue with `None`) from the minute `since` on,
+    /// sorted by queue, then minute; one row per queue and minute.
+    async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {
+        let _ = (queue, since);
+        Err(unsupported(self, "throughput history"))
+    }
+
+    /// How often a master calls [`record_history`](Transport::record_history): each call may
+    /// cost the backend a row or a message per queue.
+    fn history_interval(&self) -> Duration {
+        Duration::from_secs(10)
     }
 
     /// Upkeep the backend needs and its server does not do by itself, run in the background

@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-pub use crate::schedule::{schedule_key, schedule_key_prefix, schedule_key_time};
+pub use crate::schedule::{
+    manual_run_key, schedule_key, schedule_key_prefix, schedule_key_time, validate_schedule_id,
+};
 pub use crate::validate::{
     EXCERPT, MAX_PAYLOAD_DEPTH, MAX_QUEUE_NAME, RESERVED_KEY, check_payload, check_size, excerpt,
     has_reserved_key, normalize_payload, validate_queue_name,

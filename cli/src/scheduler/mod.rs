@@ -4,7 +4,8 @@
 //! * [`Scheduler`] runs in a `--scheduler` master: it sleeps until the next fire and submits
 //!   the entry's payload under the idempotency key `schedule:<id>:<fire time>`, so any number
 //!   of schedulers on one transport enqueue each fire exactly once. Every master (scheduler
-//!   or not) runs the consumers of the scheduled queues.
+//!   or not) runs the consumers of the scheduled queues. The fires of a schedule paused in
+//!   the transport (from the console) are skipped, each checked when it is due.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -138,6 +139,18 @@ impl Scheduler {
 
     async fn fire(&self, entry: &Entry, at: DateTime<Utc>) {
         let queue = entry.queue();
+        // Paused from the console: this fire is skipped (a transport that cannot pause
+        // schedules, or cannot be asked now, fires as usual; the submit reports an outage).
+        if let Ok(paused) = self.transport.paused_schedules().await
+            && paused.contains(&entry.id)
+        {
+            self.log.info(format_args!(
+                "Skipping scheduled execution of {}: schedule \"{}\" is paused",
+                entry.consumer(),
+                entry.name()
+            ));
+            return;
+        }
         if entry.overlap == Overlap::SkipIfRunning {
             match self.transport.counts(&queue).await {
                 Ok(c) if c.ready + c.delayed + c.running > 0 => {

@@ -348,7 +348,7 @@ pub fn show_duration(d: Duration) -> String {
         ("m", 60_000),
         ("s", 1000),
     ] {
-        if ms >= per && ms % per == 0 {
+        if ms >= per && ms.is_multiple_of(per) {
             return format!("{}{unit}", ms / per);
         }
     }
@@ -377,7 +377,8 @@ pub fn parse_duration(text: &str) -> Result<Duration> {
 /// A number of seconds as a duration: negative or not a number is an error, and so is one
 /// too large to represent (reported as above the maximum).
 fn from_secs(secs: f64, value: &Value) -> Result<Duration> {
-    if !(secs >= 0.0) {
+    // NaN is not a duration either.
+    if secs.is_nan() || secs < 0.0 {
         return Err(Error::new("Expected a non-negative duration").context("Got:", got(value)));
     }
     within_max(

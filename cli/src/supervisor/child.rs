@@ -198,6 +198,11 @@ impl Child {
         self.beacon.claimed_ids()
     }
 
+    /// What became of the tasks it finished (crashes aside), as its beacon tallies them.
+    pub fn counters(&self) -> rex_transport::Counters {
+        self.beacon.counters()
+    }
+
     pub fn finished(&self) -> u64 {
         self.beacon.read().finished
     }

@@ -88,6 +88,12 @@ impl Supervisor {
         };
         let finished = child.finished();
         self.slots[index].processed += finished;
+        // Its last tally, read from the beacon it left.
+        let now = std::time::SystemTime::now();
+        let grown = child.counters().since(&self.slots[index].counted);
+        self.slots[index].counted = Default::default();
+        self.throughput
+            .add(&self.slots[index].config.queue, &grown, now);
         let queue = self.slots[index].config.queue.clone();
         if child.killed_by_shutdown {
             // Killed after the grace period: its tasks go back untouched for another worker,
@@ -121,6 +127,13 @@ impl Supervisor {
             id: r.task,
             token: r.token,
         });
+        if charged.is_some() {
+            let crashed = rex_transport::Counters {
+                crashed: 1,
+                ..Default::default()
+            };
+            self.throughput.add(&queue, &crashed, now);
+        }
         let completed = completed_leases(&beacon);
         self.ledger.settle_crash(
             dead,

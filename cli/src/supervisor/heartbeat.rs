@@ -99,11 +99,30 @@ impl Heartbeat {
 }
 
 impl Supervisor {
-    /// The timer's tick: publish what the master and its children look like now.
+    /// The timer's tick: count what the children did since the last tick, publish what the
+    /// master and its children look like now, and record the throughput history when due.
     pub(super) fn beat(&mut self) {
-        let record = self.master_record(SystemTime::now());
+        let now = SystemTime::now();
+        for index in 0..self.slots.len() {
+            self.count_throughput(index, now);
+        }
+        let record = self.master_record(now);
         let transport = Arc::clone(&self.transport);
         self.heartbeat.publish(&self.ledger, transport, record);
+        // Not waited for: the next recording retries what this one could not record.
+        drop(self.throughput.record(&self.ledger, &self.transport, false));
+    }
+
+    /// Add what slot `index`'s live child tallied since the last look.
+    pub(super) fn count_throughput(&mut self, index: usize, now: SystemTime) {
+        let slot = &mut self.slots[index];
+        let State::Running(child) = &slot.state else {
+            return;
+        };
+        let tallied = child.counters();
+        let grown = tallied.since(&slot.counted);
+        slot.counted = tallied;
+        self.throughput.add(&slot.config.queue, &grown, now);
     }
 
     pub(super) fn master_record(&self, now: SystemTime) -> MasterRecord {
@@ -149,12 +168,16 @@ impl Supervisor {
             expires_at: now + BEAT_LIFETIME,
             scheduler: self.scheduler.is_some(),
             children,
+            totals: self.throughput.totals(),
         }
     }
 
-    /// At a clean exit: withdraw this master's record (waited for with the other owed
-    /// operations).
+    /// At a clean exit: record the last of the throughput history and withdraw this
+    /// master's record (waited for with the other owed operations).
     pub(super) fn forget_heartbeat(&mut self) {
+        if let Some(job) = self.throughput.record(&self.ledger, &self.transport, true) {
+            self.ledger.owe(job);
+        }
         let transport = Arc::clone(&self.transport);
         let id = self.owner_prefix.clone();
         if let Some(job) = self.heartbeat.forget(&self.ledger, transport, id) {

@@ -24,6 +24,8 @@
 //! * `death` — [`DeathCause`] and what a death does to the slot and the child's tasks.
 //! * `heartbeat` — the record the master publishes about itself and its children every 2 s
 //!   (`asynctask-masters`), through the ledger.
+//! * `throughput` — what the children did (outcomes, run times, waits, crashes), added up per
+//!   queue for the heartbeat's totals and per minute for the transport's history.
 //! * `ledger` — every transport call of the master, run on a thread of its own: the loop
 //!   never waits on I/O, so a locked database or a silent broker cannot stall it.
 //! * `shutdown`, `reload` — SIGTERM/SIGINT/SIGQUIT and SIGHUP.
@@ -41,6 +43,7 @@ mod shutdown;
 mod slots;
 #[cfg(test)]
 mod tests;
+mod throughput;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -115,6 +118,8 @@ pub(crate) struct Supervisor {
     reports: mpsc::UnboundedReceiver<Report>,
     /// What the master publishes about itself (`asynctask-masters`).
     heartbeat: heartbeat::Heartbeat,
+    /// What the children did, for the heartbeat and the throughput history.
+    throughput: throughput::Throughput,
 }
 
 impl Supervisor {
@@ -149,6 +154,7 @@ impl Supervisor {
             ledger,
             reports,
             heartbeat: heartbeat::Heartbeat::new(),
+            throughput: throughput::Throughput::new(),
         })
     }
 
@@ -284,7 +290,11 @@ impl Supervisor {
             .launcher
             .launch(index, generation, spec, self.events_tx.clone())
         {
-            Ok(child) => self.slots[index].state = State::Running(child),
+            Ok(child) => {
+                // A new child's beacon counts from zero.
+                self.slots[index].counted = Default::default();
+                self.slots[index].state = State::Running(child);
+            }
             Err(e) => {
                 self.log.error(format_args!(
                     "Cannot start a worker for queue {}: {e}",

@@ -45,6 +45,8 @@ pub(super) struct Slot {
     /// Broker-held leases only: the tasks those children had completed (without submits) but
     /// not recorded, which the queue's next children record instead of running them again.
     pub(super) completed: VecDeque<i64>,
+    /// What of the live child's beacon tally the master has counted already.
+    pub(super) counted: rex_transport::Counters,
 }
 
 /// How many lost tasks a slot remembers for its next children.
@@ -85,6 +87,7 @@ impl Supervisor {
                     lost: VecDeque::new(),
                     innocent: VecDeque::new(),
                     completed: VecDeque::new(),
+                    counted: Default::default(),
                 });
             }
         }

@@ -237,7 +237,7 @@ fn only_the_running_task_of_a_batch_is_charged_the_rest_go_back_uncharged() {
     h.starts(0, &tasks[0]);
     h.child(0)
         .beacon()
-        .finish(Some((tasks[0].id, tasks[0].lease_token)));
+        .finish(Some((tasks[0].id, tasks[0].lease_token)), finished());
     h.starts(0, &tasks[1]);
     h.dies(0, DeathCause::Signaled(9));
     assert_eq!(
@@ -381,4 +381,58 @@ fn halted_when_empty_is_not_relaunched() {
     h.dies(0, DeathCause::Exited(0));
     assert!(matches!(h.master.slots[0].state, State::Done));
     assert_eq!(h.launches(), 1);
+}
+
+/// A plain success of 2 ms, as a child's beacon records it.
+fn finished() -> crate::beacon::Finished {
+    crate::beacon::Finished {
+        ended: crate::beacon::Ended::Succeeded,
+        ran: Duration::from_millis(2),
+        waited: Some(Duration::from_millis(5)),
+    }
+}
+
+#[test]
+fn what_children_tally_and_the_crashes_charged_add_up_in_the_heartbeat_and_the_history() {
+    let mut h = Harness::new(r#"{"jobs": "bench_worker"}"#, options());
+    let tasks = h.batch_claimed_by("jobs", 0, 3);
+    for task in &tasks[..2] {
+        h.starts(0, task);
+        h.child(0).beacon().finish(None, finished());
+    }
+    h.master.beat();
+    let totals = |h: &Harness| {
+        let record = h.master.master_record(std::time::SystemTime::now());
+        assert_eq!(record.totals.len(), 1);
+        record.totals[0].counters
+    };
+    let seen = totals(&h);
+    assert_eq!((seen.succeeded, seen.crashed), (2, 0));
+    assert_eq!((seen.run.count(), seen.wait.count()), (2, 2));
+    h.master.beat();
+    assert_eq!(
+        totals(&h),
+        seen,
+        "a second look at the same beacon adds nothing"
+    );
+
+    h.starts(0, &tasks[2]);
+    h.dies(0, DeathCause::Signaled(9));
+    h.ledger_report();
+    let after = totals(&h);
+    assert_eq!((after.succeeded, after.crashed), (2, 1));
+
+    // A clean exit records what is left; the history then holds the whole minute.
+    h.master.forget_heartbeat();
+    h.runtime
+        .block_on(h.master.ledger.finish(std::future::pending()));
+    let rows = h
+        .runtime
+        .block_on(h.transport.history(Some("jobs"), 0))
+        .expect("history");
+    let mut recorded = rex_transport::Counters::default();
+    for row in &rows {
+        recorded.add(&row.counters);
+    }
+    assert_eq!(recorded, after);
 }

@@ -2,10 +2,31 @@
 //! project's transport until SIGINT or SIGTERM.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use chrono::{DateTime, Utc};
 
 use crate::cli::Parsed;
 use crate::error::{Error, Result};
 use crate::project::{App, Requirement};
+use crate::settings::Entry;
+
+/// A schedule entry as the console needs it.
+fn schedule(entry: &Entry) -> rex_console::Schedule {
+    let cron = entry.schedule.clone();
+    rex_console::Schedule {
+        id: entry.id.clone(),
+        name: entry.name().to_string(),
+        queue: entry.queue(),
+        rule: entry.description.to_string(),
+        payload: entry.payload(),
+        next_fire: Arc::new(move |after| {
+            cron.next_after(DateTime::<Utc>::from(after))
+                .map(SystemTime::from)
+        }),
+    }
+}
 
 pub fn task(parsed: &Parsed) -> Result<i32> {
     let bind_text = parsed
@@ -45,6 +66,7 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
         token,
         bind,
         project,
+        schedules: app.settings.schedules().iter().map(schedule).collect(),
     };
     // Refused before anything is bound or started.
     rex_console::check(&config)?;

@@ -42,7 +42,7 @@ pub(crate) use executor::submits_of;
 use executor::{Attempted, CtlExecutor, Executor, JsonMap, bench_record, run_plugin};
 use window::Window;
 
-use crate::beacon::{BEACON_FD, Beacon};
+use crate::beacon::{BEACON_FD, Beacon, Ended, Finished};
 use crate::cli::Parsed;
 use crate::control::{self, CONTROL_FD, Down, HaltReason, Up, WorkerSpec};
 use crate::error::{Error, Result};
@@ -463,13 +463,26 @@ impl Consumer {
         if self.rate.is_some() {
             self.recent.push_back(Instant::now());
         }
+        let ran = started.elapsed();
         let settlement = self.settlement(&task, outcome);
         // A plain completion is listed on the beacon until it is recorded, for the master to
         // complete if this process dies first.
         let plain =
             matches!(&settlement, Settlement::Complete { submits, .. } if submits.is_empty());
-        self.beacon
-            .finish(plain.then_some((task.id, task.lease_token)));
+        let ended = match &settlement {
+            Settlement::Fail { retry_at: None, .. } => Ended::Failed,
+            Settlement::Fail { .. } => Ended::Retried,
+            _ => Ended::Succeeded,
+        };
+        // A later attempt's wait would include its earlier attempts and retry delays.
+        let waited = (task.attempt == 1)
+            .then(|| SystemTime::now().duration_since(task.created_at).ok())
+            .flatten()
+            .map(|since_submit| since_submit.saturating_sub(ran));
+        self.beacon.finish(
+            plain.then_some((task.id, task.lease_token)),
+            Finished { ended, ran, waited },
+        );
         logging::set_current_task(None);
         self.processed += 1;
         let failed = matches!(settlement, Settlement::Fail { .. });

@@ -41,6 +41,27 @@ pub fn config(transport: Arc<dyn Transport>) -> Config {
         token: None,
         bind: "127.0.0.1:0".parse().expect("address"),
         project: "rex.test".into(),
+        schedules: vec![schedule()],
+    }
+}
+
+/// The id of [`schedule`].
+pub const SCHEDULE: &str = "0badc0de";
+
+/// A schedule that fires every 5 minutes into `reports`.
+pub fn schedule() -> rex_console::Schedule {
+    rex_console::Schedule {
+        id: SCHEDULE.into(),
+        name: "report_worker".into(),
+        queue: "reports".into(),
+        rule: r#"{"minute":"*/5"}"#.into(),
+        payload: rex_transport::normalize_payload(serde_json::json!({"from": "schedule"}))
+            .expect("a payload"),
+        next_fire: std::sync::Arc::new(|after| {
+            let ms = rex_transport::task::to_epoch_ms(after);
+            let step = 5 * 60_000;
+            Some(rex_transport::task::from_epoch_ms((ms / step + 1) * step))
+        }),
     }
 }
 

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use rex_transport::task::{from_epoch_ms, to_epoch_ms};
 use rex_transport::{
-    ChildRecord, Failure, ListState, MasterRecord, Outcome, Settlement, SubmitOptions, TaskFilter,
-    TaskId, TaskState, Transport,
+    ChildRecord, Counters, Failure, ListState, MasterRecord, Outcome, QueueTotals, Settlement,
+    SubmitOptions, TaskFilter, TaskId, TaskState, Transport,
 };
 use serde_json::json;
 
@@ -293,6 +293,20 @@ pub async fn case_purge_failed_selected(t: Arc<dyn Transport>) {
     assert_eq!(t.purge_failed(&[]).await.expect("purge nothing"), 0);
 }
 
+/// What a master's children did to queue `foo`: `processed` tasks of every kind.
+fn totals(processed: u64) -> Counters {
+    let mut counters = Counters {
+        succeeded: processed,
+        failed: 1,
+        retried: 2,
+        crashed: 3,
+        ..Counters::default()
+    };
+    counters.run.observe(Duration::from_millis(processed));
+    counters.wait.observe(Duration::from_secs(90));
+    counters
+}
+
 /// A master's heartbeat is listed until it expires, replaced by its next beat, and gone once
 /// forgotten.
 pub async fn case_master_heartbeats(t: Arc<dyn Transport>) {
@@ -316,6 +330,10 @@ pub async fn case_master_heartbeats(t: Arc<dyn Transport>) {
             processed,
             restarts: 2,
             rss_bytes: Some(9 << 20),
+        }],
+        totals: vec![QueueTotals {
+            queue: "foo".into(),
+            counters: totals(processed),
         }],
     };
     let (live, gone) = (unique("master"), unique("master"));

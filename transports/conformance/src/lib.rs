@@ -35,16 +35,18 @@
 //! * `batches.rs` — `claim_batch`, `settle` and `settle_and_claim` of several tasks (mixed
 //!   stale and current tokens, partial batches), `submit_batch`.
 //! * `failures.rs` — `fail` with and without retry, `retry_failed`, `purge`.
-//! * `schedules.rs` — schedule fires, `last_fire`, `prune_schedule_keys`.
+//! * `schedules.rs` — schedule fires, `last_fire`, `prune_schedule_keys`, pause flags.
 //! * `stats.rs` — `stats`.
 //! * `console.rs` — what the operator console needs: pause flags, task lookup, filtered
 //!   listings with keyset pagination, counts, purging selected failed tasks, master heartbeats.
+//! * `history.rs` — `record_history` and `history`: per-minute counters that add up.
 //! * `wake.rs` — `wait`.
 
 mod batches;
 mod claim_order;
 mod console;
 mod failures;
+mod history;
 mod leases;
 mod schedules;
 mod settle;
@@ -64,8 +66,9 @@ pub use console::{
     case_purge_failed_selected, case_resume_then_wait_returns, case_task_lookup,
 };
 pub use failures::{case_fail_with_retry, case_fail_without_retry, case_purge, case_retry_failed};
+pub use history::case_history_adds_up;
 pub use leases::{case_claim_leases, case_expired, case_owned_by, case_renew, case_stale_lease};
-pub use schedules::{case_prune_schedule_keys, case_schedule_fires};
+pub use schedules::{case_prune_schedule_keys, case_schedule_fires, case_schedule_pause};
 pub use settle::{
     case_complete_and_claim, case_complete_with_submits, case_release_keeps_attempt,
     case_release_keeps_place,
@@ -118,6 +121,7 @@ macro_rules! conformance_suite {
     ($module:ident, $fixture:expr $(,)?) => {
         $crate::conformance_suite!(@cases $module, $fixture;
             case_original_sequence,
+            case_history_adds_up,
             case_payload_keys_sorted,
             case_payload_fidelity,
             case_invalid_queue_names,
@@ -137,6 +141,7 @@ macro_rules! conformance_suite {
             case_idempotency_key,
             case_schedule_fires,
             case_prune_schedule_keys,
+            case_schedule_pause,
             case_delayed_submit,
             case_due_time_then_submission_order,
             case_stats,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use rex_transport::{SubmitOptions, Transport};
+use rex_transport::{SubmitOptions, Transport, TransportError};
 use serde_json::json;
 
 use crate::{counts, ready, submit_with, unique};
@@ -78,4 +78,37 @@ pub async fn case_prune_schedule_keys(t: Arc<dyn Transport>) {
         assert!(pruned >= 2, "pruned {pruned}");
         assert!(again.is_some(), "an old key is forgotten");
     }
+}
+
+/// A schedule's pause flag: set and cleared once each (the second of each changes nothing),
+/// listed while set; a malformed id is refused.
+pub async fn case_schedule_pause(t: Arc<dyn Transport>) {
+    let (id, other) = (unique("sched"), unique("sched"));
+    assert!(t.set_schedule_paused(&id, true).await.expect("pause"));
+    assert!(!t.set_schedule_paused(&id, true).await.expect("pause again"));
+    assert!(t.set_schedule_paused(&other, true).await.expect("pause"));
+    let paused = t.paused_schedules().await.expect("paused");
+    assert!(
+        paused.contains(&id) && paused.contains(&other),
+        "{paused:?}"
+    );
+    let mut sorted = paused.clone();
+    sorted.sort();
+    assert_eq!(paused, sorted);
+    assert!(t.set_schedule_paused(&id, false).await.expect("resume"));
+    assert!(
+        !t.set_schedule_paused(&id, false)
+            .await
+            .expect("resume again")
+    );
+    let paused = t.paused_schedules().await.expect("paused");
+    assert!(
+        !paused.contains(&id) && paused.contains(&other),
+        "{paused:?}"
+    );
+    assert!(t.set_schedule_paused(&other, false).await.expect("resume"));
+    assert!(matches!(
+        t.set_schedule_paused("no such:id", true).await,
+        Err(TransportError::InvalidScheduleId(_))
+    ));
 }

@@ -24,11 +24,10 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use lapin::BasicProperties;
-use lapin::options::BasicAckOptions;
 use lapin::types::DeliveryTag;
 
 use super::Inner;
-use crate::{MasterRecord, Result, TransportError};
+use crate::{MasterRecord, Result};
 
 impl Inner {
     pub(super) async fn beat(self: Arc<Self>, record: MasterRecord) -> Result<()> {
@@ -87,18 +86,7 @@ impl Inner {
             doomed.extend(replaced);
             newest.insert(record.id.clone(), (record, tag));
         }
-        let deleted = async {
-            for tag in doomed {
-                channel
-                    .basic_ack(tag, BasicAckOptions::default())
-                    .await
-                    .map_err(|e| self.error(e))?;
-            }
-            Ok::<_, TransportError>(())
-        }
-        .await;
-        Self::close(&channel).await;
-        deleted?;
+        self.ack_and_close(&channel, doomed).await?;
         Ok(newest.into_values().map(|(record, _)| record).collect())
     }
 }

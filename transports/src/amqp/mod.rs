@@ -189,8 +189,8 @@
 //! # Files
 //!
 //! * `mod.rs`: these docs, [`AmqpTransport`] and its [`Transport`] impl (argument checks, then
-//!   delegations to the methods of `Inner` defined in the files below), `Inner` (the state of
-//!   one transport) and small helpers the files share.
+//!   delegations to the methods of `Inner` defined in the files below).
+//! * `inner.rs`: `Inner` (the state of one transport) and the lock helper the files share.
 //! * `uri.rs`: parsing URIs, their display form without secrets, scrubbing secrets from errors;
 //!   the state of a transport opened on one (`Inner::new`).
 //! * `runtimes.rs`: the session of each Tokio runtime (kept in the crate's `runtime_cache`,
@@ -209,14 +209,17 @@
 //!   last fire, and deleting everything (for tests).
 //! * `wake.rs`: `wait` and its wake-up consumers.
 //! * The console (each file documents what RabbitMQ allows): `pause.rs` (a marker message per
-//!   paused queue, looked at by claims and waits), `console.rs` (lookups, listings, counts and
-//!   purges by browsing; running tasks: this process's claims), `heartbeats.rs` (masters).
+//!   paused queue, looked at by claims and waits; a message per paused schedule), `console.rs` (lookups, listings, counts and
+//!   purges by browsing; running tasks: this process's claims), `heartbeats.rs` (masters),
+//!   `history.rs` (throughput history: a message per master and minute, summed by readers).
 //!
 //! [`TransportError`]: crate::TransportError
 //! [`TransportError::Unavailable`]: crate::TransportError::Unavailable
 
 mod console;
 mod heartbeats;
+mod history;
+mod inner;
 mod lease;
 mod operator;
 mod ops;
@@ -228,24 +231,17 @@ mod topology;
 mod uri;
 mod wake;
 
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
-
-use lapin::tcp::OwnedTLSConfig;
-use lapin::uri::AMQPUri;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use crate::batch::validate_submits;
-use crate::runtime_cache::PerRuntime;
 use crate::{
-    Failure, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
-    Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
+    Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
+    Selector, Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
     validate_queue_name,
 };
-use lease::{GivenUp, Held};
+use inner::{Inner, lock};
 use publish::{Body, IdState};
-use runtimes::RuntimeSlot;
 use uri::parse_uri;
 
 const TRANSPORT: &str = "AMQP";
@@ -268,52 +264,6 @@ pub fn open_uri(uri: &str) -> Result<Arc<dyn Transport>> {
 /// A transport backed by a RabbitMQ broker. See the module docs.
 pub struct AmqpTransport {
     inner: Arc<Inner>,
-}
-
-/// The state of one transport, shared by its handles and the tasks it spawns. Its methods live
-/// in the files of this module (see the module docs, "Files").
-struct Inner {
-    /// The connection parameters; holds the password, never printed.
-    uri: AMQPUri,
-    /// For `amqps://`: what to trust, and the client certificate.
-    tls: Option<OwnedTLSConfig>,
-    prefix: String,
-    /// `describe()`: the URI without secrets, and the prefix.
-    display: String,
-    /// Passwords, scrubbed from error messages.
-    secrets: Vec<String>,
-    connect_timeout: Duration,
-    /// Sessions per Tokio runtime: each is driven by tasks of the runtime that made it.
-    runtimes: PerRuntime<RuntimeSlot>,
-    /// Task queues whose objects this process declared.
-    declared: Mutex<HashSet<String>>,
-    /// Task queues whose name this process published to the registry.
-    registered: Mutex<HashSet<String>>,
-    registry_declared: AtomicBool,
-    /// Fires queues this process declared.
-    fires: Mutex<HashSet<String>>,
-    /// Key queues this process declared (at most MAX_TRACKED_KEYS), for cleanup.
-    keys: Mutex<HashSet<String>>,
-    /// This process's claims by lease token.
-    leases: Mutex<HashMap<u64, Held>>,
-    /// Tasks this process lost with a connection, by id (see `Inner::forgiven`).
-    given_up: Mutex<HashMap<TaskId, GivenUp>>,
-    /// The latest acknowledgements, with the serial of the session they were sent on.
-    acked: Mutex<VecDeque<(u64, TaskId)>>,
-    /// Claims that failed with the connection: their message may come back redelivered
-    /// without anything having crashed (see `lease.rs`).
-    unseen_gets: AtomicU32,
-    ids: Mutex<IdState>,
-    /// `wait` calls blocked on a signal (tests observe it).
-    blocked_waiters: AtomicUsize,
-    /// The pause flag of each queue as last seen, and when (see `pause.rs`).
-    pauses: Mutex<HashMap<String, (Instant, bool)>>,
-    masters_declared: AtomicBool,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing here can panic half-way through an update.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl AmqpTransport {
@@ -589,6 +539,40 @@ impl Transport for AmqpTransport {
 
     async fn masters(&self) -> Result<Vec<MasterRecord>> {
         self.spawned_within(BULK_TIMEOUT, Inner::masters).await
+    }
+
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
+        crate::validate_schedule_id(id)?;
+        let id = id.to_string();
+        self.spawned(move |inner| inner.set_schedule_paused(id, paused))
+            .await
+    }
+
+    async fn paused_schedules(&self) -> Result<Vec<String>> {
+        self.spawned(|inner| inner.paused_schedules()).await
+    }
+
+    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
+        crate::history::check_rows(rows)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let rows = rows.to_vec();
+        self.spawned(move |inner| inner.record_history(rows)).await
+    }
+
+    async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {
+        if let Some(queue) = queue {
+            validate_queue_name(queue)?;
+        }
+        let queue = queue.map(str::to_string);
+        self.spawned_within(BULK_TIMEOUT, move |inner| inner.history(queue, since))
+            .await
+    }
+
+    /// A message per recording, which every reading takes and gives back: once a minute.
+    fn history_interval(&self) -> Duration {
+        Duration::from_secs(60)
     }
 
     /// Push-based: returns when a task is published to `queue` or one expires into it from a

@@ -203,6 +203,27 @@ impl Inner {
         Ok(Some((channel, messages)))
     }
 
+    /// Delete the browsed messages `tags` (acknowledge them), then close `channel` (giving the
+    /// others back) whatever happened.
+    pub(super) async fn ack_and_close(
+        &self,
+        channel: &lapin::Channel,
+        tags: impl IntoIterator<Item = lapin::types::DeliveryTag>,
+    ) -> Result<()> {
+        let deleted = async {
+            for tag in tags {
+                channel
+                    .basic_ack(tag, BasicAckOptions::default())
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+            Ok(())
+        }
+        .await;
+        Self::close(channel).await;
+        deleted
+    }
+
     /// Take every message of `name` (see [`browse_at_most`](Self::browse_at_most)).
     pub(super) async fn browse(&self, session: &Session, name: &str) -> Result<Option<Browsed>> {
         self.browse_at_most(session, name, usize::MAX).await

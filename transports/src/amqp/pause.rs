@@ -16,6 +16,9 @@
 //!   finds ready tasks asks the broker afresh, and blocks on a paused queue until it is resumed
 //!   (or a task is submitted: a spurious wake-up) or its timeout passes.
 //!
+//! A paused *schedule* is its id on `P._paused_schedules`, read by browsing it (see
+//! [`Inner::set_schedule_paused`]): schedulers ask once per fire, not per claim.
+//!
 //! A message rather than the existence of a queue: a check never meets `NOT_FOUND` (which
 //! closes the channel it was asked on, a channel to open again for the next check of every
 //! queue that is not paused), and pausing and resuming are each one atomic step.
@@ -165,5 +168,51 @@ impl Inner {
             }
         }
         Ok(paused)
+    }
+
+    /// Pausing a schedule publishes its id to `P._paused_schedules` unless a reading finds it
+    /// there; resuming deletes every message of the id. Two operators pausing the same
+    /// schedule at the same instant may both publish it (both told "changed"): a reading sees
+    /// it once, and a resume deletes both.
+    pub(super) async fn set_schedule_paused(
+        self: Arc<Self>,
+        id: String,
+        paused: bool,
+    ) -> Result<bool> {
+        let session = self.session().await?;
+        let name = self.declare_paused_schedules(&session).await?;
+        let Some((channel, messages)) = self.browse(&session, &name).await? else {
+            return Err(self.backend(format_args!("the queue {name} vanished")));
+        };
+        let mine: Vec<_> = messages
+            .into_iter()
+            .filter(|(_, data)| data.as_slice() == id.as_bytes())
+            .map(|(tag, _)| tag)
+            .collect();
+        let was_paused = !mine.is_empty();
+        let doomed = if paused { Vec::new() } else { mine };
+        self.ack_and_close(&channel, doomed).await?;
+        if paused && !was_paused {
+            let properties = BasicProperties::default().with_delivery_mode(2);
+            let confirmation = self
+                .publish_with(&session, "", &name, id.as_bytes(), Some(properties), true)
+                .await?;
+            self.require_ack(confirmation, "", &name)?;
+        }
+        Ok(paused != was_paused)
+    }
+
+    pub(super) async fn paused_schedules(self: Arc<Self>) -> Result<Vec<String>> {
+        let session = self.session().await?;
+        let name = self.declare_paused_schedules(&session).await?;
+        let Some((channel, messages)) = self.browse(&session, &name).await? else {
+            return Ok(Vec::new());
+        };
+        Self::close(&channel).await;
+        let ids: std::collections::BTreeSet<String> = messages
+            .into_iter()
+            .filter_map(|(_, data)| String::from_utf8(data).ok())
+            .collect();
+        Ok(ids.into_iter().collect())
     }
 }

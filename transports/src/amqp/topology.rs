@@ -31,6 +31,10 @@ const FIRES_KEPT: i64 = 16;
 /// Heartbeat records kept at most (the oldest go first): a bound, should nobody list them.
 const MASTER_RECORDS_KEPT: i64 = 10_000;
 
+/// Messages of throughput history kept at most (the oldest go first): a day of one message a
+/// minute from each of 60 masters, should their expiry not reach them first.
+const HISTORY_MESSAGES_KEPT: i64 = 86_400;
+
 /// The longest broker object name.
 const MAX_NAME: usize = 255;
 
@@ -117,6 +121,14 @@ impl Inner {
 
     pub(super) fn masters_name(&self) -> String {
         format!("{}._masters", self.prefix)
+    }
+
+    pub(super) fn paused_schedules_name(&self) -> String {
+        format!("{}._paused_schedules", self.prefix)
+    }
+
+    pub(super) fn history_name(&self) -> String {
+        format!("{}._history", self.prefix)
     }
 
     /// `P.KIND.NAME`, or `P.KINDh.HASH` when that is too long for the broker.
@@ -241,6 +253,8 @@ impl Inner {
         lock(&self.fires).clear();
         self.registry_declared.store(false, Ordering::SeqCst);
         self.masters_declared.store(false, Ordering::SeqCst);
+        self.history_declared.store(false, Ordering::SeqCst);
+        self.schedules_declared.store(false, Ordering::SeqCst);
     }
 
     /// Declare a queue on a channel of its own (declares register in the channel's memory;
@@ -302,6 +316,31 @@ impl Inner {
             let arguments = args(&[("x-max-length", AMQPValue::LongLongInt(MASTER_RECORDS_KEPT))]);
             self.declare_alone(session, &name, arguments).await?;
             self.masters_declared.store(true, Ordering::SeqCst);
+        }
+        Ok(name)
+    }
+
+    /// Declare the queue of paused schedules (once per process). Returns its name.
+    pub(super) async fn declare_paused_schedules(&self, session: &Session) -> Result<String> {
+        let name = self.paused_schedules_name();
+        if !self.schedules_declared.load(Ordering::SeqCst) {
+            self.declare_alone(session, &name, FieldTable::default())
+                .await?;
+            self.schedules_declared.store(true, Ordering::SeqCst);
+        }
+        Ok(name)
+    }
+
+    /// Declare the throughput history's queue (once per process). Returns its name.
+    pub(super) async fn declare_history(&self, session: &Session) -> Result<String> {
+        let name = self.history_name();
+        if !self.history_declared.load(Ordering::SeqCst) {
+            let arguments = args(&[(
+                "x-max-length",
+                AMQPValue::LongLongInt(HISTORY_MESSAGES_KEPT),
+            )]);
+            self.declare_alone(session, &name, arguments).await?;
+            self.history_declared.store(true, Ordering::SeqCst);
         }
         Ok(name)
     }

@@ -287,6 +287,8 @@ impl Inner {
             blocked_waiters: AtomicUsize::new(0),
             pauses: Mutex::new(HashMap::new()),
             masters_declared: AtomicBool::new(false),
+            history_declared: AtomicBool::new(false),
+            schedules_declared: AtomicBool::new(false),
         }
     }
 }

@@ -1,13 +1,15 @@
 //! The memory transport's operator side: pause flags, lookups and filtered listings, bulk
-//! purges, master heartbeats. The [`Transport`](crate::Transport) methods in `mod.rs` call
+//! purges, master heartbeats, throughput history, paused schedules. The [`Transport`](crate::Transport) methods in `mod.rs` call
 //! these.
 
 use std::time::SystemTime;
 
 use super::MemoryTransport;
+use crate::history;
 use crate::task::now_ms;
 use crate::{
-    MasterRecord, Result, TaskFilter, TaskId, TaskState, TaskSummary, validate_queue_name,
+    HistoryRow, MasterRecord, Result, TaskFilter, TaskId, TaskState, TaskSummary,
+    validate_queue_name,
 };
 
 impl MemoryTransport {
@@ -24,6 +26,16 @@ impl MemoryTransport {
             self.notify.notify_waiters();
         }
         Ok(changed)
+    }
+
+    pub(super) fn set_schedule_paused_now(&self, id: &str, paused: bool) -> Result<bool> {
+        crate::validate_schedule_id(id)?;
+        let mut state = self.state();
+        Ok(if paused {
+            state.paused_schedules.insert(id.to_string())
+        } else {
+            state.paused_schedules.remove(id)
+        })
     }
 
     pub(super) fn paused_now(&self) -> Result<Vec<String>> {
@@ -94,5 +106,24 @@ impl MemoryTransport {
         let mut state = self.state();
         state.masters.retain(|_, record| record.is_live(now));
         Ok(state.masters.values().cloned().collect())
+    }
+
+    pub(super) fn record_history_now(&self, rows: &[HistoryRow]) -> Result<()> {
+        history::check_rows(rows)?;
+        let oldest = history::minute_of(SystemTime::now() - history::HISTORY_KEPT);
+        let mut state = self.state();
+        state.history.retain(|row| row.minute >= oldest);
+        history::merge(&mut state.history, rows.iter().cloned());
+        Ok(())
+    }
+
+    pub(super) fn history_now(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {
+        let state = self.state();
+        Ok(state
+            .history
+            .iter()
+            .filter(|row| history::wanted(row, queue, since))
+            .cloned()
+            .collect())
     }
 }

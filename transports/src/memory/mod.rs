@@ -14,9 +14,9 @@ use crate::task::{
 mod console;
 
 use crate::{
-    Attempt, Failure, FailureKind, Lease, MasterRecord, Outcome, Payload, PurgeWhich, QueueCounts,
-    QueueStats, Result, Selector, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskState,
-    TaskSummary, Transport, validate_queue_name,
+    Attempt, Failure, FailureKind, HistoryRow, Lease, MasterRecord, Outcome, Payload, PurgeWhich,
+    QueueCounts, QueueStats, Result, Selector, Submit, SubmitOptions, Task, TaskFilter, TaskId,
+    TaskState, TaskSummary, Transport, validate_queue_name,
 };
 
 /// A transport living in this process's memory.
@@ -34,7 +34,10 @@ struct State {
     tasks: BTreeMap<TaskId, Row>,
     idempotency_keys: HashSet<String>,
     paused: BTreeSet<String>,
+    paused_schedules: BTreeSet<String>,
     masters: BTreeMap<String, MasterRecord>,
+    /// Sorted by queue, then minute.
+    history: Vec<HistoryRow>,
 }
 
 /// One task; times are epoch milliseconds like the SQLite columns, so both behave alike.
@@ -500,6 +503,22 @@ impl Transport for MemoryTransport {
 
     async fn masters(&self) -> Result<Vec<MasterRecord>> {
         self.masters_now()
+    }
+
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
+        self.set_schedule_paused_now(id, paused)
+    }
+
+    async fn paused_schedules(&self) -> Result<Vec<String>> {
+        Ok(self.state().paused_schedules.iter().cloned().collect())
+    }
+
+    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
+        self.record_history_now(rows)
+    }
+
+    async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {
+        self.history_now(queue, since)
     }
 
     /// Returns when a task is ready in `queue`, when anything may have made one ready, or

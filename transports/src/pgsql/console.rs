@@ -122,9 +122,14 @@ impl PgsqlTransport {
     }
 
     pub(super) async fn paused(&self) -> Result<Vec<String>> {
+        self.texts(&self.sql.paused).await
+    }
+
+    /// The first column of what `sql` (no parameters) returns, as text.
+    pub(super) async fn texts(&self, sql: &str) -> Result<Vec<String>> {
         self.run(async {
             let client = self.client().await?;
-            let stmt = client.prepare_cached(&self.sql.paused).await?;
+            let stmt = client.prepare_cached(sql).await?;
             let rows = client.query(&stmt, &[]).await?;
             Ok(rows
                 .iter()

@@ -99,10 +99,12 @@
 //! * `operator.rs` — counts, stats, failed tasks, retry, purge, schedule keys, vacuum.
 //! * `console.rs` — pause flags, task lookup, filtered listings and counts, purging selected
 //!   failed tasks, masters' heartbeats.
+//! * `history.rs` — throughput history: per-minute counters summed by an upsert.
 //! * `wake.rs` — `wait` and the listening connection.
 
 mod connection;
 mod console;
+mod history;
 mod operator;
 mod queue;
 mod rows;
@@ -119,8 +121,8 @@ use postgres_native_tls::MakeTlsConnector;
 use tokio::sync::OnceCell;
 
 use crate::{
-    Failure, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
-    Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
+    Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
+    Selector, Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
     TransportError,
 };
 use sql::Sql;
@@ -345,6 +347,22 @@ impl Transport for PgsqlTransport {
 
     async fn masters(&self) -> Result<Vec<MasterRecord>> {
         PgsqlTransport::masters(self).await
+    }
+
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
+        PgsqlTransport::set_schedule_paused(self, id, paused).await
+    }
+
+    async fn paused_schedules(&self) -> Result<Vec<String>> {
+        PgsqlTransport::paused_schedules(self).await
+    }
+
+    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
+        PgsqlTransport::record_history(self, rows).await
+    }
+
+    async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {
+        PgsqlTransport::history(self, queue, since).await
     }
 
     /// Every task leaves two or three dead row versions behind (claim, settle), and a claim

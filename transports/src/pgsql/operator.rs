@@ -1,7 +1,8 @@
 //! What operators and masters ask for besides the consumers' traffic: counts, stats (paused
 //! queues included, with or without tasks), the failed tasks, retrying and purging them, the
-//! schedules' idempotency keys (last_fire, prune_schedule_keys), and upkeep (maintain: vacuum
-//! when the server's autovacuum is off). The console's reads and actions are in `console.rs`.
+//! schedules' idempotency keys (last_fire, prune_schedule_keys) and pause flags, and upkeep
+//! (maintain: vacuum when the server's autovacuum is off). The console's reads and actions are
+//! in `console.rs`.
 
 use std::time::SystemTime;
 
@@ -13,7 +14,7 @@ use super::{PgsqlTransport, VACUUM_LOCK_CLASS};
 use crate::task::{schedule_key_prefix, schedule_key_time, to_epoch_ms};
 use crate::{
     PurgeWhich, QueueCounts, QueueStats, Result, Selector, TaskState, TaskSummary,
-    validate_queue_name,
+    validate_queue_name, validate_schedule_id,
 };
 
 /// Dead rows in `tasks`, beyond a fifth of the live ones, that make [`Transport::maintain`]
@@ -154,6 +155,25 @@ impl PgsqlTransport {
             })
             .await?;
         Ok(key.as_deref().and_then(schedule_key_time))
+    }
+
+    pub(super) async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
+        validate_schedule_id(id)?;
+        self.run(async {
+            let client = self.client().await?;
+            let sql = if paused {
+                &self.sql.pause_schedule
+            } else {
+                &self.sql.resume_schedule
+            };
+            let stmt = client.prepare_cached(sql).await?;
+            Ok(client.execute(&stmt, &[&id]).await? == 1)
+        })
+        .await
+    }
+
+    pub(super) async fn paused_schedules(&self) -> Result<Vec<String>> {
+        self.texts(&self.sql.paused_schedules).await
     }
 
     pub(super) async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {

@@ -112,6 +112,18 @@ pub(super) struct Sql {
     /// The records (JSON) of the masters whose record expires after `$1`, by id; the others
     /// are deleted.
     pub(super) masters: String,
+    /// `$1` a schedule id: a row when it was not paused yet.
+    pub(super) pause_schedule: String,
+    /// `$1` a schedule id: a row when it was paused.
+    pub(super) resume_schedule: String,
+    pub(super) paused_schedules: String,
+    /// `$1` minute, `$2` queue, `$3`–`$6` succeeded, failed, retried, crashed, `$7`/`$8` the
+    /// run time buckets and sum, `$9`/`$10` the wait's: added to the row's counters.
+    pub(super) history_add: String,
+    /// Deletes the rows before minute `$1`.
+    pub(super) history_prune: String,
+    /// The rows from minute `$1` on, of queue `$2` (every queue when NULL).
+    pub(super) history: String,
 }
 
 impl Sql {
@@ -160,6 +172,12 @@ impl Sql {
             beat: s(include_str!("sql/queries/beat.sql")),
             forget_master: s(include_str!("sql/queries/forget_master.sql")),
             masters: s(include_str!("sql/queries/masters.sql")),
+            pause_schedule: s(include_str!("sql/queries/pause_schedule.sql")),
+            resume_schedule: s(include_str!("sql/queries/resume_schedule.sql")),
+            paused_schedules: s(include_str!("sql/queries/paused_schedules.sql")),
+            history_add: s(include_str!("sql/queries/history_add.sql")),
+            history_prune: s(include_str!("sql/queries/history_prune.sql")),
+            history: s(include_str!("sql/queries/history.sql")),
         }
     }
 }

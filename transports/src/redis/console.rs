@@ -28,16 +28,21 @@ impl RedisTransport {
     }
 
     pub(super) async fn paused(&self) -> Result<Vec<String>> {
+        self.members(&format!("{}:paused", self.prefix)).await
+    }
+
+    /// The members of the set `key`, sorted (sent again once after a dropped connection).
+    pub(super) async fn members(&self, key: &str) -> Result<Vec<String>> {
         let mut command = ::redis::cmd("SMEMBERS");
-        command.arg(format!("{}:paused", self.prefix));
+        command.arg(key);
         let mut connection = self.connection().await?;
-        let mut queues: Vec<String> = match command.query_async(&mut connection).await {
+        let mut members: Vec<String> = match command.query_async(&mut connection).await {
             Err(e) if e.is_connection_dropped() => command.query_async(&mut connection).await,
             result => result,
         }
         .map_err(|e| self.command_error(e))?;
-        queues.sort();
-        Ok(queues)
+        members.sort();
+        Ok(members)
     }
 
     pub(super) async fn task(&self, id: TaskId) -> Result<Option<TaskSummary>> {

@@ -114,10 +114,12 @@
 //! * `operator.rs` — counts, stats, failed tasks (list, retry, purge), schedule keys.
 //! * `console.rs` — what the operator console needs: pause flags, task lookup, filtered
 //!   listings and counts, purging selected failed tasks, master heartbeats.
+//! * `history.rs` — throughput history: per-minute hashes added to with `HINCRBY`.
 //! * `wake.rs` — `wait`: the probe script and `BLPOP` on the queue's signal list.
 
 mod connection;
 mod console;
+mod history;
 mod operator;
 mod queue;
 mod rows;
@@ -136,8 +138,8 @@ use crate::runtime_cache::PerRuntime;
 use crate::tls::TlsSettings;
 use crate::uri::scrub;
 use crate::{
-    Failure, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
-    Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
+    Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
+    Selector, Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
     TransportError,
 };
 
@@ -366,6 +368,22 @@ impl Transport for RedisTransport {
 
     async fn masters(&self) -> Result<Vec<MasterRecord>> {
         self.masters().await
+    }
+
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
+        self.set_schedule_paused(id, paused).await
+    }
+
+    async fn paused_schedules(&self) -> Result<Vec<String>> {
+        self.paused_schedules().await
+    }
+
+    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
+        self.record_history(rows).await
+    }
+
+    async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {
+        self.history(queue, since).await
     }
 
     /// Returns as soon as a task is ready in `queue` (announced by a wake-up token, or due by

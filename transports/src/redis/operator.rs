@@ -1,5 +1,6 @@
-//! Operators and maintenance: counts, stats (with the paused queues), the failed tasks (list, retry, purge), and the
-//! idempotency keys of schedules (`last_fire`, `prune_schedule_keys`). The reads are sent
+//! Operators and maintenance: counts, stats (with the paused queues), the failed tasks (list,
+//! retry, purge), and the idempotency keys and pause flags of schedules (`last_fire`,
+//! `prune_schedule_keys`, `set_schedule_paused`). The reads are sent
 //! again once after a dropped connection; the changes are not.
 
 use std::time::SystemTime;
@@ -11,7 +12,8 @@ use super::rows::STATS_ROW;
 use super::scripts::SCRIPTS;
 use crate::task::{now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
 use crate::{
-    PurgeWhich, QueueCounts, QueueStats, Result, Selector, TaskId, TaskSummary, validate_queue_name,
+    PurgeWhich, QueueCounts, QueueStats, Result, Selector, TaskId, TaskSummary,
+    validate_queue_name, validate_schedule_id,
 };
 
 impl RedisTransport {
@@ -120,5 +122,25 @@ impl RedisTransport {
         }
         .map_err(|e| self.command_error(e))?;
         Ok(keys.first().and_then(|key| schedule_key_time(key)))
+    }
+
+    /// `SADD`/`SREM` on `P:paused_schedules`: one command, atomic, its count the change.
+    pub(super) async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
+        validate_schedule_id(id)?;
+        let mut command = ::redis::cmd(if paused { "SADD" } else { "SREM" });
+        command
+            .arg(format!("{}:paused_schedules", self.prefix))
+            .arg(id);
+        let mut connection = self.connection().await?;
+        let changed: i64 = command
+            .query_async(&mut connection)
+            .await
+            .map_err(|e| self.command_error(e))?;
+        Ok(changed == 1)
+    }
+
+    pub(super) async fn paused_schedules(&self) -> Result<Vec<String>> {
+        self.members(&format!("{}:paused_schedules", self.prefix))
+            .await
     }
 }

@@ -21,11 +21,14 @@
 //! | `P:paused` | set | paused queues: the claim scripts check it (`SISMEMBER`) and hand out nothing, the probe of `wait` blocks; resuming pushes wake-up tokens |
 //! | `P:master:ID` | string | one master's heartbeat ([`MasterRecord`](crate::MasterRecord) as JSON), expiring (`PX`) at its `expires_at` |
 //! | `P:masters` | sorted set | master ids, score = `expires_at` (`masters` reads the unexpired ones; `beat` drops the expired) |
+//! | `P:paused_schedules` | set | paused schedule ids (`SADD`/`SREM`, no script: nothing else changes with them) |
+//! | `P:history:MINUTE:QUEUE` | hash | one queue's counters of one minute ([`Counters`](crate::Counters): `succeeded failed retried crashed run_sum_ms wait_sum_ms run0`…`run12 wait0`…`wait12`), added to with `HINCRBY`, expiring a day after its last change |
+//! | `P:history` | sorted set | `MINUTE:QUEUE` members, score = minute (`history` reads a range; `history_add` drops the entries older than a day) |
 //! | `P:keys` | sorted set | used idempotency keys, all with score 0 so that they sort bytewise: `last_fire` is one reverse range query over a schedule's keys |
 //!
 //! The scripts build these names from the prefix (`lua/prelude.lua`); the Rust side names
-//! only `P:keys` (`last_fire`), `P:paused` (`paused`) and `P:q:QUEUE:signal` (`BLPOP` in
-//! `wait`) itself.
+//! only `P:keys` (`last_fire`), `P:paused` (`paused`), `P:paused_schedules` and
+//! `P:q:QUEUE:signal` (`BLPOP` in `wait`) itself.
 //!
 //! Console listings (`lua/list.lua`) have no index of their own: they read the state indexes
 //! above, the pending ones by score (`run_at`: the time filters are score ranges), the failed
@@ -112,6 +115,12 @@ pub(super) struct Scripts {
     pub(super) forget_master: Script,
     /// ARGV: now. Returns the JSON records of the masters that have not expired.
     pub(super) masters: Script,
+    /// ARGV: the oldest minute kept, the rows' time to live (seconds), then per row: minute,
+    /// queue, N, and N (field, amount) pairs to add.
+    pub(super) history_add: Script,
+    /// ARGV: since (minute), queue (or empty for every queue). Returns flat rows: queue,
+    /// minute, N, then N (field, value) pairs.
+    pub(super) history: Script,
 }
 
 pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
@@ -144,6 +153,8 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
         beat: script(include_str!("lua/beat.lua")),
         forget_master: script(include_str!("lua/forget_master.lua")),
         masters: script(include_str!("lua/masters.lua")),
+        history_add: script(include_str!("lua/history_add.lua")),
+        history: script(include_str!("lua/history.lua")),
     }
 });
 

@@ -92,8 +92,13 @@ impl SqliteTransport {
     }
 
     pub(super) fn paused(&self) -> Result<Vec<String>> {
+        self.texts(PAUSED)
+    }
+
+    /// The first column of what `sql` (no parameters) returns, as text.
+    pub(super) fn texts(&self, sql: &str) -> Result<Vec<String>> {
         self.with(|conn| {
-            conn.prepare_cached(PAUSED)?
+            conn.prepare_cached(sql)?
                 .query_map([], |row| row.get(0))?
                 .collect()
         })
@@ -238,7 +243,7 @@ mod tests {
     #[tokio::test]
     async fn crowded_and_sparse_listings_page_alike() {
         let dir = tempfile::tempdir().unwrap();
-        let t = SqliteTransport::open(&dir.path().join("rex.sqlite3")).unwrap();
+        let t = SqliteTransport::open(dir.path().join("rex.sqlite3")).unwrap();
         let submit = |n: u64| Submit {
             queue: "foo".into(),
             payload: serde_json::json!({ "n": n }).as_object().unwrap().clone(),

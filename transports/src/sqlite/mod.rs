@@ -21,9 +21,10 @@
 //! * `queue.rs` — a task's life: submit, claim, complete (and claim), fail, release, and the
 //!   leases: owned_by, expired, renew.
 //! * `operator.rs` — what operators and schedulers ask: counts, stats, failed, retry_failed,
-//!   purge, last_fire, prune_schedule_keys.
+//!   purge, last_fire, prune_schedule_keys, paused schedules.
 //! * `console.rs` — what the operator console asks: pause flags, task lookup, filtered
 //!   listings and counts, purging selected failed tasks, masters' heartbeats.
+//! * `history.rs` — throughput history: per-minute counters added up and read back.
 //! * `wake.rs` — [`wait`](Transport::wait): in-process notifications, and the host-local wake
 //!   bus that carries wake-ups between processes.
 //! * `sql/` — every SQL statement, one per file, loaded with `include_str!`:
@@ -31,6 +32,7 @@
 
 mod connection;
 mod console;
+mod history;
 mod operator;
 mod queue;
 mod rows;
@@ -45,8 +47,8 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use crate::{
-    Failure, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
-    Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
+    Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
+    Selector, Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
     TransportError,
 };
 use wake::WakeBus;
@@ -235,6 +237,22 @@ impl Transport for SqliteTransport {
 
     async fn masters(&self) -> Result<Vec<MasterRecord>> {
         self.masters()
+    }
+
+    async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
+        self.set_schedule_paused(id, paused)
+    }
+
+    async fn paused_schedules(&self) -> Result<Vec<String>> {
+        self.paused_schedules()
+    }
+
+    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
+        self.record_history(rows)
+    }
+
+    async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {
+        self.history(queue, since)
     }
 
     async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {

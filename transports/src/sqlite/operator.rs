@@ -11,7 +11,7 @@ use super::rows::{get_u64, summary_from_row};
 use crate::task::{from_epoch_ms, now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
 use crate::{
     PurgeWhich, QueueCounts, QueueStats, Result, Selector, TaskState, TaskSummary,
-    validate_queue_name,
+    validate_queue_name, validate_schedule_id,
 };
 
 /// `counts.sql` and `stats.sql` share their four count columns; `?1` is now.
@@ -27,6 +27,9 @@ const LAST_FIRE: &str = include_str!("sql/queries/last_fire.sql");
 /// schedule: numbered per schedule from the newest, by a window function (one sort, not a
 /// lookup per key).
 const PRUNE_SCHEDULE_KEYS: &str = include_str!("sql/queries/prune_schedule_keys.sql");
+const PAUSE_SCHEDULE: &str = include_str!("sql/queries/pause_schedule.sql");
+const RESUME_SCHEDULE: &str = include_str!("sql/queries/resume_schedule.sql");
+const PAUSED_SCHEDULES: &str = include_str!("sql/queries/paused_schedules.sql");
 
 impl SqliteTransport {
     pub(super) fn counts(&self, queue: &str) -> Result<QueueCounts> {
@@ -130,6 +133,23 @@ impl SqliteTransport {
                 .optional()
         })?;
         Ok(key.as_deref().and_then(schedule_key_time))
+    }
+
+    pub(super) fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
+        validate_schedule_id(id)?;
+        let changed = self.with(|conn| {
+            if paused {
+                conn.prepare_cached(PAUSE_SCHEDULE)?
+                    .execute(params![id, now_ms()])
+            } else {
+                conn.prepare_cached(RESUME_SCHEDULE)?.execute(params![id])
+            }
+        })?;
+        Ok(changed > 0)
+    }
+
+    pub(super) fn paused_schedules(&self) -> Result<Vec<String>> {
+        self.texts(PAUSED_SCHEDULES)
     }
 
     pub(super) fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {

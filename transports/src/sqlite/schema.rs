@@ -26,6 +26,10 @@ const MIGRATIONS: &[&str] = &[
     // The failed tasks by id (the console's failed page, bulk actions over a filter): a
     // partial index, so the delivery path, which never writes a failed task, pays nothing.
     include_str!("sql/migrations/005_failed_index.sql"),
+    // Throughput history: per-minute counters of each queue, added to by every master.
+    include_str!("sql/migrations/006_history.sql"),
+    // Paused schedules: a scheduler skips their fires.
+    include_str!("sql/migrations/007_paused_schedules.sql"),
 ];
 
 /// The schema version this code reads and writes: the number of [`MIGRATIONS`].

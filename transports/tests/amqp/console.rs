@@ -195,6 +195,7 @@ async fn heartbeats_of_several_masters() {
         expires_at: now + Duration::from_secs(60),
         scheduler: false,
         children: Vec::new(),
+        totals: Vec::new(),
     };
     for beat in 0..5 {
         let (a, b) = (record("host_a:1:1", beat), record("host_b:2:2", beat));

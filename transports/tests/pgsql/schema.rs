@@ -122,7 +122,7 @@ async fn older_schemas_are_migrated_and_newer_ones_refused() {
         .batch_execute(&format!(
             "DROP INDEX {s}.tasks_pending_by_due;
              CREATE INDEX tasks_pending_by_run_at ON {s}.tasks (queue, run_at) WHERE state = 'pending';
-             DROP TABLE {s}.paused_queues, {s}.masters;
+             DROP TABLE {s}.paused_queues, {s}.masters, {s}.history, {s}.paused_schedules;
              UPDATE {s}.tasks SET run_at = '2001-01-01' WHERE state = 'failed';
              DELETE FROM {s}.schema_version; INSERT INTO {s}.schema_version VALUES (1);"
         ))
@@ -153,12 +153,19 @@ async fn older_schemas_are_migrated_and_newer_ones_refused() {
     let run_at = failed.run_at.expect("run_at");
     assert_eq!(rex_transport::task::to_epoch_ms(run_at), finished_at);
     assert!(t.set_paused("kept", true).await.expect("the new tables"));
+    t.record_history(&[]).await.expect("the history table");
+    assert!(
+        t.history(None, 0)
+            .await
+            .expect("the history table")
+            .is_empty()
+    );
     let version: i32 = admin
         .query_one(&format!("SELECT max(version) FROM {s}.schema_version"), &[])
         .await
         .expect("version")
         .get(0);
-    assert_eq!(version, 3);
+    assert_eq!(version, 5);
 
     admin
         .batch_execute(&format!("INSERT INTO {s}.schema_version VALUES (99)"))

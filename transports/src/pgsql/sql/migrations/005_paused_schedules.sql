@@ -1,0 +1,3 @@
+CREATE TABLE {schema}.paused_schedules (
+    id TEXT COLLATE "C" PRIMARY KEY
+);

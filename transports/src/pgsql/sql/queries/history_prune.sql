@@ -1,0 +1,1 @@
+DELETE FROM {schema}.history WHERE minute < $1

@@ -1,0 +1,1 @@
+SELECT id FROM {schema}.paused_schedules ORDER BY id

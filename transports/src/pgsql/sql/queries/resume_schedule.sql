@@ -1,0 +1,1 @@
+DELETE FROM {schema}.paused_schedules WHERE id = $1::text

@@ -1,0 +1,1 @@
+SELECT counters FROM history WHERE minute = ?1 AND queue = ?2

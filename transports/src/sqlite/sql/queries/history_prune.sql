@@ -1,0 +1,1 @@
+DELETE FROM history WHERE minute < ?1

@@ -1,0 +1,1 @@
+SELECT id FROM paused_schedules ORDER BY id

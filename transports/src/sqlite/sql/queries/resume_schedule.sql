@@ -1,0 +1,1 @@
+DELETE FROM paused_schedules WHERE id = ?1
