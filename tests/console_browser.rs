@@ -97,6 +97,8 @@ async fn a_failed_task_is_opened_retried_and_then_processed() {
 
     browser.open(&format!("{url}/failed")).await;
     click(&browser, "table a[href^='/tasks/']").await;
+    // The task page has loaded (the failed page also has a table to read from).
+    browser.wait_for("pre.payload").await;
     let reason = browser.text("table tbody tr td:nth-child(4)").await;
     assert!(
         reason.contains("payload.ms must be a non-negative integer"),
@@ -105,7 +107,7 @@ async fn a_failed_task_is_opened_retried_and_then_processed() {
     assert!(browser.text("pre.payload").await.contains("not a number"));
     browser.screenshot(&screenshot_dir().join("task.png")).await;
     click_button(&browser, "Retry").await;
-    browser.wait_for("main").await;
+    browser.wait_text("h1 .badge", |t| t == "pending").await;
     let row = queue_row(&project, "jobs");
     assert_eq!(
         (row["failed"].as_u64(), row["ready"].as_u64()),
@@ -122,6 +124,24 @@ async fn a_failed_task_is_opened_retried_and_then_processed() {
         .wait_text(&field("jobs", "ready"), |t| t == "0")
         .await;
     assert_eq!(browser.text(&field("jobs", "failed")).await, "0");
+
+    // Its history: the failed attempt and the processed one, minute by minute.
+    browser.open(&format!("{url}/queues/jobs")).await;
+    click(&browser, "details summary").await;
+    browser.wait_for("table#history tbody tr").await;
+    let drawn = browser
+        .client
+        .execute_async(
+            r#"const done = arguments[arguments.length - 1];
+               document.querySelector("img.chart").decode().then(() => done("drawn"), e => done(String(e)));"#,
+            vec![],
+        )
+        .await
+        .expect("script");
+    assert_eq!(drawn, "drawn");
+    browser
+        .screenshot(&screenshot_dir().join("history.png"))
+        .await;
     browser.close().await;
 }
 
@@ -145,14 +165,20 @@ async fn a_filtered_bulk_purge_touches_only_the_filtered_tasks() {
 
     browser.open(&format!("{url}/failed?text=alpha")).await;
     click_button(&browser, "Purge all matching…").await;
-    // The confirmation names the count it will touch.
-    let heading = browser.text("main h1").await;
+    // The confirmation names the count it will touch (waited for: until the click's page
+    // loads, the failed page's heading is there).
+    let heading = browser
+        .wait_text("main h1", |t| t.starts_with("Purge"))
+        .await;
     assert_eq!(heading, "Purge 2 failed tasks?");
     browser
         .screenshot(&screenshot_dir().join("confirm.png"))
         .await;
     click_button(&browser, "Purge 2").await;
-    assert_eq!(browser.text("main p").await, "Purged 2 failed tasks.");
+    let done = browser
+        .wait_text("main p", |t| t.starts_with("Purged"))
+        .await;
+    assert_eq!(done, "Purged 2 failed tasks.");
 
     let failed = project.failed("jobs");
     assert_eq!(failed.len(), 1, "{failed:?}");
@@ -248,11 +274,13 @@ async fn read_only_shows_no_action() {
     let (_console, url) = dashboard(&project, &["--read-only"]);
     browser.open(&format!("{url}/failed")).await;
     click(&browser, "table a[href^='/tasks/']").await;
+    browser.wait_for("pre.payload").await;
     let task_page = browser.client.current_url().await.expect("url").to_string();
     for page in [
         format!("{url}/"),
         format!("{url}/queues/jobs"),
         format!("{url}/failed"),
+        format!("{url}/schedules"),
         task_page,
     ] {
         browser.open(&page).await;
@@ -278,7 +306,7 @@ async fn has_action(browser: &Browser) -> bool {
         .expect("buttons")
     {
         let text = button.text().await.unwrap_or_default();
-        if ["Retry", "Purge", "Pause", "Resume"]
+        if ["Retry", "Purge", "Pause", "Resume", "Cancel", "Run now"]
             .iter()
             .any(|action| text.contains(action))
         {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rex_tests::networked::{runs, servers, submit_numbered, transport_set};
+use rex_tests::networked::{rex_on as rex, runs, servers, submit_numbered, transport_set, until};
 use rex_tests::{Project, Running, children_of};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -17,14 +17,6 @@ fn transports() -> Vec<(&'static str, Option<String>)> {
     let mut all = vec![("sqlite", None)];
     all.extend(servers().into_iter().map(|(name, uri)| (name, Some(uri))));
     all
-}
-
-/// `rex <args>` on the transport under test, insisting on success; stdout.
-fn rex(project: &Project, uri: Option<&str>, args: &[&str]) -> String {
-    let set = uri.map(transport_set);
-    let mut all = args.to_vec();
-    all.extend(set.as_deref());
-    project.ok(&all)
 }
 
 fn json(text: &str) -> serde_json::Value {
@@ -37,19 +29,6 @@ fn queue_row(project: &Project, uri: Option<&str>, queue: &str) -> serde_json::V
     rows.as_array()
         .and_then(|rows| rows.iter().find(|r| r["queue"] == queue).cloned())
         .unwrap_or(serde_json::Value::Null)
-}
-
-/// Ask `probe` until it answers (a state reached), or panic after `limit` saying `what`.
-fn until<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(found) = probe() {
-            return found;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        // The pace of asking, not a synchronisation: each probe is a whole rex command.
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn master(project: &Project, uri: Option<&str>, queues: &str, extra: &[&str]) -> Running {

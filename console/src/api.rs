@@ -4,6 +4,7 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
+use rex_transport::console::{CANCELLED, Cancel};
 use rex_transport::{ListState, Selector, TaskFilter, TaskId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -183,6 +184,29 @@ pub async fn retry_task(State(state): State<AppState>, Path(id): Path<String>) -
         .retry_failed(&Selector::Ids(vec![id]))
         .await?;
     Ok(Json(json!({ "retried": retried })))
+}
+
+/// `POST /api/tasks/{id}/cancel`: `{"outcome": "cancelled"}` (it was pending),
+/// `{"outcome": "requested", "owner"}` (running: its master stops it), or 409 when it has
+/// finished (`{"error"}`), 404 when there is no such task.
+pub async fn cancel_task(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+    let id = task_id(&id)?;
+    Ok(Json(json!(cancel(&state, id).await?)))
+}
+
+/// Cancel task `id` (the page's button and the API).
+pub async fn cancel(state: &AppState, id: TaskId) -> Result<Cancel, ApiError> {
+    let done =
+        rex_transport::console::cancel(state.config.transport.as_ref(), id, CANCELLED).await?;
+    state.snapshot.invalidate();
+    match done {
+        Cancel::NotFound => Err(ApiError::not_found(format!("no task {id}"))),
+        Cancel::Finished { state: s } => Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            format!("task {id} is {} and cannot be cancelled", s.as_str()),
+        )),
+        done => Ok(done),
+    }
 }
 
 /// `POST /api/tasks/{id}/purge` (a failed task deleted).

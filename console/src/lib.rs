@@ -21,8 +21,7 @@
 //! * `assets/` — `console.js` (live overview, select-all) and `console.css`, compiled in.
 //!
 //! Not here yet (later work, with their places): completed tasks kept with their results (the
-//! transport's `task`, shown by `task.html`), an event stream (`/api/events`), and cancelling
-//! a running task (an action in `task.html` and `api.rs`).
+//! transport's `task`, shown by `task.html`) and an event stream (`/api/events`).
 
 mod api;
 mod history;

@@ -366,6 +366,18 @@ pub async fn retry_task(State(state): State<AppState>, Path(id): Path<String>) -
     }
 }
 
+/// `POST /tasks/{id}/cancel` (form): back to the task, which shows what became of it.
+pub async fn cancel_task(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+    let id = match crate::api::task_id(&id) {
+        Ok(id) => id,
+        Err(e) => return api_error_page(&state, e),
+    };
+    match crate::api::cancel(&state, id).await {
+        Ok(_) => redirect(&format!("/tasks/{id}")),
+        Err(e) => api_error_page(&state, e),
+    }
+}
+
 /// `POST /tasks/{id}/purge` (form).
 pub async fn purge_task(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let id = match crate::api::task_id(&id) {

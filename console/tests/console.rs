@@ -345,3 +345,47 @@ async fn the_schedules_page_runs_a_schedule_once_per_click_and_pauses_it() {
     let malformed = h.post_json("/api/schedules/no%20such/pause", "").await;
     assert_eq!(malformed.status, 400, "{}", malformed.body);
 }
+
+#[tokio::test]
+async fn pending_and_running_tasks_are_cancelled_from_their_page_and_the_api() {
+    let h = Harness::new();
+    let pending = h.submit("emails", serde_json::json!({"n": 1})).await;
+    let page = h.get(&format!("/tasks/{pending}")).await;
+    assert!(page.body.contains(">Cancel</button>"), "{}", page.body);
+    let form = format!("csrf={CSRF}");
+    let cancelled = h
+        .post_form(&format!("/tasks/{pending}/cancel"), &form)
+        .await;
+    assert_eq!(cancelled.status, 303);
+    let page = h.get(&format!("/tasks/{pending}")).await;
+    assert!(
+        page.body.contains("cancelled by an operator"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains(">Cancel</button>"),
+        "a failed task cannot be cancelled"
+    );
+    let again = h
+        .post_json(&format!("/api/tasks/{pending}/cancel"), "")
+        .await;
+    assert_eq!(again.status, 409, "{}", again.body);
+
+    h.submit("emails", serde_json::json!({"n": 2})).await;
+    let running = h
+        .transport
+        .claim("emails", "box:1:1:1", std::time::Duration::from_secs(60))
+        .await
+        .expect("claim")
+        .expect("a task");
+    let asked = h
+        .post_json(&format!("/api/tasks/{}/cancel", running.id), "")
+        .await;
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert_eq!(asked.json()["outcome"], "requested", "{}", asked.body);
+    let requests = h.transport.cancel_requests().await.expect("requests");
+    assert_eq!(requests, [(running.id, running.attempt)]);
+    let none = h.post_json("/api/tasks/99999/cancel", "").await;
+    assert_eq!(none.status, 404, "{}", none.body);
+}

@@ -68,10 +68,19 @@ impl Browser {
         self.client.goto(url).await.expect("navigate");
     }
 
-    /// The text of the first element `css` selects, waiting for it to appear.
+    /// The text of the first element `css` selects, waiting for it to appear. An element that
+    /// a live update replaced between finding and reading it is found again.
     pub async fn text(&self, css: &str) -> String {
-        let element = self.wait_for(css).await;
-        element.text().await.expect("element text")
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match self.wait_for(css).await.text().await {
+                Ok(text) => return text,
+                Err(e) => assert!(
+                    std::time::Instant::now() < deadline,
+                    "the text of {css:?}: {e}"
+                ),
+            }
+        }
     }
 
     /// Wait (bounded) for an element `css` selects.

@@ -2,6 +2,7 @@
 //! `REX_TEST_AMQP`).
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use crate::{Project, Running};
 
@@ -157,4 +158,26 @@ fn split_authority(uri: &str) -> (&str, &str, &str) {
     let (scheme, hier) = (&uri[..at], &uri[at + 2..]);
     let end = hier.find(['/', '?']).unwrap_or(hier.len());
     (scheme, &hier[..end], &hier[end..])
+}
+
+/// `rex <args>` on the transport `uri` (the project's default with `None`), insisting on
+/// success; stdout.
+pub fn rex_on(project: &Project, uri: Option<&str>, args: &[&str]) -> String {
+    let set = uri.map(transport_set);
+    let mut all = args.to_vec();
+    all.extend(set.as_deref());
+    project.ok(&all)
+}
+
+/// Ask `probe` until it answers (a state reached), or panic after `limit` saying `what`.
+pub fn until<T>(limit: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        // The pace of asking, not a synchronisation: each probe is a whole rex command.
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -6,7 +6,7 @@
 //! `set_paused`/`paused`, `task`, `list`/`count`, `purge_failed`, `beat`/`forget_master`/
 //! `masters`.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +120,61 @@ fn text_matches(text: &str, task: &TaskSummary) -> bool {
     text.trim().parse::<TaskId>().is_ok_and(|id| id == task.id)
         || serde_json::to_string(&task.payload).is_ok_and(|json| json.contains(text))
         || task.last_error.as_ref().is_some_and(|e| e.contains(text))
+}
+
+/// The reason a cancelled attempt records (its last error).
+pub const CANCELLED: &str = "cancelled by an operator";
+
+/// How long a cancel request is kept for the master of the attempt to act on.
+pub const CANCEL_REQUEST_KEPT: Duration = Duration::from_secs(3600);
+
+/// What [`cancel`] did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Cancel {
+    /// It was pending: it is failed now, its attempt recorded as cancelled.
+    Cancelled,
+    /// It is running: its master was asked to stop it (within a few seconds).
+    Requested {
+        owner: Option<String>,
+    },
+    /// It is in a state that cannot be cancelled (failed already, or completed).
+    Finished {
+        state: TaskState,
+    },
+    NotFound,
+}
+
+/// Cancel task `id`, whatever its state: a pending one at once
+/// ([`cancel_pending`](Transport::cancel_pending)), a running one through its master
+/// ([`request_cancel`](Transport::request_cancel)).
+pub async fn cancel<T: Transport + ?Sized>(
+    transport: &T,
+    id: TaskId,
+    reason: &str,
+) -> Result<Cancel> {
+    // Tried first: a pending task needs no look-up (and a transport that cannot cancel says
+    // so here). One that was not pending is looked up; a task released back to pending
+    // meanwhile is tried again, a few times.
+    let mut seen = TaskState::Pending;
+    for _ in 0..3 {
+        if transport.cancel_pending(id, reason).await? {
+            return Ok(Cancel::Cancelled);
+        }
+        let Some(task) = transport.task(id).await? else {
+            return Ok(Cancel::NotFound);
+        };
+        seen = task.state;
+        match task.state {
+            TaskState::Pending => continue,
+            TaskState::Running => {
+                transport.request_cancel(id, task.attempts).await?;
+                return Ok(Cancel::Requested { owner: task.owner });
+            }
+            state => return Ok(Cancel::Finished { state }),
+        }
+    }
+    Ok(Cancel::Finished { state: seen })
 }
 
 /// The most tasks one [`list`](crate::Transport::list) call returns.

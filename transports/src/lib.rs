@@ -289,6 +289,29 @@ pub trait Transport: Send + Sync + 'static {
         Err(unsupported(self, "pausing queues"))
     }
 
+    /// Cancel the pending task `id` (ready or delayed): it becomes `failed` at once, its
+    /// history recording an attempt `cancelled` with `reason` (which becomes its last error);
+    /// it can be retried or purged like any failed task. `false` when it is not pending.
+    async fn cancel_pending(&self, id: TaskId, reason: &str) -> Result<bool> {
+        let _ = (id, reason);
+        Err(unsupported(self, "cancelling tasks"))
+    }
+
+    /// Ask whoever runs attempt `attempt` of task `id` to stop it: its master, which reads
+    /// [`cancel_requests`](Transport::cancel_requests) every few seconds, kills the worker and
+    /// records the attempt as cancelled. A request is kept [`console::CANCEL_REQUEST_KEPT`]
+    /// (it names one attempt, so a later attempt of the same task is not touched).
+    async fn request_cancel(&self, id: TaskId, attempt: u32) -> Result<()> {
+        let _ = (id, attempt);
+        Err(unsupported(self, "cancelling tasks"))
+    }
+
+    /// The cancellations asked for by [`request_cancel`](Transport::request_cancel) and not
+    /// expired: (task id, attempt).
+    async fn cancel_requests(&self) -> Result<Vec<(TaskId, u32)>> {
+        Err(unsupported(self, "cancelling tasks"))
+    }
+
     /// Pause (`true`) or resume (`false`) the schedule `id` ([`validate_schedule_id`]): a
     /// scheduler enqueues no fire of a paused schedule (they are skipped, not caught up on
     /// resume). Returns whether the state changed.

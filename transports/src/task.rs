@@ -167,6 +167,9 @@ pub enum FailureKind {
     Error,
     /// The process holding the task died (signal, exit status, timeout kill, lease expiry).
     Crash,
+    /// An operator cancelled the task: it is kept as failed, counted neither as an error nor
+    /// as a crash, and never retried by policy.
+    Cancelled,
 }
 
 /// A failed attempt: its kind and a human-readable reason (`Oops!`, `killed by SIGKILL`...).
@@ -189,6 +192,12 @@ impl Failure {
             reason: reason.into(),
         }
     }
+    pub fn cancelled(reason: impl Into<String>) -> Self {
+        Failure {
+            kind: FailureKind::Cancelled,
+            reason: reason.into(),
+        }
+    }
 }
 
 /// How an attempt ended, as recorded in a task's history.
@@ -198,6 +207,8 @@ pub enum Outcome {
     Done,
     Error,
     Crash,
+    /// An operator cancelled it (pending, or running: its worker was stopped).
+    Cancelled,
     Released,
 }
 

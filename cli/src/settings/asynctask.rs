@@ -59,7 +59,8 @@ impl RetryPolicy {
     /// budget is used up and it must be kept as failed.
     pub fn retry_at(&self, task: &Task, kind: FailureKind) -> Option<SystemTime> {
         let crashes = task.crashes + u32::from(kind == FailureKind::Crash);
-        if task.attempt >= self.max_attempts
+        if kind == FailureKind::Cancelled
+            || task.attempt >= self.max_attempts
             || crashes >= self.max_crashes.max(1) && kind == FailureKind::Crash
         {
             return None;

@@ -23,6 +23,8 @@ pub enum DeathCause {
     Signaled(i32),
     /// The master killed it because its task ran past the queue's `timeout`.
     Timeout(Duration),
+    /// The master killed it because an operator cancelled the task it was running.
+    Cancelled,
     /// Its exit status could not be read: the process is gone without a trace.
     Lost,
     /// An exit status that carries neither a code nor a signal.
@@ -54,6 +56,7 @@ impl fmt::Display for DeathCause {
             DeathCause::Timeout(limit) => {
                 write!(f, "timeout after {}", humantime::format_duration(*limit))
             }
+            DeathCause::Cancelled => f.write_str(rex_transport::console::CANCELLED),
             DeathCause::Lost => f.write_str("vanished (its exit status could not be read)"),
             DeathCause::Abnormal => f.write_str("ended abnormally"),
         }
@@ -127,12 +130,26 @@ impl Supervisor {
             id: r.task,
             token: r.token,
         });
+        // A cancelled attempt is not the task's fault: kept as failed, never retried.
+        let cancelled = matches!(child.kill_reason, Some((DeathCause::Cancelled, _)));
+        let kind = if cancelled {
+            rex_transport::FailureKind::Cancelled
+        } else {
+            rex_transport::FailureKind::Crash
+        };
         if charged.is_some() {
-            let crashed = rex_transport::Counters {
-                crashed: 1,
-                ..Default::default()
+            let ended = if cancelled {
+                rex_transport::Counters {
+                    failed: 1,
+                    ..Default::default()
+                }
+            } else {
+                rex_transport::Counters {
+                    crashed: 1,
+                    ..Default::default()
+                }
             };
-            self.throughput.add(&queue, &crashed, now);
+            self.throughput.add(&queue, &ended, now);
         }
         let completed = completed_leases(&beacon);
         self.ledger.settle_crash(
@@ -140,7 +157,10 @@ impl Supervisor {
             child.owner.clone(),
             charged_lease,
             completed,
-            reason.clone(),
+            rex_transport::Failure {
+                kind,
+                reason: reason.clone(),
+            },
             policies,
         );
         if self.transport.leases_held_by_broker() {

@@ -109,6 +109,8 @@ impl Supervisor {
         let record = self.master_record(now);
         let transport = Arc::clone(&self.transport);
         self.heartbeat.publish(&self.ledger, transport, record);
+        // Not waited for: the next beat acts on what this read finds.
+        drop(self.act_on_cancels());
         // Not waited for: the next recording retries what this one could not record.
         drop(self.throughput.record(&self.ledger, &self.transport, false));
     }

@@ -18,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use rex_transport::{Failure, FailureKind, Lease, Settlement, Task, Transport};
+use rex_transport::{Failure, Lease, Settlement, Task, Transport};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -109,7 +109,8 @@ impl Ledger {
     }
 
     /// Settle the tasks leased to a dead child, as its beacon told: the one it was running
-    /// (`charged`) as a crash by the retry policy of its queue; those it had `completed` but
+    /// (`charged`) with `failure` (a crash, or a cancellation) by the retry policy of its
+    /// queue; those it had `completed` but
     /// not recorded, completed; the others (claimed and not started, or finished with an
     /// outcome the beacon could not carry) go back to pending uncharged. Then report how many
     /// were charged.
@@ -119,13 +120,13 @@ impl Ledger {
         owner: String,
         charged: Option<Lease>,
         completed: Vec<Lease>,
-        reason: String,
+        failure: Failure,
         policies: HashMap<String, RetryPolicy>,
     ) {
         let (transport, log, reports) = self.parts();
         let job = self.handle.spawn(async move {
             let beacon = Beacon { charged, completed };
-            let tasks = settle_crash(&*transport, &log, &owner, &beacon, &reason, &policies).await;
+            let tasks = settle_crash(&*transport, &log, &owner, &beacon, &failure, &policies).await;
             let _ = reports.send(Report::Settled {
                 slot: child.slot,
                 generation: child.generation,
@@ -320,9 +321,10 @@ async fn settle_crash(
     log: &Logger,
     owner: &str,
     beacon: &Beacon,
-    reason: &str,
+    failure: &Failure,
     policies: &HashMap<String, RetryPolicy>,
 ) -> usize {
+    let reason = &failure.reason;
     let tasks = match transport.owned_by(owner).await {
         Ok(tasks) => tasks,
         Err(e) => {
@@ -338,11 +340,8 @@ async fn settle_crash(
     for task in &running {
         // Queues no longer configured (a reload removed them) get the default policy.
         let policy = policies.get(&task.queue).copied().unwrap_or_default();
-        let retry_at = policy.retry_at(task, FailureKind::Crash);
-        match transport
-            .fail(&task.lease(), &Failure::crash(reason), retry_at)
-            .await
-        {
+        let retry_at = policy.retry_at(task, failure.kind);
+        match transport.fail(&task.lease(), failure, retry_at).await {
             Ok(_) if retry_at.is_some() => log.info(format_args!(
                 "Task {} on queue {} will be retried ({reason})",
                 task.id, task.queue
@@ -497,7 +496,7 @@ mod tests {
                 "dead".into(),
                 Some(task.lease()),
                 Vec::new(),
-                "killed by SIGKILL".into(),
+                Failure::crash("killed by SIGKILL"),
                 HashMap::new(),
             );
             assert_eq!(

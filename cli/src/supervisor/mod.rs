@@ -22,6 +22,7 @@
 //!   timers; launching a child.
 //! * `slots` — a slot per child position, its state, timers (backoff, timeouts), status lines.
 //! * `death` — [`DeathCause`] and what a death does to the slot and the child's tasks.
+//! * `cancel` — stopping a child whose running task an operator cancelled.
 //! * `heartbeat` — the record the master publishes about itself and its children every 2 s
 //!   (`asynctask-masters`), through the ledger.
 //! * `throughput` — what the children did (outcomes, run times, waits, crashes), added up per
@@ -33,6 +34,7 @@
 //! * `restart` — the relaunch backoff policy.
 //! * `tests` — the loop's handlers driven with fake children (no processes).
 
+mod cancel;
 mod child;
 mod death;
 mod heartbeat;
@@ -120,6 +122,8 @@ pub(crate) struct Supervisor {
     heartbeat: heartbeat::Heartbeat,
     /// What the children did, for the heartbeat and the throughput history.
     throughput: throughput::Throughput,
+    /// Operators' cancellations of running tasks, as last read.
+    cancels: cancel::Cancels,
 }
 
 impl Supervisor {
@@ -155,6 +159,7 @@ impl Supervisor {
             reports,
             heartbeat: heartbeat::Heartbeat::new(),
             throughput: throughput::Throughput::new(),
+            cancels: Default::default(),
         })
     }
 

@@ -436,3 +436,42 @@ fn what_children_tally_and_the_crashes_charged_add_up_in_the_heartbeat_and_the_h
     }
     assert_eq!(recorded, after);
 }
+
+#[test]
+fn a_cancelled_running_task_gets_its_child_killed_and_is_recorded_as_cancelled() {
+    let mut h = Harness::new(r#"{"jobs": "bench_worker"}"#, options());
+    let task = h.claimed_by("jobs", 0);
+    h.starts(0, &task);
+    h.runtime
+        .block_on(h.transport.request_cancel(task.id, task.attempt))
+        .expect("request");
+    // The first look reads the requests; the next acts on them.
+    let read = h.master.act_on_cancels().expect("a child runs a task");
+    h.runtime.block_on(read).expect("read");
+    assert_eq!(
+        h.child(0).kill_reason,
+        None,
+        "not before the requests were read"
+    );
+    drop(h.master.act_on_cancels());
+    assert_eq!(
+        h.child(0).kill_reason,
+        Some((DeathCause::Cancelled, (task.id, task.lease_token)))
+    );
+    h.dies(0, DeathCause::Signaled(9));
+    h.ledger_report();
+    assert_eq!(h.launches(), 2, "relaunched");
+    let kept = h
+        .runtime
+        .block_on(h.transport.task(task.id))
+        .expect("task")
+        .expect("kept");
+    assert_eq!(
+        (kept.state, kept.errors, kept.crashes),
+        (rex_transport::TaskState::Failed, 0, 0),
+        "never retried, not a crash"
+    );
+    let last = kept.history.last().expect("its attempt");
+    assert_eq!(last.outcome, rex_transport::Outcome::Cancelled);
+    assert_eq!(last.reason.as_deref(), Some("cancelled by an operator"));
+}

@@ -3,7 +3,7 @@
 //! * [`ctl`] — `help`, `settings` (package `rex.ctl`).
 //! * [`operator`] — `asynctask-submit`, `-queues`, `-failed`, `-retry`, `-purge`, `-pause`,
 //!   `-resume`, `-process`.
-//! * [`show`] — `asynctask-show`: one task with its history.
+//! * [`show`] — `asynctask-show`: one task with its history; `asynctask-cancel`.
 //! * [`masters`] — `asynctask-masters`: the live masters and their children (heartbeats).
 //! * [`dashboard`] — `asynctask-dashboard`: the operator console (crate `rex-console`).
 //! * [`inspect`] — `plugin-list`, `plugin-check` (each library loaded by a throw-away child).
@@ -239,6 +239,17 @@ pub fn builtins() -> Vec<Builtin> {
                 )]),
             ),
             run: show::show,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-cancel",
+                "cancel a pending or running task",
+                "Cancels a task. A pending one (ready or delayed) becomes failed at once, its\nattempt recorded as cancelled; a running one is stopped by the master running it\nwithin a few seconds (its worker is killed and restarted) and recorded the same way.\nA cancelled task counts as neither an error nor a crash, is never retried by policy,\nand can be retried or purged like any failed task. Not on RabbitMQ, where a task\ncannot be taken out of its queue.",
+                vec![arg("task-id")],
+                with_app(vec![]),
+            ),
+            run: show::cancel,
             hidden: false,
         },
         Builtin {

@@ -1,9 +1,11 @@
-//! `rex asynctask-show <task-id>`: one task the transport keeps (pending, running or failed),
-//! with its payload, counters, due time, owner and attempt history.
+//! One task by id: `rex asynctask-show <task-id>`, a task the transport keeps (pending,
+//! running or failed) with its payload, counters, due time, owner and attempt history; and
+//! `rex asynctask-cancel <task-id>`.
 
 use std::time::SystemTime;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use rex_transport::console::{CANCELLED, Cancel};
 use rex_transport::{Attempt, TaskId, TaskState, TaskSummary};
 
 use super::operator::{app, print_table};
@@ -11,13 +13,49 @@ use crate::cli::Parsed;
 use crate::error::{Error, Result};
 use crate::runtime::current_thread;
 
+/// The `task-id` argument.
+fn task_id(parsed: &Parsed) -> Result<TaskId> {
+    let text = parsed.arg("task-id").unwrap_or_default();
+    text.trim()
+        .parse()
+        .map_err(|_| Error::new(format!("invalid task id {text}")))
+}
+
+/// `rex asynctask-cancel <task-id>`: a pending task is failed at once, its attempt recorded
+/// as cancelled; a running one is stopped by its master within a few seconds.
+pub fn cancel(parsed: &Parsed) -> Result<i32> {
+    let app = app(parsed)?;
+    let id = task_id(parsed)?;
+    let transport = app.open_shared_transport()?;
+    let done = current_thread()?.block_on(rex_transport::console::cancel(
+        transport.as_ref(),
+        id,
+        CANCELLED,
+    ))?;
+    match done {
+        Cancel::Cancelled => println!("Cancelled task {id} (kept as failed: retry or purge it)."),
+        Cancel::Requested { owner } => println!(
+            "Asked the master running task {id}{} to stop it; it is recorded as cancelled within a few seconds.",
+            owner.map(|o| format!(" (worker {o})")).unwrap_or_default()
+        ),
+        Cancel::Finished { state } => {
+            return Err(Error::new(format!(
+                "task {id} is {} and cannot be cancelled",
+                state.as_str()
+            )));
+        }
+        Cancel::NotFound => {
+            return Err(Error::new(format!(
+                "no task {id} (completed tasks are not kept)"
+            )));
+        }
+    }
+    Ok(0)
+}
+
 pub fn show(parsed: &Parsed) -> Result<i32> {
     let app = app(parsed)?;
-    let text = parsed.arg("task-id").unwrap_or_default();
-    let id: TaskId = text
-        .trim()
-        .parse()
-        .map_err(|_| Error::new(format!("invalid task id {text}")))?;
+    let id = task_id(parsed)?;
     let transport = app.open_shared_transport()?;
     let task = current_thread()?
         .block_on(transport.task(id))?

@@ -12,6 +12,7 @@ use rex_transport::{
 use serde_json::json;
 
 use crate::{LEASE, claim, counts, ready, submit, submit_with, unique};
+use rex_transport::TransportError;
 
 /// A paused queue accepts submits but hands out nothing, by any claim, until it is resumed;
 /// `stats` shows it paused, and lists it even when it has no task.
@@ -375,4 +376,71 @@ pub async fn case_master_heartbeats(t: Arc<dyn Transport>) {
     t.forget_master(&live).await.expect("forget");
     let masters = t.masters().await.expect("masters");
     assert!(!masters.iter().any(|m| m.id == live));
+}
+
+/// A pending task (ready or delayed) is cancelled at once: failed, its attempt recorded as
+/// cancelled, counted neither as an error nor as a crash. A running one is not; its master is
+/// asked through a request naming the attempt, and records the attempt as cancelled. A
+/// transport that cannot cancel says so (RabbitMQ: see `docs/console.md`).
+pub async fn case_cancel(t: Arc<dyn Transport>) {
+    if let Err(TransportError::Unsupported(_)) = t.cancel_requests().await {
+        return;
+    }
+    let (queue, owner) = (unique("cancel"), unique("owner"));
+    let reason = "cancelled by an operator";
+    let running = submit(&t, &queue, json!({"n": 0})).await;
+    let claimed = claim(&t, &queue, &owner).await.expect("a task");
+    assert_eq!(claimed.id, running);
+    let ready = submit(&t, &queue, json!({"n": 1})).await;
+    let later = SubmitOptions {
+        run_at: Some(SystemTime::now() + Duration::from_secs(3600)),
+        ..SubmitOptions::default()
+    };
+    let delayed = submit_with(&t, &queue, json!({"n": 2}), later)
+        .await
+        .expect("an id");
+    for id in [ready, delayed] {
+        assert!(t.cancel_pending(id, reason).await.expect("cancel"), "{id}");
+        assert!(!t.cancel_pending(id, reason).await.expect("cancel again"));
+        let task = t.task(id).await.expect("task").expect("kept");
+        assert_eq!(task.state, TaskState::Failed);
+        assert_eq!(task.last_error.as_deref(), Some(reason));
+        assert_eq!((task.errors, task.crashes), (0, 0));
+        let last = task.history.last().expect("the cancelled attempt");
+        assert_eq!(
+            (last.outcome, last.reason.as_deref()),
+            (Outcome::Cancelled, Some(reason))
+        );
+    }
+    assert!(
+        !t.cancel_pending(running, reason)
+            .await
+            .expect("not pending")
+    );
+    t.request_cancel(running, claimed.attempt)
+        .await
+        .expect("request");
+    t.request_cancel(running, claimed.attempt)
+        .await
+        .expect("request again");
+    let requests = t.cancel_requests().await.expect("requests");
+    let mine: Vec<_> = requests.iter().filter(|(id, _)| *id == running).collect();
+    assert_eq!(mine, [&(running, claimed.attempt)]);
+    let failure = Failure::cancelled(reason);
+    assert!(
+        t.fail(&claimed.lease(), &failure, None)
+            .await
+            .expect("fail")
+    );
+    let task = t.task(running).await.expect("task").expect("kept");
+    assert_eq!(
+        (task.state, task.errors, task.crashes),
+        (TaskState::Failed, 0, 0)
+    );
+    assert_eq!(
+        task.history.last().map(|a| a.outcome),
+        Some(Outcome::Cancelled)
+    );
+    let c = counts(&t, &queue).await;
+    assert_eq!((c.ready, c.delayed, c.running, c.failed), (0, 0, 0, 3));
 }

@@ -38,7 +38,8 @@
 //! * `schedules.rs` — schedule fires, `last_fire`, `prune_schedule_keys`, pause flags.
 //! * `stats.rs` — `stats`.
 //! * `console.rs` — what the operator console needs: pause flags, task lookup, filtered
-//!   listings with keyset pagination, counts, purging selected failed tasks, master heartbeats.
+//!   listings with keyset pagination, counts, purging selected failed tasks, master heartbeats,
+//!   cancelling tasks.
 //! * `history.rs` — `record_history` and `history`: per-minute counters that add up.
 //! * `wake.rs` — `wait`.
 
@@ -62,7 +63,7 @@ pub use claim_order::{
     case_concurrent_claimers, case_due_time_then_submission_order, case_original_sequence,
 };
 pub use console::{
-    case_list_filters_and_pages, case_master_heartbeats, case_pause_stops_claims,
+    case_cancel, case_list_filters_and_pages, case_master_heartbeats, case_pause_stops_claims,
     case_purge_failed_selected, case_resume_then_wait_returns, case_task_lookup,
 };
 pub use failures::{case_fail_with_retry, case_fail_without_retry, case_purge, case_retry_failed};
@@ -122,6 +123,7 @@ macro_rules! conformance_suite {
         $crate::conformance_suite!(@cases $module, $fixture;
             case_original_sequence,
             case_history_adds_up,
+            case_cancel,
             case_payload_keys_sorted,
             case_payload_fidelity,
             case_invalid_queue_names,

@@ -462,6 +462,7 @@ impl Inner {
                     body.crashes += 1;
                     Outcome::Crash
                 }
+                FailureKind::Cancelled => Outcome::Cancelled,
             };
             body.last_error = Some(failure.reason.clone());
             body.history.push(Attempt {

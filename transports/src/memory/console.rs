@@ -5,6 +5,7 @@
 use std::time::SystemTime;
 
 use super::MemoryTransport;
+use crate::console::CANCEL_REQUEST_KEPT;
 use crate::history;
 use crate::task::now_ms;
 use crate::{
@@ -36,6 +37,50 @@ impl MemoryTransport {
         } else {
             state.paused_schedules.remove(id)
         })
+    }
+
+    pub(super) fn cancel_pending_now(&self, id: TaskId, reason: &str) -> Result<bool> {
+        let now = now_ms();
+        let mut state = self.state();
+        let Some(row) = state
+            .tasks
+            .get_mut(&id)
+            .filter(|r| r.state == TaskState::Pending)
+        else {
+            return Ok(false);
+        };
+        row.state = TaskState::Failed;
+        row.run_at = now;
+        row.last_error = Some(reason.to_string());
+        row.history.push(crate::Attempt {
+            attempt: row.attempts,
+            owner: String::new(),
+            outcome: crate::Outcome::Cancelled,
+            reason: Some(reason.to_string()),
+            finished_at: now,
+        });
+        Ok(true)
+    }
+
+    pub(super) fn request_cancel_now(&self, id: TaskId, attempt: u32) -> Result<()> {
+        let now = now_ms();
+        let kept = i64::try_from(CANCEL_REQUEST_KEPT.as_millis()).unwrap_or(i64::MAX);
+        let mut state = self.state();
+        state.cancel_requests.retain(|_, at| *at >= now - kept);
+        state.cancel_requests.insert((id, attempt), now);
+        Ok(())
+    }
+
+    pub(super) fn cancel_requests_now(&self) -> Result<Vec<(TaskId, u32)>> {
+        let now = now_ms();
+        let kept = i64::try_from(CANCEL_REQUEST_KEPT.as_millis()).unwrap_or(i64::MAX);
+        let state = self.state();
+        Ok(state
+            .cancel_requests
+            .iter()
+            .filter(|(_, at)| **at >= now - kept)
+            .map(|(key, _)| *key)
+            .collect())
     }
 
     pub(super) fn paused_now(&self) -> Result<Vec<String>> {

@@ -35,6 +35,8 @@ struct State {
     idempotency_keys: HashSet<String>,
     paused: BTreeSet<String>,
     paused_schedules: BTreeSet<String>,
+    /// (task, attempt) → when requested (epoch ms).
+    cancel_requests: BTreeMap<(TaskId, u32), i64>,
     masters: BTreeMap<String, MasterRecord>,
     /// Sorted by queue, then minute.
     history: Vec<HistoryRow>,
@@ -251,6 +253,7 @@ impl Transport for MemoryTransport {
                 row.crashes += 1;
                 Outcome::Crash
             }
+            FailureKind::Cancelled => Outcome::Cancelled,
         };
         row.last_error = Some(failure.reason.clone());
         match retry_at {
@@ -503,6 +506,18 @@ impl Transport for MemoryTransport {
 
     async fn masters(&self) -> Result<Vec<MasterRecord>> {
         self.masters_now()
+    }
+
+    async fn cancel_pending(&self, id: TaskId, reason: &str) -> Result<bool> {
+        self.cancel_pending_now(id, reason)
+    }
+
+    async fn request_cancel(&self, id: TaskId, attempt: u32) -> Result<()> {
+        self.request_cancel_now(id, attempt)
+    }
+
+    async fn cancel_requests(&self) -> Result<Vec<(TaskId, u32)>> {
+        self.cancel_requests_now()
     }
 
     async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {

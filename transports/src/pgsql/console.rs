@@ -15,7 +15,7 @@ use tokio_postgres::types::ToSql;
 use super::PgsqlTransport;
 use super::connection::{BULK_TIMEOUT, Fail};
 use super::rows::{clamp_time, get_u64, now, summary_from_row, text};
-use crate::console::MAX_PAGE;
+use crate::console::{CANCEL_REQUEST_KEPT, MAX_PAGE};
 use crate::task::{from_epoch_ms, to_epoch_ms};
 use crate::{
     ListState, MasterRecord, Result, TaskFilter, TaskId, TaskSummary, validate_queue_name,
@@ -135,6 +135,50 @@ impl PgsqlTransport {
                 .iter()
                 .map(|row| row.try_get(0))
                 .collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    pub(super) async fn cancel_pending(&self, id: TaskId, reason: &str) -> Result<bool> {
+        let reason = text(reason);
+        self.run(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(&self.sql.cancel_pending).await?;
+            let now = now();
+            let ms = to_epoch_ms(now);
+            Ok(client.execute(&stmt, &[&id, &reason, &now, &ms]).await? == 1)
+        })
+        .await
+    }
+
+    pub(super) async fn request_cancel(&self, id: TaskId, attempt: u32) -> Result<()> {
+        let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+        self.run(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(&self.sql.request_cancel).await?;
+            let now = now();
+            let oldest = now - CANCEL_REQUEST_KEPT;
+            client
+                .execute(&stmt, &[&id, &attempt, &now, &oldest])
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn cancel_requests(&self) -> Result<Vec<(TaskId, u32)>> {
+        self.run(async {
+            let client = self.client().await?;
+            let stmt = client.prepare_cached(&self.sql.cancel_requests).await?;
+            let rows = client
+                .query(&stmt, &[&(now() - CANCEL_REQUEST_KEPT)])
+                .await?;
+            rows.iter()
+                .map(|row| {
+                    let attempt: i32 = row.try_get(1)?;
+                    Ok((row.try_get(0)?, u32::try_from(attempt).unwrap_or(0)))
+                })
+                .collect()
         })
         .await
     }

@@ -349,6 +349,18 @@ impl Transport for PgsqlTransport {
         PgsqlTransport::masters(self).await
     }
 
+    async fn cancel_pending(&self, id: TaskId, reason: &str) -> Result<bool> {
+        PgsqlTransport::cancel_pending(self, id, reason).await
+    }
+
+    async fn request_cancel(&self, id: TaskId, attempt: u32) -> Result<()> {
+        PgsqlTransport::request_cancel(self, id, attempt).await
+    }
+
+    async fn cancel_requests(&self) -> Result<Vec<(TaskId, u32)>> {
+        PgsqlTransport::cancel_requests(self).await
+    }
+
     async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
         PgsqlTransport::set_schedule_paused(self, id, paused).await
     }

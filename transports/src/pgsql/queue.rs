@@ -153,6 +153,7 @@ fn outcome(failure: &Failure) -> &'static str {
     match failure.kind {
         FailureKind::Error => "error",
         FailureKind::Crash => "crash",
+        FailureKind::Cancelled => "cancelled",
     }
 }
 
@@ -435,6 +436,7 @@ impl PgsqlTransport {
         let (errors, crashes) = match failure.kind {
             FailureKind::Error => (1i32, 0i32),
             FailureKind::Crash => (0, 1),
+            FailureKind::Cancelled => (0, 0),
         };
         let reason = text(&failure.reason);
         self.run(async {

@@ -112,6 +112,12 @@ pub(super) struct Sql {
     /// The records (JSON) of the masters whose record expires after `$1`, by id; the others
     /// are deleted.
     pub(super) masters: String,
+    /// `$1` a pending task, `$2` the reason, `$3` now, `$4` now in ms: failed, cancelled.
+    pub(super) cancel_pending: String,
+    /// `$1` task, `$2` attempt, `$3` now, `$4` the oldest request kept.
+    pub(super) request_cancel: String,
+    /// The requests made at `$1` or later.
+    pub(super) cancel_requests: String,
     /// `$1` a schedule id: a row when it was not paused yet.
     pub(super) pause_schedule: String,
     /// `$1` a schedule id: a row when it was paused.
@@ -172,6 +178,9 @@ impl Sql {
             beat: s(include_str!("sql/queries/beat.sql")),
             forget_master: s(include_str!("sql/queries/forget_master.sql")),
             masters: s(include_str!("sql/queries/masters.sql")),
+            cancel_pending: s(include_str!("sql/queries/cancel_pending.sql")),
+            request_cancel: s(include_str!("sql/queries/request_cancel.sql")),
+            cancel_requests: s(include_str!("sql/queries/cancel_requests.sql")),
             pause_schedule: s(include_str!("sql/queries/pause_schedule.sql")),
             resume_schedule: s(include_str!("sql/queries/resume_schedule.sql")),
             paused_schedules: s(include_str!("sql/queries/paused_schedules.sql")),

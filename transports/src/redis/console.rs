@@ -9,7 +9,7 @@ use ::redis::Value;
 
 use super::RedisTransport;
 use super::scripts::SCRIPTS;
-use crate::console::MAX_PAGE;
+use crate::console::{CANCEL_REQUEST_KEPT, MAX_PAGE};
 use crate::task::{now_ms, to_epoch_ms};
 use crate::{
     ListState, MasterRecord, Result, TaskFilter, TaskId, TaskSummary, validate_queue_name,
@@ -25,6 +25,62 @@ impl RedisTransport {
         ];
         let changed: i64 = self.eval(&SCRIPTS.set_paused, &args, false).await?;
         Ok(changed == 1)
+    }
+
+    pub(super) async fn cancel_pending(&self, id: TaskId, reason: &str) -> Result<bool> {
+        let args = [
+            id.to_string(),
+            reason.to_string(),
+            self.encode(&reason)?,
+            now_ms().to_string(),
+        ];
+        let changed: i64 = self.eval(&SCRIPTS.cancel_pending, &args, false).await?;
+        Ok(changed == 1)
+    }
+
+    /// `ZADD` of `ID:ATTEMPT` at now, and the requests older than an hour dropped.
+    pub(super) async fn request_cancel(&self, id: TaskId, attempt: u32) -> Result<()> {
+        let key = format!("{}:cancel_requests", self.prefix);
+        let now = now_ms();
+        let oldest = now - i64::try_from(CANCEL_REQUEST_KEPT.as_millis()).unwrap_or(i64::MAX);
+        let mut pipe = ::redis::pipe();
+        pipe.atomic()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&key)
+            .arg("-inf")
+            .arg(format!("({oldest}"))
+            .ignore()
+            .cmd("ZADD")
+            .arg(&key)
+            .arg(now)
+            .arg(format!("{id}:{attempt}"))
+            .ignore();
+        let mut connection = self.connection().await?;
+        pipe.query_async::<()>(&mut connection)
+            .await
+            .map_err(|e| self.command_error(e))
+    }
+
+    pub(super) async fn cancel_requests(&self) -> Result<Vec<(TaskId, u32)>> {
+        let oldest = now_ms() - i64::try_from(CANCEL_REQUEST_KEPT.as_millis()).unwrap_or(i64::MAX);
+        let mut command = ::redis::cmd("ZRANGEBYSCORE");
+        command
+            .arg(format!("{}:cancel_requests", self.prefix))
+            .arg(oldest)
+            .arg("+inf");
+        let mut connection = self.connection().await?;
+        let members: Vec<String> = match command.query_async(&mut connection).await {
+            Err(e) if e.is_connection_dropped() => command.query_async(&mut connection).await,
+            result => result,
+        }
+        .map_err(|e| self.command_error(e))?;
+        Ok(members
+            .iter()
+            .filter_map(|m| {
+                let (id, attempt) = m.split_once(':')?;
+                Some((id.parse().ok()?, attempt.parse().ok()?))
+            })
+            .collect())
     }
 
     pub(super) async fn paused(&self) -> Result<Vec<String>> {

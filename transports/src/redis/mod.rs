@@ -370,6 +370,18 @@ impl Transport for RedisTransport {
         self.masters().await
     }
 
+    async fn cancel_pending(&self, id: TaskId, reason: &str) -> Result<bool> {
+        self.cancel_pending(id, reason).await
+    }
+
+    async fn request_cancel(&self, id: TaskId, attempt: u32) -> Result<()> {
+        self.request_cancel(id, attempt).await
+    }
+
+    async fn cancel_requests(&self) -> Result<Vec<(TaskId, u32)>> {
+        self.cancel_requests().await
+    }
+
     async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
         self.set_schedule_paused(id, paused).await
     }

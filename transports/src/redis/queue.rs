@@ -26,6 +26,7 @@ pub(super) fn outcome(failure: &Failure) -> &'static str {
     match failure.kind {
         FailureKind::Error => "error",
         FailureKind::Crash => "crash",
+        FailureKind::Cancelled => "cancelled",
     }
 }
 

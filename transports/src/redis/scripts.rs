@@ -21,14 +21,15 @@
 //! | `P:paused` | set | paused queues: the claim scripts check it (`SISMEMBER`) and hand out nothing, the probe of `wait` blocks; resuming pushes wake-up tokens |
 //! | `P:master:ID` | string | one master's heartbeat ([`MasterRecord`](crate::MasterRecord) as JSON), expiring (`PX`) at its `expires_at` |
 //! | `P:masters` | sorted set | master ids, score = `expires_at` (`masters` reads the unexpired ones; `beat` drops the expired) |
+//! | `P:cancel_requests` | sorted set | `ID:ATTEMPT` of running attempts an operator cancelled, score = when (kept an hour; masters read them) |
 //! | `P:paused_schedules` | set | paused schedule ids (`SADD`/`SREM`, no script: nothing else changes with them) |
 //! | `P:history:MINUTE:QUEUE` | hash | one queue's counters of one minute ([`Counters`](crate::Counters): `succeeded failed retried crashed run_sum_ms wait_sum_ms run0`…`run12 wait0`…`wait12`), added to with `HINCRBY`, expiring a day after its last change |
 //! | `P:history` | sorted set | `MINUTE:QUEUE` members, score = minute (`history` reads a range; `history_add` drops the entries older than a day) |
 //! | `P:keys` | sorted set | used idempotency keys, all with score 0 so that they sort bytewise: `last_fire` is one reverse range query over a schedule's keys |
 //!
 //! The scripts build these names from the prefix (`lua/prelude.lua`); the Rust side names
-//! only `P:keys` (`last_fire`), `P:paused` (`paused`), `P:paused_schedules` and
-//! `P:q:QUEUE:signal` (`BLPOP` in `wait`) itself.
+//! only `P:keys` (`last_fire`), `P:paused` (`paused`), `P:paused_schedules`,
+//! `P:cancel_requests` and `P:q:QUEUE:signal` (`BLPOP` in `wait`) itself.
 //!
 //! Console listings (`lua/list.lua`) have no index of their own: they read the state indexes
 //! above, the pending ones by score (`run_at`: the time filters are score ranges), the failed
@@ -115,6 +116,9 @@ pub(super) struct Scripts {
     pub(super) forget_master: Script,
     /// ARGV: now. Returns the JSON records of the masters that have not expired.
     pub(super) masters: Script,
+    /// ARGV: id, reason, reason as JSON, now. Returns 1 when the pending task became failed
+    /// (its attempt recorded as cancelled), 0 when it was not pending.
+    pub(super) cancel_pending: Script,
     /// ARGV: the oldest minute kept, the rows' time to live (seconds), then per row: minute,
     /// queue, N, and N (field, amount) pairs to add.
     pub(super) history_add: Script,
@@ -153,6 +157,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
         beat: script(include_str!("lua/beat.lua")),
         forget_master: script(include_str!("lua/forget_master.lua")),
         masters: script(include_str!("lua/masters.lua")),
+        cancel_pending: script(include_str!("lua/cancel_pending.lua")),
         history_add: script(include_str!("lua/history_add.lua")),
         history: script(include_str!("lua/history.lua")),
     }

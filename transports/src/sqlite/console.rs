@@ -1,12 +1,14 @@
 //! What the operator console asks of the database beyond the delivery path: pause flags,
 //! looking a task up, filtered listings (keyset pagination by id) and counts, purging
-//! selected failed tasks, and masters' heartbeats.
+//! selected failed tasks, cancelling tasks, and masters' heartbeats.
 
 use rusqlite::types::Value;
 use rusqlite::{OptionalExtension, params, params_from_iter};
 
 use super::SqliteTransport;
+use super::connection::immediate;
 use super::rows::{get_u64, summary_from_row};
+use crate::console::CANCEL_REQUEST_KEPT;
 use crate::console::MAX_PAGE;
 use crate::task::{now_ms, to_epoch_ms};
 use crate::{
@@ -23,6 +25,10 @@ const BEAT: &str = include_str!("sql/queries/beat.sql");
 const FORGET_MASTER: &str = include_str!("sql/queries/forget_master.sql");
 const MASTERS: &str = include_str!("sql/queries/masters.sql");
 const PRUNE_MASTERS: &str = include_str!("sql/queries/prune_masters.sql");
+const CANCEL_PENDING: &str = include_str!("sql/queries/cancel_pending.sql");
+const REQUEST_CANCEL: &str = include_str!("sql/queries/request_cancel.sql");
+const PRUNE_CANCEL_REQUESTS: &str = include_str!("sql/queries/prune_cancel_requests.sql");
+const CANCEL_REQUESTS: &str = include_str!("sql/queries/cancel_requests.sql");
 
 /// The summary columns `summary_from_row` reads.
 /// See [`SqliteTransport::is_crowded`].
@@ -100,6 +106,39 @@ impl SqliteTransport {
         self.with(|conn| {
             conn.prepare_cached(sql)?
                 .query_map([], |row| row.get(0))?
+                .collect()
+        })
+    }
+
+    pub(super) fn cancel_pending(&self, id: TaskId, reason: &str) -> Result<bool> {
+        let changed = self.with(|conn| {
+            conn.prepare_cached(CANCEL_PENDING)?
+                .execute(params![id, reason, now_ms()])
+        })?;
+        Ok(changed == 1)
+    }
+
+    pub(super) fn request_cancel(&self, id: TaskId, attempt: u32) -> Result<()> {
+        let now = now_ms();
+        let kept = i64::try_from(CANCEL_REQUEST_KEPT.as_millis()).unwrap_or(i64::MAX);
+        self.with(|conn| {
+            immediate(conn, |conn| {
+                conn.prepare_cached(PRUNE_CANCEL_REQUESTS)?
+                    .execute(params![now - kept])?;
+                conn.prepare_cached(REQUEST_CANCEL)?
+                    .execute(params![id, attempt, now])
+            })
+        })?;
+        Ok(())
+    }
+
+    pub(super) fn cancel_requests(&self) -> Result<Vec<(TaskId, u32)>> {
+        let kept = i64::try_from(CANCEL_REQUEST_KEPT.as_millis()).unwrap_or(i64::MAX);
+        self.with(|conn| {
+            conn.prepare_cached(CANCEL_REQUESTS)?
+                .query_map(params![now_ms() - kept], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })?
                 .collect()
         })
     }

@@ -239,6 +239,18 @@ impl Transport for SqliteTransport {
         self.masters()
     }
 
+    async fn cancel_pending(&self, id: TaskId, reason: &str) -> Result<bool> {
+        self.cancel_pending(id, reason)
+    }
+
+    async fn request_cancel(&self, id: TaskId, attempt: u32) -> Result<()> {
+        self.request_cancel(id, attempt)
+    }
+
+    async fn cancel_requests(&self) -> Result<Vec<(TaskId, u32)>> {
+        self.cancel_requests()
+    }
+
     async fn set_schedule_paused(&self, id: &str, paused: bool) -> Result<bool> {
         self.set_schedule_paused(id, paused)
     }

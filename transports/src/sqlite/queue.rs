@@ -130,6 +130,7 @@ fn fail_one(
     let (outcome, errors, crashes) = match failure.kind {
         FailureKind::Error => ("error", 1, 0),
         FailureKind::Crash => ("crash", 0, 1),
+        FailureKind::Cancelled => ("cancelled", 0, 0),
     };
     let (state, run_at) = match retry_at {
         Some(t) => (TaskState::Pending, Some(to_epoch_ms(t))),

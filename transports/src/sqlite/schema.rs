@@ -30,6 +30,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sql/migrations/006_history.sql"),
     // Paused schedules: a scheduler skips their fires.
     include_str!("sql/migrations/007_paused_schedules.sql"),
+    // Cancellations of running attempts, for their masters.
+    include_str!("sql/migrations/008_cancel_requests.sql"),
 ];
 
 /// The schema version this code reads and writes: the number of [`MIGRATIONS`].

@@ -122,7 +122,8 @@ async fn older_schemas_are_migrated_and_newer_ones_refused() {
         .batch_execute(&format!(
             "DROP INDEX {s}.tasks_pending_by_due;
              CREATE INDEX tasks_pending_by_run_at ON {s}.tasks (queue, run_at) WHERE state = 'pending';
-             DROP TABLE {s}.paused_queues, {s}.masters, {s}.history, {s}.paused_schedules;
+             DROP TABLE {s}.paused_queues, {s}.masters, {s}.history, {s}.paused_schedules,
+                 {s}.cancel_requests;
              UPDATE {s}.tasks SET run_at = '2001-01-01' WHERE state = 'failed';
              DELETE FROM {s}.schema_version; INSERT INTO {s}.schema_version VALUES (1);"
         ))
@@ -165,7 +166,7 @@ async fn older_schemas_are_migrated_and_newer_ones_refused() {
         .await
         .expect("version")
         .get(0);
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 
     admin
         .batch_execute(&format!("INSERT INTO {s}.schema_version VALUES (99)"))

@@ -208,7 +208,8 @@ local function complete(id, token, now, first, last)
     return 1
 end
 
--- Record a failed attempt of a task whose lease is `token` (`outcome`: `error` or `crash`):
+-- Record a failed attempt of a task whose lease is `token` (`outcome`: `error`, `crash` or
+-- `cancelled`):
 -- pending again from `retry_at`, or failed when it is empty (its run_at is then the time it
 -- failed, what listings show and filter on). Returns 1, or 0 when stale.
 local function fail(id, token, now, outcome, reason, reason_json, retry_at)
@@ -217,7 +218,10 @@ local function fail(id, token, now, outcome, reason, reason_json, retry_at)
     local k = task_key(id)
     unindex_running(id, t)
     record(id, t, outcome, reason_json, now)
-    redis.call('HINCRBY', k, outcome == 'crash' and 'crashes' or 'errors', 1)
+    -- A cancellation is neither an error nor a crash of the task.
+    if outcome ~= 'cancelled' then
+        redis.call('HINCRBY', k, outcome == 'crash' and 'crashes' or 'errors', 1)
+    end
     redis.call('HSET', k, 'last_error', reason)
     if retry_at ~= '' then
         redis.call('HSET', k, 'state', 'pending', 'run_at', retry_at)

@@ -1,0 +1,1 @@
+DELETE FROM cancel_requests WHERE requested_at < ?1
