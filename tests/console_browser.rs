@@ -99,7 +99,7 @@ async fn a_failed_task_is_opened_retried_and_then_processed() {
     click(&browser, "table a[href^='/tasks/']").await;
     // The task page has loaded (the failed page also has a table to read from).
     browser.wait_for("pre.payload").await;
-    let reason = browser.text("table tbody tr td:nth-child(4)").await;
+    let reason = browser.text("table tbody tr td:nth-child(5)").await;
     assert!(
         reason.contains("payload.ms must be a non-negative integer"),
         "{reason}"

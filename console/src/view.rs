@@ -249,6 +249,10 @@ pub struct TaskView {
 pub struct AttemptView {
     pub attempt: u32,
     pub owner: String,
+    /// From the owner (`host:pid:start:generation`): the host, and the worker process as
+    /// `pid N, child #G` (the master's pid and the child's generation under it).
+    pub host: Option<String>,
+    pub worker: Option<String>,
     pub outcome: String,
     pub reason: Option<String>,
     pub finished_at: String,
@@ -276,6 +280,10 @@ impl From<&TaskSummary> for TaskView {
                 .map(|a| AttemptView {
                     attempt: a.attempt,
                     owner: a.owner.clone(),
+                    host: owner_part(&a.owner, 0).map(str::to_string),
+                    worker: owner_part(&a.owner, 1)
+                        .zip(owner_part(&a.owner, 3))
+                        .map(|(pid, generation)| format!("master pid {pid}, child #{generation}")),
                     outcome: serde_json::to_value(a.outcome)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_string))
@@ -286,6 +294,13 @@ impl From<&TaskSummary> for TaskView {
                 .collect(),
         }
     }
+}
+
+/// Part `i` of an owner name `host:pid:start:generation` (`None` for another form, such as an
+/// operator's cancel).
+fn owner_part(owner: &str, i: usize) -> Option<&str> {
+    let parts: Vec<&str> = owner.split(':').collect();
+    (parts.len() == 4 && parts.iter().all(|p| !p.is_empty())).then(|| parts[i])
 }
 
 /// A master as the workers page shows it.
@@ -350,4 +365,19 @@ pub async fn matching(
     filter: &TaskFilter,
 ) -> Result<Vec<TaskId>, TransportError> {
     rex_transport::console::matching_ids(transport, filter).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_part;
+
+    #[test]
+    fn an_owner_names_its_host_master_and_child() {
+        let owner = "box:4242:98765:3";
+        assert_eq!(owner_part(owner, 0), Some("box"));
+        assert_eq!(owner_part(owner, 1), Some("4242"));
+        assert_eq!(owner_part(owner, 3), Some("3"));
+        assert_eq!(owner_part("", 0), None, "an operator's cancel has no owner");
+        assert_eq!(owner_part("host:1:1/w0", 0), None);
+    }
 }
