@@ -133,8 +133,10 @@ impl Counters {
         self.succeeded + self.failed + self.retried + self.crashed
     }
 
+    /// Nothing at all was counted (a delta read half-way through a child's update may hold
+    /// only a run time: it is not empty).
     pub fn is_empty(&self) -> bool {
-        self.processed() == 0 && self.wait.count() == 0
+        *self == Counters::default()
     }
 
     pub fn add(&mut self, other: &Counters) {

@@ -6,11 +6,14 @@
 //! timeout kill does). Its death is then settled as *cancelled*: the attempt recorded as
 //! such, the task kept as failed (no retry, no crash counted), the child relaunched.
 //!
-//! So a cancel takes effect within two beats (about 4 s), and a request for an attempt that
-//! has ended meanwhile touches nothing (a retry is another attempt).
+//! So a cancel takes effect within two beats (about 4 s). A request names an attempt: one
+//! that ended meanwhile is not touched, and a retry (whose attempts count from 1 again) drops
+//! the requests of the retried task in the transport; the master acts only on a read issued
+//! after the attempt started, so an older read cannot stop a retried attempt either.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use rex_transport::{Transport, TransportError};
 use tokio::task::JoinHandle;
@@ -23,8 +26,8 @@ use crate::logging::Logger;
 
 #[derive(Default)]
 pub(super) struct Cancels {
-    /// The requests as last read: (task, attempt).
-    seen: Arc<Mutex<Vec<(i64, u32)>>>,
+    /// The requests as last read, (task, attempt), and when that read was issued.
+    seen: Arc<Mutex<Option<(Instant, Vec<(i64, u32)>)>>>,
     /// Set while a read runs.
     reading: Arc<AtomicBool>,
     /// Set once the transport said it cannot cancel.
@@ -41,9 +44,12 @@ impl Cancels {
         let unsupported = Arc::clone(&self.unsupported);
         let transport = Arc::clone(transport);
         let log = Logger::new(super::MASTER);
+        let issued = Instant::now();
         Some(ledger.spawn(async move {
             match transport.cancel_requests().await {
-                Ok(requests) => *seen.lock().unwrap_or_else(PoisonError::into_inner) = requests,
+                Ok(requests) => {
+                    *seen.lock().unwrap_or_else(PoisonError::into_inner) = Some((issued, requests))
+                }
                 Err(TransportError::Unsupported(why)) => {
                     unsupported.store(true, Ordering::Relaxed);
                     log.debug(format_args!("Not watching for cancelled tasks: {why}"));
@@ -55,11 +61,17 @@ impl Cancels {
         }))
     }
 
-    fn requested(&self, task: i64, attempt: u32) -> bool {
+    /// Whether attempt `attempt` of `task`, started at `started`, was cancelled: by a read
+    /// issued after it started. (An older read may predate a retry, which starts the attempt
+    /// count again and drops the requests of the retried task.)
+    fn requested(&self, task: i64, attempt: u32, started: Instant) -> bool {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains(&(task, attempt))
+            .as_ref()
+            .is_some_and(|(issued, requests)| {
+                *issued > started && requests.contains(&(task, attempt))
+            })
     }
 }
 
@@ -77,7 +89,10 @@ impl Supervisor {
                 continue;
             };
             busy = true;
-            if child.kill_reason.is_none() && self.cancels.requested(running.task, running.attempt)
+            if child.kill_reason.is_none()
+                && self
+                    .cancels
+                    .requested(running.task, running.attempt, running.started)
             {
                 self.log.error(format_args!(
                     "Task {} on queue {} was cancelled by an operator; stopping its worker",

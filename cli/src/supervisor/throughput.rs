@@ -94,7 +94,9 @@ impl Throughput {
         transport: &Arc<dyn Transport>,
         now: bool,
     ) -> Option<JoinHandle<()>> {
-        if self.recording.load(Ordering::Acquire)
+        // At exit (`now`) a recording still running does not hold the last rows back: the
+        // two add up in the transport.
+        if (!now && self.recording.load(Ordering::Acquire))
             || !(now || self.last_recorded.elapsed() >= transport.history_interval())
         {
             return None;

@@ -443,4 +443,13 @@ pub async fn case_cancel(t: Arc<dyn Transport>) {
     );
     let c = counts(&t, &queue).await;
     assert_eq!((c.ready, c.delayed, c.running, c.failed), (0, 0, 0, 3));
+    // A retry starts counting attempts again: the retried task's requests go with it.
+    t.retry_failed(&rex_transport::Selector::Ids(vec![running]))
+        .await
+        .expect("retry");
+    let requests = t.cancel_requests().await.expect("requests");
+    assert!(
+        !requests.iter().any(|(id, _)| *id == running),
+        "{requests:?}"
+    );
 }

@@ -410,6 +410,18 @@ impl Transport for MemoryTransport {
                 moved += 1;
             }
         }
+        // Attempts count from 1 again: a cancel request names an attempt, so those of tasks
+        // not running go (as on every backend).
+        let State {
+            tasks,
+            cancel_requests,
+            ..
+        } = &mut *state;
+        cancel_requests.retain(|(id, _), _| {
+            tasks
+                .get(id)
+                .is_some_and(|row| row.state == TaskState::Running)
+        });
         drop(state);
         if moved > 0 {
             self.notify.notify_waiters();

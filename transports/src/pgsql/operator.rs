@@ -116,6 +116,14 @@ impl PgsqlTransport {
                 queues.push(row.try_get::<_, String>(0)?);
                 moved += get_u64(row, 1)?;
             }
+            if moved > 0 {
+                // Attempts count from 1 again: a cancel request names an attempt, so those of
+                // tasks not running go, lest a retried attempt be taken for the cancelled one.
+                let stmt = client
+                    .prepare_cached(&self.sql.forget_cancel_requests)
+                    .await?;
+                client.execute(&stmt, &[]).await?;
+            }
             if !queues.is_empty() {
                 // After the commit, like every notification: operators' retries are rare
                 // enough for a second statement.

@@ -118,6 +118,8 @@ pub(super) struct Sql {
     pub(super) request_cancel: String,
     /// The requests made at `$1` or later.
     pub(super) cancel_requests: String,
+    /// Deletes the requests of tasks not running (after a retry).
+    pub(super) forget_cancel_requests: String,
     /// `$1` a schedule id: a row when it was not paused yet.
     pub(super) pause_schedule: String,
     /// `$1` a schedule id: a row when it was paused.
@@ -181,6 +183,7 @@ impl Sql {
             cancel_pending: s(include_str!("sql/queries/cancel_pending.sql")),
             request_cancel: s(include_str!("sql/queries/request_cancel.sql")),
             cancel_requests: s(include_str!("sql/queries/cancel_requests.sql")),
+            forget_cancel_requests: s(include_str!("sql/queries/forget_cancel_requests.sql")),
             pause_schedule: s(include_str!("sql/queries/pause_schedule.sql")),
             resume_schedule: s(include_str!("sql/queries/resume_schedule.sql")),
             paused_schedules: s(include_str!("sql/queries/paused_schedules.sql")),

@@ -27,6 +27,7 @@ const LAST_FIRE: &str = include_str!("sql/queries/last_fire.sql");
 /// schedule: numbered per schedule from the newest, by a window function (one sort, not a
 /// lookup per key).
 const PRUNE_SCHEDULE_KEYS: &str = include_str!("sql/queries/prune_schedule_keys.sql");
+const FORGET_CANCEL_REQUESTS: &str = include_str!("sql/queries/forget_cancel_requests.sql");
 const PAUSE_SCHEDULE: &str = include_str!("sql/queries/pause_schedule.sql");
 const RESUME_SCHEDULE: &str = include_str!("sql/queries/resume_schedule.sql");
 const PAUSED_SCHEDULES: &str = include_str!("sql/queries/paused_schedules.sql");
@@ -105,6 +106,9 @@ impl SqliteTransport {
             }
         };
         if moved > 0 {
+            // Attempts count from 1 again: a cancel request names an attempt, so those of
+            // tasks not running go, lest a retried task's attempt be taken for the cancelled one.
+            self.with(|conn| conn.prepare_cached(FORGET_CANCEL_REQUESTS)?.execute([]))?;
             self.wake_up();
         }
         Ok(moved as u64)

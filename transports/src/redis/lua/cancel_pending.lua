@@ -4,7 +4,8 @@ local f = redis.call('HMGET', k, 'state', 'queue', 'attempts')
 if f[1] ~= 'pending' then return 0 end
 local queue = f[2]
 redis.call('ZREM', q_key(queue, 'pending'), id)
-redis.call('ZREM', q_key(queue, 'ready'), ready_member(id))
+-- Ready entries of older versions are the plain id.
+redis.call('ZREM', q_key(queue, 'ready'), ready_member(id), id)
 redis.call('ZREM', q_key(queue, 'delayed'), id)
 record(id, {attempts = f[3], owner = ''}, 'cancelled', reason_json, now)
 redis.call('HSET', k, 'state', 'failed', 'run_at', now, 'last_error', reason)

@@ -10,6 +10,18 @@ local function retry(id)
     return 1
 end
 local n = 0
+-- Cancel requests name (task, attempt), and a retry starts counting attempts again: the
+-- requests of tasks not running (a retried one among them) go, so that its new attempts are
+-- not taken for the cancelled one.
+local function forget_cancels()
+    local cancels = P .. ':cancel_requests'
+    for _, m in ipairs(redis.call('ZRANGE', cancels, 0, -1)) do
+        local id = string.match(m, '^(%d+):')
+        if not id or redis.call('HGET', task_key(id), 'state') ~= 'running' then
+            redis.call('ZREM', cancels, m)
+        end
+    end
+end
 if mode == 'ids' then
     for i = 4, #ARGV do n = n + retry(ARGV[i]) end
 else
@@ -20,4 +32,5 @@ else
         end
     end
 end
+if n > 0 then forget_cancels() end
 return n

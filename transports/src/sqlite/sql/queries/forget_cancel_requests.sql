@@ -1,0 +1,1 @@
+DELETE FROM cancel_requests WHERE id NOT IN (SELECT id FROM tasks WHERE state = 'running')
