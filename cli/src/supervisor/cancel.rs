@@ -24,10 +24,13 @@ use super::ledger::Ledger;
 use super::slots::State;
 use crate::logging::Logger;
 
+/// When a read of the requests was issued, and what it found: (task, attempt).
+type Read = (Instant, Vec<(i64, u32)>);
+
 #[derive(Default)]
 pub(super) struct Cancels {
-    /// The requests as last read, (task, attempt), and when that read was issued.
-    seen: Arc<Mutex<Option<(Instant, Vec<(i64, u32)>)>>>,
+    /// The requests as last read, and when that read was issued.
+    seen: Arc<Mutex<Option<Read>>>,
     /// Set while a read runs.
     reading: Arc<AtomicBool>,
     /// Set once the transport said it cannot cancel.

@@ -96,9 +96,9 @@ impl Throughput {
     ) -> Option<JoinHandle<()>> {
         // At exit (`now`) a recording still running does not hold the last rows back: the
         // two add up in the transport.
-        if (!now && self.recording.load(Ordering::Acquire))
-            || !(now || self.last_recorded.elapsed() >= transport.history_interval())
-        {
+        let due = self.last_recorded.elapsed() >= transport.history_interval()
+            && !self.recording.load(Ordering::Acquire);
+        if !(now || due) {
             return None;
         }
         let returned = std::mem::take(&mut *lock(&self.returned));
