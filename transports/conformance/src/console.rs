@@ -95,7 +95,19 @@ pub async fn case_task_lookup(t: Arc<dyn Transport>) {
     assert_eq!(pending.payload.get("word"), Some(&json!("alpha")));
     assert!(pending.run_at.is_some(), "a pending task has its due time");
 
-    let task = claim(&t, &queue, &owner).await.expect("claimable");
+    // RabbitMQ's look-up took the message and gave it back: the broker puts it back in the
+    // queue after the look-up's channel closes, so the claim waits for it as a worker does.
+    let mut task = None;
+    for _ in 0..20 {
+        task = claim(&t, &queue, &owner).await;
+        if task.is_some() {
+            break;
+        }
+        t.wait(&queue, Duration::from_millis(500))
+            .await
+            .expect("wait");
+    }
+    let task = task.expect("claimable");
     let running = t.task(id).await.expect("task").expect("a running task");
     assert_eq!(running.state, TaskState::Running);
     assert_eq!(running.owner.as_deref(), Some(owner.as_str()));
