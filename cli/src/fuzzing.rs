@@ -137,6 +137,7 @@ pub fn plugin_response(data: &[u8]) {
         let done = rex_transport::Settlement::Complete {
             lease: rex_transport::Lease { id: 1, token: 1 },
             submits,
+            result: None,
         };
         let _ = rex_transport::batch::validate_submits(std::slice::from_ref(&done));
     }

@@ -20,8 +20,7 @@
 //! * `templates/*.html` — minijinja templates, auto-escaped, compiled in (`include_str!`).
 //! * `assets/` — `console.js` (live overview, select-all) and `console.css`, compiled in.
 //!
-//! Not here yet (later work, with their places): completed tasks kept with their results (the
-//! transport's `task`, shown by `task.html`) and an event stream (`/api/events`).
+//! Not here yet (later work, with its place): an event stream (`/api/events`).
 
 mod api;
 mod history;

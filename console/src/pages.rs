@@ -186,11 +186,13 @@ pub async fn queue(
             Err(e) => (Vec::new(), Some(e.to_string())),
         };
     let tabs: Vec<&str> = ListState::ALL.iter().map(|s| s.as_str()).collect();
+    let keeps_completed = state.config.transport.keeps_completed();
+    let transport = state.config.transport.describe();
     render(
         &state,
         StatusCode::OK,
         "queue.html",
-        context! { queue, current, tabs, paused, text => filter.text, recent, history_problem, ..listing },
+        context! { queue, current, tabs, paused, keeps_completed, transport, text => filter.text, recent, history_problem, ..listing },
     )
 }
 

@@ -243,6 +243,8 @@ pub struct TaskView {
     pub run_at: Option<String>,
     pub owner: Option<String>,
     pub history: Vec<AttemptView>,
+    /// A completed task's result, pretty JSON.
+    pub result: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -255,6 +257,8 @@ pub struct AttemptView {
     pub worker: Option<String>,
     pub outcome: String,
     pub reason: Option<String>,
+    pub started_at: Option<String>,
+    pub took: Option<String>,
     pub finished_at: String,
 }
 
@@ -289,9 +293,17 @@ impl From<&TaskSummary> for TaskView {
                         .and_then(|v| v.as_str().map(str::to_string))
                         .unwrap_or_default(),
                     reason: a.reason.clone(),
+                    started_at: a
+                        .started_at
+                        .map(|ms| format_time(rex_transport::task::from_epoch_ms(ms))),
+                    took: a.took().map(|d| format_age(d.as_millis() as u64)),
                     finished_at: format_time(rex_transport::task::from_epoch_ms(a.finished_at)),
                 })
                 .collect(),
+            result: t
+                .result
+                .as_ref()
+                .map(|r| serde_json::to_string_pretty(r).unwrap_or_default()),
         }
     }
 }

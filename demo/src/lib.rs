@@ -107,6 +107,27 @@ impl Worker for SleepWorker {
     }
 }
 
+/// Adds up `payload.numbers` and returns `{"sum": N}` as the task's result, kept with the
+/// completed task (`rex asynctask-show`, the console).
+pub struct SumWorker;
+
+impl Worker for SumWorker {
+    fn process(&mut self, ctx: &mut Context, payload: Payload) -> Result<()> {
+        let Some(numbers) = payload.get("numbers").and_then(|n| n.as_array()) else {
+            bail!("payload.numbers must be an array of numbers");
+        };
+        let mut sum = 0.0;
+        for n in numbers {
+            match n.as_f64() {
+                Some(n) => sum += n,
+                None => bail!("payload.numbers must hold numbers only, got {n}"),
+            }
+        }
+        println!("SUM processed: {payload}");
+        ctx.set_result(json!({"sum": sum}))
+    }
+}
+
 /// Calls `std::process::abort()` (SIGABRT) when `payload.abort` is true.
 pub struct AbortWorker;
 
@@ -171,6 +192,7 @@ rex_plugin::export! {
         "requeue_worker" => RequeueWorker,
         "demo_sleep_worker" => SleepWorker,
         "demo_abort_worker" => AbortWorker,
+        "demo_sum_worker" => SumWorker,
         "demo_unstartable_worker" => UnstartableWorker::new(),
     },
     tasks: {
@@ -195,6 +217,18 @@ mod tests {
         );
         let out = testing::run(&mut RequeueWorker, "foo", json!({"foo": 2}));
         assert!(out.assert_ok().submits.is_empty());
+    }
+
+    #[test]
+    fn sum_worker_returns_the_sum_as_its_result() {
+        let out = testing::run(&mut SumWorker, "sums", json!({"numbers": [1, 2, 3.5]}));
+        assert_eq!(out.assert_ok().result, Some(json!({"sum": 6.5})));
+        let out = testing::run(&mut SumWorker, "sums", json!({"numbers": [1, "x"]}));
+        assert_eq!(
+            out.error(),
+            Some(r#"payload.numbers must hold numbers only, got "x""#)
+        );
+        assert_eq!(out.result, None);
     }
 
     #[test]

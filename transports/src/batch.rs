@@ -45,7 +45,7 @@ pub async fn settle_each<T: Transport + ?Sized>(t: &T, batch: &[Settlement]) -> 
     let mut applied = Vec::with_capacity(batch.len());
     for settlement in batch {
         applied.push(match settlement {
-            Settlement::Complete { lease, submits } => t.complete(lease, submits).await?,
+            Settlement::Complete { lease, submits, .. } => t.complete(lease, submits).await?,
             Settlement::Fail {
                 lease,
                 failure,

@@ -21,14 +21,17 @@ pub enum ListState {
     Delayed,
     Running,
     Failed,
+    /// Completed tasks still kept ([`Transport::prune_completed`]).
+    Done,
 }
 
 impl ListState {
-    pub const ALL: [ListState; 4] = [
+    pub const ALL: [ListState; 5] = [
         ListState::Ready,
         ListState::Delayed,
         ListState::Running,
         ListState::Failed,
+        ListState::Done,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +40,7 @@ impl ListState {
             ListState::Delayed => "delayed",
             ListState::Running => "running",
             ListState::Failed => "failed",
+            ListState::Done => "done",
         }
     }
 
@@ -50,12 +54,14 @@ impl ListState {
             ListState::Ready | ListState::Delayed => TaskState::Pending,
             ListState::Running => TaskState::Running,
             ListState::Failed => TaskState::Failed,
+            ListState::Done => TaskState::Done,
         }
     }
 }
 
 /// Which tasks a listing shows, a count counts, or a bulk action touches. Every field narrows;
-/// the default matches every task the transport keeps.
+/// the default matches every task the transport keeps except completed ones (which only
+/// `state: Some(Done)` lists).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskFilter {
     pub queue: Option<String>,
@@ -176,6 +182,12 @@ pub async fn cancel<T: Transport + ?Sized>(
     }
     Ok(Cancel::Finished { state: seen })
 }
+
+/// How long completed tasks are kept by default, and how many per queue at most
+/// ([`Transport::prune_completed`]; the settings `asynctask_completed_retention` and
+/// `asynctask_completed_kept`).
+pub const COMPLETED_KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
+pub const COMPLETED_KEPT_PER_QUEUE: u64 = 10_000;
 
 /// The most tasks one [`list`](crate::Transport::list) call returns.
 pub const MAX_PAGE: usize = 500;

@@ -136,6 +136,14 @@ pub trait Transport: Send + Sync + 'static {
         false
     }
 
+    /// Whether completed tasks are kept (as `done`, with their result and history) for
+    /// [`task`](Transport::task) and [`list`](Transport::list) to show until
+    /// [`prune_completed`](Transport::prune_completed) removes them. RabbitMQ acknowledges
+    /// (deletes) a completed message and keeps nothing.
+    fn keeps_completed(&self) -> bool {
+        false
+    }
+
     /// Whether its connections must be driven all the time (protocol heartbeats), not only
     /// while the caller awaits an operation. A caller that blocks its thread for long (a
     /// child running a payload) then gives its runtime a thread of its own; otherwise the
@@ -164,9 +172,11 @@ pub trait Transport: Send + Sync + 'static {
     /// tasks ready before it (see `docs/transports.md`).
     async fn claim(&self, queue: &str, owner: &str, lease: Duration) -> Result<Option<Task>>;
 
-    /// Mark the attempt done (the task is deleted, or kept as `done` per retention) and, in the
-    /// same transaction where the backend allows it, enqueue `submits`. `false` if the lease is
-    /// stale (nothing was changed and nothing was submitted).
+    /// Mark the attempt done and, in the same transaction where the backend allows it, enqueue
+    /// `submits`. `false` if the lease is stale (nothing was changed and nothing was
+    /// submitted). Where [`keeps_completed`](Transport::keeps_completed), the task is kept as
+    /// `done` (its `run_at` the time it completed) until
+    /// [`prune_completed`](Transport::prune_completed) removes it; else it is deleted.
     async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool>;
 
     /// Record a failed attempt. With `retry_at` the task goes back to `pending` and becomes
@@ -396,6 +406,14 @@ pub trait Transport: Send + Sync + 'static {
     /// cost the backend a row or a message per queue.
     fn history_interval(&self) -> Duration {
         Duration::from_secs(10)
+    }
+
+    /// Delete the completed tasks that finished before `before`, and those beyond the newest
+    /// `keep_per_queue` of each queue. Returns how many were deleted. Masters call it with
+    /// their upkeep, in bounded chunks so that no single transaction holds the store long.
+    async fn prune_completed(&self, before: SystemTime, keep_per_queue: u64) -> Result<u64> {
+        let _ = (before, keep_per_queue);
+        Ok(0)
     }
 
     /// Upkeep the backend needs and its server does not do by itself, run in the background

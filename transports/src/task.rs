@@ -128,8 +128,13 @@ impl Task {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Settlement {
     /// The attempt succeeded; `submits` (the worker's follow-up tasks) are enqueued atomically
-    /// with it, and not at all when its lease is stale.
-    Complete { lease: Lease, submits: Vec<Submit> },
+    /// with it, and not at all when its lease is stale. `result` (the worker's JSON result) is
+    /// kept with the completed task where the transport keeps completed tasks.
+    Complete {
+        lease: Lease,
+        submits: Vec<Submit>,
+        result: Option<Value>,
+    },
     /// The attempt failed: with `retry_at` the task is pending again from then, without it the
     /// task is kept as `failed`.
     Fail {
@@ -220,8 +225,20 @@ pub struct Attempt {
     pub outcome: Outcome,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// When the attempt was claimed, in milliseconds since the Unix epoch (absent in the
+    /// history written by older versions, and on RabbitMQ for a holder that vanished).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
     /// Milliseconds since the Unix epoch.
     pub finished_at: i64,
+}
+
+impl Attempt {
+    /// How long the attempt took, when its start was recorded.
+    pub fn took(&self) -> Option<Duration> {
+        let ms = self.finished_at.checked_sub(self.started_at?)?;
+        Some(Duration::from_millis(u64::try_from(ms).ok()?))
+    }
 }
 
 /// Counts for one queue.
@@ -291,13 +308,16 @@ pub struct TaskSummary {
     pub history: Vec<Attempt>,
     #[serde(with = "epoch_ms")]
     pub created_at: SystemTime,
-    /// A pending task's due time; a failed task's time of failure; a running task's claim
-    /// due time.
+    /// A pending task's due time; a failed task's time of failure; a completed task's time of
+    /// completion; a running task's claim due time.
     #[serde(default, with = "epoch_ms_opt")]
     pub run_at: Option<SystemTime>,
     /// A running task's owner (the worker process holding it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// A completed task's result, when its worker returned one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
 }
 
 /// Milliseconds since the Unix epoch (saturating both ways; times before 1970 become 0).

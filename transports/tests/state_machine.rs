@@ -377,6 +377,7 @@ async fn run(t: &dyn Transport, ops: &[Op]) -> Result<(), TestCaseError> {
                             Kind::Complete => Settlement::Complete {
                                 lease,
                                 submits: vec![],
+                                result: None,
                             },
                             Kind::Fail { retry, crash } => Settlement::Fail {
                                 lease,

@@ -50,6 +50,8 @@ struct Tuning {
     shutdown_grace: Duration,
     lease_duration: Duration,
     max_payload_size: usize,
+    completed_for: Duration,
+    completed_kept: u64,
 }
 
 /// What validation needs to know about the application.
@@ -134,6 +136,12 @@ impl Settings {
 
     pub fn lease_duration(&self) -> Duration {
         self.tuning.lease_duration
+    }
+
+    /// `asynctask_completed_retention` and `asynctask_completed_kept`: how long completed
+    /// tasks are kept, and how many per queue at most.
+    pub fn completed_retention(&self) -> (Duration, u64) {
+        (self.tuning.completed_for, self.tuning.completed_kept)
     }
 
     /// `asynctask_max_payload_size`: the most bytes of compact JSON a payload may take.
@@ -237,7 +245,13 @@ impl Tuning {
                 Error::new("Expected an integer")
                     .context("While validating setting:", "asynctask_max_payload_size")
             })?;
+        let completed_kept = get("asynctask_completed_kept")?.as_u64().ok_or_else(|| {
+            Error::new("Expected an integer")
+                .context("While validating setting:", "asynctask_completed_kept")
+        })?;
         Ok(Tuning {
+            completed_for: duration("asynctask_completed_retention")?,
+            completed_kept,
             max_payload_size,
             poll_interval: millis("asynctask_workers_poll_interval")?,
             check_child_interval: millis("asynctask_workers_check_child_interval")?,

@@ -168,6 +168,25 @@ pub static SPECS: &[SettingSpec] = &[
         default: "1048576",
         doc: "Largest payload accepted, in bytes of compact JSON (2 to 67108864), checked by asynctask-submit and for the tasks a worker submits; payloads may also nest at most 64 levels.",
     },
+    SettingSpec {
+        name: "asynctask_completed_retention",
+        package: "rex.asynctask",
+        kind: Kind::Duration(Range::secs(0, 365 * DAY)),
+        merge: Merge::Replace,
+        default: "24h",
+        doc: "How long a completed task is kept, with its result and attempts, for asynctask-show and the console (0s to 365d; 0s: pruned at the next upkeep). Masters prune every 10 seconds; RabbitMQ keeps no completed task.",
+    },
+    SettingSpec {
+        name: "asynctask_completed_kept",
+        package: "rex.asynctask",
+        kind: Kind::Integer {
+            min: 0,
+            max: 100_000_000,
+        },
+        merge: Merge::Replace,
+        default: "10000",
+        doc: "The most completed tasks kept per queue (0 to 100000000): the newest stay, older ones are pruned before their retention ends.",
+    },
 ];
 
 impl SettingSpec {

@@ -201,13 +201,24 @@ impl Ledger {
         }));
     }
 
-    /// The transport's upkeep (a vacuum may take a while), one at a time.
-    pub fn maintain(&mut self) {
+    /// The transport's upkeep (a vacuum may take a while) and the pruning of completed tasks
+    /// kept longer than `retention` (a duration, a count per queue), one at a time.
+    pub fn maintain(&mut self, retention: (Duration, u64)) {
         if running(&self.maintaining) {
             return;
         }
         let (transport, log, _) = self.parts();
         self.maintaining = Some(self.handle.spawn(async move {
+            let (kept_for, kept) = retention;
+            let before = SystemTime::now()
+                .checked_sub(kept_for)
+                .unwrap_or(std::time::UNIX_EPOCH);
+            match transport.prune_completed(before, kept).await {
+                Ok(0) => {}
+                Ok(n) => log.debug(format_args!("Pruned {n} completed tasks")),
+                Err(e) if e.is_retryable() => {}
+                Err(e) => log.warn(format_args!("Pruning completed tasks failed: {e}")),
+            }
             match transport.maintain().await {
                 Ok(Some(done)) => log.debug(format_args!("{done}")),
                 Ok(None) => {}
@@ -363,6 +374,7 @@ async fn settle_crash(
                     Settlement::Complete {
                         lease,
                         submits: Vec::new(),
+                        result: None,
                     }
                 } else {
                     Settlement::Release {

@@ -216,7 +216,7 @@ impl Supervisor {
                 _ = sighup.recv() => self.reload(),
                 _ = heartbeat.tick() => self.ledger.renew(self.live_owners(), lease),
                 _ = housekeeping.tick() => self.ledger.reclaim_expired(),
-                _ = upkeep.tick() => self.ledger.maintain(),
+                _ = upkeep.tick() => self.ledger.maintain(self.app.settings.completed_retention()),
                 _ = beat.tick() => self.beat(),
                 _ = tokio::time::sleep_until(deadline.into()) => self.on_timers(),
             }

@@ -1,6 +1,6 @@
 //! One task by id: `rex asynctask-show <task-id>`, a task the transport keeps (pending,
-//! running or failed) with its payload, counters, due time, owner and attempt history; and
-//! `rex asynctask-cancel <task-id>`.
+//! running, failed, or completed and not pruned yet) with its payload, counters, due time,
+//! owner, result and attempt history; and `rex asynctask-cancel <task-id>`.
 
 use std::time::SystemTime;
 
@@ -44,11 +44,7 @@ pub fn cancel(parsed: &Parsed) -> Result<i32> {
                 state.as_str()
             )));
         }
-        Cancel::NotFound => {
-            return Err(Error::new(format!(
-                "no task {id} (completed tasks are not kept)"
-            )));
-        }
+        Cancel::NotFound => return Err(not_found(id, transport.as_ref())),
     }
     Ok(0)
 }
@@ -59,7 +55,7 @@ pub fn show(parsed: &Parsed) -> Result<i32> {
     let transport = app.open_shared_transport()?;
     let task = current_thread()?
         .block_on(transport.task(id))?
-        .ok_or_else(|| Error::new(format!("no task {id} (completed tasks are not kept)")))?;
+        .ok_or_else(|| not_found(id, transport.as_ref()))?;
     if parsed.flag("json") {
         println!(
             "{}",
@@ -71,11 +67,32 @@ pub fn show(parsed: &Parsed) -> Result<i32> {
     if !task.history.is_empty() {
         println!("history:");
         print_table(
-            ["ATTEMPT", "OUTCOME", "FINISHED AT", "OWNER", "REASON"],
+            [
+                "ATTEMPT",
+                "OUTCOME",
+                "FINISHED AT",
+                "TOOK",
+                "OWNER",
+                "REASON",
+            ],
             &history_rows(&task.history),
         );
     }
     Ok(0)
+}
+
+/// A task the transport does not have: never submitted, or completed and gone.
+fn not_found(id: TaskId, transport: &dyn rex_transport::Transport) -> Error {
+    if transport.keeps_completed() {
+        Error::new(format!(
+            "no task {id} (completed tasks are kept for asynctask_completed_retention)"
+        ))
+    } else {
+        Error::new(format!(
+            "no task {id} ({} keeps no completed task)",
+            transport.describe()
+        ))
+    }
 }
 
 /// The state as a listing names it: a pending task is `ready` or `delayed` (due later).
@@ -103,7 +120,11 @@ fn render(task: &TaskSummary, now: SystemTime) -> String {
         out.push_str(&format!("{:<12}{value}\n", format!("{name}:")));
     };
     field("state", state_name(task, now));
-    field("run at", &task.run_at.map_or_else(|| "-".into(), rfc3339));
+    let at = task.run_at.map_or_else(|| "-".into(), rfc3339);
+    match task.state {
+        TaskState::Done => field("completed", &at),
+        _ => field("run at", &at),
+    }
     field("owner", task.owner.as_deref().unwrap_or("-"));
     field(
         "attempts",
@@ -128,12 +149,29 @@ fn render(task: &TaskSummary, now: SystemTime) -> String {
     for line in pretty.lines() {
         out.push_str(&format!("    {line}\n"));
     }
+    if let Some(result) = &task.result {
+        out.push_str("result:\n");
+        let pretty = serde_json::to_string_pretty(result).unwrap_or_else(|_| "null".into());
+        for line in pretty.lines() {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
     out.lines()
         .map(|line| format!("{}\n", line.trim_end()))
         .collect()
 }
 
-fn history_rows(history: &[Attempt]) -> Vec<[String; 5]> {
+/// How long an attempt took, when its start is known: `850ms`, `12.3s`, `4m05s`.
+pub(crate) fn took(attempt: &Attempt) -> Option<String> {
+    let ms = attempt.took()?.as_millis();
+    Some(match ms {
+        0..1_000 => format!("{ms}ms"),
+        1_000..60_000 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => format!("{}m{:02}s", ms / 60_000, ms % 60_000 / 1000),
+    })
+}
+
+fn history_rows(history: &[Attempt]) -> Vec<[String; 6]> {
     history
         .iter()
         .map(|a| {
@@ -145,6 +183,7 @@ fn history_rows(history: &[Attempt]) -> Vec<[String; 5]> {
                 a.attempt.to_string(),
                 outcome,
                 rfc3339_ms(a.finished_at),
+                took(a).unwrap_or_else(|| "-".into()),
                 a.owner.clone(),
                 a.reason
                     .as_deref()
@@ -179,11 +218,13 @@ mod tests {
                 owner: "host:1:2:3".into(),
                 outcome: Outcome::Error,
                 reason: Some("Oops\nmore".into()),
+                started_at: Some(1_700_000_000_100),
                 finished_at: 1_700_000_000_123,
             }],
             created_at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000),
             run_at: Some(UNIX_EPOCH + Duration::from_millis(1_700_000_001_000)),
             owner: None,
+            result: None,
         }
     }
 
@@ -208,10 +249,39 @@ mod tests {
                 "1".to_string(),
                 "error".into(),
                 "2023-11-14T22:13:20.123Z".into(),
+                "23ms".into(),
                 "host:1:2:3".into(),
                 "Oops".into()
             ]
         );
+    }
+
+    #[test]
+    fn a_completed_task_shows_when_it_completed_and_its_result() {
+        let mut task = summary();
+        task.state = TaskState::Done;
+        task.last_error = None;
+        task.result = Some(serde_json::json!({"sum": 6}));
+        let text = render(&task, SystemTime::now());
+        assert!(text.contains("state:      done\ncompleted:  2023-11-14T22:13:21.000Z\n"));
+        assert!(
+            text.ends_with("result:\n    {\n      \"sum\": 6\n    }\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_attempt_took_its_time_from_start_to_finish() {
+        let mut attempt = summary().history.remove(0);
+        let took_ms = |attempt: &mut Attempt, ms: i64| {
+            attempt.started_at = Some(attempt.finished_at - ms);
+            took(attempt)
+        };
+        assert_eq!(took_ms(&mut attempt, 999).as_deref(), Some("999ms"));
+        assert_eq!(took_ms(&mut attempt, 12_345).as_deref(), Some("12.3s"));
+        assert_eq!(took_ms(&mut attempt, 245_000).as_deref(), Some("4m05s"));
+        attempt.started_at = None;
+        assert_eq!(took(&attempt), None);
     }
 
     #[test]

@@ -21,7 +21,11 @@ pub(super) enum Executor {
 
 /// A finished attempt, as the consumer sees it.
 pub(super) enum Attempted {
-    Done(Vec<Submit>),
+    /// Succeeded, with the follow-ups it submitted and the result it returned, if any.
+    Done {
+        submits: Vec<Submit>,
+        result: Option<Value>,
+    },
     /// Failed; `detail` is logged, `reason` recorded; `permanent` skips the retry policy.
     Failed {
         detail: String,
@@ -37,6 +41,11 @@ impl std::fmt::Display for JsonMap<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?)
     }
+}
+
+/// The result a worker's successful response carries (`None` when absent or null).
+pub(crate) fn result_of(body: &Value) -> Option<Value> {
+    body.get("result").filter(|r| !r.is_null()).cloned()
 }
 
 /// The tasks a worker's successful response asks to submit (none when absent).
@@ -65,7 +74,10 @@ pub(super) fn run_plugin(plugin: &Plugin, worker: &str, task: &Task) -> Attempte
     };
     match plugin.call(worker, &request) {
         CallResult::Ok(body) => match submits_of(&body) {
-            Ok(submits) => Attempted::Done(submits),
+            Ok(submits) => Attempted::Done {
+                submits,
+                result: result_of(&body),
+            },
             Err(e) => Attempted::Failed {
                 detail: format!("malformed response: {e}"),
                 reason: format!("malformed response: {e}"),
@@ -152,7 +164,10 @@ impl CtlExecutor {
         }
         let status = child.wait();
         match status {
-            Ok(s) if s.success() => Attempted::Done(Vec::new()),
+            Ok(s) if s.success() => Attempted::Done {
+                submits: Vec::new(),
+                result: None,
+            },
             Ok(s) => {
                 let code = s
                     .code()
@@ -223,5 +238,8 @@ pub(super) fn bench_record(log: &mut BenchLog, task: &Task, batch: usize) -> Att
             };
         }
     }
-    Attempted::Done(Vec::new())
+    Attempted::Done {
+        submits: Vec::new(),
+        result: None,
+    }
 }

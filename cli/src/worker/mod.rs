@@ -33,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 
 mod executor;
+mod limits;
 mod lost;
 mod pause;
 mod record;
@@ -467,8 +468,8 @@ impl Consumer {
         let settlement = self.settlement(&task, outcome);
         // A plain completion is listed on the beacon until it is recorded, for the master to
         // complete if this process dies first.
-        let plain =
-            matches!(&settlement, Settlement::Complete { submits, .. } if submits.is_empty());
+        let plain = matches!(&settlement,
+            Settlement::Complete { submits, result: None, .. } if submits.is_empty());
         let ended = match &settlement {
             Settlement::Fail { retry_at: None, .. } => Ended::Failed,
             Settlement::Fail { .. } => Ended::Retried,
@@ -501,17 +502,24 @@ impl Consumer {
     fn settlement(&self, task: &Task, outcome: Attempted) -> Settlement {
         let lease = task.lease();
         let (detail, reason, permanent) = match outcome {
-            Attempted::Done(submits) => {
-                let done = Settlement::Complete { lease, submits };
-                // Follow-ups the transport would refuse fail the task (not the whole batch).
+            Attempted::Done { submits, result } => {
+                let done = Settlement::Complete {
+                    lease,
+                    submits,
+                    result,
+                };
+                // Follow-ups the transport would refuse fail the task (not the whole batch), as
+                // does a result too large to keep.
                 match rex_transport::batch::validate_submits(std::slice::from_ref(&done))
-                    .and_then(|()| self.check_sizes(&done))
+                    .and_then(|()| limits::check_sizes(&done, self.max_payload))
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| limits::check_result(&done, self.max_payload))
                 {
                     Ok(()) => {
                         self.logger.debug(format_args!("Processing complete"));
                         return done;
                     }
-                    Err(e) => (e.to_string(), e.to_string(), true),
+                    Err(e) => (e.clone(), e, true),
                 }
             }
             Attempted::Failed {
@@ -548,15 +556,6 @@ impl Consumer {
             failure: Failure::error(reason),
             retry_at,
         }
-    }
-
-    /// Follow-ups within `asynctask_max_payload_size`, as `asynctask-submit` checks its own.
-    fn check_sizes(&self, done: &Settlement) -> rex_transport::Result<()> {
-        for submit in done.submits() {
-            let size = serde_json::to_string(&submit.payload).map_or(usize::MAX, |t| t.len());
-            rex_transport::check_size(size, self.max_payload)?;
-        }
-        Ok(())
     }
 }
 

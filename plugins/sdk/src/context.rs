@@ -202,6 +202,7 @@ pub struct Context {
     attempt: u32,
     log: Log,
     submits: Vec<Submit>,
+    result: Option<serde_json::Value>,
 }
 
 impl Context {
@@ -212,6 +213,7 @@ impl Context {
             attempt,
             log,
             submits: Vec::new(),
+            result: None,
         }
     }
 
@@ -266,10 +268,24 @@ impl Context {
         &self.submits
     }
 
+    /// Return `result` (anything that serializes to JSON) with this task: when the task
+    /// completes, the host keeps it with the completed task (`rex asynctask-show`, the
+    /// console) for the retention period. A later call replaces it; a task that fails or
+    /// panics keeps no result. Counts against `asynctask_max_payload_size`.
+    pub fn set_result<R: serde::Serialize>(&mut self, result: R) -> Result<()> {
+        self.result = Some(serde_json::to_value(result)?);
+        Ok(())
+    }
+
+    /// The result set so far.
+    pub fn result(&self) -> Option<&serde_json::Value> {
+        self.result.as_ref()
+    }
+
     logging_methods!();
 
-    pub(crate) fn finish(self) -> (Vec<Submit>, Log) {
-        (self.submits, self.log)
+    pub(crate) fn finish(self) -> (Vec<Submit>, Option<serde_json::Value>, Log) {
+        (self.submits, self.result, self.log)
     }
 }
 
@@ -281,6 +297,7 @@ impl fmt::Debug for Context {
             .field("attempt", &self.attempt)
             .field("logger", &self.log.logger)
             .field("submits", &self.submits)
+            .field("result", &self.result)
             .finish()
     }
 }

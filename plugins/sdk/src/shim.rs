@@ -325,6 +325,8 @@ struct CallRequest {
 #[derive(Serialize)]
 struct CallResponse<'a> {
     submits: &'a [Submit],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<&'a serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -496,9 +498,15 @@ fn call_inner<P: Export>(name: Option<&str>, request: &[u8]) -> Reply {
     let mut ctx = Context::new(request.queue, request.task_id, request.attempt, log);
     let result = invoke(&mut *worker, &mut ctx, request.payload);
     put_worker::<P>(index, worker);
-    let (submits, _) = ctx.finish();
+    let (submits, value, _) = ctx.finish();
     match result {
-        Ok(Ok(())) => (RexStatus::OK, json(&CallResponse { submits: &submits })),
+        Ok(Ok(())) => {
+            let response = CallResponse {
+                submits: &submits,
+                result: value.as_ref(),
+            };
+            (RexStatus::OK, json(&response))
+        }
         Ok(Err(error)) => failure(Ok(error), Some(&submits)),
         Err(panic) => failure(Err(panic), Some(&submits)),
     }

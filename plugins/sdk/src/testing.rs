@@ -63,6 +63,9 @@ pub struct Outcome {
     pub status: Status,
     /// Submissions, in order (always empty for tasks).
     pub submits: Vec<Submit>,
+    /// The result the worker set with [`Context::set_result`](crate::Context::set_result)
+    /// (the host keeps it only when the run returned `Ok`).
+    pub result: Option<serde_json::Value>,
     /// Log records at or above the harness's minimum level (all, by default).
     pub logs: Vec<LogRecord>,
 }
@@ -71,6 +74,7 @@ impl Outcome {
     fn new(
         result: std::result::Result<Result<()>, PanicReport>,
         submits: Vec<Submit>,
+        value: Option<serde_json::Value>,
         logs: Vec<LogRecord>,
     ) -> Self {
         let status = match result {
@@ -84,6 +88,7 @@ impl Outcome {
         Outcome {
             status,
             submits,
+            result: value,
             logs,
         }
     }
@@ -225,8 +230,8 @@ impl Harness {
         let log = Log::capture(crate::worker::logger_name::<W>(), self.min_level);
         let mut ctx = Context::new(self.queue.clone(), self.task_id, self.attempt, log);
         let result = invoke(worker, &mut ctx, payload);
-        let (submits, mut log) = ctx.finish();
-        Outcome::new(result, submits, log.take_records())
+        let (submits, value, mut log) = ctx.finish();
+        Outcome::new(result, submits, value, log.take_records())
     }
 
     /// Run a task function with `args`; its logger is `name`.
@@ -238,7 +243,7 @@ impl Harness {
     {
         let mut ctx = TaskContext::new(Log::capture(name, self.min_level));
         let result = invoke_task(task, &mut ctx, args.into_iter().map(Into::into).collect());
-        Outcome::new(result, Vec::new(), ctx.finish().take_records())
+        Outcome::new(result, Vec::new(), None, ctx.finish().take_records())
     }
 }
 

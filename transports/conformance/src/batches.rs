@@ -103,10 +103,12 @@ pub async fn case_settle_batch_mixed_tokens(t: Arc<dyn Transport>) {
         Settlement::Complete {
             lease: tasks[0].lease(),
             submits: submits(&follow, &[json!({"after": 0})]),
+            result: None,
         },
         Settlement::Complete {
             lease: stale,
             submits: submits(&follow, &[json!({"after": 1})]),
+            result: None,
         },
         Settlement::Fail {
             lease: tasks[2].lease(),
@@ -161,6 +163,7 @@ pub async fn case_settle_batch_validates_submits(t: Arc<dyn Transport>) {
         Settlement::Complete {
             lease: tasks[0].lease(),
             submits: submits(&follow, &[json!({})]),
+            result: None,
         },
         Settlement::Complete {
             lease: tasks[1].lease(),
@@ -168,6 +171,7 @@ pub async fn case_settle_batch_validates_submits(t: Arc<dyn Transport>) {
                 queue: "BADNAME".into(),
                 payload: Payload::new(),
             }],
+            result: None,
         },
     ];
     assert_invalid_queue(t.settle(&batch).await);
@@ -195,6 +199,7 @@ pub async fn case_settle_and_claim_batch(t: Arc<dyn Transport>) {
         .map(|task| Settlement::Complete {
             lease: task.lease(),
             submits: vec![],
+            result: None,
         })
         .collect();
     let (applied, next) = t
@@ -218,6 +223,7 @@ pub async fn case_settle_and_claim_batch(t: Arc<dyn Transport>) {
         .map(|task| Settlement::Complete {
             lease: task.lease(),
             submits: vec![],
+            result: None,
         })
         .collect();
     let (applied, none) = t

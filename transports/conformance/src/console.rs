@@ -136,17 +136,21 @@ pub async fn case_task_lookup(t: Arc<dyn Transport>) {
         "run_at of a failed task is its failure time"
     );
 
+    let _looking = crate::completed::PRUNING.read().await;
     let done = submit(&t, &queue, json!({})).await;
     let task = claim(&t, &queue, &owner).await.expect("claimable");
     assert_eq!(task.id, done);
     let complete = [Settlement::Complete {
         lease: task.lease(),
         submits: vec![],
+        result: None,
     }];
     assert_eq!(t.settle(&complete).await.expect("settle"), [true]);
-    assert!(
-        t.task(done).await.expect("task").is_none(),
-        "completed tasks are not kept"
+    let completed = t.task(done).await.expect("task");
+    assert_eq!(
+        completed.map(|task| task.state),
+        t.keeps_completed().then_some(TaskState::Done),
+        "completed tasks are kept where the transport keeps them"
     );
     assert!(t.task(done + 1_000_000).await.expect("task").is_none());
 }

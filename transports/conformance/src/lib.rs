@@ -40,11 +40,13 @@
 //! * `console.rs` — what the operator console needs: pause flags, task lookup, filtered
 //!   listings with keyset pagination, counts, purging selected failed tasks, master heartbeats,
 //!   cancelling tasks.
+//! * `completed.rs` — completed tasks kept with their results, and pruned.
 //! * `history.rs` — `record_history` and `history`: per-minute counters that add up.
 //! * `wake.rs` — `wait`.
 
 mod batches;
 mod claim_order;
+mod completed;
 mod console;
 mod failures;
 mod history;
@@ -62,6 +64,7 @@ pub use batches::{
 pub use claim_order::{
     case_concurrent_claimers, case_due_time_then_submission_order, case_original_sequence,
 };
+pub use completed::{case_completed_kept_with_result, case_prune_completed};
 pub use console::{
     case_cancel, case_list_filters_and_pages, case_master_heartbeats, case_pause_stops_claims,
     case_purge_failed_selected, case_resume_then_wait_returns, case_task_lookup,
@@ -160,6 +163,8 @@ macro_rules! conformance_suite {
             case_list_filters_and_pages,
             case_purge_failed_selected,
             case_master_heartbeats,
+            case_completed_kept_with_result,
+            case_prune_completed,
         );
     };
     (@cases $module:ident, $fixture:expr; $($case:ident),* $(,)?) => {

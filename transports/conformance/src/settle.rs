@@ -102,6 +102,7 @@ async fn complete_and_claim(
     let batch = [Settlement::Complete {
         lease: task.lease(),
         submits,
+        result: None,
     }];
     let (applied, next) = t
         .settle_and_claim(&batch, queue, owner, LEASE, 1)

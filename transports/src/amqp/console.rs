@@ -78,6 +78,8 @@ impl Wanted {
                 failed: true,
                 ..only
             },
+            // Completed messages are acknowledged: none is kept.
+            Some(ListState::Done) => only,
         }
     }
 }
@@ -245,6 +247,7 @@ impl Inner {
                 Some(ListState::Delayed) => counts.delayed,
                 Some(ListState::Running) => counts.running,
                 Some(ListState::Failed) => counts.failed,
+                Some(ListState::Done) => 0,
             };
         }
         Ok(total)

@@ -36,6 +36,8 @@ pub(super) struct Held {
     tag: DeliveryTag,
     /// The [`Session::serial`] of the connection it was got on.
     pub(super) session: u64,
+    /// When it was claimed (epoch ms): the attempt's start in its history.
+    claimed_at: i64,
 }
 
 /// How many times a task that this process lost with its connection is handed out again
@@ -207,6 +209,7 @@ impl Inner {
                     channel: session.claim.clone(),
                     tag,
                     session: session.serial,
+                    claimed_at: now_ms(),
                 };
                 lock(&self.leases).insert(token, held);
                 Ok(Some(task))
@@ -332,7 +335,7 @@ impl Inner {
     /// before the acknowledgement the lease is kept.
     async fn settle<F, Fut>(&self, lease: &Lease, publish: F) -> Result<bool>
     where
-        F: FnOnce(Arc<Session>, Body, String, i64) -> Fut,
+        F: FnOnce(Arc<Session>, Body, String, i64, i64) -> Fut,
         Fut: Future<Output = Result<()>>,
     {
         let Some(held) = self.take_lease(lease) else {
@@ -344,6 +347,7 @@ impl Inner {
                 session,
                 held.body.clone(),
                 held.task.owner.clone(),
+                held.claimed_at,
                 now_ms(),
             )
             .await
@@ -422,9 +426,9 @@ impl Inner {
         let mut batch = batch.into_iter().peekable();
         while let Some(settlement) = batch.next() {
             match settlement {
-                Settlement::Complete { lease, submits } => {
+                Settlement::Complete { lease, submits, .. } => {
                     let mut run = vec![(lease, submits)];
-                    while let Some(Settlement::Complete { lease, submits }) =
+                    while let Some(Settlement::Complete { lease, submits, .. }) =
                         batch.next_if(|next| matches!(next, Settlement::Complete { .. }))
                     {
                         run.push((lease, submits));
@@ -451,43 +455,47 @@ impl Inner {
         retry_at: Option<SystemTime>,
     ) -> Result<bool> {
         let this = Arc::clone(&self);
-        self.settle(&lease, |session, mut body, owner, now| async move {
-            body.attempts += 1;
-            let outcome = match failure.kind {
-                FailureKind::Error => {
-                    body.errors += 1;
-                    Outcome::Error
+        self.settle(
+            &lease,
+            |session, mut body, owner, started, now| async move {
+                body.attempts += 1;
+                let outcome = match failure.kind {
+                    FailureKind::Error => {
+                        body.errors += 1;
+                        Outcome::Error
+                    }
+                    FailureKind::Crash => {
+                        body.crashes += 1;
+                        Outcome::Crash
+                    }
+                    FailureKind::Cancelled => Outcome::Cancelled,
+                };
+                body.last_error = Some(failure.reason.clone());
+                body.history.push(Attempt {
+                    attempt: body.attempts,
+                    owner,
+                    outcome,
+                    reason: Some(failure.reason),
+                    started_at: Some(started),
+                    finished_at: now,
+                });
+                match retry_at {
+                    Some(at) => {
+                        body.run_at_ms = to_epoch_ms(at);
+                        this.publish_task(&session, &body).await
+                    }
+                    None => {
+                        // A failed task's run_at is the time it failed (what listings show).
+                        body.run_at_ms = now;
+                        let names = this.names(&body.queue)?;
+                        this.ensure_topology(&session, &body.queue).await?;
+                        let data = this.encode(&body)?;
+                        this.publish_confirmed(&session, "", &names.failed, &data)
+                            .await
+                    }
                 }
-                FailureKind::Crash => {
-                    body.crashes += 1;
-                    Outcome::Crash
-                }
-                FailureKind::Cancelled => Outcome::Cancelled,
-            };
-            body.last_error = Some(failure.reason.clone());
-            body.history.push(Attempt {
-                attempt: body.attempts,
-                owner,
-                outcome,
-                reason: Some(failure.reason),
-                finished_at: now,
-            });
-            match retry_at {
-                Some(at) => {
-                    body.run_at_ms = to_epoch_ms(at);
-                    this.publish_task(&session, &body).await
-                }
-                None => {
-                    // A failed task's run_at is the time it failed (what listings show).
-                    body.run_at_ms = now;
-                    let names = this.names(&body.queue)?;
-                    this.ensure_topology(&session, &body.queue).await?;
-                    let data = this.encode(&body)?;
-                    this.publish_confirmed(&session, "", &names.failed, &data)
-                        .await
-                }
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -496,21 +504,25 @@ impl Inner {
         let lost = lock(&self.leases)
             .get(&lease.token)
             .is_some_and(|held| held.task.lost);
-        self.settle(&lease, |session, mut body, owner, now| async move {
-            if lost {
-                // Given back by a claimer that cannot tell why its holder died.
-                body.unwitnessed_returns += 1;
-            }
-            body.history.push(Attempt {
-                attempt: body.attempts + 1,
-                owner,
-                outcome: Outcome::Released,
-                reason: Some(reason),
-                finished_at: now,
-            });
-            body.run_at_ms = now;
-            this.publish_task(&session, &body).await
-        })
+        self.settle(
+            &lease,
+            |session, mut body, owner, started, now| async move {
+                if lost {
+                    // Given back by a claimer that cannot tell why its holder died.
+                    body.unwitnessed_returns += 1;
+                }
+                body.history.push(Attempt {
+                    attempt: body.attempts + 1,
+                    owner,
+                    outcome: Outcome::Released,
+                    reason: Some(reason),
+                    started_at: Some(started),
+                    finished_at: now,
+                });
+                body.run_at_ms = now;
+                this.publish_task(&session, &body).await
+            },
+        )
         .await
     }
 

@@ -303,6 +303,7 @@ impl Inner {
             created_at: from_epoch_ms(body.created_at_ms),
             run_at: Some(from_epoch_ms(run_at)),
             owner: None,
+            result: None,
         }
     }
 

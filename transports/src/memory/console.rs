@@ -1,5 +1,6 @@
 //! The memory transport's operator side: pause flags, lookups and filtered listings, bulk
-//! purges, master heartbeats, throughput history, paused schedules. The [`Transport`](crate::Transport) methods in `mod.rs` call
+//! purges, master heartbeats, throughput history, paused schedules, completed tasks kept and
+//! pruned. The [`Transport`](crate::Transport) methods in `mod.rs` call
 //! these.
 
 use std::time::SystemTime;
@@ -57,9 +58,82 @@ impl MemoryTransport {
             owner: String::new(),
             outcome: crate::Outcome::Cancelled,
             reason: Some(reason.to_string()),
+            started_at: None,
             finished_at: now,
         });
         Ok(true)
+    }
+
+    /// Record the attempt `lease` names as done: the task is kept, with `result`, until
+    /// pruned.
+    pub(super) fn complete_with(
+        &self,
+        lease: &crate::Lease,
+        submits: &[crate::Submit],
+        result: Option<serde_json::Value>,
+    ) -> Result<bool> {
+        for submit in submits {
+            validate_queue_name(&submit.queue)?;
+        }
+        let now = now_ms();
+        let mut state = self.state();
+        let Some(row) = state.leased(lease) else {
+            return Ok(false);
+        };
+        row.settle(TaskState::Done, crate::Outcome::Done, None, now);
+        row.run_at = now;
+        row.result = result;
+        for submit in submits {
+            state.insert(&submit.queue, submit.payload.clone(), now, now);
+        }
+        drop(state);
+        if !submits.is_empty() {
+            self.notify.notify_waiters();
+        }
+        Ok(true)
+    }
+
+    /// One settlement at a time, as `batch::settle_each`, but keeping each result.
+    pub(super) async fn settle_now(&self, batch: &[crate::Settlement]) -> Result<Vec<bool>> {
+        crate::batch::validate_submits(batch)?;
+        let mut applied = Vec::with_capacity(batch.len());
+        for settlement in batch {
+            applied.push(match settlement {
+                crate::Settlement::Complete {
+                    lease,
+                    submits,
+                    result,
+                } => self.complete_with(lease, submits, result.clone())?,
+                _ => crate::batch::settle_each(self, std::slice::from_ref(settlement)).await?[0],
+            });
+        }
+        Ok(applied)
+    }
+
+    pub(super) fn prune_completed_now(&self, before: i64, keep_per_queue: u64) -> Result<u64> {
+        let mut state = self.state();
+        // Newest first per queue: what a queue's cap keeps.
+        let mut done: Vec<(String, i64, TaskId)> = state
+            .tasks
+            .iter()
+            .filter(|(_, row)| row.state == TaskState::Done)
+            .map(|(&id, row)| (row.queue.clone(), row.run_at, id))
+            .collect();
+        done.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(b.2.cmp(&a.2)));
+        let mut pruned = 0;
+        let mut kept_in_queue = 0;
+        for (i, (queue, finished, id)) in done.iter().enumerate() {
+            kept_in_queue = if i > 0 && done[i - 1].0 == *queue {
+                kept_in_queue + 1
+            } else {
+                1
+            };
+            if *finished < before || kept_in_queue > keep_per_queue {
+                state.tasks.remove(id);
+                pruned += 1;
+            }
+        }
+        Ok(pruned)
     }
 
     pub(super) fn request_cancel_now(&self, id: TaskId, attempt: u32) -> Result<()> {

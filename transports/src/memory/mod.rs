@@ -15,8 +15,8 @@ mod console;
 
 use crate::{
     Attempt, Failure, FailureKind, HistoryRow, Lease, MasterRecord, Outcome, Payload, PurgeWhich,
-    QueueCounts, QueueStats, Result, Selector, Submit, SubmitOptions, Task, TaskFilter, TaskId,
-    TaskState, TaskSummary, Transport, validate_queue_name,
+    QueueCounts, QueueStats, Result, Selector, Settlement, Submit, SubmitOptions, Task, TaskFilter,
+    TaskId, TaskState, TaskSummary, Transport, validate_queue_name,
 };
 
 /// A transport living in this process's memory.
@@ -57,6 +57,9 @@ struct Row {
     lease_until: i64,
     last_error: Option<String>,
     history: Vec<Attempt>,
+    /// When the current (or last) attempt was claimed.
+    started_at: i64,
+    result: Option<serde_json::Value>,
 }
 
 impl Row {
@@ -95,16 +98,18 @@ impl Row {
             created_at: from_epoch_ms(self.created_at),
             run_at: Some(from_epoch_ms(self.run_at)),
             owner: (self.state == TaskState::Running).then(|| self.owner.clone()),
+            result: self.result.clone(),
         }
     }
 
     /// Leave `running`, recording how the attempt ended.
-    fn settle(&mut self, state: TaskState, outcome: Outcome, reason: &str, now: i64) {
+    fn settle(&mut self, state: TaskState, outcome: Outcome, reason: Option<&str>, now: i64) {
         self.history.push(Attempt {
             attempt: self.attempts,
             owner: std::mem::take(&mut self.owner),
             outcome,
-            reason: Some(reason.to_string()),
+            reason: reason.map(str::to_string),
+            started_at: Some(self.started_at),
             finished_at: now,
         });
         self.state = state;
@@ -128,6 +133,8 @@ impl State {
             lease_until: 0,
             last_error: None,
             history: Vec::new(),
+            started_at: 0,
+            result: None,
         };
         self.tasks.insert(self.last_id, row);
         self.last_id
@@ -210,27 +217,24 @@ impl Transport for MemoryTransport {
         row.lease_token += 1;
         row.owner = owner.to_string();
         row.lease_until = add_ms(now, lease);
+        row.started_at = now;
         Ok(Some(row.task(id)))
     }
 
     async fn complete(&self, lease: &Lease, submits: &[Submit]) -> Result<bool> {
-        for submit in submits {
-            validate_queue_name(&submit.queue)?;
-        }
-        let now = now_ms();
-        let mut state = self.state();
-        if state.leased(lease).is_none() {
-            return Ok(false);
-        }
-        state.tasks.remove(&lease.id);
-        for submit in submits {
-            state.insert(&submit.queue, submit.payload.clone(), now, now);
-        }
-        drop(state);
-        if !submits.is_empty() {
-            self.notify.notify_waiters();
-        }
-        Ok(true)
+        self.complete_with(lease, submits, None)
+    }
+
+    fn keeps_completed(&self) -> bool {
+        true
+    }
+
+    async fn settle(&self, batch: &[Settlement]) -> Result<Vec<bool>> {
+        self.settle_now(batch).await
+    }
+
+    async fn prune_completed(&self, before: SystemTime, keep_per_queue: u64) -> Result<u64> {
+        self.prune_completed_now(to_epoch_ms(before), keep_per_queue)
     }
 
     async fn fail(
@@ -258,13 +262,13 @@ impl Transport for MemoryTransport {
         row.last_error = Some(failure.reason.clone());
         match retry_at {
             Some(t) => {
-                row.settle(TaskState::Pending, outcome, &failure.reason, now);
+                row.settle(TaskState::Pending, outcome, Some(&failure.reason), now);
                 row.run_at = to_epoch_ms(t);
                 drop(state);
                 self.notify.notify_waiters();
             }
             None => {
-                row.settle(TaskState::Failed, outcome, &failure.reason, now);
+                row.settle(TaskState::Failed, outcome, Some(&failure.reason), now);
                 // A failed task's run_at is the time it failed (what listings filter on).
                 row.run_at = now;
             }
@@ -278,7 +282,7 @@ impl Transport for MemoryTransport {
         let Some(row) = state.leased(lease) else {
             return Ok(false);
         };
-        row.settle(TaskState::Pending, Outcome::Released, reason, now);
+        row.settle(TaskState::Pending, Outcome::Released, Some(reason), now);
         row.attempts = row.attempts.saturating_sub(1);
         // It keeps its place: it was due.
         row.run_at = row.run_at.min(now);

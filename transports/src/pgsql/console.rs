@@ -42,6 +42,7 @@ impl Conditions {
             Some(ListState::Delayed) => format!("state = 'pending' AND run_at > {}", c.bind(now)),
             Some(ListState::Running) => "state = 'running'".to_string(),
             Some(ListState::Failed) => "state = 'failed'".to_string(),
+            Some(ListState::Done) => "state = 'done'".to_string(),
         };
         c.clauses.push(state);
         if let Some(queue) = &filter.queue {
@@ -187,7 +188,11 @@ impl PgsqlTransport {
         self.run(async {
             let client = self.client().await?;
             let stmt = client.prepare_cached(&self.sql.task).await?;
-            let row = client.query_opt(&stmt, &[&id]).await?;
+            let mut row = client.query_opt(&stmt, &[&id]).await?;
+            if row.is_none() {
+                let stmt = client.prepare_cached(&self.sql.task_completed).await?;
+                row = client.query_opt(&stmt, &[&id]).await?;
+            }
             row.as_ref().map(summary_from_row).transpose()
         })
         .await
@@ -210,7 +215,11 @@ impl PgsqlTransport {
                 c.clauses.push(format!("id > {after}::bigint"));
             }
             let limit = c.bind(limit as i64);
-            let sql = format!("{}{} ORDER BY id LIMIT {limit}", self.sql.list, c.sql());
+            let head = match filter.state {
+                Some(ListState::Done) => &self.sql.list_completed,
+                _ => &self.sql.list,
+            };
+            let sql = format!("{head}{} ORDER BY id LIMIT {limit}", c.sql());
             let client = self.client().await?;
             let stmt = client.prepare_cached(&sql).await?;
             let rows = client.query(&stmt, &c.params()).await?;
@@ -222,7 +231,11 @@ impl PgsqlTransport {
     pub(super) async fn count(&self, filter: &TaskFilter) -> Result<u64> {
         self.run_within(BULK_TIMEOUT, async {
             let c = Conditions::of(filter, now());
-            let sql = format!("{}{}", self.sql.count, c.sql());
+            let head = match filter.state {
+                Some(ListState::Done) => &self.sql.count_completed,
+                _ => &self.sql.count,
+            };
+            let sql = format!("{head}{}", c.sql());
             let client = self.client().await?;
             let stmt = client.prepare_cached(&sql).await?;
             get_u64(&client.query_one(&stmt, &c.params()).await?, 0)

@@ -99,9 +99,11 @@
 //! * `operator.rs` — counts, stats, failed tasks, retry, purge, schedule keys, vacuum.
 //! * `console.rs` — pause flags, task lookup, filtered listings and counts, purging selected
 //!   failed tasks, masters' heartbeats.
+//! * `completed.rs` — completed tasks (kept in a table of their own) pruned by age and cap.
 //! * `history.rs` — throughput history: per-minute counters summed by an upsert.
 //! * `wake.rs` — `wait` and the listening connection.
 
+mod completed;
 mod connection;
 mod console;
 mod history;
@@ -306,6 +308,14 @@ impl Transport for PgsqlTransport {
 
     async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {
         PgsqlTransport::prune_schedule_keys(self, before).await
+    }
+
+    fn keeps_completed(&self) -> bool {
+        true
+    }
+
+    async fn prune_completed(&self, before: SystemTime, keep_per_queue: u64) -> Result<u64> {
+        PgsqlTransport::prune_completed(self, before, keep_per_queue).await
     }
 
     async fn set_paused(&self, queue: &str, paused: bool) -> Result<bool> {

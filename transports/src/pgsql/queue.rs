@@ -97,6 +97,8 @@ fn distinct_tasks(batch: &[Settlement]) -> bool {
 struct Arrays<'a> {
     done_ids: Vec<TaskId>,
     done_tokens: Vec<i64>,
+    /// Each completion's result as JSON text (NULL for none).
+    done_results: Vec<Option<String>>,
     /// Each follow-up submit with the task whose completion carries it.
     submit_tasks: Vec<TaskId>,
     submit_queues: Vec<&'a str>,
@@ -116,9 +118,20 @@ impl<'a> Arrays<'a> {
         let mut a = Arrays::default();
         for settlement in batch {
             match settlement {
-                Settlement::Complete { lease, submits } => {
+                Settlement::Complete {
+                    lease,
+                    submits,
+                    result,
+                } => {
                     a.done_ids.push(lease.id);
                     a.done_tokens.push(token(lease));
+                    a.done_results.push(
+                        result
+                            .as_ref()
+                            .map(serde_json::to_string)
+                            .transpose()
+                            .map_err(|e| Fail::Data(format!("cannot encode a result: {e}")))?,
+                    );
                     for submit in submits {
                         a.submit_tasks.push(lease.id);
                         a.submit_queues.push(&submit.queue);
@@ -209,9 +222,11 @@ impl PgsqlTransport {
         }
         self.run(async {
             let mut client = self.client().await?;
+            let (now, no_result) = (now(), None::<String>);
+            let params: [&(dyn ToSql + Sync); 4] = [&lease.id, &token(lease), &now, &no_result];
             if submits.is_empty() {
                 let stmt = client.prepare_cached(&self.sql.complete).await?;
-                return Ok(client.execute(&stmt, &[&lease.id, &token(lease)]).await? == 1);
+                return Ok(client.execute(&stmt, &params).await? == 1);
             }
             let queues: Vec<&str> = submits.iter().map(|s| s.queue.as_str()).collect();
             let payloads = submits
@@ -221,11 +236,11 @@ impl PgsqlTransport {
             // Dropping `tx` without committing rolls back: a stale lease submits nothing.
             let tx = client.transaction().await?;
             let stmt = tx.prepare_cached(&self.sql.complete).await?;
-            if tx.execute(&stmt, &[&lease.id, &token(lease)]).await? == 0 {
+            if tx.execute(&stmt, &params).await? == 0 {
                 return Ok(false);
             }
             let stmt = tx.prepare_cached(&self.sql.complete_submits).await?;
-            tx.execute(&stmt, &[&queues, &payloads, &now(), &self.channel])
+            tx.execute(&stmt, &[&queues, &payloads, &now, &self.channel])
                 .await?;
             tx.commit().await?;
             Ok(true)
@@ -294,7 +309,8 @@ impl PgsqlTransport {
                 .await;
         }
         let acks_only = batch.iter().all(|settlement| {
-            matches!(settlement, Settlement::Complete { submits, .. } if submits.is_empty())
+            matches!(settlement,
+                Settlement::Complete { submits, result: None, .. } if submits.is_empty())
         });
         if !acks_only {
             return self
@@ -359,7 +375,7 @@ impl PgsqlTransport {
             let now = now();
             let client = self.client().await?;
             let stmt = client.prepare_cached(&self.sql.settle_and_claim).await?;
-            let params: [&(dyn ToSql + Sync); 20] = [
+            let params: [&(dyn ToSql + Sync); 21] = [
                 &owner,
                 &add(now, lease_for),
                 &queue,
@@ -380,6 +396,7 @@ impl PgsqlTransport {
                 &a.release_reasons,
                 &to_epoch_ms(now),
                 &self.channel,
+                &a.done_results,
             ];
             let rows = client.query(&stmt, &params).await?;
             settled_and_claimed(batch, &rows)

@@ -101,5 +101,12 @@ pub(super) fn summary_from_row(row: &Row) -> Result<TaskSummary, Fail> {
             TaskState::Running => row.try_get(11)?,
             _ => None,
         },
+        result: match row.try_get::<_, Option<String>>(12)? {
+            Some(json) => Some(
+                serde_json::from_str(&json)
+                    .map_err(|e| Fail::Data(format!("corrupt task result: {e}")))?,
+            ),
+            None => None,
+        },
     })
 }

@@ -19,15 +19,17 @@ pub(super) const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// Version 3: what the console needs — the paused queues (which every claim checks) and the
 /// masters' heartbeat records; a failed task's `run_at` becomes the time it failed.
 /// Version 4: throughput history, per-minute counters of each queue. Version 5: paused
-/// schedules. Version 6: cancel requests of running attempts.
+/// schedules. Version 6: cancel requests of running attempts. Version 7: completed tasks kept
+/// (with their results) in a table of their own; each attempt's start.
 /// Version `n` is reached by running the first `n` of these, in order, in one transaction.
-pub(super) const MIGRATIONS: [&str; 6] = [
+pub(super) const MIGRATIONS: [&str; 7] = [
     include_str!("sql/migrations/001_tables.sql"),
     include_str!("sql/migrations/002_claim_order_index.sql"),
     include_str!("sql/migrations/003_console.sql"),
     include_str!("sql/migrations/004_history.sql"),
     include_str!("sql/migrations/005_paused_schedules.sql"),
     include_str!("sql/migrations/006_cancel_requests.sql"),
+    include_str!("sql/migrations/007_completed.sql"),
 ];
 
 /// Whether a table (given as `"schema".name`) exists.

@@ -23,7 +23,7 @@ const TASK_COLUMNS: &str = "id, queue, payload::text, attempts, errors, crashes,
 /// The columns read by [`summary_from_row`](super::rows::summary_from_row): what `failed`,
 /// `task` and `list` return.
 #[cfg(test)]
-const SUMMARY_COLUMNS: &str = "id, queue, state, payload::text, attempts, errors, crashes, last_error, history::text, created_at, run_at, owner";
+const SUMMARY_COLUMNS: &str = "id, queue, state, payload::text, attempts, errors, crashes, last_error, history::text, created_at, run_at, owner, ";
 
 /// Every statement, with the schema filled in (built once per transport; the pool's statement
 /// cache prepares each once per connection).
@@ -132,6 +132,15 @@ pub(super) struct Sql {
     pub(super) history_prune: String,
     /// The rows from minute `$1` on, of queue `$2` (every queue when NULL).
     pub(super) history: String,
+    /// The heads of a listing and a count of completed tasks (`list`, `count` over `completed`).
+    pub(super) list_completed: String,
+    pub(super) count_completed: String,
+    /// A completed task by id, as `task` reads a task.
+    pub(super) task_completed: String,
+    /// Pruning: the queues with completed tasks, a queue's cap cut-off, one chunk to delete.
+    pub(super) completed_queues: String,
+    pub(super) completed_cutoff: String,
+    pub(super) prune_completed: String,
 }
 
 impl Sql {
@@ -190,6 +199,12 @@ impl Sql {
             history_add: s(include_str!("sql/queries/history_add.sql")),
             history_prune: s(include_str!("sql/queries/history_prune.sql")),
             history: s(include_str!("sql/queries/history.sql")),
+            list_completed: s(include_str!("sql/queries/list_completed.sql")),
+            count_completed: s(include_str!("sql/queries/count_completed.sql")),
+            task_completed: s(include_str!("sql/queries/task_completed.sql")),
+            completed_queues: s(include_str!("sql/queries/completed_queues.sql")),
+            completed_cutoff: s(include_str!("sql/queries/completed_cutoff.sql")),
+            prune_completed: s(include_str!("sql/queries/prune_completed.sql")),
         }
     }
 }
@@ -212,7 +227,7 @@ mod tests {
         ] {
             assert!(text.contains(TASK_COLUMNS), "{name}: {text}");
         }
-        for text in [&sql.failed, &sql.task, &sql.list] {
+        for text in [&sql.failed, &sql.task, &sql.list, &sql.list_completed] {
             assert!(text.contains(SUMMARY_COLUMNS), "{text}");
         }
     }

@@ -324,6 +324,14 @@ impl Transport for RedisTransport {
         self.prune_schedule_keys(before).await
     }
 
+    fn keeps_completed(&self) -> bool {
+        true
+    }
+
+    async fn prune_completed(&self, before: SystemTime, keep_per_queue: u64) -> Result<u64> {
+        self.prune_completed(before, keep_per_queue).await
+    }
+
     async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {
         self.last_fire(schedule).await
     }

@@ -103,6 +103,29 @@ impl RedisTransport {
             .await
     }
 
+    /// Completed tasks beyond the cap or too old, a bounded chunk per script (a script blocks
+    /// the server while it runs).
+    pub(super) async fn prune_completed(
+        &self,
+        before: SystemTime,
+        keep_per_queue: u64,
+    ) -> Result<u64> {
+        const CHUNK: u64 = 2_000;
+        let args = [
+            to_epoch_ms(before).to_string(),
+            keep_per_queue.min(i64::MAX as u64).to_string(),
+            CHUNK.to_string(),
+        ];
+        let mut pruned = 0;
+        loop {
+            let deleted: u64 = self.eval(&SCRIPTS.prune_completed, &args, true).await?;
+            pruned += deleted;
+            if deleted < CHUNK {
+                return Ok(pruned);
+            }
+        }
+    }
+
     pub(super) async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>> {
         let prefix = schedule_key_prefix(schedule);
         // Keys of one schedule are contiguous: `prefix` < key < `prefix` with ':' bumped to ';'.

@@ -16,7 +16,7 @@ use crate::{
 /// The fields of `TASK_FIELDS` rows.
 const TASK_ROW: usize = 10;
 /// The fields of `SUMMARY_FIELDS` rows.
-const SUMMARY_ROW: usize = 12;
+const SUMMARY_ROW: usize = 13;
 /// A `STATS` row: the queue, the six values of `counts` and whether it is paused (1/0).
 pub(super) const STATS_ROW: usize = 8;
 
@@ -113,6 +113,10 @@ impl RedisTransport {
                 TaskState::Running => self.field(&row[11], "owner")?,
                 _ => None,
             },
+            result: match &row[12] {
+                Value::Nil => None,
+                value => Some(self.json(value, "result")?),
+            },
         })
     }
 
@@ -197,7 +201,13 @@ impl RedisTransport {
                 lease.token.to_string(),
             ]);
             match settlement {
-                Settlement::Complete { submits, .. } => {
+                Settlement::Complete {
+                    submits, result, ..
+                } => {
+                    args.push(match result {
+                        Some(result) => self.encode(result)?,
+                        None => String::new(),
+                    });
                     args.push(submits.len().to_string());
                     for submit in submits {
                         args.push(submit.queue.clone());

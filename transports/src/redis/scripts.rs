@@ -95,6 +95,9 @@ pub(super) struct Scripts {
     /// fired before the cutoff except each schedule's latest (keys sort by schedule, then by
     /// time) and returns how many.
     pub(super) prune_schedule_keys: Script,
+    /// ARGV: before (ms), kept per queue, budget. Deletes up to `budget` completed tasks
+    /// beyond the cap or completed before `before`; returns how many.
+    pub(super) prune_completed: Script,
     /// ARGV: queue, now. Returns {1} when a task is ready; otherwise clears the stale wake-up
     /// tokens and returns {0, earliest delayed run_at or nil}, or {2} when the queue is paused.
     pub(super) probe: Script,
@@ -149,6 +152,7 @@ pub(super) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| {
         retry_failed: script(include_str!("lua/retry_failed.lua")),
         purge: script(include_str!("lua/purge.lua")),
         prune_schedule_keys: script(include_str!("lua/prune_schedule_keys.lua")),
+        prune_completed: script(include_str!("lua/prune_completed.lua")),
         probe: script(include_str!("lua/probe.lua")),
         set_paused: script(include_str!("lua/set_paused.lua")),
         task: script(include_str!("lua/task.lua")),

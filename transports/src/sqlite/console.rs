@@ -35,20 +35,20 @@ const CANCEL_REQUESTS: &str = include_str!("sql/queries/cancel_requests.sql");
 const CROWDED: u64 = 5_000;
 
 const SUMMARY_COLUMNS: &str = "id, queue, state, payload, attempts, errors, crashes, last_error, \
-     history, created_at, run_at, owner";
+     history, created_at, run_at, owner, result";
 
 /// A filter as SQL conditions (joined by AND) and their parameters, in order. Only the
 /// conditions a filter sets are written, so that the planner can use the claim-order index
 /// (queue, state, run_at, id) when a queue and a state are given.
 fn conditions(filter: &TaskFilter, now: i64) -> (String, Vec<Value>) {
-    let mut sql = vec!["state != 'done'".to_string()];
+    let mut sql = Vec::new();
     let mut params = Vec::new();
     if let Some(queue) = &filter.queue {
         params.push(Value::Text(queue.clone()));
         sql.push(format!("queue = ?{}", params.len()));
     }
     match filter.state {
-        None => {}
+        None => sql.push("state != 'done'".to_string()),
         Some(state @ (ListState::Ready | ListState::Delayed)) => {
             params.push(Value::Integer(now));
             let op = if state == ListState::Ready { "<=" } else { ">" };
@@ -198,7 +198,7 @@ impl SqliteTransport {
             ListState::Ready => "AND run_at <= ?3",
             ListState::Delayed => "AND run_at > ?3",
             ListState::Running => return Ok(false), // few, in a partial index of their own
-            ListState::Failed => "",
+            ListState::Failed | ListState::Done => "",
         };
         let sql = format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE queue = ?1 AND state = ?2 {range} \

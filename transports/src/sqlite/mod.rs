@@ -24,12 +24,15 @@
 //!   purge, last_fire, prune_schedule_keys, paused schedules.
 //! * `console.rs` — what the operator console asks: pause flags, task lookup, filtered
 //!   listings and counts, purging selected failed tasks, masters' heartbeats.
+//! * `completed.rs` — completed tasks kept with their results, pruned by age and per-queue
+//!   cap.
 //! * `history.rs` — throughput history: per-minute counters added up and read back.
 //! * `wake.rs` — [`wait`](Transport::wait): in-process notifications, and the host-local wake
 //!   bus that carries wake-ups between processes.
 //! * `sql/` — every SQL statement, one per file, loaded with `include_str!`:
 //!   `sql/migrations/NNN_*.sql` (applied in order) and `sql/queries/*.sql`.
 
+mod completed;
 mod connection;
 mod console;
 mod history;
@@ -273,6 +276,14 @@ impl Transport for SqliteTransport {
 
     async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {
         self.prune_schedule_keys(before)
+    }
+
+    fn keeps_completed(&self) -> bool {
+        true
+    }
+
+    async fn prune_completed(&self, before: SystemTime, keep_per_queue: u64) -> Result<u64> {
+        self.prune_completed(before, keep_per_queue)
     }
 
     /// Returns as soon as a task is ready in `queue`: at once for changes made through this

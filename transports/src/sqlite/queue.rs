@@ -90,18 +90,11 @@ fn claim_many(
 /// Apply one settlement inside the caller's transaction; `false` when its lease is stale.
 fn settle_one(conn: &Connection, settlement: &Settlement, now: i64) -> rusqlite::Result<bool> {
     match settlement {
-        Settlement::Complete { lease, submits } => {
-            let deleted = conn
-                .prepare_cached(COMPLETE)?
-                .execute(params![lease.id, token(lease)])?;
-            if deleted == 0 {
-                return Ok(false);
-            }
-            for submit in submits {
-                insert_task(conn, &submit.queue, &submit.payload, now, now)?;
-            }
-            Ok(true)
-        }
+        Settlement::Complete {
+            lease,
+            submits,
+            result,
+        } => complete_one(conn, lease, submits, result.as_ref(), now),
         Settlement::Fail {
             lease,
             failure,
@@ -109,6 +102,30 @@ fn settle_one(conn: &Connection, settlement: &Settlement, now: i64) -> rusqlite:
         } => fail_one(conn, lease, failure, *retry_at, now),
         Settlement::Release { lease, reason } => release_one(conn, lease, reason, now),
     }
+}
+
+/// Keep the task as done, with its result, and enqueue its follow-ups; `false` when stale.
+fn complete_one(
+    conn: &Connection,
+    lease: &Lease,
+    submits: &[Submit],
+    result: Option<&serde_json::Value>,
+    now: i64,
+) -> rusqlite::Result<bool> {
+    let result = result
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let done =
+        conn.prepare_cached(COMPLETE)?
+            .execute(params![lease.id, token(lease), now, result])?;
+    if done == 0 {
+        return Ok(false);
+    }
+    for submit in submits {
+        insert_task(conn, &submit.queue, &submit.payload, now, now)?;
+    }
+    Ok(true)
 }
 
 /// Whether an applied settlement made a task ready for consumers to wake up for.
@@ -204,14 +221,8 @@ impl SqliteTransport {
         let now = now_ms();
         let done = self.with(|conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let deleted = tx
-                .prepare_cached(COMPLETE)?
-                .execute(params![lease.id, token(lease)])?;
-            if deleted == 0 {
+            if !complete_one(&tx, lease, submits, None, now)? {
                 return Ok(false);
-            }
-            for submit in submits {
-                insert_task(&tx, &submit.queue, &submit.payload, now, now)?;
             }
             tx.commit()?;
             Ok(true)

@@ -53,7 +53,7 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
 }
 
 /// Columns: `id, queue, state, payload, attempts, errors, crashes, last_error, history,
-/// created_at, run_at, owner`.
+/// created_at, run_at, owner, result`.
 pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<TaskSummary> {
     let state: String = row.get(2)?;
     Ok(TaskSummary {
@@ -75,5 +75,9 @@ pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<TaskSummary> {
         created_at: from_epoch_ms(row.get(9)?),
         run_at: row.get::<_, Option<i64>>(10)?.map(from_epoch_ms),
         owner: row.get(11)?,
+        result: match row.get::<_, Option<String>>(12)? {
+            Some(_) => Some(decode(row, 12)?),
+            None => None,
+        },
     })
 }

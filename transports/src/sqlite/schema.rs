@@ -32,6 +32,9 @@ const MIGRATIONS: &[&str] = &[
     include_str!("sql/migrations/007_paused_schedules.sql"),
     // Cancellations of running attempts, for their masters.
     include_str!("sql/migrations/008_cancel_requests.sql"),
+    // Completed tasks kept with their results; when each attempt started. Pruning finds a
+    // queue's completed tasks by the claim-order index (queue, 'done', run_at).
+    include_str!("sql/migrations/009_completed_tasks.sql"),
 ];
 
 /// The schema version this code reads and writes: the number of [`MIGRATIONS`].

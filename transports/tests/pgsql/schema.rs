@@ -123,7 +123,8 @@ async fn older_schemas_are_migrated_and_newer_ones_refused() {
             "DROP INDEX {s}.tasks_pending_by_due;
              CREATE INDEX tasks_pending_by_run_at ON {s}.tasks (queue, run_at) WHERE state = 'pending';
              DROP TABLE {s}.paused_queues, {s}.masters, {s}.history, {s}.paused_schedules,
-                 {s}.cancel_requests;
+                 {s}.cancel_requests, {s}.completed;
+             ALTER TABLE {s}.tasks DROP COLUMN started_at;
              UPDATE {s}.tasks SET run_at = '2001-01-01' WHERE state = 'failed';
              DELETE FROM {s}.schema_version; INSERT INTO {s}.schema_version VALUES (1);"
         ))
@@ -166,7 +167,7 @@ async fn older_schemas_are_migrated_and_newer_ones_refused() {
         .await
         .expect("version")
         .get(0);
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
 
     admin
         .batch_execute(&format!("INSERT INTO {s}.schema_version VALUES (99)"))

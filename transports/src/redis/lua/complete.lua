@@ -1,1 +1,1 @@
-return complete(ARGV[2], ARGV[3], ARGV[4], 5, #ARGV)
+return complete(ARGV[2], ARGV[3], ARGV[4], '', 5, #ARGV)

@@ -124,7 +124,23 @@ local function failed(q)
     end
 end
 
-local queues = queue ~= '' and {queue} or redis.call('SMEMBERS', QUEUES)
+-- Completed tasks, scored by completion time (members zero-padded ids).
+local function done(q)
+    local lo, hi = ms(since, '-inf'), ms(before and before - 1, '+inf')
+    local key = q_key(q, 'done')
+    if mode == 'count' and not text then
+        count = count + redis.call('ZCOUNT', key, lo, hi)
+        return
+    end
+    each_in_range(key, lo, hi, function(member) offer(member, false) end)
+end
+
+if state == 'done' then
+    for _, q in ipairs(queue ~= '' and {queue} or redis.call('SMEMBERS', DONE_QUEUES)) do
+        done(q)
+    end
+end
+local queues = state == 'done' and {} or queue ~= '' and {queue} or redis.call('SMEMBERS', QUEUES)
 for _, q in ipairs(queues) do
     if state == '' or state == 'ready' or state == 'delayed' then
         -- run_at in [since, before): whole milliseconds, so [since, before - 1].

@@ -2,12 +2,14 @@ local P = ARGV[1]
 local RUNNING = P .. ':running'
 local QUEUES = P .. ':queues'
 local PAUSED = P .. ':paused'
+-- The queues that have completed tasks kept (each in `q:QUEUE:done`, scored by completion).
+local DONE_QUEUES = P .. ':done_queues'
 local function task_key(id) return P .. ':task:' .. id end
 local function q_key(queue, what) return P .. ':q:' .. queue .. ':' .. what end
 local TASK_FIELDS = {'id', 'queue', 'payload', 'attempts', 'errors', 'crashes', 'lease_token',
     'owner', 'lease_until', 'created_at'}
 local SUMMARY_FIELDS = {'id', 'queue', 'state', 'payload', 'attempts', 'errors', 'crashes',
-    'last_error', 'history', 'created_at', 'run_at', 'owner'}
+    'last_error', 'history', 'created_at', 'run_at', 'owner', 'result'}
 
 -- Append the fields of a task to `out` (flat rows of `fields`).
 local function append_row(out, id, fields)
@@ -86,9 +88,10 @@ end
 -- The task's state, queue, owner, attempts and created_at if `token` is its current lease.
 local function leased(id, token)
     local f = redis.call('HMGET', task_key(id), 'state', 'lease_token', 'queue', 'owner',
-        'attempts', 'created_at')
+        'attempts', 'created_at', 'started_at')
     if f[1] ~= 'running' or f[2] ~= token then return nil end
-    return {queue = f[3], owner = f[4], attempts = f[5], created_at = f[6]}
+    return {queue = f[3], owner = f[4], attempts = f[5], created_at = f[6],
+        started_at = f[7] or 'null'}
 end
 
 -- Drop a running task from the running indexes (and its lease fields, unless the caller
@@ -104,7 +107,8 @@ end
 local function record(id, t, outcome, reason_json, now)
     local k = task_key(id)
     local entry = '{"attempt":' .. t.attempts .. ',"owner":' .. cjson.encode(t.owner) ..
-        ',"outcome":"' .. outcome .. '","reason":' .. reason_json .. ',"finished_at":' .. now .. '}'
+        ',"outcome":"' .. outcome .. '","reason":' .. reason_json .. ',"started_at":' ..
+        (t.started_at or 'null') .. ',"finished_at":' .. now .. '}'
     local history = redis.call('HGET', k, 'history')
     if history == '[]' then
         history = '[' .. entry .. ']'
@@ -182,7 +186,7 @@ local function claim_many(out, queue, owner, lease_until, now, seed, max)
         local attempts = string.format('%d', (tonumber(f[2]) or 0) + 1)
         local token = string.format('%d', last - n + i)
         redis.call('HSET', k, 'state', 'running', 'attempts', attempts, 'owner', owner,
-            'lease_until', lease_until, 'lease_token', token)
+            'lease_until', lease_until, 'lease_token', token, 'started_at', now)
         -- Its TASK_FIELDS row, from what is known already.
         local row = {id, queue, f[1], attempts, f[3], f[4], token, owner, lease_until, f[5]}
         for j = 1, #TASK_FIELDS do out[#out + 1] = row[j] end
@@ -196,13 +200,19 @@ local function claim_next(queue, owner, lease_until, now, seed)
     return #out > 0 and out
 end
 
--- Delete a task whose lease is `token` and enqueue the (queue, payload) pairs found in
--- ARGV[first..last]. Returns 1, or 0 (changing nothing) when the lease is stale.
-local function complete(id, token, now, first, last)
+-- Keep a task whose lease is `token` as done (with `result`, JSON text, unless empty) until
+-- pruned, and enqueue the (queue, payload) pairs found in ARGV[first..last]. Returns 1, or 0
+-- (changing nothing) when the lease is stale.
+local function complete(id, token, now, result, first, last)
     local t = leased(id, token)
     if not t then return 0 end
-    unindex_running(id, t, true)
-    redis.call('DEL', task_key(id))
+    local k = task_key(id)
+    unindex_running(id, t)
+    record(id, t, 'done', 'null', now)
+    redis.call('HSET', k, 'state', 'done', 'run_at', now)
+    if result ~= '' then redis.call('HSET', k, 'result', result) end
+    redis.call('ZADD', q_key(t.queue, 'done'), now, ready_member(id))
+    redis.call('SADD', DONE_QUEUES, t.queue)
     for i = first, last, 2 do enqueue(ARGV[i], ARGV[i + 1], now, now) end
     forget_if_empty(t.queue)
     return 1
@@ -250,7 +260,7 @@ local function release(id, token, now, reason_json)
 end
 
 -- Apply the settlements found in ARGV from index `i` on, in order, each fenced by its own
--- token. Each is `complete ID TOKEN N` then N (queue, payload) pairs, `fail ID TOKEN OUTCOME
+-- token. Each is `complete ID TOKEN RESULT N` then N (queue, payload) pairs, `fail ID TOKEN OUTCOME
 -- REASON REASON_JSON RETRY_AT` or `release ID TOKEN REASON_JSON`. Returns one 1 (applied) or
 -- 0 (stale) per settlement.
 local function settle(i, now)
@@ -258,9 +268,9 @@ local function settle(i, now)
     while i <= #ARGV do
         local kind, id, token = ARGV[i], ARGV[i + 1], ARGV[i + 2]
         if kind == 'complete' then
-            local first = i + 4
-            i = first + 2 * tonumber(ARGV[i + 3])
-            applied[#applied + 1] = complete(id, token, now, first, i - 1)
+            local first, result = i + 5, ARGV[i + 3]
+            i = first + 2 * tonumber(ARGV[i + 4])
+            applied[#applied + 1] = complete(id, token, now, result, first, i - 1)
         elseif kind == 'fail' then
             applied[#applied + 1] = fail(id, token, now, ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
                 ARGV[i + 6])

@@ -3,7 +3,7 @@ WITH t AS (UPDATE {schema}.tasks SET state = 'pending', run_at = LEAST(run_at, $
     attempts = attempts - 1, owner = NULL, lease_until = NULL,
     history = history || jsonb_build_array(jsonb_build_object('attempt', attempts,
         'owner', owner, 'outcome', 'released'::text, 'reason', $2::text,
-        'finished_at', $3::bigint))
+        'started_at', started_at, 'finished_at', $3::bigint))
     WHERE id = $4 AND lease_token = $5 AND state = 'running'
     RETURNING queue)
 SELECT pg_notify($6::text, queue) FROM t

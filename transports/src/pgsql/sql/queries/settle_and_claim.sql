@@ -1,7 +1,14 @@
 WITH done AS (DELETE FROM {schema}.tasks AS t
     WHERE t.id = ANY($6::bigint[]) AND t.state = (SELECT 'running'::text)
       AND (t.id, t.lease_token) IN (SELECT * FROM unnest($6::bigint[], $7::bigint[]))
-    RETURNING t.id),
+    RETURNING t.*),
+kept AS (INSERT INTO {schema}.completed (id, queue, payload, result, created_at, completed_at,
+    attempts, errors, crashes, last_error, history)
+    SELECT d.id, d.queue, d.payload, r.result::json, d.created_at, $4::timestamptz, d.attempts,
+        d.errors, d.crashes, d.last_error, d.history || jsonb_build_array(jsonb_build_object(
+            'attempt', d.attempts, 'owner', d.owner, 'outcome', 'done'::text,
+            'started_at', d.started_at, 'finished_at', floor(extract(epoch FROM $4::timestamptz) * 1000)::bigint))
+    FROM done AS d LEFT JOIN unnest($6::bigint[], $21::text[]) AS r(id, result) ON r.id = d.id),
 submitted AS (INSERT INTO {schema}.tasks (queue, payload, state, run_at, created_at)
     SELECT n.queue, n.payload::json, 'pending', $4::timestamptz, $4::timestamptz
     FROM unnest($8::bigint[], $9::text[], $10::text[]) WITH ORDINALITY AS n(task, queue, payload, i)
@@ -14,7 +21,8 @@ failed AS (UPDATE {schema}.tasks AS t SET
     crashes = t.crashes + (f.outcome = 'crash')::integer, last_error = f.reason, owner = NULL,
     lease_until = NULL,
     history = t.history || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
-        'owner', t.owner, 'outcome', f.outcome, 'reason', f.reason, 'finished_at', $19::bigint))
+        'owner', t.owner, 'outcome', f.outcome, 'reason', f.reason, 'started_at', t.started_at,
+        'finished_at', $19::bigint))
     FROM unnest($11::bigint[], $12::bigint[], $13::timestamptz[], $14::text[], $15::text[])
         AS f(id, token, retry_at, outcome, reason)
     WHERE t.id = ANY($11::bigint[]) AND t.id = f.id AND t.lease_token = f.token
@@ -25,7 +33,7 @@ released AS (UPDATE {schema}.tasks AS t SET state = 'pending',
     attempts = t.attempts - 1, owner = NULL, lease_until = NULL,
     history = t.history || jsonb_build_array(jsonb_build_object('attempt', t.attempts,
         'owner', t.owner, 'outcome', 'released'::text, 'reason', r.reason,
-        'finished_at', $19::bigint))
+        'started_at', t.started_at, 'finished_at', $19::bigint))
     FROM unnest($16::bigint[], $17::bigint[], $18::text[]) AS r(id, token, reason)
     WHERE t.id = ANY($16::bigint[]) AND t.id = r.id AND t.lease_token = r.token
       AND t.state = (SELECT 'running'::text)
@@ -34,7 +42,8 @@ woken AS (SELECT pg_notify($20::text, q.queue) FROM (SELECT queue FROM submitted
     UNION SELECT queue FROM failed WHERE retry_at IS NOT NULL
     UNION SELECT queue FROM released) AS q),
 next AS (UPDATE {schema}.tasks SET state = 'running', attempts = attempts + 1,
-    lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz
+    lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz,
+    started_at = floor(extract(epoch FROM $4::timestamptz) * 1000)::bigint
 WHERE id = ANY(ARRAY(SELECT id FROM {schema}.tasks
             WHERE queue = $3::text AND state = 'pending' AND run_at <= $4::timestamptz
               AND NOT EXISTS (SELECT 1 FROM {schema}.paused_queues WHERE queue = $3::text)

@@ -2,5 +2,6 @@
 UPDATE tasks SET state = 'pending', run_at = MIN(run_at, ?1), attempts = attempts - 1,
     owner = NULL, lease_until = NULL,
     history = json_insert(history, '$[#]', json_object('attempt', attempts,
-        'owner', owner, 'outcome', 'released', 'reason', ?2, 'finished_at', ?1))
+        'owner', owner, 'outcome', 'released', 'reason', ?2, 'started_at', started_at,
+        'finished_at', ?1))
  WHERE id = ?3 AND lease_token = ?4 AND state = 'running'
