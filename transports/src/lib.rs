@@ -279,7 +279,8 @@ pub trait Transport: Send + Sync + 'static {
     async fn last_fire(&self, schedule: &str) -> Result<Option<SystemTime>>;
 
     /// Forget the idempotency keys of schedule fires before `before`, except the latest key of
-    /// each schedule (which [`last_fire`](Transport::last_fire) reads). Returns how many were
+    /// each schedule (which [`last_fire`](Transport::last_fire) reads), and the keys of
+    /// operators' runs ([`manual_run_key`]) used before `before`. Returns how many were
     /// deleted. A scheduler calls this now and then so that keys do not pile up forever.
     async fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64>;
 

@@ -40,7 +40,8 @@ pub async fn case_schedule_fires(t: Arc<dyn Transport>) {
     assert_eq!(counts(&t, &queue).await, ready(4));
 }
 
-/// Old schedule keys are forgotten, but never the latest of a schedule (`last_fire` stays).
+/// Old schedule keys are forgotten, but never the latest of a schedule (`last_fire` stays);
+/// the keys of runs asked for by operators ("run now") go once older than the cut-off.
 pub async fn case_prune_schedule_keys(t: Arc<dyn Transport>) {
     use rex_transport::schedule_key;
     let (queue, a, b) = (unique("prune"), unique("a"), unique("b"));
@@ -56,6 +57,12 @@ pub async fn case_prune_schedule_keys(t: Arc<dyn Transport>) {
                 .is_some()
         );
     }
+    let manual = rex_transport::manual_run_key(&a, "click-1");
+    assert!(
+        submit_with(&t, &queue, json!({}), keyed(manual.clone()))
+            .await
+            .is_some()
+    );
     let pruned = t
         .prune_schedule_keys(at(10_000))
         .await
@@ -78,6 +85,22 @@ pub async fn case_prune_schedule_keys(t: Arc<dyn Transport>) {
         assert!(pruned >= 2, "pruned {pruned}");
         assert!(again.is_some(), "an old key is forgotten");
     }
+    // The run-now key was used after the cut-off: kept, until a later cut-off.
+    assert_eq!(
+        submit_with(&t, &queue, json!({}), keyed(manual.clone())).await,
+        None,
+        "a recent run-now key is kept"
+    );
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(60);
+    t.prune_schedule_keys(later)
+        .await
+        .expect("prune_schedule_keys");
+    let again = submit_with(&t, &queue, json!({}), keyed(manual)).await;
+    assert_eq!(
+        again.is_some(),
+        !t.leases_held_by_broker(),
+        "an old run-now key is forgotten (RabbitMQ: when its queue expires)"
+    );
 }
 
 /// A schedule's pause flag: set and cleared once each (the second of each changes nothing),

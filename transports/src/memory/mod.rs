@@ -1,7 +1,7 @@
 //! The in-process transport (`memory:`): the same contract as SQLite, kept in a map. Tasks
 //! are lost with the process and invisible to others, so it suits library use and tests.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -32,7 +32,8 @@ struct State {
     last_id: TaskId,
     /// Ordered by id, i.e. by submission: the FIFO order of claims.
     tasks: BTreeMap<TaskId, Row>,
-    idempotency_keys: HashSet<String>,
+    /// Key → when it was used (epoch ms).
+    idempotency_keys: HashMap<String, i64>,
     paused: BTreeSet<String>,
     paused_schedules: BTreeSet<String>,
     /// (task, attempt) → when requested (epoch ms).
@@ -186,7 +187,7 @@ impl Transport for MemoryTransport {
         let now = now_ms();
         let mut state = self.state();
         if let Some(key) = &opts.idempotency_key
-            && !state.idempotency_keys.insert(key.clone())
+            && state.idempotency_keys.insert(key.clone(), now).is_some()
         {
             return Ok(None);
         }
@@ -452,7 +453,7 @@ impl Transport for MemoryTransport {
         let state = self.state();
         Ok(state
             .idempotency_keys
-            .iter()
+            .keys()
             .filter(|k| k.starts_with(&prefix))
             .max()
             .and_then(|k| schedule_key_time(k)))
@@ -464,7 +465,7 @@ impl Transport for MemoryTransport {
         let mut latest: std::collections::HashMap<String, String> = Default::default();
         for key in state
             .idempotency_keys
-            .iter()
+            .keys()
             .filter(|k| k.starts_with("schedule:"))
         {
             let schedule = key[..key.len().saturating_sub(16)].to_string();
@@ -475,7 +476,11 @@ impl Transport for MemoryTransport {
         }
         let keep: std::collections::HashSet<String> = latest.into_values().collect();
         let before_len = state.idempotency_keys.len();
-        state.idempotency_keys.retain(|key| {
+        let before_ms = to_epoch_ms(before);
+        state.idempotency_keys.retain(|key, used| {
+            if key.starts_with("manual:") {
+                return *used >= before_ms;
+            }
             keep.contains(key)
                 || !key.starts_with("schedule:")
                 || schedule_key_time(key).is_none_or(|at| at >= before)

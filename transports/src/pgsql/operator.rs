@@ -189,7 +189,9 @@ impl PgsqlTransport {
         self.run(async {
             let client = self.client().await?;
             let stmt = client.prepare_cached(&self.sql.prune_schedule_keys).await?;
-            Ok(client.execute(&stmt, &[&before]).await?)
+            let fires = client.execute(&stmt, &[&before]).await?;
+            let stmt = client.prepare_cached(&self.sql.prune_manual_keys).await?;
+            Ok(fires + client.execute(&stmt, &[&before]).await?)
         })
         .await
     }

@@ -91,6 +91,8 @@ pub(super) struct Sql {
     pub(super) last_fire: String,
     /// Schedule keys older than $1 except each schedule's latest (see `sqlite/sql/queries/prune_schedule_keys.sql`).
     pub(super) prune_schedule_keys: String,
+    /// Run-now keys used before $1 (ms).
+    pub(super) prune_manual_keys: String,
     /// The earliest `run_at` of the pending tasks of `$1`, and whether `$1` is paused.
     pub(super) next_pending: String,
     /// `VACUUM`, run unprepared by `maintain`.
@@ -177,6 +179,7 @@ impl Sql {
             purge: s(include_str!("sql/queries/purge.sql")),
             last_fire: s(include_str!("sql/queries/last_fire.sql")),
             prune_schedule_keys: s(include_str!("sql/queries/prune_schedule_keys.sql")),
+            prune_manual_keys: s(include_str!("sql/queries/prune_manual_keys.sql")),
             next_pending: s(include_str!("sql/queries/next_pending.sql")),
             vacuum: s(include_str!("sql/queries/vacuum.sql")),
             pause: s(include_str!("sql/queries/pause.sql")),

@@ -27,6 +27,7 @@ const LAST_FIRE: &str = include_str!("sql/queries/last_fire.sql");
 /// schedule: numbered per schedule from the newest, by a window function (one sort, not a
 /// lookup per key).
 const PRUNE_SCHEDULE_KEYS: &str = include_str!("sql/queries/prune_schedule_keys.sql");
+const PRUNE_MANUAL_KEYS: &str = include_str!("sql/queries/prune_manual_keys.sql");
 const FORGET_CANCEL_REQUESTS: &str = include_str!("sql/queries/forget_cancel_requests.sql");
 const PAUSE_SCHEDULE: &str = include_str!("sql/queries/pause_schedule.sql");
 const RESUME_SCHEDULE: &str = include_str!("sql/queries/resume_schedule.sql");
@@ -157,9 +158,14 @@ impl SqliteTransport {
     }
 
     pub(super) fn prune_schedule_keys(&self, before: SystemTime) -> Result<u64> {
+        let before = to_epoch_ms(before);
         let pruned = self.with(|conn| {
-            conn.prepare_cached(PRUNE_SCHEDULE_KEYS)?
-                .execute(params![to_epoch_ms(before)])
+            Ok(conn
+                .prepare_cached(PRUNE_SCHEDULE_KEYS)?
+                .execute(params![before])?
+                + conn
+                    .prepare_cached(PRUNE_MANUAL_KEYS)?
+                    .execute(params![before])?)
         })?;
         Ok(pruned as u64)
     }

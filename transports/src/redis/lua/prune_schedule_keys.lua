@@ -9,4 +9,10 @@ for i = 1, #keys - 1 do
         removed = removed + 1
     end
 end
-return removed
+-- Operators' run-now keys used before the cutoff.
+local manual = redis.call('ZRANGEBYSCORE', P .. ':manual_keys', '-inf', '(' .. string.format('%d', tonumber(cutoff)))
+for _, key in ipairs(manual) do
+    redis.call('ZREM', set, key)
+    redis.call('ZREM', P .. ':manual_keys', key)
+end
+return removed + #manual
