@@ -35,7 +35,7 @@ const CANCEL_REQUESTS: &str = include_str!("sql/queries/cancel_requests.sql");
 const CROWDED: u64 = 5_000;
 
 const SUMMARY_COLUMNS: &str = "id, queue, state, payload, attempts, errors, crashes, last_error, \
-     history, created_at, run_at, owner, result";
+     history, created_at, run_at, owner, result, started_at";
 
 /// A filter as SQL conditions (joined by AND) and their parameters, in order. Only the
 /// conditions a filter sets are written, so that the planner can use the claim-order index

@@ -6,8 +6,8 @@
 use rusqlite::Row;
 use rusqlite::types::Type;
 
-use crate::task::from_epoch_ms;
-use crate::{Lease, Payload, Task, TaskState, TaskSummary};
+use crate::task::{from_epoch_ms, to_epoch_ms};
+use crate::{Attempt, Lease, Outcome, Payload, Task, TaskState, TaskSummary};
 
 pub(super) fn encode(payload: &Payload) -> rusqlite::Result<String> {
     serde_json::to_string(payload).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
@@ -53,8 +53,27 @@ pub(super) fn task_from_row(row: &Row<'_>) -> rusqlite::Result<Task> {
 }
 
 /// Columns: `id, queue, state, payload, attempts, errors, crashes, last_error, history,
-/// created_at, run_at, owner, result`.
+/// created_at, run_at, owner, result, started_at`. A completed task's last attempt is not in
+/// its stored history (`complete.sql`): it is made here from its columns.
 pub(super) fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<TaskSummary> {
+    let mut summary = stored_summary(row)?;
+    let owner = summary.owner.take();
+    match summary.state {
+        TaskState::Running => summary.owner = owner,
+        TaskState::Done => summary.history.push(Attempt {
+            attempt: summary.attempts,
+            owner: owner.unwrap_or_default(),
+            outcome: Outcome::Done,
+            reason: None,
+            started_at: row.get(13)?,
+            finished_at: summary.run_at.map_or(0, to_epoch_ms),
+        }),
+        _ => {}
+    }
+    Ok(summary)
+}
+
+fn stored_summary(row: &Row<'_>) -> rusqlite::Result<TaskSummary> {
     let state: String = row.get(2)?;
     Ok(TaskSummary {
         id: row.get(0)?,
