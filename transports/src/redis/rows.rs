@@ -16,7 +16,7 @@ use crate::{
 /// The fields of `TASK_FIELDS` rows.
 const TASK_ROW: usize = 10;
 /// The fields of `SUMMARY_FIELDS` rows.
-const SUMMARY_ROW: usize = 13;
+const SUMMARY_ROW: usize = 14;
 /// A `STATS` row: the queue, the six values of `counts` and whether it is paused (1/0).
 pub(super) const STATS_ROW: usize = 8;
 
@@ -92,8 +92,26 @@ impl RedisTransport {
         Ok(tasks)
     }
 
-    /// One SUMMARY_FIELDS row.
+    /// One SUMMARY_FIELDS row. A completed task's last attempt is not in its stored history
+    /// (`complete` in `prelude.lua`): it is made here from its fields.
     fn summary(&self, row: &[Value]) -> Result<TaskSummary> {
+        let mut summary = self.stored_summary(row)?;
+        if summary.state == TaskState::Done {
+            summary.history.push(Attempt {
+                attempt: summary.attempts,
+                owner: self
+                    .field::<Option<String>>(&row[11], "owner")?
+                    .unwrap_or_default(),
+                outcome: crate::Outcome::Done,
+                reason: None,
+                started_at: self.optional_ms(&row[13], "started_at")?,
+                finished_at: summary.run_at.map_or(0, to_epoch_ms),
+            });
+        }
+        Ok(summary)
+    }
+
+    fn stored_summary(&self, row: &[Value]) -> Result<TaskSummary> {
         let state: String = self.field(&row[2], "state")?;
         let state = TaskState::parse(&state)
             .ok_or_else(|| self.corrupt(format_args!("task state {state:?}")))?;

@@ -9,7 +9,7 @@ local function q_key(queue, what) return P .. ':q:' .. queue .. ':' .. what end
 local TASK_FIELDS = {'id', 'queue', 'payload', 'attempts', 'errors', 'crashes', 'lease_token',
     'owner', 'lease_until', 'created_at'}
 local SUMMARY_FIELDS = {'id', 'queue', 'state', 'payload', 'attempts', 'errors', 'crashes',
-    'last_error', 'history', 'created_at', 'run_at', 'owner', 'result'}
+    'last_error', 'history', 'created_at', 'run_at', 'owner', 'result', 'started_at'}
 
 -- Append the fields of a task to `out` (flat rows of `fields`).
 local function append_row(out, id, fields)
@@ -202,13 +202,16 @@ end
 
 -- Keep a task whose lease is `token` as done (with `result`, JSON text, unless empty) until
 -- pruned, and enqueue the (queue, payload) pairs found in ARGV[first..last]. Returns 1, or 0
--- (changing nothing) when the lease is stale.
+-- (changing nothing) when the lease is stale. Its last attempt is not appended to the
+-- history (a rewrite of the whole string): it is read from `owner`, `started_at` and
+-- `run_at`, which stay.
 local function complete(id, token, now, result, first, last)
     local t = leased(id, token)
     if not t then return 0 end
     local k = task_key(id)
-    unindex_running(id, t)
-    record(id, t, 'done', 'null', now)
+    redis.call('ZREM', RUNNING, id)
+    redis.call('SREM', P .. ':owner:' .. t.owner, id)
+    redis.call('SREM', q_key(t.queue, 'running'), id)
     redis.call('HSET', k, 'state', 'done', 'run_at', now)
     if result ~= '' then redis.call('HSET', k, 'result', result) end
     redis.call('ZADD', q_key(t.queue, 'done'), now, ready_member(id))
