@@ -93,7 +93,7 @@ impl MemoryTransport {
         Ok(true)
     }
 
-    /// One settlement at a time, as `batch::settle_each`, but keeping each result.
+    /// One settlement at a time, as `batch::settle_each`, but keeping each completion's result.
     pub(super) async fn settle_now(&self, batch: &[crate::Settlement]) -> Result<Vec<bool>> {
         crate::batch::validate_submits(batch)?;
         let mut applied = Vec::with_capacity(batch.len());
@@ -104,7 +104,14 @@ impl MemoryTransport {
                     submits,
                     result,
                 } => self.complete_with(lease, submits, result.clone())?,
-                _ => crate::batch::settle_each(self, std::slice::from_ref(settlement)).await?[0],
+                crate::Settlement::Fail {
+                    lease,
+                    failure,
+                    retry_at,
+                } => crate::Transport::fail(self, lease, failure, *retry_at).await?,
+                crate::Settlement::Release { lease, reason } => {
+                    crate::Transport::release(self, lease, reason).await?
+                }
             });
         }
         Ok(applied)

@@ -95,7 +95,7 @@ local function leased(id, token)
 end
 
 -- Drop a running task from the running indexes (and its lease fields, unless the caller
--- deletes the whole task anyway).
+-- deletes the whole task anyway, or keeps them: a completed task keeps its owner).
 local function unindex_running(id, t, deleting)
     redis.call('ZREM', RUNNING, id)
     redis.call('SREM', P .. ':owner:' .. t.owner, id)
@@ -209,9 +209,8 @@ local function complete(id, token, now, result, first, last)
     local t = leased(id, token)
     if not t then return 0 end
     local k = task_key(id)
-    redis.call('ZREM', RUNNING, id)
-    redis.call('SREM', P .. ':owner:' .. t.owner, id)
-    redis.call('SREM', q_key(t.queue, 'running'), id)
+    -- Out of the running indexes, its owner field kept (as a deletion would).
+    unindex_running(id, t, true)
     redis.call('HSET', k, 'state', 'done', 'run_at', now)
     if result ~= '' then redis.call('HSET', k, 'result', result) end
     redis.call('ZADD', q_key(t.queue, 'done'), now, ready_member(id))
