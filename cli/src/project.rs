@@ -259,7 +259,9 @@ impl App {
 
     pub fn open_transport(&self) -> Result<Arc<dyn Transport>> {
         let uri = self.transport_uri();
-        rex_transport::open(&uri).map_err(Error::from)
+        // Every rex process publishes the events of what it does, while someone follows.
+        let transport = rex_transport::open(&uri).map_err(Error::from)?;
+        Ok(rex_transport::events::tap(transport))
     }
 
     /// The transport of an operator command, refused when it keeps tasks inside one process

@@ -12,6 +12,7 @@
 //! * `view.rs` — what pages and API share: the queue rows (configured ∪ `stats()`), filters
 //!   parsed from query strings, the task and master views, error mapping.
 //! * `api.rs` — the JSON handlers under `/api/`.
+//! * `events.rs` — `/api/events`: the transport's lifecycle events as Server-Sent Events.
 //! * `pages.rs` — the HTML handlers (and the form posts of the pages' buttons).
 //! * `history.rs` — throughput history: the transport's per-minute rows as a range of
 //!   minutes (`/api/history`, the queue page's table) and the SVG chart the server draws.
@@ -19,10 +20,9 @@
 //! * `metrics.rs` — `/metrics`, built with `prometheus-client` on every scrape.
 //! * `templates/*.html` — minijinja templates, auto-escaped, compiled in (`include_str!`).
 //! * `assets/` — `console.js` (live overview, select-all) and `console.css`, compiled in.
-//!
-//! Not here yet (later work, with its place): an event stream (`/api/events`).
 
 mod api;
+mod events;
 mod history;
 mod metrics;
 mod pages;

@@ -60,6 +60,7 @@ pub fn router(config: Config, csrf: String) -> Router {
         .route("/failed/purge", post(api::purge_failed))
         .route("/masters", get(api::masters))
         .route("/history", get(api::history))
+        .route("/events", get(crate::events::events))
         .route("/schedules", get(api::schedules))
         .route("/schedules/{id}/run", post(api::run_schedule))
         .route("/schedules/{id}/pause", post(api::pause_schedule))

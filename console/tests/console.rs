@@ -2,8 +2,15 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use rex_transport::memory::MemoryTransport;
 use serde_json::json;
 use support::{CSRF, Harness};
+use tower::ServiceExt;
 
 #[tokio::test]
 async fn overview_and_api_count_submits_and_show_configured_queues() {
@@ -388,4 +395,51 @@ async fn pending_and_running_tasks_are_cancelled_from_their_page_and_the_api() {
     assert_eq!(requests, [(running.id, running.attempt)]);
     let none = h.post_json("/api/tasks/99999/cancel", "").await;
     assert_eq!(none.status, 404, "{}", none.body);
+}
+
+#[tokio::test]
+async fn the_event_stream_carries_the_lifecycle_events_of_its_queue() {
+    use futures_util::StreamExt;
+    let transport = rex_transport::events::tap(Arc::new(MemoryTransport::new()));
+    let h = Harness::over(transport, |_| {});
+    assert_eq!(
+        h.get("/api/events?queue=BAD").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let response = h
+        .console
+        .router()
+        .oneshot(
+            Request::get("/api/events?queue=emails")
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("the router answers");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    // Subscribed once the response is there: what happens next is in the stream.
+    h.submit("idle", json!({})).await;
+    let id = h.submit("emails", json!({"to": "<b>"})).await;
+    let mut body = response.into_body().into_data_stream();
+    let chunk = tokio::time::timeout(Duration::from_secs(20), body.next())
+        .await
+        .expect("an event (a guard, not a wait)")
+        .expect("the stream stays open")
+        .expect("a chunk");
+    let text = String::from_utf8(chunk.to_vec()).expect("UTF-8");
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .expect("a data line");
+    assert!(text.starts_with("event: submitted\n"), "{text}");
+    let event: serde_json::Value = serde_json::from_str(data).expect("JSON");
+    assert_eq!(
+        event["queue"], "emails",
+        "the idle queue's event is filtered out"
+    );
+    assert_eq!(event["task"], id);
 }

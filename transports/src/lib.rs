@@ -15,6 +15,8 @@
 //!   feature `amqp`).
 //! * [`console`] — what operators see beyond the delivery path: the filter of listings and bulk
 //!   actions, the heartbeat record masters publish.
+//! * [`events`] — the live feed of lifecycle events (submitted, started, succeeded...) and
+//!   [`events::tap`], the wrapper that publishes them for the calls made through it.
 //! * [`history`] — per-minute counters of outcomes, run times and waits, per queue, that
 //!   masters add up and record (the console's charts and `/metrics` counters).
 //! * [`batch`] — the batch operations done one task at a time: the trait's defaults, and the
@@ -50,6 +52,7 @@
 pub mod amqp;
 pub mod batch;
 pub mod console;
+pub mod events;
 pub mod hash;
 pub mod history;
 pub mod memory;
@@ -81,6 +84,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 pub use error::{Result, TransportError};
+pub use events::{EventFeed, EventKind, TaskEvent};
 pub use uri::redact_uri;
 
 pub use console::{ChildRecord, ListState, MasterRecord, QueueTotals, TaskFilter};
@@ -415,6 +419,26 @@ pub trait Transport: Send + Sync + 'static {
     async fn prune_completed(&self, before: SystemTime, keep_per_queue: u64) -> Result<u64> {
         let _ = (before, keep_per_queue);
         Ok(0)
+    }
+
+    /// Publish lifecycle events to the processes following them (see [`events`]). Called by
+    /// the [`events::tap`] wrapper, only while [`followed`](Transport::followed) says someone
+    /// follows; best effort (a caller never fails its own work for it).
+    async fn publish_events(&self, events: &[TaskEvent]) -> Result<()> {
+        let _ = events;
+        Err(unsupported(self, "following events"))
+    }
+
+    /// Whether any process follows the events now. Cheap: every publisher asks it at most
+    /// every [`events::FOLLOW_CHECK`].
+    async fn followed(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Follow the events every process using this backend publishes from now on. Returns once
+    /// subscribed: from then on [`followed`](Transport::followed) is true everywhere.
+    async fn follow_events(&self) -> Result<EventFeed> {
+        Err(unsupported(self, "following events"))
     }
 
     /// Upkeep the backend needs and its server does not do by itself, run in the background

@@ -5,6 +5,7 @@
 //!   `-resume`, `-process`.
 //! * [`show`] — `asynctask-show`: one task with its history; `asynctask-cancel`.
 //! * [`masters`] — `asynctask-masters`: the live masters and their children (heartbeats).
+//! * [`events`] — `asynctask-events`: the lifecycle events of tasks, followed live.
 //! * [`dashboard`] — `asynctask-dashboard`: the operator console (crate `rex-console`).
 //! * [`inspect`] — `plugin-list`, `plugin-check` (each library loaded by a throw-away child).
 //! * [`generate`] — `completions` and `help --man`, generated from these specs.
@@ -18,6 +19,7 @@
 
 pub mod ctl;
 pub mod dashboard;
+pub mod events;
 pub mod external;
 pub mod generate;
 pub mod inspect;
@@ -333,6 +335,20 @@ pub fn builtins() -> Vec<Builtin> {
                 )]),
             ),
             run: masters::masters,
+            hidden: false,
+        },
+        Builtin {
+            spec: spec(
+                "asynctask-events",
+                "follow what happens to tasks, one line per event, as it happens",
+                "Prints every lifecycle event of the tasks of the transport as it happens, one\nline each, until interrupted: submitted, started (claimed by a worker), succeeded,\nfailed, retried, crashed, cancelled, released (given back unstarted). The events\ncome from the transport's own publish/subscribe, published by the processes that\ncause them while someone follows; nothing polls the tasks. A follower sees events\nfrom at most 2 seconds after it starts. The feed is live, not a log: what happened\nbefore, or while no one followed, is in asynctask-show and the history counters.",
+                vec![],
+                with_app(vec![
+                    OptSpec::value("queue", "QUEUE", "only the events of this queue"),
+                    OptSpec::toggle("json", "print one JSON object per event"),
+                ]),
+            ),
+            run: events::events,
             hidden: false,
         },
         Builtin {

@@ -215,7 +215,7 @@ impl Consumer {
         beacon: Beacon,
         wake: Arc<tokio::sync::Notify>,
     ) -> Result<Consumer> {
-        let transport = rex_transport::open(&spec.transport)?;
+        let transport = rex_transport::events::tap(rex_transport::open(&spec.transport)?);
         // Connections are made by the runtime that first uses them, so it is chosen before.
         let rt = if transport.needs_constant_io() {
             crate::runtime::with_io_thread()?

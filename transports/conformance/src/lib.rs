@@ -41,6 +41,7 @@
 //!   listings with keyset pagination, counts, purging selected failed tasks, master heartbeats,
 //!   cancelling tasks.
 //! * `completed.rs` — completed tasks kept with their results, and pruned.
+//! * `events.rs` — lifecycle events published through `events::tap`, seen by a follower.
 //! * `history.rs` — `record_history` and `history`: per-minute counters that add up.
 //! * `wake.rs` — `wait`.
 
@@ -48,6 +49,7 @@ mod batches;
 mod claim_order;
 mod completed;
 mod console;
+mod events;
 mod failures;
 mod history;
 mod leases;
@@ -69,6 +71,7 @@ pub use console::{
     case_cancel, case_list_filters_and_pages, case_master_heartbeats, case_pause_stops_claims,
     case_purge_failed_selected, case_resume_then_wait_returns, case_task_lookup,
 };
+pub use events::case_events_followed;
 pub use failures::{case_fail_with_retry, case_fail_without_retry, case_purge, case_retry_failed};
 pub use history::case_history_adds_up;
 pub use leases::{case_claim_leases, case_expired, case_owned_by, case_renew, case_stale_lease};
@@ -165,6 +168,7 @@ macro_rules! conformance_suite {
             case_master_heartbeats,
             case_completed_kept_with_result,
             case_prune_completed,
+            case_events_followed,
         );
     };
     (@cases $module:ident, $fixture:expr; $($case:ident),* $(,)?) => {

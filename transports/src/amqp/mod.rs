@@ -33,6 +33,8 @@
 //! | server-named (`amq.gen-…`) | queue, exclusive, auto-delete, `x-max-length` 1, bound to the exchanges `P.Q` and `P.Q.wake` | one per process, Tokio runtime and waited queue: wake-up signals for [`wait`](Transport::wait) |
 //! | `P._queues` | queue, durable | the queue names (one message per name) for `stats`, `failed`, `paused`, listings |
 //! | `P._masters` | queue, durable, `x-max-length` 10,000 | masters' heartbeat records, each message expiring with its record (`heartbeats.rs`) |
+//! | `P._events` | fanout exchange, transient | lifecycle events, a JSON array per message, for the server-named queue (exclusive, auto-delete) of each follower (`events.rs`) |
+//! | `P._events.followers` | queue, transient, `x-max-length` 0 | nothing: each follower of the events consumes it, to be counted |
 //! | `P._key.KEY` | queue, durable, `x-max-length` 1, `x-overflow` `reject-publish`, `x-expires` 7 days | one used idempotency key (`P._keyh.HASH` when the name would be longer than 255 bytes) |
 //! | `P._fires.ID` | queue, durable, `x-max-length` 16 | the last fire times of one schedule (`P._firesh.HASH` when too long) |
 //!
@@ -181,10 +183,9 @@
 //! stale (the broker returned their messages), and the next operation connects again. A
 //! publish whose confirm takes more than 10 s (a broker blocking publishers under a resource
 //! alarm) fails the same way. A dropped transport closes its connections, so its claims go back
-//! to the broker at once. After a
-//! failed connection attempt the next ones wait exponentially longer (100 ms doubling up to
-//! 5 s): operations in between fail at once with the last error, so nothing spins against a
-//! broker that is down.
+//! to the broker at once. After a failed connection attempt the next ones wait exponentially
+//! longer (100 ms doubling up to 5 s): operations in between fail at once with the last error,
+//! so nothing spins against a broker that is down.
 //!
 //! # Files
 //!
@@ -208,6 +209,7 @@
 //! * `operator.rs`: counts, stats, browsing a queue, listing and retrying failed tasks, purge,
 //!   last fire, and deleting everything (for tests).
 //! * `wake.rs`: `wait` and its wake-up consumers.
+//! * `events.rs`: lifecycle events: publishing them, counting and feeding their followers.
 //! * The console (each file documents what RabbitMQ allows): `pause.rs` (a marker message per
 //!   paused queue, looked at by claims and waits; a message per paused schedule), `console.rs` (lookups, listings, counts and
 //!   purges by browsing; running tasks: this process's claims), `heartbeats.rs` (masters),
@@ -217,6 +219,7 @@
 //! [`TransportError::Unavailable`]: crate::TransportError::Unavailable
 
 mod console;
+mod events;
 mod heartbeats;
 mod history;
 mod inner;
@@ -573,6 +576,18 @@ impl Transport for AmqpTransport {
     /// A message per recording, which every reading takes and gives back: once a minute.
     fn history_interval(&self) -> Duration {
         Duration::from_secs(60)
+    }
+
+    async fn publish_events(&self, events: &[crate::TaskEvent]) -> Result<()> {
+        self.publish_now(events).await
+    }
+
+    async fn followed(&self) -> Result<bool> {
+        self.followed_now().await
+    }
+
+    async fn follow_events(&self) -> Result<crate::EventFeed> {
+        self.follow_now().await
     }
 
     /// Push-based: returns when a task is published to `queue` or one expires into it from a

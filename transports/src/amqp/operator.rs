@@ -41,8 +41,9 @@ pub(super) struct ObjectCounts {
 
 impl AmqpTransport {
     /// Delete every broker object of this prefix this process knows of: those of the queues
-    /// in the registry and of the queues it used, the registry, the masters' heartbeats, and
-    /// the key and fires queues it declared. For tests; best effort.
+    /// in the registry and of the queues it used, the registry, the masters' heartbeats, the
+    /// events' exchange and followers queue, and the key and fires queues it declared. For
+    /// tests; best effort.
     #[doc(hidden)]
     pub async fn delete_everything(&self) -> Result<()> {
         self.inner.delete_everything().await
@@ -442,6 +443,8 @@ impl Inner {
         }
         doomed.push(self.registry_name());
         doomed.push(self.masters_name());
+        doomed.push(self.followers_name());
+        exchanges.push(self.events_name());
         doomed.extend(lock(&self.keys).drain());
         doomed.extend(lock(&self.fires).drain());
         let mut channel = self.fresh_channel(&session).await?;

@@ -31,6 +31,9 @@ pub(super) struct Session {
     inspect: Mutex<Option<Channel>>,
     /// Wake-up consumers by queue.
     pub(super) waiters: Mutex<HashMap<String, Arc<Waiter>>>,
+    /// Lifecycle events (`events.rs`): their publishes, without confirms, and the followers'
+    /// count; replaced when closed. Held while one is opened, so that only one is.
+    pub(super) events: tokio::sync::Mutex<Option<Channel>>,
 }
 
 impl Session {
@@ -140,6 +143,7 @@ impl Inner {
             publish: Mutex::new(publish),
             inspect: Mutex::new(None),
             waiters: Mutex::new(HashMap::new()),
+            events: tokio::sync::Mutex::new(None),
         })
     }
 

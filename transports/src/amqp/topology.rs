@@ -131,6 +131,17 @@ impl Inner {
         format!("{}._history", self.prefix)
     }
 
+    /// The fanout exchange of lifecycle events (`P._events`: a task queue may be named
+    /// `events`, and `P.events` is its exchange).
+    pub(super) fn events_name(&self) -> String {
+        format!("{}._events", self.prefix)
+    }
+
+    /// The queue every follower of the events consumes, only to be counted (`events.rs`).
+    pub(super) fn followers_name(&self) -> String {
+        format!("{}._events.followers", self.prefix)
+    }
+
     /// `P.KIND.NAME`, or `P.KINDh.HASH` when that is too long for the broker.
     fn aux_name(&self, kind: &str, name: &str) -> String {
         let full = format!("{}.{kind}.{name}", self.prefix);
@@ -410,5 +421,6 @@ mod tests {
             ("pfx.q1.paused", "pfx.q1.wake")
         );
         assert_eq!(t.inner.masters_name(), "pfx._masters");
+        assert_eq!(t.inner.followers_name(), "pfx._events.followers");
     }
 }

@@ -1,20 +1,63 @@
-//! The memory transport's operator side: pause flags, lookups and filtered listings, bulk
+//! The memory transport's operator side: retrying failed tasks, pause flags, lookups and filtered listings, bulk
 //! purges, master heartbeats, throughput history, paused schedules, completed tasks kept and
 //! pruned. The [`Transport`](crate::Transport) methods in `mod.rs` call
 //! these.
 
 use std::time::SystemTime;
 
-use super::MemoryTransport;
+use super::{MemoryTransport, State};
 use crate::console::CANCEL_REQUEST_KEPT;
 use crate::history;
 use crate::task::now_ms;
 use crate::{
-    HistoryRow, MasterRecord, Result, TaskFilter, TaskId, TaskState, TaskSummary,
+    HistoryRow, MasterRecord, Result, Selector, TaskFilter, TaskId, TaskState, TaskSummary,
     validate_queue_name,
 };
 
 impl MemoryTransport {
+    pub(super) fn retry_failed_now(&self, selector: &Selector) -> Result<u64> {
+        if let Selector::Queue(queue) = selector {
+            validate_queue_name(queue)?;
+        }
+        let now = now_ms();
+        let mut state = self.state();
+        let mut moved = 0;
+        for (id, row) in state
+            .tasks
+            .iter_mut()
+            .filter(|(_, row)| row.state == TaskState::Failed)
+        {
+            let selected = match selector {
+                Selector::Ids(ids) => ids.contains(id),
+                Selector::Queue(queue) => row.queue == *queue,
+                Selector::All => true,
+            };
+            if selected {
+                row.state = TaskState::Pending;
+                row.run_at = now;
+                (row.attempts, row.errors, row.crashes) = (0, 0, 0);
+                moved += 1;
+            }
+        }
+        // Attempts count from 1 again: a cancel request names an attempt, so those of tasks
+        // not running go (as on every backend).
+        let State {
+            tasks,
+            cancel_requests,
+            ..
+        } = &mut *state;
+        cancel_requests.retain(|(id, _), _| {
+            tasks
+                .get(id)
+                .is_some_and(|row| row.state == TaskState::Running)
+        });
+        drop(state);
+        if moved > 0 {
+            self.notify.notify_waiters();
+        }
+        Ok(moved)
+    }
+
     pub(super) fn set_paused_now(&self, queue: &str, paused: bool) -> Result<bool> {
         validate_queue_name(queue)?;
         let mut state = self.state();

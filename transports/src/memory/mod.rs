@@ -12,11 +12,12 @@ use crate::task::{
     add_ms, from_epoch_ms, now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms,
 };
 mod console;
+mod events;
 
 use crate::{
-    Attempt, Failure, FailureKind, HistoryRow, Lease, MasterRecord, Outcome, Payload, PurgeWhich,
-    QueueCounts, QueueStats, Result, Selector, Settlement, Submit, SubmitOptions, Task, TaskFilter,
-    TaskId, TaskState, TaskSummary, Transport, validate_queue_name,
+    Attempt, EventFeed, Failure, FailureKind, HistoryRow, Lease, MasterRecord, Outcome, Payload,
+    PurgeWhich, QueueCounts, QueueStats, Result, Selector, Settlement, Submit, SubmitOptions, Task,
+    TaskEvent, TaskFilter, TaskId, TaskState, TaskSummary, Transport, validate_queue_name,
 };
 
 /// A transport living in this process's memory.
@@ -25,6 +26,7 @@ pub struct MemoryTransport {
     state: Mutex<State>,
     /// Wakes `wait`ers whenever a task may have become ready.
     notify: Notify,
+    events: events::Hub,
 }
 
 #[derive(Default)]
@@ -392,46 +394,7 @@ impl Transport for MemoryTransport {
     }
 
     async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
-        if let Selector::Queue(queue) = selector {
-            validate_queue_name(queue)?;
-        }
-        let now = now_ms();
-        let mut state = self.state();
-        let mut moved = 0;
-        for (id, row) in state
-            .tasks
-            .iter_mut()
-            .filter(|(_, row)| row.state == TaskState::Failed)
-        {
-            let selected = match selector {
-                Selector::Ids(ids) => ids.contains(id),
-                Selector::Queue(queue) => row.queue == *queue,
-                Selector::All => true,
-            };
-            if selected {
-                row.state = TaskState::Pending;
-                row.run_at = now;
-                (row.attempts, row.errors, row.crashes) = (0, 0, 0);
-                moved += 1;
-            }
-        }
-        // Attempts count from 1 again: a cancel request names an attempt, so those of tasks
-        // not running go (as on every backend).
-        let State {
-            tasks,
-            cancel_requests,
-            ..
-        } = &mut *state;
-        cancel_requests.retain(|(id, _), _| {
-            tasks
-                .get(id)
-                .is_some_and(|row| row.state == TaskState::Running)
-        });
-        drop(state);
-        if moved > 0 {
-            self.notify.notify_waiters();
-        }
-        Ok(moved)
+        self.retry_failed_now(selector)
     }
 
     async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {
@@ -555,6 +518,19 @@ impl Transport for MemoryTransport {
 
     async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {
         self.history_now(queue, since)
+    }
+
+    async fn publish_events(&self, events: &[TaskEvent]) -> Result<()> {
+        self.events.publish(events);
+        Ok(())
+    }
+
+    async fn followed(&self) -> Result<bool> {
+        Ok(self.events.followed())
+    }
+
+    async fn follow_events(&self) -> Result<EventFeed> {
+        Ok(self.events.follow())
     }
 
     /// Returns when a task is ready in `queue`, when anything may have made one ready, or

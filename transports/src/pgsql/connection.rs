@@ -85,24 +85,8 @@ impl PgsqlTransport {
     }
 
     /// Turn a failure into the contract's error: connection trouble is retryable.
-    fn error(&self, fail: Fail) -> TransportError {
-        let unavailable = |message: String| TransportError::Unavailable {
-            transport: TRANSPORT.to_string(),
-            message: format!("{}: {message}", self.uri),
-        };
-        let backend = |message: String| TransportError::Backend {
-            transport: TRANSPORT.to_string(),
-            message,
-        };
-        match fail {
-            Fail::Sql(e) if is_retryable(&e) => unavailable(error_message(&e)),
-            Fail::Sql(e) => backend(error_message(&e)),
-            // Getting a connection only fails when opening a new one fails.
-            Fail::Pool(PoolError::Backend(e)) => unavailable(error_message(&e)),
-            Fail::Pool(e) => unavailable(e.to_string()),
-            Fail::Data(message) => backend(message),
-            Fail::Transport(e) => e,
-        }
+    pub(super) fn error(&self, fail: Fail) -> TransportError {
+        to_error(&self.uri, fail)
     }
 
     /// Run `op` within [`OPERATION_TIMEOUT`]; its failure as the contract's error.
@@ -142,6 +126,28 @@ impl PgsqlTransport {
                 limit.as_secs()
             ),
         }
+    }
+}
+
+/// [`PgsqlTransport::error`] for the transport described by `uri`, where the transport itself
+/// is not at hand (a task of its own).
+pub(super) fn to_error(uri: &str, fail: Fail) -> TransportError {
+    let unavailable = |message: String| TransportError::Unavailable {
+        transport: TRANSPORT.to_string(),
+        message: format!("{uri}: {message}"),
+    };
+    let backend = |message: String| TransportError::Backend {
+        transport: TRANSPORT.to_string(),
+        message,
+    };
+    match fail {
+        Fail::Sql(e) if is_retryable(&e) => unavailable(error_message(&e)),
+        Fail::Sql(e) => backend(error_message(&e)),
+        // Getting a connection only fails when opening a new one fails.
+        Fail::Pool(PoolError::Backend(e)) => unavailable(error_message(&e)),
+        Fail::Pool(e) => unavailable(e.to_string()),
+        Fail::Data(message) => backend(message),
+        Fail::Transport(e) => e,
     }
 }
 

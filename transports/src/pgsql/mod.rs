@@ -102,10 +102,14 @@
 //! * `completed.rs` — completed tasks (kept in a table of their own) pruned by age and cap.
 //! * `history.rs` — throughput history: per-minute counters summed by an upsert.
 //! * `wake.rs` — `wait` and the listening connection.
+//! * `events.rs` — lifecycle events: `NOTIFY` on the schema's `rex.events.<schema>` channel,
+//!   a dedicated `LISTEN`ing connection per follower, which `followed` finds by its
+//!   `application_name` in `pg_stat_activity`.
 
 mod completed;
 mod connection;
 mod console;
+mod events;
 mod history;
 mod operator;
 mod queue;
@@ -123,9 +127,9 @@ use postgres_native_tls::MakeTlsConnector;
 use tokio::sync::OnceCell;
 
 use crate::{
-    Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
-    Selector, Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
-    TransportError,
+    EventFeed, Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts,
+    QueueStats, Result, Selector, Settlement, Submit, SubmitOptions, Task, TaskEvent, TaskFilter,
+    TaskId, TaskSummary, Transport, TransportError,
 };
 use sql::Sql;
 use uri::parse_uri;
@@ -150,6 +154,8 @@ pub struct PgsqlTransport {
     pool: Pool,
     migrated: OnceCell<()>,
     listener: Listener,
+    /// Where lifecycle events travel (`events.rs`).
+    events: events::Channel,
 }
 
 impl PgsqlTransport {
@@ -170,6 +176,7 @@ impl PgsqlTransport {
         Ok(PgsqlTransport {
             uri: target.described,
             sql: Sql::new(&target.schema),
+            events: events::Channel::new(target.config.clone(), tls.clone(), &target.schema),
             listener: Listener::new(target.config, tls, &channel),
             schema: target.schema,
             channel,
@@ -195,7 +202,7 @@ pub fn open_uri(uri: &str) -> Result<Arc<dyn Transport>> {
 }
 
 /// Each method is implemented in the file of its job (`queue.rs`, `operator.rs`, `console.rs`,
-/// `wake.rs`).
+/// `events.rs`, `wake.rs`).
 #[async_trait::async_trait]
 impl Transport for PgsqlTransport {
     fn describe(&self) -> String {
@@ -394,6 +401,18 @@ impl Transport for PgsqlTransport {
     /// at a time (an advisory lock), once enough rows are dead.
     async fn maintain(&self) -> Result<Option<String>> {
         PgsqlTransport::maintain(self).await
+    }
+
+    async fn publish_events(&self, events: &[TaskEvent]) -> Result<()> {
+        self.publish_now(events).await
+    }
+
+    async fn followed(&self) -> Result<bool> {
+        self.followed_now().await
+    }
+
+    async fn follow_events(&self) -> Result<EventFeed> {
+        self.follow_now().await
     }
 
     /// Returns when a notification for `queue` arrives (from any process; resuming it

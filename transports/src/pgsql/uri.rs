@@ -11,8 +11,8 @@ use crate::uri::{percent_decode, percent_encode};
 use crate::{Result, TransportError};
 
 const DEFAULT_SCHEMA: &str = "asynctask";
-/// Schema names longer than this would make the notification channel name too long.
-const MAX_SCHEMA_LEN: usize = 48;
+/// Schema names longer than this would make the notification channel names too long.
+pub(super) const MAX_SCHEMA_LEN: usize = 48;
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// TCP keepalives on every connection: the first probe after this much silence…
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(5);

@@ -19,11 +19,11 @@ use crate::{Result, validate_queue_name};
 const LISTEN_BACKOFF_MIN: Duration = Duration::from_millis(100);
 const LISTEN_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often the listening connection is pinged (an empty query), to notice that it is gone.
-const LISTEN_PING: Duration = Duration::from_secs(5);
+pub(super) const LISTEN_PING: Duration = Duration::from_secs(5);
 /// Notifications buffered per waiter; a waiter that falls behind just wakes up.
 const WAKE_CAPACITY: usize = 256;
 /// `LISTEN`; `{channel}` stands for the quoted channel name.
-const LISTEN: &str = include_str!("sql/queries/listen.sql");
+pub(super) const LISTEN: &str = include_str!("sql/queries/listen.sql");
 
 /// `Instant::now() + d`, without overflowing on absurd durations.
 fn later(d: Duration) -> Instant {

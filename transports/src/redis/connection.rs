@@ -19,7 +19,7 @@ use crate::uri::scrub;
 use crate::{Result, TransportError};
 
 /// Connecting (TCP and handshake) gives up after this long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// A command on the shared connection gives up after this long, and the connection is then
 /// replaced (a half-open TCP connection never fails by itself). Scripts are short; an
 /// operator's `retry_failed` over a huge queue is the longest.

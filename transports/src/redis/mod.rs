@@ -115,10 +115,12 @@
 //! * `console.rs` — what the operator console needs: pause flags, task lookup, filtered
 //!   listings and counts, purging selected failed tasks, master heartbeats.
 //! * `history.rs` — throughput history: per-minute hashes added to with `HINCRBY`.
+//! * `events.rs` — lifecycle events: `PUBLISH` and `SUBSCRIBE` on `<prefix>:events`.
 //! * `wake.rs` — `wait`: the probe script and `BLPOP` on the queue's signal list.
 
 mod connection;
 mod console;
+mod events;
 mod history;
 mod operator;
 mod queue;
@@ -138,9 +140,9 @@ use crate::runtime_cache::PerRuntime;
 use crate::tls::TlsSettings;
 use crate::uri::scrub;
 use crate::{
-    Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
-    Selector, Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
-    TransportError,
+    EventFeed, Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts,
+    QueueStats, Result, Selector, Settlement, Submit, SubmitOptions, Task, TaskEvent, TaskFilter,
+    TaskId, TaskSummary, Transport, TransportError,
 };
 
 const TRANSPORT: &str = "Redis";
@@ -411,5 +413,17 @@ impl Transport for RedisTransport {
     /// the timeout). See the module docs.
     async fn wait(&self, queue: &str, timeout: Duration) -> Result<()> {
         self.wait(queue, timeout).await
+    }
+
+    async fn publish_events(&self, events: &[TaskEvent]) -> Result<()> {
+        self.publish_now(events).await
+    }
+
+    async fn followed(&self) -> Result<bool> {
+        self.followed_now().await
+    }
+
+    async fn follow_events(&self) -> Result<EventFeed> {
+        self.follow_now().await
     }
 }

@@ -40,6 +40,7 @@ impl SqliteTransport {
         migrate(&mut conn)?;
         Ok(SqliteTransport {
             wake: WakeBus::new(&path),
+            events: WakeBus::on(&path, "events"),
             path,
             conn: Mutex::new(conn),
             notify: Notify::new(),

@@ -29,12 +29,15 @@
 //! * `history.rs` — throughput history: per-minute counters added up and read back.
 //! * `wake.rs` — [`wait`](Transport::wait): in-process notifications, and the host-local wake
 //!   bus that carries wake-ups between processes.
+//! * `events.rs` — lifecycle events: datagrams to the followers registered on the same bus
+//!   mechanism, on a channel of its own.
 //! * `sql/` — every SQL statement, one per file, loaded with `include_str!`:
 //!   `sql/migrations/NNN_*.sql` (applied in order) and `sql/queries/*.sql`.
 
 mod completed;
 mod connection;
 mod console;
+mod events;
 mod history;
 mod operator;
 mod queue;
@@ -50,9 +53,9 @@ use rusqlite::Connection;
 use tokio::sync::Notify;
 
 use crate::{
-    Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
-    Selector, Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
-    TransportError,
+    EventFeed, Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts,
+    QueueStats, Result, Selector, Settlement, Submit, SubmitOptions, Task, TaskEvent, TaskFilter,
+    TaskId, TaskSummary, Transport, TransportError,
 };
 use wake::WakeBus;
 
@@ -66,6 +69,8 @@ pub struct SqliteTransport {
     notify: Notify,
     /// Wakes the waiters of other processes on this host after a commit.
     wake: WakeBus,
+    /// Carries lifecycle events to their followers on this host (`events.rs`).
+    events: WakeBus,
 }
 
 impl SqliteTransport {
@@ -284,6 +289,19 @@ impl Transport for SqliteTransport {
 
     async fn prune_completed(&self, before: SystemTime, keep_per_queue: u64) -> Result<u64> {
         self.prune_completed(before, keep_per_queue)
+    }
+
+    async fn publish_events(&self, events: &[TaskEvent]) -> Result<()> {
+        self.publish_now(events);
+        Ok(())
+    }
+
+    async fn followed(&self) -> Result<bool> {
+        Ok(self.followed_now())
+    }
+
+    async fn follow_events(&self) -> Result<EventFeed> {
+        self.follow_now()
     }
 
     /// Returns as soon as a task is ready in `queue`: at once for changes made through this

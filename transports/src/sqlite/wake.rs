@@ -9,6 +9,9 @@
 //! may make a task ready, the writer sends one byte to every registered socket. Registrations
 //! of dead processes are noticed (`ECONNREFUSED`) and removed. Everything here is best effort:
 //! a lost wake-up only means the waiter notices the task at its poll interval.
+//!
+//! The same bus on another channel carries the lifecycle events to their followers
+//! (`events.rs`): a follower registers on `<database>.events/`, publishers send it datagrams.
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -38,6 +41,7 @@ pub struct WakeBus {
     dir: PathBuf,
     /// `<pid>-<instance>`: this instance's registration file name and socket name suffix.
     me: String,
+    channel: &'static str,
     /// Hash of the database path: part of every socket name, so buses of two databases
     /// never cross.
     scope: String,
@@ -48,8 +52,15 @@ pub struct WakeBus {
 
 impl WakeBus {
     pub fn new(database: &Path) -> WakeBus {
+        Self::on(database, "wake")
+    }
+
+    /// A bus of its own for `channel` (`wake`, `events`): its registrations live in
+    /// `<database>.<channel>/`, its sockets are named `rex-<channel>/...`.
+    pub fn on(database: &Path, channel: &'static str) -> WakeBus {
         let mut dir = database.as_os_str().to_owned();
-        dir.push(".wake");
+        dir.push(".");
+        dir.push(channel);
         let absolute = std::fs::canonicalize(database).unwrap_or_else(|_| database.to_path_buf());
         WakeBus {
             dir: PathBuf::from(dir),
@@ -58,6 +69,7 @@ impl WakeBus {
                 std::process::id(),
                 INSTANCE.fetch_add(1, Ordering::Relaxed)
             ),
+            channel,
             scope: format!(
                 "{:016x}",
                 crate::hash::fnv1a64(absolute.as_os_str().as_encoded_bytes())
@@ -71,7 +83,7 @@ impl WakeBus {
     }
 
     fn address(&self, name: &str) -> std::io::Result<SocketAddr> {
-        SocketAddr::from_abstract_name(format!("rex-wake/{}/{name}", self.scope))
+        SocketAddr::from_abstract_name(format!("rex-{}/{}/{name}", self.channel, self.scope))
     }
 
     /// A clone of this instance's listening socket, registering it on first use; `None` if
@@ -94,33 +106,47 @@ impl WakeBus {
 
     /// Tell every other registered instance that a task may be ready.
     pub fn ring(&self) {
+        self.send(b"!");
+    }
+
+    /// The other registered instances (a listing at most [`PEERS_TTL`] old).
+    fn peers(&self) -> Vec<String> {
+        let mut cache = self.peers.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.0.is_none_or(|at| at.elapsed() > PEERS_TTL) {
+            cache.1 = std::fs::read_dir(&self.dir)
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter_map(|e| e.file_name().into_string().ok())
+                        .filter(|n| *n != self.me)
+                        .collect()
+                })
+                .unwrap_or_default();
+            cache.0 = Some(std::time::Instant::now());
+        }
+        cache.1.clone()
+    }
+
+    /// Whether another instance is registered (it may be a dead process's registration, until
+    /// a send notices).
+    pub fn has_peers(&self) -> bool {
+        !self.peers().is_empty()
+    }
+
+    /// Send `message` (one datagram) to every other registered instance; best effort.
+    pub fn send(&self, message: &[u8]) {
         let Some(sender) = &self.sender else { return };
-        let peers = {
-            let mut cache = self.peers.lock().unwrap_or_else(|e| e.into_inner());
-            if cache.0.is_none_or(|at| at.elapsed() > PEERS_TTL) {
-                cache.1 = std::fs::read_dir(&self.dir)
-                    .map(|entries| {
-                        entries
-                            .flatten()
-                            .filter_map(|e| e.file_name().into_string().ok())
-                            .filter(|n| *n != self.me)
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                cache.0 = Some(std::time::Instant::now());
-            }
-            cache.1.clone()
-        };
-        for peer in peers {
+        for peer in self.peers() {
             let Ok(addr) = self.address(&peer) else {
                 continue;
             };
-            if let Err(e) = sender.send_to_addr(b"!", &addr) {
+            if let Err(e) = sender.send_to_addr(message, &addr) {
                 // Nobody listens any more: a dead process's registration.
                 if e.kind() == std::io::ErrorKind::ConnectionRefused {
                     let _ = std::fs::remove_file(self.dir.join(&peer));
                 }
-                // WouldBlock: its queue of wake-ups is full, it will wake anyway.
+                // WouldBlock: its queue is full; a waiter will wake anyway, a follower of
+                // events loses this one.
             }
         }
     }

@@ -6,7 +6,8 @@
 //! test is skipped. Each test uses a prefix of its own and deletes its broker objects at the
 //! end, so runs may share a virtual host. No plugin is needed. `failures.rs` holds the cases
 //! where something goes away: a holder, the connection, the broker's objects; `console.rs`
-//! what the console sees across processes (pauses, running tasks, listings, heartbeats).
+//! what the console sees across processes (pauses, running tasks, listings, heartbeats);
+//! `events.rs` lifecycle events between instances.
 #![cfg(feature = "amqp")]
 
 use std::collections::BTreeSet;
@@ -23,6 +24,7 @@ const LEASE: Duration = Duration::from_secs(600);
 #[path = "../common/mod.rs"]
 mod common;
 mod console;
+mod events;
 mod failures;
 use common::{unique_prefix, with_param};
 

@@ -10,6 +10,7 @@
 //! Here: the fixture, the suites, TLS, wake-ups, sharing, reconnection. `schema.rs`: creating,
 //! migrating and vacuuming the schema. `console.rs`: what the console's conformance cases
 //! leave to this backend (pausing across instances, failure times on every path).
+//! `events.rs`: lifecycle events across instances, `NOTIFY`'s payload limit, a lost follower.
 #![cfg(feature = "pgsql")]
 
 use std::collections::BTreeSet;
@@ -28,6 +29,7 @@ const GENEROUS: Duration = Duration::from_secs(120);
 #[path = "../common/mod.rs"]
 mod common;
 mod console;
+mod events;
 mod schema;
 use common::with_param;
 
