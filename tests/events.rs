@@ -95,3 +95,26 @@ fn a_follower_sees_each_task_submitted_started_and_settled() {
         drop(follower);
     }
 }
+
+/// An open event stream neither keeps the console from stopping on SIGTERM nor outlives it.
+#[test]
+fn the_console_stops_with_an_event_stream_open() {
+    use std::io::{BufRead, BufReader, Write};
+    let project = Project::demo();
+    let console = rex_tests::console::Dashboard::start(&project, &[]);
+    let addr = console.url.trim_start_matches("http://").to_string();
+    let mut stream = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        stream,
+        "GET /api/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .expect("request");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("the status line");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let pid = nix::unistd::Pid::from_raw(console.process.pid());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let (code, lines) = console.process.finish(LIMIT);
+    assert_eq!(code, Some(0), "{}", lines.join("\n"));
+}

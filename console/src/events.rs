@@ -1,12 +1,16 @@
 //! `GET /api/events[?queue=Q]`: the transport's lifecycle events as Server-Sent Events, one
 //! SSE event per task event (`event:` its kind, `data:` the JSON `rex asynctask-events --json`
-//! prints), until the client goes. A failed subscription ends the stream with an `error`
-//! event; a browser's `EventSource` then reconnects by itself.
+//! prints), until the client goes. A subscription that cannot be made is an API error (503
+//! when the transport is unavailable; `EventSource` does not retry it); one that fails later
+//! ends the stream with an `error` event, and `EventSource` reconnects by itself. At most
+//! [`MAX_STREAMS`] at once (then 503).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::Stream;
 use rex_transport::{EventFeed, TaskEvent};
@@ -20,8 +24,22 @@ pub struct EventsQuery {
     queue: Option<String>,
 }
 
+/// Event streams a console serves at once: each holds a subscription of its own (on
+/// PostgreSQL, a connection), so a page left open in many tabs must not exhaust the server.
+const MAX_STREAMS: usize = 32;
+
+/// Counts an open stream until dropped.
+struct Open(AppState);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// What the stream holds between two events.
 struct Following {
+    _open: Open,
     feed: EventFeed,
     pending: VecDeque<TaskEvent>,
     queue: Option<String>,
@@ -36,8 +54,17 @@ pub async fn events(
     if let Some(queue) = &queue {
         check_queue(queue)?;
     }
+    if state.streams.fetch_add(1, Ordering::Relaxed) >= MAX_STREAMS {
+        state.streams.fetch_sub(1, Ordering::Relaxed);
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_STREAMS} event streams are open already"),
+        ));
+    }
+    let open = Open(state.clone());
     let feed = state.config.transport.follow_events().await?;
     let following = Following {
+        _open: open,
         feed,
         pending: VecDeque::new(),
         queue,

@@ -170,11 +170,27 @@ pub async fn serve(
     let _ = writeln!(out, "Console listening on http://{bound}/");
     let _ = out.flush();
     drop(out);
-    axum::serve(listener, console.router())
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ConsoleError::Serve)
+    // Requests in flight get a moment to finish; an event stream (`/api/events`) never
+    // would, so the server stops without it after that moment.
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, console.router()).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping.send(());
+    });
+    tokio::select! {
+        served = std::future::IntoFuture::into_future(server) => served.map_err(ConsoleError::Serve),
+        () = async {
+            if stopped.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => Ok(()),
+    }
 }
+
+/// How long requests in flight may take once the console is told to stop.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {

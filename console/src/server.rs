@@ -33,6 +33,8 @@ pub struct Shared {
     pub snapshot: Arc<Snapshot>,
     /// Throughput history reads, kept a few seconds.
     pub history: crate::history::Kept,
+    /// Event streams open now (each holds a subscription: on PostgreSQL, a connection).
+    pub streams: std::sync::atomic::AtomicUsize,
 }
 
 pub type AppState = Arc<Shared>;
@@ -44,6 +46,7 @@ pub fn router(config: Config, csrf: String) -> Router {
         templates: pages::templates(),
         snapshot: Arc::default(),
         history: Default::default(),
+        streams: Default::default(),
     });
     let api = Router::new()
         .route("/queues", get(api::queues))

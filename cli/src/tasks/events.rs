@@ -24,16 +24,20 @@ pub fn events(parsed: &Parsed) -> Result<i32> {
     let runtime = current_thread()?;
     runtime.block_on(async {
         let mut feed = transport.follow_events().await?;
-        // On stderr, so that stdout holds events only; once said, every event is seen.
+        // On stderr, so that stdout holds events only. Processes that already run see this
+        // follower within `FOLLOW_CHECK` (2 s); those started from now on, at once.
         eprintln!(
             "Following the events of {} (interrupt to stop)",
             transport.describe()
         );
         let mut out = std::io::stdout().lock();
+        // Listening from here on: a signal that arrives while a batch is printed still counts.
+        let stop = rex_console::shutdown_signal();
+        tokio::pin!(stop);
         loop {
             let batch = tokio::select! {
                 batch = feed.recv() => batch,
-                () = rex_console::shutdown_signal() => return Ok(0),
+                () = &mut stop => return Ok(0),
             };
             let batch = match batch {
                 Some(Ok(batch)) => batch,

@@ -8,8 +8,9 @@
 //!   published to (`x-max-length` 0): its consumer count, read from the reply to declaring it,
 //!   is how publishers know whether anyone follows.
 //!
-//! Both objects are transient: a broker restart ends every follower (its connection goes),
-//! and the next follower declares them again. The presence declare is not passive (the queue
+//! The exchange is transient: a broker restart ends every follower (its connection goes), and
+//! the next follower declares it again. The followers queue is durable (empty, it costs
+//! nothing to keep): RabbitMQ 4 deprecates transient queues that are not exclusive. The presence declare is not passive (the queue
 //! may not exist yet) and always has the same arguments, so declaring again changes nothing;
 //! it runs on the events channel, so a refusal (another program's queue of that name, missing
 //! permissions) closes no channel that tasks use.
@@ -95,7 +96,10 @@ impl Inner {
         let queue = channel
             .queue_declare(
                 self.followers_name().into(),
-                QueueDeclareOptions::default(),
+                QueueDeclareOptions {
+                    durable: true,
+                    ..QueueDeclareOptions::default()
+                },
                 followers_arguments(),
             )
             .await?;

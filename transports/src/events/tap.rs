@@ -29,6 +29,12 @@ use crate::{
 /// are then looked up when they are settled, see `Tap::queue_of`).
 const HELD_MAX: usize = 100_000;
 
+/// How long a caller waits for the answer to "is anyone following?" (then: no one).
+const CHECK_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long a caller waits for its events to be published (then they are dropped): the
+/// events never hold up the work for long, even when their channel is slow.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Wrap `inner` so that the calls made through it publish their events.
 pub fn tap(inner: Arc<dyn Transport>) -> Arc<dyn Transport> {
     Arc::new(Tap {
@@ -65,7 +71,7 @@ impl Tap {
         // A backend that cannot say, or cannot be reached, is not followed: the events are
         // best effort, the caller's work is not.
         let on = matches!(
-            tokio::time::timeout(Duration::from_secs(2), self.inner.followed()).await,
+            tokio::time::timeout(CHECK_TIMEOUT, self.inner.followed()).await,
             Ok(Ok(true))
         );
         self.followed.store(on, Ordering::Relaxed);
@@ -74,7 +80,7 @@ impl Tap {
 
     async fn publish(&self, events: Vec<TaskEvent>) {
         if !events.is_empty() {
-            let _ = self.inner.publish_events(&events).await;
+            let _ = tokio::time::timeout(PUBLISH_TIMEOUT, self.inner.publish_events(&events)).await;
         }
     }
 
@@ -118,10 +124,12 @@ impl Tap {
     }
 
     /// The queue of a task this wrapper never saw (an operator's cancel): looked up, only
-    /// while followed.
-    async fn queue_of(&self, id: TaskId) -> Option<(String, u32)> {
+    /// while followed. Its attempt is left out: after the change, the task's count may no
+    /// longer name the attempt concerned (a release gives it back). A task already gone (a
+    /// completion where completed tasks are not kept) has no event.
+    async fn queue_of(&self, id: TaskId) -> Option<String> {
         match self.inner.task(id).await {
-            Ok(Some(summary)) => Some((summary.queue, summary.attempts)),
+            Ok(Some(summary)) => Some(summary.queue),
             _ => None,
         }
     }
@@ -140,14 +148,14 @@ impl Tap {
             }
             let id = settlement.lease().id;
             let (queue, attempt) = match known {
-                Some((queue, attempt)) => (queue.to_string(), attempt),
+                Some((queue, attempt)) => (queue.to_string(), Some(attempt)),
                 None => match self.queue_of(id).await {
-                    Some(found) => found,
+                    Some(queue) => (queue, None),
                     None => continue,
                 },
             };
             let mut event = settlement_event(settlement, &queue, at);
-            event.attempt = Some(attempt);
+            event.attempt = attempt;
             if let Settlement::Complete { submits, .. } = settlement {
                 events.push(event);
                 events.extend(submits.iter().map(|submit| {
@@ -390,11 +398,10 @@ impl Transport for Tap {
         let cancelled = self.inner.cancel_pending(id, reason).await?;
         if cancelled
             && self.followed().await
-            && let Some((queue, attempts)) = self.queue_of(id).await
+            && let Some(queue) = self.queue_of(id).await
         {
             let mut e = TaskEvent::new(EventKind::Cancelled, &queue, Some(id), now_ms());
             e.reason = Some(reason.to_string());
-            e.attempt = Some(attempts);
             self.publish(vec![e]).await;
         }
         Ok(cancelled)
@@ -506,7 +513,7 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].event, EventKind::Succeeded);
         assert_eq!(events[0].queue, "qq");
-        assert_eq!(events[0].attempt, Some(1));
+        assert_eq!(events[0].attempt, None, "not known here");
         // A stale settlement is no event.
         assert!(!t.complete(&task.lease(), &[]).await.unwrap());
         t.submit("qq", Payload::new(), &SubmitOptions::default())

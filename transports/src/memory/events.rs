@@ -41,7 +41,12 @@ impl Hub {
         let (feed, events) = tokio::sync::mpsc::channel(FEED_BUFFER);
         tokio::spawn(async move {
             loop {
-                let batch = match receiver.recv().await {
+                let received = tokio::select! {
+                    received = receiver.recv() => received,
+                    // Gone: stop counting as a follower at once, not at the next publish.
+                    () = feed.closed() => return,
+                };
+                let batch = match received {
                     Ok(batch) => batch,
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return,

@@ -9,9 +9,11 @@ use crate::{Result, TaskEvent, TransportError};
 use super::SqliteTransport;
 use super::wake::WakeBus;
 
-/// The largest datagram sent: well below the kernel's default socket buffer (208 KiB), so one
-/// fits in an idle follower's queue.
-const MAX_MESSAGE: usize = 32 * 1024;
+/// The largest datagram sent. A datagram counts against the sender's socket buffer (208 KiB
+/// by default) until its receiver reads it, and a receiver queues at most
+/// `net.unix.max_dgram_qlen` (10) of them: small messages keep a stalled follower from
+/// holding much of the buffer every other follower's events go through.
+const MAX_MESSAGE: usize = 8 * 1024;
 
 impl SqliteTransport {
     pub(super) fn publish_now(&self, events: &[TaskEvent]) {
