@@ -167,7 +167,7 @@ async fn older_schemas_are_migrated_and_newer_ones_refused() {
         .await
         .expect("version")
         .get(0);
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
 
     admin
         .batch_execute(&format!("INSERT INTO {s}.schema_version VALUES (99)"))

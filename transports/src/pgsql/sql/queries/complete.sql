@@ -2,9 +2,7 @@
 WITH done AS (DELETE FROM {schema}.tasks WHERE id = $1 AND lease_token = $2 AND state = 'running'
     RETURNING *)
 INSERT INTO {schema}.completed (id, queue, payload, result, created_at, completed_at, attempts,
-    errors, crashes, last_error, history)
+    errors, crashes, last_error, history, owner, started_at)
 SELECT id, queue, payload, $4::text::json, created_at, $3::timestamptz, attempts, errors, crashes,
-    last_error, history || jsonb_build_array(jsonb_build_object('attempt', attempts,
-        'owner', owner, 'outcome', 'done'::text, 'started_at', started_at,
-        'finished_at', floor(extract(epoch FROM $3::timestamptz) * 1000)::bigint))
+    last_error, history, owner, started_at
 FROM done

@@ -4,11 +4,9 @@ done AS (DELETE FROM {schema}.tasks AS t
       AND (t.id, t.lease_token) IN (SELECT * FROM unnest($5::bigint[], $6::bigint[]))
     RETURNING t.*),
 kept AS (INSERT INTO {schema}.completed (id, queue, payload, result, created_at, completed_at,
-    attempts, errors, crashes, last_error, history)
+    attempts, errors, crashes, last_error, history, owner, started_at)
     SELECT d.id, d.queue, d.payload, NULL::json, d.created_at, $4::timestamptz, d.attempts,
-        d.errors, d.crashes, d.last_error, d.history || jsonb_build_array(jsonb_build_object(
-            'attempt', d.attempts, 'owner', d.owner, 'outcome', 'done'::text,
-            'started_at', d.started_at, 'finished_at', floor(extract(epoch FROM $4::timestamptz) * 1000)::bigint))
+        d.errors, d.crashes, d.last_error, d.history, d.owner, d.started_at
     FROM done AS d),
 next AS (UPDATE {schema}.tasks SET state = 'running', attempts = attempts + 1,
     lease_token = lease_token + 1, owner = $1::text, lease_until = $2::timestamptz,

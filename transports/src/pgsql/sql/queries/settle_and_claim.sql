@@ -3,11 +3,9 @@ WITH done AS (DELETE FROM {schema}.tasks AS t
       AND (t.id, t.lease_token) IN (SELECT * FROM unnest($6::bigint[], $7::bigint[]))
     RETURNING t.*),
 kept AS (INSERT INTO {schema}.completed (id, queue, payload, result, created_at, completed_at,
-    attempts, errors, crashes, last_error, history)
+    attempts, errors, crashes, last_error, history, owner, started_at)
     SELECT d.id, d.queue, d.payload, r.result::json, d.created_at, $4::timestamptz, d.attempts,
-        d.errors, d.crashes, d.last_error, d.history || jsonb_build_array(jsonb_build_object(
-            'attempt', d.attempts, 'owner', d.owner, 'outcome', 'done'::text,
-            'started_at', d.started_at, 'finished_at', floor(extract(epoch FROM $4::timestamptz) * 1000)::bigint))
+        d.errors, d.crashes, d.last_error, d.history, d.owner, d.started_at
     FROM done AS d LEFT JOIN unnest($6::bigint[], $21::text[]) AS r(id, result) ON r.id = d.id),
 submitted AS (INSERT INTO {schema}.tasks (queue, payload, state, run_at, created_at)
     SELECT n.queue, n.payload::json, 'pending', $4::timestamptz, $4::timestamptz
