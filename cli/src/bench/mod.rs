@@ -152,7 +152,8 @@ pub fn task(parsed: &Parsed) -> Result<i32> {
         Some(uri) => uri.clone(),
         None => format!("sqlite:{}", scratch.path.join("bench.db").display()),
     };
-    let transport = rex_transport::open(&uri)?;
+    // As every rex process: its submits are events while someone follows.
+    let transport = rex_transport::events::tap(rex_transport::open(&uri)?);
     if !transport.is_shared() {
         return Err(Error::new(format!(
             "{} cannot be shared by worker processes; benchmark sqlite:PATH or a server transport",
