@@ -267,11 +267,14 @@ async fn check(name: &str, h: Harness) {
     // Throughput history, as the masters record it.
     let minute = rex_transport::history::minute_of(now);
     h.transport
-        .record_history(&[HistoryRow {
-            queue: "emails".into(),
-            minute,
-            counters: counters(),
-        }])
+        .record_history(
+            &format!("console-test-{}", fastrand::u64(..)),
+            &[HistoryRow {
+                queue: "emails".into(),
+                minute,
+                counters: counters(),
+            }],
+        )
         .await
         .expect("record history");
     let history = h.get("/api/history?queue=emails&minutes=5").await;

@@ -395,8 +395,12 @@ pub trait Transport: Send + Sync + 'static {
     /// Add `rows` (per-minute counters a master saw, see [`history`]) to what is recorded:
     /// the counters of a queue and minute already recorded, by this or another process, are
     /// summed. Rows older than [`history::HISTORY_KEPT`] are dropped by upkeep.
-    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
-        let _ = rows;
+    ///
+    /// `recording` names this call, unique to its caller: a recording of a name already
+    /// recorded (within [`history::HISTORY_KEPT`]) adds nothing, so that a caller who got an
+    /// error after the backend applied the recording (a lost reply) may repeat it safely.
+    async fn record_history(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
+        let _ = (recording, rows);
         Err(unsupported(self, "throughput history"))
     }
 

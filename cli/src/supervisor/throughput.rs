@@ -12,9 +12,11 @@
 //!   ([`record_history`](rex_transport::Transport::record_history)) on the ledger's thread,
 //!   where masters' rows add up: the console's charts and history.
 //!
-//! A recording that fails gives its rows back for the next one; rows older than the history
-//! keeps are dropped, so an outage of any length costs bounded memory. A transport that keeps
-//! no history (`Unsupported`) is not asked again.
+//! Each recording has a name of its own. One that fails is made again, under the same name
+//! and before newer rows: it may have been applied before its reply was lost, and the
+//! transport adds a name once. Rows older than the history keeps are dropped, so an outage of
+//! any length costs bounded memory. A transport that keeps no history (`Unsupported`) is not
+//! asked again.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,8 +35,11 @@ pub(super) struct Throughput {
     totals: BTreeMap<String, Counters>,
     /// Per queue and minute, not recorded yet (sorted as [`history::merge`] keeps them).
     unrecorded: Vec<HistoryRow>,
-    /// Rows of a recording that failed, for the next one.
-    returned: Arc<Mutex<Vec<HistoryRow>>>,
+    /// Recordings that failed (name, rows), to be made again as they were.
+    returned: Arc<Mutex<Vec<(String, Vec<HistoryRow>)>>>,
+    /// This master's recordings are named `<this>:<n>`: unique across masters and restarts.
+    name: String,
+    recordings: u64,
     /// Set while a recording runs.
     recording: Arc<AtomicBool>,
     last_recorded: Instant,
@@ -47,6 +52,8 @@ impl Throughput {
             totals: BTreeMap::new(),
             unrecorded: Vec::new(),
             returned: Arc::default(),
+            name: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
+            recordings: 0,
             recording: Arc::new(AtomicBool::new(false)),
             last_recorded: Instant::now(),
             unsupported: Arc::new(AtomicBool::new(false)),
@@ -101,31 +108,45 @@ impl Throughput {
         if !(now || due) {
             return None;
         }
-        let returned = std::mem::take(&mut *lock(&self.returned));
-        history::merge(&mut self.unrecorded, returned);
         let oldest = minute_of(SystemTime::now() - HISTORY_KEPT);
+        let mut recordings = std::mem::take(&mut *lock(&self.returned));
+        for (_, rows) in &mut recordings {
+            rows.retain(|row| row.minute >= oldest);
+        }
+        recordings.retain(|(_, rows)| !rows.is_empty());
         self.unrecorded.retain(|row| row.minute >= oldest);
-        if self.unrecorded.is_empty() || self.unsupported.load(Ordering::Relaxed) {
+        if self.unsupported.load(Ordering::Relaxed) {
             self.unrecorded.clear();
             return None;
         }
+        if !self.unrecorded.is_empty() {
+            self.recordings += 1;
+            let name = format!("{}:{}", self.name, self.recordings);
+            recordings.push((name, std::mem::take(&mut self.unrecorded)));
+        }
+        if recordings.is_empty() {
+            return None;
+        }
         self.last_recorded = Instant::now();
-        let rows = std::mem::take(&mut self.unrecorded);
         let (transport, returned) = (Arc::clone(transport), Arc::clone(&self.returned));
         let unsupported = Arc::clone(&self.unsupported);
         let recording = Arc::clone(&self.recording);
         recording.store(true, Ordering::Release);
         let log = Logger::new(super::MASTER);
         Some(ledger.spawn(async move {
-            match transport.record_history(&rows).await {
-                Ok(()) => {}
-                Err(TransportError::Unsupported(why)) => {
-                    unsupported.store(true, Ordering::Relaxed);
-                    log.debug(format_args!("Not recording throughput history: {why}"));
-                }
-                Err(e) => {
-                    log.debug(format_args!("Cannot record throughput history: {e}"));
-                    history::merge(&mut lock(&returned), rows);
+            // In order: a repeated recording goes before newer rows.
+            for (name, rows) in recordings {
+                match transport.record_history(&name, &rows).await {
+                    Ok(()) => {}
+                    Err(TransportError::Unsupported(why)) => {
+                        unsupported.store(true, Ordering::Relaxed);
+                        log.debug(format_args!("Not recording throughput history: {why}"));
+                        break;
+                    }
+                    Err(e) => {
+                        log.debug(format_args!("Cannot record throughput history: {e}"));
+                        lock(&returned).push((name, rows));
+                    }
                 }
             }
             recording.store(false, Ordering::Release);

@@ -24,18 +24,28 @@ fn row(queue: &str, minute: i64, succeeded: u64, crashed: u64, run_ms: u64) -> H
 }
 
 /// Rows of the same queue and minute recorded by several calls (several masters) add up,
-/// histograms included; a reading selects by queue and from a minute on, sorted by queue and
+/// histograms included, and a recording repeated under its name adds once; a reading selects by queue and from a minute on, sorted by queue and
 /// minute.
 pub async fn case_history_adds_up(t: Arc<dyn Transport>) {
     let (a, b) = (unique("hist_a"), unique("hist_b"));
     let now = minute_of(SystemTime::now());
-    t.record_history(&[row(&a, now - 2, 1, 0, 3), row(&a, now, 2, 1, 30)])
+    let (first, second) = (unique("recording"), unique("recording"));
+    t.record_history(&first, &[row(&a, now - 2, 1, 0, 3), row(&a, now, 2, 1, 30)])
         .await
         .expect("record");
-    t.record_history(&[row(&a, now, 4, 0, 30), row(&b, now - 1, 7, 0, 2000)])
+    t.record_history(
+        &second,
+        &[row(&a, now, 4, 0, 30), row(&b, now - 1, 7, 0, 2000)],
+    )
+    .await
+    .expect("record again");
+    // A recording repeated (its caller never got the answer) adds nothing.
+    t.record_history(&first, &[row(&a, now - 2, 1, 0, 3), row(&a, now, 2, 1, 30)])
         .await
-        .expect("record again");
-    t.record_history(&[]).await.expect("nothing to record");
+        .expect("repeat");
+    t.record_history(&unique("recording"), &[])
+        .await
+        .expect("nothing to record");
 
     let mut expected_now = row(&a, now, 2, 1, 30);
     expected_now.counters.add(&row(&a, now, 4, 0, 30).counters);

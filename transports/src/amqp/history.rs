@@ -6,23 +6,46 @@
 //! the queue holds about one message per master and minute of the last day (bounded by
 //! `x-max-length`, dropping the oldest). Messages that are not history, or hold only rows
 //! older than a day (RabbitMQ drops an expired message only when it reaches the head), are
-//! deleted by the reading that sees them. As with every listing on RabbitMQ, two readings at
+//! deleted by the reading that sees them, and so are repeats of a recording (by its name: a
+//! master repeats a recording whose confirm it did not get). As with every listing on RabbitMQ, two readings at
 //! the same instant may each miss the messages the other holds for a moment.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use lapin::BasicProperties;
+use serde::{Deserialize, Serialize};
 
 use super::Inner;
 use crate::history::{self, HISTORY_KEPT, minute_of};
 use crate::{HistoryRow, Result};
 
+/// One recording as published: its name (see
+/// [`record_history`](crate::Transport::record_history)) and its rows.
+#[derive(Serialize, Deserialize)]
+struct Recording {
+    recording: String,
+    rows: Vec<HistoryRow>,
+}
+
+/// What a history message holds: a named recording, or (before names) its rows alone.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Named(Recording),
+    Rows(Vec<HistoryRow>),
+}
+
 impl Inner {
-    pub(super) async fn record_history(self: Arc<Self>, rows: Vec<HistoryRow>) -> Result<()> {
+    pub(super) async fn record_history(
+        self: Arc<Self>,
+        recording: String,
+        rows: Vec<HistoryRow>,
+    ) -> Result<()> {
         let session = self.session().await?;
         let name = self.declare_history(&session).await?;
-        let data = serde_json::to_vec(&rows)
+        let data = serde_json::to_vec(&Recording { recording, rows })
             .map_err(|e| self.backend(format_args!("cannot encode: {e}")))?;
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
@@ -46,8 +69,17 @@ impl Inner {
         let oldest = minute_of(SystemTime::now() - HISTORY_KEPT);
         let mut rows = Vec::new();
         let mut doomed = Vec::new();
+        let mut seen = HashSet::new();
         for (tag, data) in messages {
-            match serde_json::from_slice::<Vec<HistoryRow>>(&data) {
+            let recorded = match serde_json::from_slice::<Stored>(&data) {
+                // A recording published twice (its confirm was lost, the master repeated
+                // it) counts once; the repeat goes.
+                Ok(Stored::Named(r)) if !seen.insert(r.recording.clone()) => Err(()),
+                Ok(Stored::Named(r)) => Ok(r.rows),
+                Ok(Stored::Rows(rows)) => Ok(rows),
+                Err(_) => Err(()),
+            };
+            match recorded {
                 Ok(recorded) if recorded.iter().any(|row| row.minute >= oldest) => {
                     let wanted = recorded
                         .into_iter()

@@ -555,13 +555,14 @@ impl Transport for AmqpTransport {
         self.spawned(|inner| inner.paused_schedules()).await
     }
 
-    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
+    async fn record_history(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
         crate::history::check_rows(rows)?;
         if rows.is_empty() {
             return Ok(());
         }
-        let rows = rows.to_vec();
-        self.spawned(move |inner| inner.record_history(rows)).await
+        let (recording, rows) = (recording.to_string(), rows.to_vec());
+        self.spawned(move |inner| inner.record_history(recording, rows))
+            .await
     }
 
     async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {

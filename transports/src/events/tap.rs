@@ -445,8 +445,8 @@ impl Transport for Tap {
     async fn masters(&self) -> Result<Vec<MasterRecord>> {
         self.inner.masters().await
     }
-    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
-        self.inner.record_history(rows).await
+    async fn record_history(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
+        self.inner.record_history(recording, rows).await
     }
     async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {
         self.inner.history(queue, since).await

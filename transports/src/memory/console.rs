@@ -277,11 +277,20 @@ impl MemoryTransport {
         Ok(state.masters.values().cloned().collect())
     }
 
-    pub(super) fn record_history_now(&self, rows: &[HistoryRow]) -> Result<()> {
+    pub(super) fn record_history_now(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
         history::check_rows(rows)?;
         let oldest = history::minute_of(SystemTime::now() - history::HISTORY_KEPT);
+        let kept_since = now_ms().saturating_sub(history::HISTORY_KEPT.as_millis() as i64);
         let mut state = self.state();
         state.history.retain(|row| row.minute >= oldest);
+        state.recordings.retain(|_, at| *at >= kept_since);
+        if state
+            .recordings
+            .insert(recording.to_string(), now_ms())
+            .is_some()
+        {
+            return Ok(()); // recorded already
+        }
         history::merge(&mut state.history, rows.iter().cloned());
         Ok(())
     }

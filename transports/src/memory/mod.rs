@@ -43,6 +43,8 @@ struct State {
     masters: BTreeMap<String, MasterRecord>,
     /// Sorted by queue, then minute.
     history: Vec<HistoryRow>,
+    /// Names of the history recordings made → when (epoch ms).
+    recordings: HashMap<String, i64>,
 }
 
 /// One task; times are epoch milliseconds like the SQLite columns, so both behave alike.
@@ -512,8 +514,8 @@ impl Transport for MemoryTransport {
         Ok(self.state().paused_schedules.iter().cloned().collect())
     }
 
-    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
-        self.record_history_now(rows)
+    async fn record_history(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
+        self.record_history_now(recording, rows)
     }
 
     async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {

@@ -38,15 +38,24 @@ fn histogram(row: &Row, buckets_at: usize, sum_at: usize) -> Result<Histogram, F
 }
 
 impl PgsqlTransport {
-    pub(super) async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
+    pub(super) async fn record_history(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
         check_rows(rows)?;
         if rows.is_empty() {
             return Ok(());
         }
-        let oldest = minute_of(SystemTime::now() - HISTORY_KEPT);
+        let now = SystemTime::now();
+        let oldest = minute_of(now - HISTORY_KEPT);
         self.run(async {
             let mut client = self.client().await?;
             let tx = client.transaction().await?;
+            let prune = tx
+                .prepare_cached(&self.sql.history_recordings_prune)
+                .await?;
+            tx.execute(&prune, &[&(now - HISTORY_KEPT)]).await?;
+            let named = tx.prepare_cached(&self.sql.history_recording).await?;
+            if tx.execute(&named, &[&text(recording), &now]).await? == 0 {
+                return Ok(()); // recorded already: the transaction is rolled back
+            }
             let add = tx.prepare_cached(&self.sql.history_add).await?;
             for row in rows {
                 let c = &row.counters;

@@ -386,8 +386,8 @@ impl Transport for PgsqlTransport {
         PgsqlTransport::paused_schedules(self).await
     }
 
-    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
-        PgsqlTransport::record_history(self, rows).await
+    async fn record_history(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
+        PgsqlTransport::record_history(self, recording, rows).await
     }
 
     async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {

@@ -22,7 +22,7 @@ pub(super) const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// schedules. Version 6: cancel requests of running attempts. Version 7: completed tasks kept
 /// (with their results) in a table of their own; each attempt's start.
 /// Version `n` is reached by running the first `n` of these, in order, in one transaction.
-pub(super) const MIGRATIONS: [&str; 8] = [
+pub(super) const MIGRATIONS: [&str; 9] = [
     include_str!("sql/migrations/001_tables.sql"),
     include_str!("sql/migrations/002_claim_order_index.sql"),
     include_str!("sql/migrations/003_console.sql"),
@@ -31,6 +31,7 @@ pub(super) const MIGRATIONS: [&str; 8] = [
     include_str!("sql/migrations/006_cancel_requests.sql"),
     include_str!("sql/migrations/007_completed.sql"),
     include_str!("sql/migrations/008_completed_last_attempt.sql"),
+    include_str!("sql/migrations/009_history_recordings.sql"),
 ];
 
 /// Whether a table (given as `"schema".name`) exists.

@@ -132,6 +132,10 @@ pub(super) struct Sql {
     pub(super) history_add: String,
     /// Deletes the rows before minute `$1`.
     pub(super) history_prune: String,
+    /// `$1` the recording's name, `$2` now: inserts it unless made already.
+    pub(super) history_recording: String,
+    /// `$1` the oldest time a recording's name is kept.
+    pub(super) history_recordings_prune: String,
     /// The rows from minute `$1` on, of queue `$2` (every queue when NULL).
     pub(super) history: String,
     /// The heads of a listing and a count of completed tasks (`list`, `count` over `completed`).
@@ -201,6 +205,8 @@ impl Sql {
             paused_schedules: s(include_str!("sql/queries/paused_schedules.sql")),
             history_add: s(include_str!("sql/queries/history_add.sql")),
             history_prune: s(include_str!("sql/queries/history_prune.sql")),
+            history_recording: s(include_str!("sql/queries/history_recording.sql")),
+            history_recordings_prune: s(include_str!("sql/queries/history_recordings_prune.sql")),
             history: s(include_str!("sql/queries/history.sql")),
             list_completed: s(include_str!("sql/queries/list_completed.sql")),
             count_completed: s(include_str!("sql/queries/count_completed.sql")),

@@ -55,13 +55,17 @@ fn set_field(c: &mut Counters, field: &str, value: u64) {
 }
 
 impl RedisTransport {
-    pub(super) async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
+    pub(super) async fn record_history(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
         check_rows(rows)?;
         if rows.is_empty() {
             return Ok(());
         }
         let oldest = minute_of(SystemTime::now() - HISTORY_KEPT);
-        let mut args = vec![oldest.to_string(), HISTORY_KEPT.as_secs().to_string()];
+        let mut args = vec![
+            oldest.to_string(),
+            HISTORY_KEPT.as_secs().to_string(),
+            recording.to_string(),
+        ];
         for row in rows {
             let pairs = fields(&row.counters);
             args.push(row.minute.to_string());

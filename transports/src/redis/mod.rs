@@ -400,8 +400,8 @@ impl Transport for RedisTransport {
         self.paused_schedules().await
     }
 
-    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
-        self.record_history(rows).await
+    async fn record_history(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
+        self.record_history(recording, rows).await
     }
 
     async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {

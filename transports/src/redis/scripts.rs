@@ -25,6 +25,7 @@
 //! | `P:paused_schedules` | set | paused schedule ids (`SADD`/`SREM`, no script: nothing else changes with them) |
 //! | `P:history:MINUTE:QUEUE` | hash | one queue's counters of one minute ([`Counters`](crate::Counters): `succeeded failed retried crashed run_sum_ms wait_sum_ms run0`…`run12 wait0`…`wait12`), added to with `HINCRBY`, expiring a day after its last change |
 //! | `P:history` | sorted set | `MINUTE:QUEUE` members, score = minute (`history` reads a range; `history_add` drops the entries older than a day) |
+//! | `P:history_recording:NAME` | string | a recording made (expires after a day): its repeat adds nothing |
 //! | `P:keys` | sorted set | used idempotency keys, all with score 0 so that they sort bytewise: `last_fire` is one reverse range query over a schedule's keys |
 //!
 //! The scripts build these names from the prefix (`lua/prelude.lua`); the Rust side names
@@ -122,8 +123,8 @@ pub(super) struct Scripts {
     /// ARGV: id, reason, reason as JSON, now. Returns 1 when the pending task became failed
     /// (its attempt recorded as cancelled), 0 when it was not pending.
     pub(super) cancel_pending: Script,
-    /// ARGV: the oldest minute kept, the rows' time to live (seconds), then per row: minute,
-    /// queue, N, and N (field, amount) pairs to add.
+    /// ARGV: the oldest minute kept, the rows' time to live (seconds), the recording's name,
+    /// then per row: minute, queue, N, and N (field, amount) pairs to add.
     pub(super) history_add: Script,
     /// ARGV: since (minute), queue (or empty for every queue). Returns flat rows: queue,
     /// minute, N, then N (field, value) pairs.

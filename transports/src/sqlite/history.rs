@@ -15,17 +15,29 @@ use crate::{Counters, HistoryRow, Result, TransportError};
 const GET: &str = include_str!("sql/queries/history_get.sql");
 const PUT: &str = include_str!("sql/queries/history_put.sql");
 const PRUNE: &str = include_str!("sql/queries/history_prune.sql");
+const RECORDING: &str = include_str!("sql/queries/history_recording.sql");
+const PRUNE_RECORDINGS: &str = include_str!("sql/queries/history_recordings_prune.sql");
 const READ: &str = include_str!("sql/queries/history.sql");
 
 impl SqliteTransport {
-    pub(super) fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
+    pub(super) fn record_history(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
         check_rows(rows)?;
         if rows.is_empty() {
             return Ok(());
         }
         let oldest = minute_of(SystemTime::now() - HISTORY_KEPT);
+        let now = crate::task::now_ms();
+        let kept_since = now.saturating_sub(HISTORY_KEPT.as_millis() as i64);
         self.with(|conn| {
             immediate(conn, |conn| {
+                conn.prepare_cached(PRUNE_RECORDINGS)?
+                    .execute(params![kept_since])?;
+                let new = conn
+                    .prepare_cached(RECORDING)?
+                    .execute(params![recording, now])?;
+                if new == 0 {
+                    return Ok(0); // recorded already
+                }
                 for row in rows {
                     let stored: Option<String> = conn
                         .prepare_cached(GET)?

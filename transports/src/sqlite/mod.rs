@@ -267,8 +267,8 @@ impl Transport for SqliteTransport {
         self.paused_schedules()
     }
 
-    async fn record_history(&self, rows: &[HistoryRow]) -> Result<()> {
-        self.record_history(rows)
+    async fn record_history(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
+        self.record_history(recording, rows)
     }
 
     async fn history(&self, queue: Option<&str>, since: i64) -> Result<Vec<HistoryRow>> {

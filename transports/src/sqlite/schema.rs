@@ -35,6 +35,8 @@ const MIGRATIONS: &[&str] = &[
     // Completed tasks kept with their results; when each attempt started. Pruning finds a
     // queue's completed tasks by the claim-order index (queue, 'done', run_at).
     include_str!("sql/migrations/009_completed_tasks.sql"),
+    // The names of the history recordings made: a repeated recording adds once.
+    include_str!("sql/migrations/010_history_recordings.sql"),
 ];
 
 /// The schema version this code reads and writes: the number of [`MIGRATIONS`].

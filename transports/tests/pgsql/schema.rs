@@ -123,7 +123,7 @@ async fn older_schemas_are_migrated_and_newer_ones_refused() {
             "DROP INDEX {s}.tasks_pending_by_due;
              CREATE INDEX tasks_pending_by_run_at ON {s}.tasks (queue, run_at) WHERE state = 'pending';
              DROP TABLE {s}.paused_queues, {s}.masters, {s}.history, {s}.paused_schedules,
-                 {s}.cancel_requests, {s}.completed;
+                 {s}.cancel_requests, {s}.completed, {s}.history_recordings;
              ALTER TABLE {s}.tasks DROP COLUMN started_at;
              UPDATE {s}.tasks SET run_at = '2001-01-01' WHERE state = 'failed';
              DELETE FROM {s}.schema_version; INSERT INTO {s}.schema_version VALUES (1);"
@@ -155,7 +155,9 @@ async fn older_schemas_are_migrated_and_newer_ones_refused() {
     let run_at = failed.run_at.expect("run_at");
     assert_eq!(rex_transport::task::to_epoch_ms(run_at), finished_at);
     assert!(t.set_paused("kept", true).await.expect("the new tables"));
-    t.record_history(&[]).await.expect("the history table");
+    t.record_history("schema-test", &[])
+        .await
+        .expect("the history table");
     assert!(
         t.history(None, 0)
             .await
@@ -167,7 +169,7 @@ async fn older_schemas_are_migrated_and_newer_ones_refused() {
         .await
         .expect("version")
         .get(0);
-    assert_eq!(version, 8);
+    assert_eq!(version, 9);
 
     admin
         .batch_execute(&format!("INSERT INTO {s}.schema_version VALUES (99)"))

@@ -1,6 +1,10 @@
-local oldest, ttl = ARGV[2], ARGV[3]
+local oldest, ttl, recording = ARGV[2], ARGV[3], ARGV[4]
+-- A recording made already (its reply was lost, the master repeats it) adds nothing.
+if not redis.call('SET', P .. ':history_recording:' .. recording, 1, 'NX', 'EX', ttl) then
+    return 0
+end
 local index = P .. ':history'
-local i = 4
+local i = 5
 while i <= #ARGV do
     local minute, queue, n = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
     local member = minute .. ':' .. queue

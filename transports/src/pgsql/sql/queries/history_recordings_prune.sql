@@ -1,0 +1,1 @@
+DELETE FROM {schema}.history_recordings WHERE recorded_at < $1

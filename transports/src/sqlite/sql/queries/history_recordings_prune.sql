@@ -1,0 +1,1 @@
+DELETE FROM history_recordings WHERE recorded_at < ?1
