@@ -30,13 +30,16 @@ use tokio::task::JoinHandle;
 use super::ledger::Ledger;
 use crate::logging::Logger;
 
+/// A recording's name and rows.
+type Recording = (String, Vec<HistoryRow>);
+
 pub(super) struct Throughput {
     /// Per queue, since the master started.
     totals: BTreeMap<String, Counters>,
     /// Per queue and minute, not recorded yet (sorted as [`history::merge`] keeps them).
     unrecorded: Vec<HistoryRow>,
-    /// Recordings that failed (name, rows), to be made again as they were.
-    returned: Arc<Mutex<Vec<(String, Vec<HistoryRow>)>>>,
+    /// Recordings that failed, to be made again as they were.
+    returned: Arc<Mutex<Vec<Recording>>>,
     /// This master's recordings are named `<this>:<n>`: unique across masters and restarts.
     name: String,
     recordings: u64,
