@@ -20,9 +20,11 @@ pub(super) const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 /// masters' heartbeat records; a failed task's `run_at` becomes the time it failed.
 /// Version 4: throughput history, per-minute counters of each queue. Version 5: paused
 /// schedules. Version 6: cancel requests of running attempts. Version 7: completed tasks kept
-/// (with their results) in a table of their own; each attempt's start.
+/// (with their results) in a table of their own; each attempt's start. Version 8: a completed
+/// task's last attempt in columns. Version 9: names of history recordings. Version 10: one
+/// partial index of running tasks instead of three that held them (cheaper claims).
 /// Version `n` is reached by running the first `n` of these, in order, in one transaction.
-pub(super) const MIGRATIONS: [&str; 9] = [
+pub(super) const MIGRATIONS: [&str; 10] = [
     include_str!("sql/migrations/001_tables.sql"),
     include_str!("sql/migrations/002_claim_order_index.sql"),
     include_str!("sql/migrations/003_console.sql"),
@@ -32,6 +34,7 @@ pub(super) const MIGRATIONS: [&str; 9] = [
     include_str!("sql/migrations/007_completed.sql"),
     include_str!("sql/migrations/008_completed_last_attempt.sql"),
     include_str!("sql/migrations/009_history_recordings.sql"),
+    include_str!("sql/migrations/010_lean_running_indexes.sql"),
 ];
 
 /// Whether a table (given as `"schema".name`) exists.
