@@ -6,8 +6,8 @@
 use std::error::Error as _;
 use std::time::Duration;
 
+use super::tls::LazyTls;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod};
-use postgres_native_tls::MakeTlsConnector;
 
 use super::{PgsqlTransport, TRANSPORT};
 use crate::{Result, TransportError};
@@ -56,11 +56,7 @@ impl From<TransportError> for Fail {
 }
 
 /// The pool of connections to `config`; `uri` (as given) is for the error.
-pub(super) fn pool(
-    config: tokio_postgres::Config,
-    tls: MakeTlsConnector,
-    uri: &str,
-) -> Result<Pool> {
+pub(super) fn pool(config: tokio_postgres::Config, tls: LazyTls, uri: &str) -> Result<Pool> {
     let manager = Manager::from_config(
         config,
         tls,

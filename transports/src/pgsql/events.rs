@@ -8,12 +8,13 @@ use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::Poll;
 
-use postgres_native_tls::{MakeTlsConnector, TlsStream};
+use postgres_native_tls::TlsStream;
 use tokio::sync::mpsc::error::TrySendError;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::{AsyncMessage, Client, Socket};
 
 use super::connection::{Fail, OPERATION_TIMEOUT, to_error};
+use super::tls::LazyTls;
 use super::uri::MAX_SCHEMA_LEN;
 use super::wake::{LISTEN, LISTEN_PING};
 use super::{PgsqlTransport, TRANSPORT};
@@ -41,15 +42,11 @@ pub(super) struct Channel {
     name: String,
     /// The pool's configuration, but for the `application_name`.
     config: tokio_postgres::Config,
-    tls: MakeTlsConnector,
+    tls: LazyTls,
 }
 
 impl Channel {
-    pub(super) fn new(
-        mut config: tokio_postgres::Config,
-        tls: MakeTlsConnector,
-        schema: &str,
-    ) -> Self {
+    pub(super) fn new(mut config: tokio_postgres::Config, tls: LazyTls, schema: &str) -> Self {
         let name = format!("{PREFIX}{schema}");
         // Whatever the URI names the pool's connections, a follower's is found by this name.
         config.application_name(&name);

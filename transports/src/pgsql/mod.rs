@@ -91,6 +91,8 @@
 //!   delegates to the files below.
 //! * `uri.rs` — URI parsing (libpq's environment variables, `sslmode`) and password redaction.
 //! * `connection.rs` — the pool, connections to a migrated schema, error mapping.
+//! * `tls.rs` — the TLS connector, whose OpenSSL context is built when a connection first
+//!   uses TLS.
 //! * `schema.rs` — the migrations and the code that applies them.
 //! * `sql.rs` — every statement's text, loaded from `sql/queries/*.sql` and
 //!   `sql/migrations/NNN_*.sql` (`{schema}` there stands for the quoted schema name).
@@ -116,6 +118,7 @@ mod queue;
 mod rows;
 mod schema;
 mod sql;
+mod tls;
 mod uri;
 mod wake;
 
@@ -123,13 +126,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::Pool;
-use postgres_native_tls::MakeTlsConnector;
 use tokio::sync::OnceCell;
 
 use crate::{
     EventFeed, Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts,
     QueueStats, Result, Selector, Settlement, Submit, SubmitOptions, Task, TaskEvent, TaskFilter,
-    TaskId, TaskSummary, Transport, TransportError,
+    TaskId, TaskSummary, Transport,
 };
 use sql::Sql;
 use uri::parse_uri;
@@ -163,14 +165,7 @@ impl PgsqlTransport {
     /// creates or migrates the schema).
     pub fn open(uri: &str) -> Result<Self> {
         let target = parse_uri(uri, &|name| std::env::var(name).ok())?;
-        let tls = target
-            .tls
-            .connector()
-            .map(MakeTlsConnector::new)
-            .map_err(|reason| TransportError::InvalidUri {
-                uri: crate::redact_uri(uri),
-                reason,
-            })?;
+        let tls = tls::LazyTls::new(target.tls);
         let pool = connection::pool(target.config.clone(), tls.clone(), uri)?;
         let channel = format!("rex_{}", target.schema);
         Ok(PgsqlTransport {

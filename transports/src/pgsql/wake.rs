@@ -5,13 +5,13 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use postgres_native_tls::MakeTlsConnector;
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::AsyncMessage;
 
 use super::connection::OPERATION_TIMEOUT;
+use super::tls::LazyTls;
 use super::{MAX_DELAY, PgsqlTransport};
 use crate::{Result, validate_queue_name};
 
@@ -117,18 +117,14 @@ struct Wakes {
 /// long as the transport lives.
 pub(super) struct Listener {
     config: tokio_postgres::Config,
-    tls: MakeTlsConnector,
+    tls: LazyTls,
     listen: String,
     wakes: Arc<Wakes>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Listener {
-    pub(super) fn new(
-        config: tokio_postgres::Config,
-        tls: MakeTlsConnector,
-        channel: &str,
-    ) -> Self {
+    pub(super) fn new(config: tokio_postgres::Config, tls: LazyTls, channel: &str) -> Self {
         Listener {
             config,
             tls,
@@ -169,7 +165,7 @@ impl Drop for Listener {
 /// jitter, reset once a connection was listening) and start again.
 async fn listen_forever(
     config: tokio_postgres::Config,
-    tls: MakeTlsConnector,
+    tls: LazyTls,
     listen: String,
     wakes: Arc<Wakes>,
 ) {
