@@ -98,6 +98,8 @@
 //!   `sql/migrations/NNN_*.sql` (`{schema}` there stands for the quoted schema name).
 //! * `rows.rs` — values between Rust and the columns: times, tokens, payloads, row decoding.
 //! * `queue.rs` — submit, claim and settling leases, one task or a batch.
+//! * `claim_from.rs` — where a claim starts: after the previous full window, not at the head
+//!   of the claim order (whose dead index entries it would walk).
 //! * `operator.rs` — counts, stats, failed tasks, retry, purge, schedule keys, vacuum.
 //! * `console.rs` — pause flags, task lookup, filtered listings and counts, purging selected
 //!   failed tasks, masters' heartbeats.
@@ -108,6 +110,7 @@
 //!   a dedicated `LISTEN`ing connection per follower, which `followed` finds by its
 //!   `application_name` in `pg_stat_activity`.
 
+mod claim_from;
 mod completed;
 mod connection;
 mod console;
@@ -158,6 +161,8 @@ pub struct PgsqlTransport {
     listener: Listener,
     /// Where lifecycle events travel (`events.rs`).
     events: events::Channel,
+    /// Where this process's next claim of each queue starts (`claim_from.rs`).
+    claim_from: claim_from::ClaimFrom,
 }
 
 impl PgsqlTransport {
@@ -177,6 +182,7 @@ impl PgsqlTransport {
             channel,
             pool,
             migrated: OnceCell::new(),
+            claim_from: claim_from::ClaimFrom::default(),
         })
     }
 

@@ -30,6 +30,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::PgsqlTransport;
+use super::claim_from::{HEAD, Position};
 use super::connection::Fail;
 use super::rows::{add, clamp_time, encode, now, task_from_row, text, token};
 use crate::batch::validate_submits;
@@ -52,6 +53,13 @@ fn in_claim_order<'a>(rows: impl Iterator<Item = &'a Row>) -> Result<Vec<Task>, 
         .collect::<Result<Vec<(SystemTime, Task)>, Fail>>()?;
     tasks.sort_unstable_by_key(|(run_at, task)| (*run_at, task.id));
     Ok(tasks.into_iter().map(|(_, task)| task).collect())
+}
+
+/// The last of the claimed tasks among `rows` in claim order (rows with a queue are claimed).
+fn last_claimed<'a>(rows: impl Iterator<Item = &'a Row>) -> Option<Position> {
+    rows.filter(|row| row.try_get::<_, Option<&str>>(1).is_ok_and(|q| q.is_some()))
+        .filter_map(|row| Some((row.try_get(10).ok()?, row.try_get(0).ok()?)))
+        .max()
 }
 
 /// What a settle-and-claim statement returns, told apart by its first two columns: a claimed
@@ -261,10 +269,22 @@ impl PgsqlTransport {
             let now = now();
             let client = self.client().await?;
             let stmt = client.prepare_cached(&self.sql.claim_batch).await?;
-            let params: [&(dyn ToSql + Sync); 5] =
-                [&owner, &add(now, lease), &queue, &now, &limit(max.max(1))];
+            let from = self.claim_from.next(queue);
+            let params: [&(dyn ToSql + Sync); 7] = [
+                &owner,
+                &add(now, lease),
+                &queue,
+                &now,
+                &limit(max.max(1)),
+                &from.unwrap_or(HEAD).0,
+                &from.unwrap_or(HEAD).1,
+            ];
             let rows = client.query(&stmt, &params).await?;
-            in_claim_order(rows.iter())
+            let tasks = in_claim_order(rows.iter())?;
+            let last = last_claimed(rows.iter());
+            self.claim_from
+                .claimed(queue, from, max.max(1), tasks.len(), last);
+            Ok(tasks)
         })
         .await
     }
@@ -345,7 +365,8 @@ impl PgsqlTransport {
             let stmt = client
                 .prepare_cached(&self.sql.complete_batch_and_claim)
                 .await?;
-            let params: [&(dyn ToSql + Sync); 7] = [
+            let from = self.claim_from.next(queue);
+            let params: [&(dyn ToSql + Sync); 9] = [
                 &owner,
                 &add(now, lease_for),
                 &queue,
@@ -353,9 +374,15 @@ impl PgsqlTransport {
                 &ids,
                 &tokens,
                 &limit(max),
+                &from.unwrap_or(HEAD).0,
+                &from.unwrap_or(HEAD).1,
             ];
             let rows = client.query(&stmt, &params).await?;
-            settled_and_claimed(batch, &rows)
+            let settled = settled_and_claimed(batch, &rows)?;
+            let last = last_claimed(rows.iter());
+            self.claim_from
+                .claimed(queue, from, max, settled.1.len(), last);
+            Ok(settled)
         })
         .await
     }
@@ -375,7 +402,8 @@ impl PgsqlTransport {
             let now = now();
             let client = self.client().await?;
             let stmt = client.prepare_cached(&self.sql.settle_and_claim).await?;
-            let params: [&(dyn ToSql + Sync); 21] = [
+            let from = self.claim_from.next(queue);
+            let params: [&(dyn ToSql + Sync); 23] = [
                 &owner,
                 &add(now, lease_for),
                 &queue,
@@ -397,9 +425,19 @@ impl PgsqlTransport {
                 &to_epoch_ms(now),
                 &self.channel,
                 &a.done_results,
+                &from.unwrap_or(HEAD).0,
+                &from.unwrap_or(HEAD).1,
             ];
             let rows = client.query(&stmt, &params).await?;
-            settled_and_claimed(batch, &rows)
+            let settled = settled_and_claimed(batch, &rows)?;
+            let last = last_claimed(rows.iter());
+            self.claim_from
+                .claimed(queue, from, max, settled.1.len(), last);
+            if !a.release_ids.is_empty() {
+                // Released tasks go back to their place, behind where the claim ended.
+                self.claim_from.released();
+            }
+            Ok(settled)
         })
         .await
     }
@@ -516,6 +554,9 @@ impl PgsqlTransport {
                     ],
                 )
                 .await?;
+            if rows.len() == 1 {
+                self.claim_from.released();
+            }
             Ok(rows.len() == 1)
         })
         .await

@@ -457,3 +457,60 @@ async fn nul_characters_break_nothing() {
     assert_eq!(failed[0].last_error.as_deref(), Some("bad\u{fffd}news"));
     assert_eq!(failed[0].payload, payload);
 }
+
+/// After a full window a claim starts where the previous one ended (`claim_from.rs`), not at
+/// the head of the claim order: a task this instance releases is still claimed first, and
+/// one another process releases behind that point is claimed by the next claim that scans
+/// from the head (at the latest one second on, or after a window that was not full).
+#[tokio::test]
+async fn claims_after_a_full_window_still_find_released_tasks() {
+    const LEASE: Duration = Duration::from_secs(60);
+    let Some(server) = server() else { return };
+    let schema = Schema::fresh(&server);
+    let t = rex_transport::open(&schema.uri()).expect("open");
+    let other = rex_transport::open(&schema.uri()).expect("open");
+    let queue = "resume";
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(submit(&t, queue).await);
+    }
+    let claim = |n: usize| {
+        let t = t.clone();
+        async move {
+            t.claim_batch(queue, "me", LEASE, n)
+                .await
+                .expect("claim_batch")
+        }
+    };
+    let first = claim(4).await;
+    assert_eq!(first.iter().map(|t| t.id).collect::<Vec<_>>(), ids[..4]);
+    assert!(
+        t.release(&first[1].lease(), "not started")
+            .await
+            .expect("release")
+    );
+    let second = claim(4).await;
+    assert_eq!(
+        second.iter().map(|t| t.id).collect::<Vec<_>>(),
+        [ids[1], ids[4], ids[5], ids[6]],
+        "released by this instance: back in its place, claimed first"
+    );
+
+    let third = claim(3).await;
+    assert_eq!(third.iter().map(|t| t.id).collect::<Vec<_>>(), ids[7..]);
+    assert!(
+        other
+            .release(&second[1].lease(), "its master died")
+            .await
+            .expect("release")
+    );
+    let mut found = Vec::new();
+    for _ in 0..2 {
+        found.extend(claim(3).await.into_iter().map(|t| t.id));
+    }
+    assert_eq!(
+        found,
+        [ids[4]],
+        "released elsewhere: found within two claims"
+    );
+}

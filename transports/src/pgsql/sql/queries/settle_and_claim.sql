@@ -45,6 +45,7 @@ next AS (UPDATE {schema}.tasks SET state = 'running', attempts = attempts + 1,
 WHERE id = ANY(ARRAY(SELECT id FROM {schema}.tasks
             WHERE queue = $3::text AND state = 'pending' AND run_at <= $4::timestamptz
               AND NOT EXISTS (SELECT 1 FROM {schema}.paused_queues WHERE queue = $3::text)
+              AND (run_at, id) > ($22::timestamptz, $23::bigint)
             ORDER BY run_at, id LIMIT $5::bigint FOR UPDATE SKIP LOCKED))
 RETURNING id, queue, payload::text, attempts, errors, crashes, lease_token, owner, lease_until, created_at, run_at)
 SELECT * FROM next
