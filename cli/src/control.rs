@@ -23,6 +23,10 @@ pub const CONTROL_FD: i32 = 3;
 /// configuration that may have changed on disk since the master started.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct WorkerSpec {
+    /// The master's version: a child of another version refuses the spec.
+    pub version: String,
+    /// The master's executable, which `ctl_executor` runs (the child may be `rex-worker`).
+    pub rex: Option<PathBuf>,
     pub queue: String,
     pub worker: String,
     pub logger: String,
@@ -75,6 +79,8 @@ impl WorkerSpec {
             .worker(&config.worker)
             .ok_or_else(|| Error::new(format!("Worker \"{}\" does not exist", config.worker)))?;
         Ok(WorkerSpec {
+            version: crate::VERSION.into(),
+            rex: std::env::current_exe().ok(),
             queue: config.queue.clone(),
             worker: config.worker.clone(),
             logger: decl.logger.clone(),

@@ -17,7 +17,8 @@
 //! * [`supervisor`] — `asynctask-workers`: the master that spawns and supervises children.
 //! * [`scheduler`] — the `--scheduler` producer of `asynctask_scheduled_workers`.
 //! * [`cron`] — APScheduler's cron fields over `croner` (next fire times).
-//! * [`worker`] — the child process that works one queue.
+//! * [`worker`] — the child process that works one queue (the `rex-worker` binary, or
+//!   `rex __worker` when that binary is not installed beside `rex`).
 //! * [`control`] — the master/child control channel (spec, quit, halted).
 //! * [`beacon`] — the shared page where a child publishes the task it runs, for its master.
 //! * [`outage`] — backoff and bounded logging while a transport is unavailable.

@@ -37,8 +37,8 @@ pub trait Launcher {
     ) -> std::io::Result<Child>;
 }
 
-/// `rex __worker` processes.
-pub struct Processes;
+/// `rex-worker` (or `rex __worker`) processes.
+pub struct Processes(pub crate::worker::Program);
 
 impl Launcher for Processes {
     fn launch(
@@ -48,7 +48,7 @@ impl Launcher for Processes {
         spec: WorkerSpec,
         events: mpsc::UnboundedSender<Event>,
     ) -> std::io::Result<Child> {
-        Child::spawn(slot, generation, spec, events)
+        Child::spawn(&self.0, slot, generation, spec, events)
     }
 }
 
@@ -72,9 +72,11 @@ pub struct Child {
 }
 
 impl Child {
-    /// Start `rex __worker` in its own process group with the control socket on fd 3, hand it
-    /// its spec, and start a task that reports its messages and its exit.
+    /// Start `program` (`rex-worker`, see [`crate::worker::program`]) in its own process group
+    /// with the control socket on fd 3, hand it its spec, and start a task that reports its
+    /// messages and its exit.
     pub fn spawn(
+        program: &crate::worker::Program,
         slot: usize,
         generation: u64,
         spec: WorkerSpec,
@@ -84,9 +86,8 @@ impl Child {
         let child_fd = child_end.as_raw_fd();
         let beacon = Beacon::create()?;
         let beacon_fd = beacon.fd().unwrap_or(-1);
-        let exe = std::env::current_exe()?;
-        let mut cmd = tokio::process::Command::new(exe);
-        cmd.arg(crate::worker::TASK_NAME)
+        let mut cmd = tokio::process::Command::new(&program.path);
+        cmd.args(program.arg)
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit())

@@ -1,7 +1,8 @@
 //! `rex asynctask-workers`: the master process.
 //!
-//! One child per configured queue (`concurrency: N` gives N), each a re-execution of this
-//! binary as `rex __worker`, in its own process group, dying with the master (PDEATHSIG).
+//! One child per configured queue (`concurrency: N` gives N), each a `rex-worker` process (or,
+//! when that binary is not beside this one, a re-execution of this binary as `rex __worker`),
+//! in its own process group, dying with the master (PDEATHSIG).
 //! Supervision is event-driven: a monitor task per child reads its control socket until EOF and
 //! then awaits its exit status (SIGCHLD-driven), so a death is handled the moment it happens:
 //!
@@ -137,6 +138,12 @@ impl Supervisor {
             "{host}:{pid}:{}",
             child::process_start_time(pid).unwrap_or(0)
         );
+        let log = Logger::new(MASTER);
+        let (program, note) = crate::worker::program()
+            .map_err(|e| Error::new(format!("cannot find the rex executable: {e}")))?;
+        if let Some(note) = note {
+            log.warn(format_args!("{note}"));
+        }
         let transport = app.open_transport()?;
         let (ledger, reports) = Ledger::start(Arc::clone(&transport), Logger::new(MASTER))
             .map_err(|e| Error::new(format!("cannot start the transport thread: {e}")))?;
@@ -144,13 +151,13 @@ impl Supervisor {
             app,
             args,
             options,
-            log: Logger::new(MASTER),
+            log,
             transport,
             slots: Vec::new(),
             generation: 0,
             owner_prefix,
             events_tx,
-            launcher: Box::new(Processes),
+            launcher: Box::new(Processes(program)),
             events,
             stopping: None,
             killed_children: false,

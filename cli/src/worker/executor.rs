@@ -112,6 +112,8 @@ pub(super) fn run_plugin(plugin: &Plugin, worker: &str, task: &Task) -> Attempte
 
 /// The built-in `ctl_executor` worker: runs `rex <command>` for the same application.
 pub(super) struct CtlExecutor {
+    /// The master's `rex` (this process may be `rex-worker`).
+    pub(super) rex: Option<std::path::PathBuf>,
     pub(super) project_args: Vec<String>,
 }
 
@@ -129,7 +131,12 @@ impl CtlExecutor {
             return fail(format!("cannot split command: {command}"));
         };
         logger.info(format_args!("Executing Task: {command}"));
-        let exe = match std::env::current_exe() {
+        let exe = match self
+            .rex
+            .clone()
+            .map(Ok)
+            .unwrap_or_else(std::env::current_exe)
+        {
             Ok(exe) => exe,
             Err(e) => return fail(format!("cannot find the rex executable: {e}")),
         };

@@ -1,4 +1,5 @@
-//! The worker child (`rex __worker`): claims tasks from one queue and runs its worker on them.
+//! The worker child (`rex-worker`, or `rex __worker`): claims tasks from one queue and runs its
+//! worker on them.
 //!
 //! Started only by the master (see [`crate::supervisor`]), with the control socket on fd 3
 //! and its [beacon](crate::beacon) on fd 4. The loop is synchronous: each transport operation
@@ -17,14 +18,14 @@
 //! safe: what was applied comes back stale). If the child dies, the master completes the
 //! completions its beacon lists and releases the rest: nothing is lost.
 //!
-//! Files: this one claims and runs; `record` sends the outcomes; `window` sizes the claims;
+//! Files: `start` is the child's entry point (and how the master finds it); this one claims and
+//! runs; `record` sends the outcomes; `window` sizes the claims;
 //! `executor` runs a task (plugin, `ctl_executor`, bench); `lost` settles a task a broker
 //! hands back after its worker died (RabbitMQ); `pause` gives back the tasks claimed ahead
 //! when the queue is paused.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Write};
-use std::os::fd::FromRawFd;
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,15 +38,17 @@ mod limits;
 mod lost;
 mod pause;
 mod record;
+mod start;
 pub mod window;
+
+pub use start::{BINARY, Program, TASK_NAME, main, program, task};
 
 pub(crate) use executor::submits_of;
 use executor::{Attempted, CtlExecutor, Executor, JsonMap, bench_record, run_plugin};
 use window::Window;
 
-use crate::beacon::{BEACON_FD, Beacon, Ended, Finished};
-use crate::cli::Parsed;
-use crate::control::{self, CONTROL_FD, Down, HaltReason, Up, WorkerSpec};
+use crate::beacon::{Beacon, Ended, Finished};
+use crate::control::{self, HaltReason, Up, WorkerSpec};
 use crate::error::{Error, Result};
 use crate::logging::{self, Logger};
 use crate::package::{BENCH_WORKER, CTL_EXECUTOR};
@@ -54,91 +57,11 @@ use crate::project::App;
 use crate::settings::QueueConfig;
 use rex_transport::{Failure, Settlement, Task, TaskId, Transport};
 
-/// The hidden task name under which the master re-executes `rex` as a child.
-pub const TASK_NAME: &str = "__worker";
-
 /// Set by the master's `quit` command or by SIGTERM: finish the current task, then stop.
 static QUIT: AtomicBool = AtomicBool::new(false);
 
 /// Outcomes waiting this long are recorded before the next task starts, even mid-batch.
 pub const FLUSH_DELAY: Duration = Duration::from_millis(50);
-
-extern "C" fn on_sigterm(_: nix::libc::c_int) {
-    QUIT.store(true, Ordering::SeqCst);
-}
-
-/// `rex __worker`: the child's entry point.
-pub fn task(_parsed: &Parsed) -> Result<i32> {
-    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-    use nix::sys::signal::{self, SigHandler, Signal};
-
-    // Die with the master (it may be SIGKILLed); checked again below against the race where the
-    // master died before this call.
-    let _ = nix::sys::prctl::set_pdeathsig(Some(Signal::SIGKILL));
-    // SAFETY: fd 3 is ours only if the master set it up; F_GETFD just probes it.
-    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(CONTROL_FD) };
-    if fcntl(fd, FcntlArg::F_GETFD).is_err() {
-        return Err(Error::new(format!(
-            "{TASK_NAME} is started by rex asynctask-workers, not by hand"
-        )));
-    }
-    // Keep the control socket out of anything this child spawns (ctl_executor commands), so the
-    // master sees EOF exactly when this process exits.
-    let _ = fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC));
-    // SAFETY: fd 3 is a socket handed to us by the master and owned by nobody else here.
-    let stream = unsafe { UnixStream::from_raw_fd(CONTROL_FD) };
-    let writer = stream.try_clone()?;
-    let mut reader = BufReader::new(stream);
-    let mut line = String::new();
-    reader.read_line(&mut line)?;
-    let spec: WorkerSpec = serde_json::from_str(&line)
-        .map_err(|e| Error::new(format!("bad worker spec from the master: {e}")))?;
-    if nix::unistd::getppid().as_raw() as u32 != spec.master_pid {
-        return Ok(1);
-    }
-    // Ctrl-C in a terminal goes to the master's process group only; a SIGTERM sent straight to
-    // a child (systemd's KillMode=control-group) finishes the current task like `quit`.
-    // SAFETY: the handler only stores to an atomic.
-    unsafe {
-        let _ = signal::signal(Signal::SIGINT, SigHandler::SigIgn);
-        let _ = signal::signal(Signal::SIGTERM, SigHandler::Handler(on_sigterm));
-    }
-    logging::init(logging::LogConfig {
-        queue: Some(spec.queue.clone()),
-        ..spec.log.clone()
-    });
-
-    let wake = Arc::new(tokio::sync::Notify::new());
-    {
-        let wake = wake.clone();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            loop {
-                line.clear();
-                match reader.read_line(&mut line) {
-                    // EOF: the master is gone (PDEATHSIG normally kills us first).
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {
-                        if let Ok(Down::Quit) = serde_json::from_str(&line) {
-                            QUIT.store(true, Ordering::SeqCst);
-                            wake.notify_one();
-                        }
-                    }
-                }
-            }
-            QUIT.store(true, Ordering::SeqCst);
-            wake.notify_one();
-        });
-    }
-    let events = Events {
-        writer: Some(Mutex::new(writer)),
-    };
-    let beacon = Beacon::attach(BEACON_FD)
-        .map_err(|e| Error::new(format!("cannot map the beacon page from the master: {e}")))?;
-    let mut consumer = Consumer::new(&spec, events, beacon, wake)?;
-    consumer.run()?;
-    Ok(0)
-}
 
 /// Reports to the master (absent when draining in-process).
 struct Events {
@@ -224,6 +147,7 @@ impl Consumer {
         };
         let executor = match &spec.plugin {
             None if spec.worker == CTL_EXECUTOR => Executor::Ctl(CtlExecutor {
+                rex: spec.rex.clone(),
                 project_args: spec.project_args.to_argv(),
             }),
             None if spec.worker == BENCH_WORKER => Executor::Bench(Default::default()),
