@@ -1,7 +1,7 @@
 //! `rex asynctask-events` end to end: a follower started before a master sees every task's
 //! life, in order, as the master's children and the master itself publish it — a success, a
-//! failure and the crash of the child whose task killed it — on SQLite and every configured
-//! server.
+//! failure, the crash of the child whose task killed it and an operator's retry — on SQLite
+//! and every configured server.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -91,6 +91,23 @@ fn a_follower_sees_each_task_submitted_started_and_settled() {
             seen["oops"][2]["reason"]
                 .as_str()
                 .is_some_and(|r| !r.is_empty())
+        );
+
+        // An operator retries the failed task: one `retried` event names it.
+        assert_eq!(
+            run(&["asynctask-retry", "--queue=oops"]),
+            "Retrying 1 task.\n",
+            "{name}"
+        );
+        let line = follower.wait_for(LIMIT, |l| l.contains(r#""event":"retried""#));
+        let retried: Value = serde_json::from_str(&line).expect("one JSON event per line");
+        assert_eq!(
+            retried["task"], seen["oops"][0]["task"],
+            "{name}: {retried}"
+        );
+        assert_eq!(
+            retried["reason"], "retried by an operator",
+            "{name}: {retried}"
         );
         drop(follower);
     }

@@ -182,7 +182,8 @@ pub async fn retry_task(State(state): State<AppState>, Path(id): Path<String>) -
         .config
         .transport
         .retry_failed(&Selector::Ids(vec![id]))
-        .await?;
+        .await?
+        .len();
     Ok(Json(json!({ "retried": retried })))
 }
 
@@ -264,6 +265,7 @@ pub async fn retry_failed(
             .transport
             .retry_failed(&Selector::Ids(ids.clone()))
             .await?
+            .len()
     };
     Ok(Json(json!({ "matched": ids.len(), "retried": retried })))
 }

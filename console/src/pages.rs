@@ -455,7 +455,8 @@ pub async fn failed_action(
             return Ok(0);
         }
         if action == "retry" {
-            transport.retry_failed(&Selector::Ids(ids.clone())).await
+            (transport.retry_failed(&Selector::Ids(ids.clone())).await)
+                .map(|moved| moved.len() as u64)
         } else {
             transport.purge_failed(&ids).await
         }

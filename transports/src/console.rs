@@ -131,6 +131,9 @@ fn text_matches(text: &str, task: &TaskSummary) -> bool {
 /// The reason a cancelled attempt records (its last error).
 pub const CANCELLED: &str = "cancelled by an operator";
 
+/// The reason of the `retried` event of a failed task an operator retried.
+pub const RETRIED: &str = "retried by an operator";
+
 /// How long a cancel request is kept for the master of the attempt to act on.
 pub const CANCEL_REQUEST_KEPT: Duration = Duration::from_secs(3600);
 

@@ -109,6 +109,13 @@ pub enum Selector {
     All,
 }
 
+/// A failed task [`Transport::retry_failed`] made pending again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetriedTask {
+    pub id: TaskId,
+    pub queue: String,
+}
+
 /// Which tasks [`Transport::purge`] deletes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PurgeWhich {
@@ -272,8 +279,8 @@ pub trait Transport: Send + Sync + 'static {
     async fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>>;
 
     /// Move `failed` tasks back to `pending` (ready now, attempt counters reset, history kept).
-    /// Returns how many were moved.
-    async fn retry_failed(&self, selector: &Selector) -> Result<u64>;
+    /// Returns the tasks moved (for their `retried` events), in no particular order.
+    async fn retry_failed(&self, selector: &Selector) -> Result<Vec<RetriedTask>>;
 
     /// Delete tasks of `queue` in the given state. Returns how many were deleted.
     async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64>;

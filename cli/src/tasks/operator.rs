@@ -435,7 +435,9 @@ pub fn retry(parsed: &Parsed) -> Result<i32> {
         }
     };
     let transport = app.open_shared_transport()?;
-    let n = current_thread()?.block_on(transport.retry_failed(&selector))?;
+    let n = current_thread()?
+        .block_on(transport.retry_failed(&selector))?
+        .len();
     println!("Retrying {n} task{}.", if n == 1 { "" } else { "s" });
     Ok(0)
 }

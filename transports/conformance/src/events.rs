@@ -32,7 +32,8 @@ fn kinds(events: &[TaskEvent]) -> Vec<(EventKind, Option<TaskId>)> {
     events.iter().map(|e| (e.event, e.task)).collect()
 }
 
-/// Submits, claims and every kind of settlement, each seen by a follower as it happens.
+/// Submits, claims, every kind of settlement and an operator's retry, each seen by a follower
+/// as it happens.
 pub async fn case_events_followed(raw: Arc<dyn Transport>) {
     let mut feed = raw.follow_events().await.expect("follow");
     assert!(raw.followed().await.expect("followed"), "once following");
@@ -137,4 +138,35 @@ pub async fn case_events_followed(raw: Arc<dyn Transport>) {
         assert_eq!(kinds(&got), [(Cancelled, Some(second))]);
         assert_eq!(got[0].reason.as_deref(), Some("not wanted"));
     }
+
+    // The fourth fails for good, and an operator retries it.
+    let fourth = t
+        .claim(&queue, &owner, LEASE)
+        .await
+        .expect("claim")
+        .expect("the fourth again");
+    assert!(
+        t.fail(&fourth.lease(), &Failure::error("no luck"), None)
+            .await
+            .expect("fail")
+    );
+    let retried = t
+        .retry_failed(&rex_transport::Selector::Ids(vec![fourth.id]))
+        .await
+        .expect("retry");
+    assert_eq!(retried.len(), 1);
+    let got = next_events(&mut feed, &queue, 3).await;
+    assert_eq!(
+        kinds(&got),
+        [
+            (Started, Some(fourth.id)),
+            (Failed, Some(fourth.id)),
+            (Retried, Some(fourth.id))
+        ]
+    );
+    assert_eq!(
+        got[2].reason.as_deref(),
+        Some(rex_transport::console::RETRIED)
+    );
+    assert!(got[2].retry_at.is_some());
 }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use rex_transport::{
-    Failure, Outcome, PurgeWhich, QueueCounts, Selector, SubmitOptions, TaskState, Transport,
+    Failure, Outcome, PurgeWhich, QueueCounts, RetriedTask, Selector, SubmitOptions, TaskId,
+    TaskState, Transport,
 };
 use serde_json::{Value, json};
 
@@ -138,7 +139,15 @@ pub async fn case_fail_without_retry(t: Arc<dyn Transport>) {
     );
 }
 
-/// `retry_failed` by ids, by queue and all; counters reset, history kept.
+/// The tasks `retry_failed` says it moved, sorted.
+fn moved(tasks: Vec<RetriedTask>) -> Vec<(TaskId, String)> {
+    let mut moved: Vec<_> = tasks.into_iter().map(|t| (t.id, t.queue)).collect();
+    moved.sort();
+    moved
+}
+
+/// `retry_failed` by ids, by queue and all; counters reset, history kept; it says which tasks
+/// it moved (their `retried` events name them).
 pub async fn case_retry_failed(t: Arc<dyn Transport>) {
     let (q1, q2, owner) = (unique("retry_one"), unique("retry_two"), unique("owner"));
     let mut in_q1 = Vec::new();
@@ -148,10 +157,12 @@ pub async fn case_retry_failed(t: Arc<dyn Transport>) {
     let in_q2 = failed_task(&t, &q2, &owner).await;
 
     assert_eq!(
-        t.retry_failed(&Selector::Ids(vec![in_q1[1]]))
-            .await
-            .expect("retry"),
-        1
+        moved(
+            t.retry_failed(&Selector::Ids(vec![in_q1[1], in_q2 + 1_000_000]))
+                .await
+                .expect("retry")
+        ),
+        vec![(in_q1[1], q1.clone())]
     );
     assert_eq!(
         counts(&t, &q1).await,
@@ -170,7 +181,7 @@ pub async fn case_retry_failed(t: Arc<dyn Transport>) {
         t.retry_failed(&Selector::Ids(vec![in_q1[1]]))
             .await
             .expect("retry"),
-        0,
+        vec![],
         "only failed tasks"
     );
     assert!(
@@ -191,11 +202,15 @@ pub async fn case_retry_failed(t: Arc<dyn Transport>) {
         "history is kept"
     );
 
+    let mut expected: Vec<_> = in_q1.iter().map(|id| (*id, q1.clone())).collect();
+    expected.sort();
     assert_eq!(
-        t.retry_failed(&Selector::Queue(q1.clone()))
-            .await
-            .expect("retry"),
-        3
+        moved(
+            t.retry_failed(&Selector::Queue(q1.clone()))
+                .await
+                .expect("retry")
+        ),
+        expected
     );
     assert_eq!(counts(&t, &q1).await, ready(3));
     assert_eq!(
@@ -204,7 +219,9 @@ pub async fn case_retry_failed(t: Arc<dyn Transport>) {
         "another queue is untouched"
     );
 
-    assert!(t.retry_failed(&Selector::All).await.expect("retry") >= 1);
+    let all = moved(t.retry_failed(&Selector::All).await.expect("retry"));
+    assert!(all.contains(&(in_q2, q2.clone())), "{all:?}");
+    assert!(!all.iter().any(|(_, q)| *q == q1), "{all:?}");
     assert_eq!(counts(&t, &q2).await, ready(1));
     assert_eq!(
         claim(&t, &q2, &owner).await.map(|task| task.id),

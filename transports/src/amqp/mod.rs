@@ -240,8 +240,8 @@ use std::time::{Duration, SystemTime};
 use crate::batch::validate_submits;
 use crate::{
     Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts, QueueStats, Result,
-    Selector, Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId, TaskSummary, Transport,
-    validate_queue_name,
+    RetriedTask, Selector, Settlement, Submit, SubmitOptions, Task, TaskFilter, TaskId,
+    TaskSummary, Transport, validate_queue_name,
 };
 use inner::{Inner, lock};
 use publish::{Body, IdState};
@@ -462,7 +462,7 @@ impl Transport for AmqpTransport {
             .await
     }
 
-    async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+    async fn retry_failed(&self, selector: &Selector) -> Result<Vec<RetriedTask>> {
         if let Selector::Queue(queue) = selector {
             validate_queue_name(queue)?;
         }

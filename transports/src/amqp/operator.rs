@@ -18,8 +18,8 @@ use super::topology::{BUCKETS, passive};
 use super::{AmqpTransport, Body, Inner, lock};
 use crate::task::{from_epoch_ms, now_ms};
 use crate::{
-    PurgeWhich, QueueCounts, QueueStats, Result, Selector, TaskState, TaskSummary, TransportError,
-    validate_queue_name,
+    PurgeWhich, QueueCounts, QueueStats, Result, RetriedTask, Selector, TaskState, TaskSummary,
+    TransportError, validate_queue_name,
 };
 
 /// `basic.get`s a browse sends pipelined at a time.
@@ -342,13 +342,13 @@ impl Inner {
         Ok(summaries)
     }
 
-    pub(super) async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+    pub(super) async fn retry_failed(&self, selector: &Selector) -> Result<Vec<RetriedTask>> {
         let session = self.session().await?;
         let queue = match selector {
             Selector::Queue(queue) => Some(queue.as_str()),
             Selector::Ids(_) | Selector::All => None,
         };
-        let mut moved = 0;
+        let mut moved = Vec::new();
         for queue in self.queues_of(&session, queue).await? {
             let names = self.names(&queue)?;
             let Some((channel, messages)) = self.browse(&session, &names.failed).await? else {
@@ -373,7 +373,10 @@ impl Inner {
                         .basic_ack(tag, BasicAckOptions::default())
                         .await
                         .map_err(|e| self.error(e))?;
-                    moved += 1;
+                    moved.push(RetriedTask {
+                        id: body.id,
+                        queue: queue.clone(),
+                    });
                 }
                 Ok::<_, TransportError>(())
             }

@@ -43,7 +43,8 @@ pub enum EventKind {
     Succeeded,
     /// Its attempt failed (an error or a panic) and no attempt is left: it is kept as failed.
     Failed,
-    /// Its attempt failed and it will run again at `retry_at`.
+    /// Its attempt failed and it will run again at `retry_at`, or an operator retried it
+    /// after it failed (reason [`crate::console::RETRIED`]).
     Retried,
     /// The worker process running it died (a signal, an exit, a timeout, a lost lease).
     Crashed,

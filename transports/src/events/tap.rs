@@ -21,8 +21,8 @@ use crate::console::{MasterRecord, TaskFilter};
 use crate::history::HistoryRow;
 use crate::task::{now_ms, to_epoch_ms};
 use crate::{
-    Failure, FailureKind, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, Selector,
-    Settlement, Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport,
+    Failure, FailureKind, Lease, Payload, PurgeWhich, QueueCounts, QueueStats, Result, RetriedTask,
+    Selector, Settlement, Submit, SubmitOptions, Task, TaskId, TaskSummary, Transport,
 };
 
 /// Tasks remembered at most; beyond, what is remembered is dropped (the queues of those tasks
@@ -375,8 +375,22 @@ impl Transport for Tap {
     async fn failed(&self, queue: Option<&str>) -> Result<Vec<TaskSummary>> {
         self.inner.failed(queue).await
     }
-    async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
-        self.inner.retry_failed(selector).await
+    async fn retry_failed(&self, selector: &Selector) -> Result<Vec<RetriedTask>> {
+        let moved = self.inner.retry_failed(selector).await?;
+        if !moved.is_empty() && self.followed().await {
+            let at = now_ms();
+            let events = moved
+                .iter()
+                .map(|t| {
+                    let mut e = TaskEvent::new(EventKind::Retried, &t.queue, Some(t.id), at);
+                    e.reason = Some(crate::console::RETRIED.to_string());
+                    e.retry_at = Some(at);
+                    e
+                })
+                .collect();
+            self.publish(events).await;
+        }
+        Ok(moved)
     }
     async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {
         self.inner.purge(queue, which).await

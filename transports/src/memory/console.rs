@@ -10,18 +10,18 @@ use crate::console::CANCEL_REQUEST_KEPT;
 use crate::history;
 use crate::task::now_ms;
 use crate::{
-    HistoryRow, MasterRecord, Result, Selector, TaskFilter, TaskId, TaskState, TaskSummary,
-    validate_queue_name,
+    HistoryRow, MasterRecord, Result, RetriedTask, Selector, TaskFilter, TaskId, TaskState,
+    TaskSummary, validate_queue_name,
 };
 
 impl MemoryTransport {
-    pub(super) fn retry_failed_now(&self, selector: &Selector) -> Result<u64> {
+    pub(super) fn retry_failed_now(&self, selector: &Selector) -> Result<Vec<RetriedTask>> {
         if let Selector::Queue(queue) = selector {
             validate_queue_name(queue)?;
         }
         let now = now_ms();
         let mut state = self.state();
-        let mut moved = 0;
+        let mut moved = Vec::new();
         for (id, row) in state
             .tasks
             .iter_mut()
@@ -36,7 +36,10 @@ impl MemoryTransport {
                 row.state = TaskState::Pending;
                 row.run_at = now;
                 (row.attempts, row.errors, row.crashes) = (0, 0, 0);
-                moved += 1;
+                moved.push(RetriedTask {
+                    id: *id,
+                    queue: row.queue.clone(),
+                });
             }
         }
         // Attempts count from 1 again: a cancel request names an attempt, so those of tasks
@@ -52,7 +55,7 @@ impl MemoryTransport {
                 .is_some_and(|row| row.state == TaskState::Running)
         });
         drop(state);
-        if moved > 0 {
+        if !moved.is_empty() {
             self.notify.notify_waiters();
         }
         Ok(moved)

@@ -16,8 +16,9 @@ mod events;
 
 use crate::{
     Attempt, EventFeed, Failure, FailureKind, HistoryRow, Lease, MasterRecord, Outcome, Payload,
-    PurgeWhich, QueueCounts, QueueStats, Result, Selector, Settlement, Submit, SubmitOptions, Task,
-    TaskEvent, TaskFilter, TaskId, TaskState, TaskSummary, Transport, validate_queue_name,
+    PurgeWhich, QueueCounts, QueueStats, Result, RetriedTask, Selector, Settlement, Submit,
+    SubmitOptions, Task, TaskEvent, TaskFilter, TaskId, TaskState, TaskSummary, Transport,
+    validate_queue_name,
 };
 
 /// A transport living in this process's memory.
@@ -395,7 +396,7 @@ impl Transport for MemoryTransport {
             .collect())
     }
 
-    async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+    async fn retry_failed(&self, selector: &Selector) -> Result<Vec<RetriedTask>> {
         self.retry_failed_now(selector)
     }
 

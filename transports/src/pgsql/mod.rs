@@ -133,8 +133,8 @@ use tokio::sync::OnceCell;
 
 use crate::{
     EventFeed, Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts,
-    QueueStats, Result, Selector, Settlement, Submit, SubmitOptions, Task, TaskEvent, TaskFilter,
-    TaskId, TaskSummary, Transport,
+    QueueStats, Result, RetriedTask, Selector, Settlement, Submit, SubmitOptions, Task, TaskEvent,
+    TaskFilter, TaskId, TaskSummary, Transport,
 };
 use sql::Sql;
 use uri::parse_uri;
@@ -302,7 +302,7 @@ impl Transport for PgsqlTransport {
         PgsqlTransport::failed(self, queue).await
     }
 
-    async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+    async fn retry_failed(&self, selector: &Selector) -> Result<Vec<RetriedTask>> {
         PgsqlTransport::retry_failed(self, selector).await
     }
 

@@ -13,7 +13,7 @@ use super::rows::{get_u64, now, summary_from_row, text};
 use super::{PgsqlTransport, VACUUM_LOCK_CLASS};
 use crate::task::{schedule_key_prefix, schedule_key_time, to_epoch_ms};
 use crate::{
-    PurgeWhich, QueueCounts, QueueStats, Result, Selector, TaskState, TaskSummary,
+    PurgeWhich, QueueCounts, QueueStats, Result, RetriedTask, Selector, TaskState, TaskSummary,
     validate_queue_name, validate_schedule_id,
 };
 
@@ -89,7 +89,7 @@ impl PgsqlTransport {
         .await
     }
 
-    pub(super) async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+    pub(super) async fn retry_failed(&self, selector: &Selector) -> Result<Vec<RetriedTask>> {
         if let Selector::Queue(queue) = selector {
             validate_queue_name(queue)?;
         }
@@ -110,13 +110,17 @@ impl PgsqlTransport {
                     client.query(&stmt, &[&now]).await?
                 }
             };
-            let mut moved = 0;
-            let mut queues = Vec::with_capacity(rows.len());
+            let mut moved = Vec::with_capacity(rows.len());
             for row in &rows {
-                queues.push(row.try_get::<_, String>(0)?);
-                moved += get_u64(row, 1)?;
+                moved.push(RetriedTask {
+                    id: row.try_get(0)?,
+                    queue: row.try_get(1)?,
+                });
             }
-            if moved > 0 {
+            let mut queues: Vec<&str> = moved.iter().map(|t| t.queue.as_str()).collect();
+            queues.sort_unstable();
+            queues.dedup();
+            if !moved.is_empty() {
                 // Attempts count from 1 again: a cancel request names an attempt, so those of
                 // tasks not running go, lest a retried attempt be taken for the cancelled one.
                 let stmt = client

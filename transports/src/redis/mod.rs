@@ -141,8 +141,8 @@ use crate::tls::TlsSettings;
 use crate::uri::scrub;
 use crate::{
     EventFeed, Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts,
-    QueueStats, Result, Selector, Settlement, Submit, SubmitOptions, Task, TaskEvent, TaskFilter,
-    TaskId, TaskSummary, Transport, TransportError,
+    QueueStats, Result, RetriedTask, Selector, Settlement, Submit, SubmitOptions, Task, TaskEvent,
+    TaskFilter, TaskId, TaskSummary, Transport, TransportError,
 };
 
 const TRANSPORT: &str = "Redis";
@@ -314,7 +314,7 @@ impl Transport for RedisTransport {
         self.failed(queue).await
     }
 
-    async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+    async fn retry_failed(&self, selector: &Selector) -> Result<Vec<RetriedTask>> {
         self.retry_failed(selector).await
     }
 

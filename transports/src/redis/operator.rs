@@ -12,7 +12,7 @@ use super::rows::STATS_ROW;
 use super::scripts::SCRIPTS;
 use crate::task::{now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
 use crate::{
-    PurgeWhich, QueueCounts, QueueStats, Result, Selector, TaskId, TaskSummary,
+    PurgeWhich, QueueCounts, QueueStats, Result, RetriedTask, Selector, TaskId, TaskSummary,
     validate_queue_name, validate_schedule_id,
 };
 
@@ -66,7 +66,7 @@ impl RedisTransport {
         Ok(summaries)
     }
 
-    pub(super) async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+    pub(super) async fn retry_failed(&self, selector: &Selector) -> Result<Vec<RetriedTask>> {
         let mut args = vec![now_ms().to_string()];
         match selector {
             Selector::Ids(ids) => {
@@ -80,7 +80,19 @@ impl RedisTransport {
             }
             Selector::All => args.push("all".to_string()),
         }
-        self.eval(&SCRIPTS.retry_failed, &args, false).await
+        let moved: Vec<String> = self.eval(&SCRIPTS.retry_failed, &args, false).await?;
+        moved
+            .chunks_exact(2)
+            .map(|pair| {
+                let id = pair[0]
+                    .parse()
+                    .map_err(|_| self.corrupt(format!("retried task id {:?}", pair[0])))?;
+                Ok(RetriedTask {
+                    id,
+                    queue: pair[1].clone(),
+                })
+            })
+            .collect()
     }
 
     pub(super) async fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {

@@ -54,8 +54,8 @@ use tokio::sync::Notify;
 
 use crate::{
     EventFeed, Failure, HistoryRow, Lease, MasterRecord, Payload, PurgeWhich, QueueCounts,
-    QueueStats, Result, Selector, Settlement, Submit, SubmitOptions, Task, TaskEvent, TaskFilter,
-    TaskId, TaskSummary, Transport, TransportError,
+    QueueStats, Result, RetriedTask, Selector, Settlement, Submit, SubmitOptions, Task, TaskEvent,
+    TaskFilter, TaskId, TaskSummary, Transport, TransportError,
 };
 use wake::WakeBus;
 
@@ -198,7 +198,7 @@ impl Transport for SqliteTransport {
         self.failed(queue)
     }
 
-    async fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+    async fn retry_failed(&self, selector: &Selector) -> Result<Vec<RetriedTask>> {
         self.retry_failed(selector)
     }
 

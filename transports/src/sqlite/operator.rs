@@ -10,7 +10,7 @@ use super::SqliteTransport;
 use super::rows::{get_u64, summary_from_row};
 use crate::task::{from_epoch_ms, now_ms, schedule_key_prefix, schedule_key_time, to_epoch_ms};
 use crate::{
-    PurgeWhich, QueueCounts, QueueStats, Result, Selector, TaskState, TaskSummary,
+    PurgeWhich, QueueCounts, QueueStats, Result, RetriedTask, Selector, TaskState, TaskSummary,
     validate_queue_name, validate_schedule_id,
 };
 
@@ -85,34 +85,44 @@ impl SqliteTransport {
         })
     }
 
-    pub(super) fn retry_failed(&self, selector: &Selector) -> Result<u64> {
+    pub(super) fn retry_failed(&self, selector: &Selector) -> Result<Vec<RetriedTask>> {
         let now = now_ms();
-        let moved = match selector {
+        let row = |row: &rusqlite::Row<'_>| {
+            Ok(RetriedTask {
+                id: row.get(0)?,
+                queue: row.get(1)?,
+            })
+        };
+        let moved: Vec<RetriedTask> = match selector {
             Selector::Ids(ids) => {
                 let ids = serde_json::Value::from(ids.as_slice()).to_string();
                 self.with(|conn| {
                     conn.prepare_cached(RETRY_FAILED_BY_IDS)?
-                        .execute(params![now, ids])
+                        .query_map(params![now, ids], row)?
+                        .collect()
                 })?
             }
             Selector::Queue(queue) => {
                 validate_queue_name(queue)?;
                 self.with(|conn| {
                     conn.prepare_cached(RETRY_FAILED_BY_QUEUE)?
-                        .execute(params![now, queue])
+                        .query_map(params![now, queue], row)?
+                        .collect()
                 })?
             }
-            Selector::All => {
-                self.with(|conn| conn.prepare_cached(RETRY_FAILED_ALL)?.execute(params![now]))?
-            }
+            Selector::All => self.with(|conn| {
+                conn.prepare_cached(RETRY_FAILED_ALL)?
+                    .query_map(params![now], row)?
+                    .collect()
+            })?,
         };
-        if moved > 0 {
+        if !moved.is_empty() {
             // Attempts count from 1 again: a cancel request names an attempt, so those of
             // tasks not running go, lest a retried task's attempt be taken for the cancelled one.
             self.with(|conn| conn.prepare_cached(FORGET_CANCEL_REQUESTS)?.execute([]))?;
             self.wake_up();
         }
-        Ok(moved as u64)
+        Ok(moved)
     }
 
     pub(super) fn purge(&self, queue: &str, which: PurgeWhich) -> Result<u64> {

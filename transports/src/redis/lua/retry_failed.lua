@@ -1,15 +1,17 @@
 local now, mode = ARGV[2], ARGV[3]
+-- The tasks moved, as id, queue, id, queue, ...
+local moved = {}
 local function retry(id)
     local k = task_key(id)
     local f = redis.call('HMGET', k, 'state', 'queue', 'created_at')
-    if f[1] ~= 'failed' then return 0 end
+    if f[1] ~= 'failed' then return end
     redis.call('ZREM', q_key(f[2], 'failed'), id)
     redis.call('HSET', k, 'state', 'pending', 'run_at', now, 'attempts', '0', 'errors', '0',
         'crashes', '0')
     index_pending(f[2], id, now, now, f[3])
-    return 1
+    moved[#moved + 1] = tostring(id)
+    moved[#moved + 1] = f[2]
 end
-local n = 0
 -- Cancel requests name (task, attempt), and a retry starts counting attempts again: the
 -- requests of tasks not running (a retried one among them) go, so that its new attempts are
 -- not taken for the cancelled one.
@@ -23,14 +25,14 @@ local function forget_cancels()
     end
 end
 if mode == 'ids' then
-    for i = 4, #ARGV do n = n + retry(ARGV[i]) end
+    for i = 4, #ARGV do retry(ARGV[i]) end
 else
     local queues = mode == 'queue' and {ARGV[4]} or redis.call('SMEMBERS', QUEUES)
     for _, queue in ipairs(queues) do
         for _, id in ipairs(redis.call('ZRANGE', q_key(queue, 'failed'), 0, -1)) do
-            n = n + retry(id)
+            retry(id)
         end
     end
 end
-if n > 0 then forget_cancels() end
-return n
+if #moved > 0 then forget_cancels() end
+return moved

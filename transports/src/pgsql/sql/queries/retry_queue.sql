@@ -1,3 +1,3 @@
-WITH t AS (UPDATE {schema}.tasks SET state = 'pending', run_at = $1::timestamptz,
-    attempts = 0, errors = 0, crashes = 0 WHERE state = 'failed' AND queue = $2::text RETURNING queue)
-SELECT queue, count(*) FROM t GROUP BY queue
+UPDATE {schema}.tasks SET state = 'pending', run_at = $1::timestamptz,
+    attempts = 0, errors = 0, crashes = 0 WHERE state = 'failed' AND queue = $2::text
+    RETURNING id, queue

@@ -1,2 +1,3 @@
 UPDATE tasks SET state = 'pending', run_at = ?1, attempts = 0, errors = 0, crashes = 0
  WHERE state = 'failed' AND id IN (SELECT value FROM json_each(?2))
+ RETURNING id, queue
