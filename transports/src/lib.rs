@@ -347,6 +347,13 @@ pub trait Transport: Send + Sync + 'static {
         Err(unsupported(self, "pausing schedules"))
     }
 
+    /// Whether the schedule `id` is paused: what a scheduler asks before it enqueues a fire.
+    /// A backend whose listing may miss a flag while another process reads it (RabbitMQ)
+    /// answers this from a flag of its own.
+    async fn schedule_paused(&self, id: &str) -> Result<bool> {
+        Ok(self.paused_schedules().await?.iter().any(|p| p == id))
+    }
+
     /// One task, in whatever state it is kept in, with its history; `None` when the
     /// transport keeps no such task (completed tasks are deleted).
     async fn task(&self, id: TaskId) -> Result<Option<TaskSummary>> {

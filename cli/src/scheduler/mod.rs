@@ -141,9 +141,7 @@ impl Scheduler {
         let queue = entry.queue();
         // Paused from the console: this fire is skipped (a transport that cannot pause
         // schedules, or cannot be asked now, fires as usual; the submit reports an outage).
-        if let Ok(paused) = self.transport.paused_schedules().await
-            && paused.contains(&entry.id)
-        {
+        if let Ok(true) = self.transport.schedule_paused(&entry.id).await {
             self.log.info(format_args!(
                 "Skipping scheduled execution of {}: schedule \"{}\" is paused",
                 entry.consumer(),

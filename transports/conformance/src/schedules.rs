@@ -104,7 +104,8 @@ pub async fn case_prune_schedule_keys(t: Arc<dyn Transport>) {
 }
 
 /// A schedule's pause flag: set and cleared once each (the second of each changes nothing),
-/// listed while set; a malformed id is refused.
+/// listed while set, seen by `schedule_paused` however many processes read the listing; a
+/// malformed id is refused.
 pub async fn case_schedule_pause(t: Arc<dyn Transport>) {
     let (id, other) = (unique("sched"), unique("sched"));
     assert!(t.set_schedule_paused(&id, true).await.expect("pause"));
@@ -118,7 +119,29 @@ pub async fn case_schedule_pause(t: Arc<dyn Transport>) {
     let mut sorted = paused.clone();
     sorted.sort();
     assert_eq!(paused, sorted);
+    // What a scheduler asks before each fire, answered while other processes read the
+    // listing at the same instant (on RabbitMQ a reading takes the messages for a moment).
+    let never = unique("sched");
+    let mut asked = Vec::new();
+    for _ in 0..8 {
+        asked.push(tokio::spawn({
+            let t = Arc::clone(&t);
+            async move { t.paused_schedules().await.map(|_| None) }
+        }));
+        for which in [&id, &never] {
+            asked.push(tokio::spawn({
+                let (t, which) = (Arc::clone(&t), which.clone());
+                async move { t.schedule_paused(&which).await.map(|p| Some((which, p))) }
+            }));
+        }
+    }
+    for answer in asked {
+        if let Some((which, paused)) = answer.await.expect("join").expect("asked") {
+            assert_eq!(paused, which == id, "schedule_paused({which})");
+        }
+    }
     assert!(t.set_schedule_paused(&id, false).await.expect("resume"));
+    assert!(!t.schedule_paused(&id).await.expect("asked"));
     assert!(
         !t.set_schedule_paused(&id, false)
             .await

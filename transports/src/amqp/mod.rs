@@ -555,6 +555,12 @@ impl Transport for AmqpTransport {
         self.spawned(|inner| inner.paused_schedules()).await
     }
 
+    async fn schedule_paused(&self, id: &str) -> Result<bool> {
+        crate::validate_schedule_id(id)?;
+        let id = id.to_string();
+        self.spawned(move |inner| inner.schedule_paused(id)).await
+    }
+
     async fn record_history(&self, recording: &str, rows: &[HistoryRow]) -> Result<()> {
         crate::history::check_rows(rows)?;
         if rows.is_empty() {

@@ -16,8 +16,9 @@
 //!   finds ready tasks asks the broker afresh, and blocks on a paused queue until it is resumed
 //!   (or a task is submitted: a spurious wake-up) or its timeout passes.
 //!
-//! A paused *schedule* is its id on `P._paused_schedules`, read by browsing it (see
-//! [`Inner::set_schedule_paused`]): schedulers ask once per fire, not per claim.
+//! A paused *schedule* has a flag of its own, `P._paused_schedule.ID`, which schedulers read
+//! once per fire, and its id on the listing `P._paused_schedules`, which the console reads by
+//! browsing it (see [`Inner::set_schedule_paused`]).
 //!
 //! A message rather than the existence of a queue: a check never meets `NOT_FOUND` (which
 //! closes the channel it was asked on, a channel to open again for the next check of every
@@ -170,18 +171,46 @@ impl Inner {
         Ok(paused)
     }
 
-    /// Pausing a schedule publishes its id to `P._paused_schedules` unless a reading finds it
-    /// there; resuming deletes every message of the id. Two operators pausing the same
-    /// schedule at the same instant may both publish it (both told "changed"): a reading sees
-    /// it once, and a resume deletes both.
+    /// Pausing a schedule publishes a marker to its flag `P._paused_schedule.ID` (a queue of
+    /// at most one message, like a queue's pause flag: the broker's ack means this call paused
+    /// it, its nack that it was paused already) and its id to the listing `P._paused_schedules`;
+    /// resuming purges the flag (the purged count says whether it was paused) and deletes the
+    /// id's messages from the listing. Schedulers read the flag ([`Inner::schedule_paused`]),
+    /// which no other reader can hide; the listing is read by browsing it.
     pub(super) async fn set_schedule_paused(
         self: Arc<Self>,
         id: String,
         paused: bool,
     ) -> Result<bool> {
         let session = self.session().await?;
-        let name = self.declare_paused_schedules(&session).await?;
-        let Some((channel, messages)) = self.browse(&session, &name).await? else {
+        let flag = self.declare_schedule_flag(&session, &id).await?;
+        let changed = if paused {
+            match self
+                .publish_with(&session, "", &flag, b"paused", None, true)
+                .await?
+            {
+                Confirmation::Nack(_) => false, // the flag holds its marker already
+                confirmation => {
+                    self.require_ack(confirmation, "", &flag)?;
+                    true
+                }
+            }
+        } else {
+            let channel = self.fresh_channel(&session).await?;
+            let purged = channel
+                .queue_purge(flag.as_str().into(), QueuePurgeOptions::default())
+                .await;
+            Self::close(&channel).await;
+            purged.map_err(|e| self.error(e))? > 0
+        };
+        self.list_schedule_paused(&session, &id, paused).await?;
+        Ok(changed)
+    }
+
+    /// Put `id` on the listing of paused schedules (once) or take it off.
+    async fn list_schedule_paused(&self, session: &Session, id: &str, paused: bool) -> Result<()> {
+        let name = self.declare_paused_schedules(session).await?;
+        let Some((channel, messages)) = self.browse(session, &name).await? else {
             return Err(self.backend(format_args!("the queue {name} vanished")));
         };
         let mine: Vec<_> = messages
@@ -189,17 +218,50 @@ impl Inner {
             .filter(|(_, data)| data.as_slice() == id.as_bytes())
             .map(|(tag, _)| tag)
             .collect();
-        let was_paused = !mine.is_empty();
-        let doomed = if paused { Vec::new() } else { mine };
-        self.ack_and_close(&channel, doomed).await?;
-        if paused && !was_paused {
+        let listed = !mine.is_empty();
+        self.ack_and_close(&channel, if paused { Vec::new() } else { mine })
+            .await?;
+        if paused && !listed {
             let properties = BasicProperties::default().with_delivery_mode(2);
             let confirmation = self
-                .publish_with(&session, "", &name, id.as_bytes(), Some(properties), true)
+                .publish_with(session, "", &name, id.as_bytes(), Some(properties), true)
                 .await?;
             self.require_ack(confirmation, "", &name)?;
         }
-        Ok(paused != was_paused)
+        Ok(())
+    }
+
+    /// The flag of schedule `id`, read with a passive declare (nothing is taken, so a reader at
+    /// the same instant cannot hide it). A schedule without a flag was never paused by this
+    /// version: it is paused if an older rex listed it (the listing is then browsed, and the
+    /// flag set so that the next check is a declare again).
+    pub(super) async fn schedule_paused(self: Arc<Self>, id: String) -> Result<bool> {
+        let session = self.session().await?;
+        let flag = self.schedule_flag_name(&id);
+        let channel = self.fresh_channel(&session).await?;
+        let declared = channel
+            .queue_declare(flag.as_str().into(), passive(), FieldTable::default())
+            .await;
+        Self::close(&channel).await;
+        match declared {
+            Ok(declared) => return Ok(declared.message_count() > 0),
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => return Err(self.error(e)),
+        }
+        let listing = self.declare_paused_schedules(&session).await?;
+        let channel = self.fresh_channel(&session).await?;
+        let declared = channel
+            .queue_declare(listing.as_str().into(), passive(), FieldTable::default())
+            .await;
+        Self::close(&channel).await;
+        if declared.map_err(|e| self.error(e))?.message_count() == 0 {
+            return Ok(false);
+        }
+        let listed = Arc::clone(&self).paused_schedules().await?.contains(&id);
+        if listed {
+            Arc::clone(&self).set_schedule_paused(id, true).await?;
+        }
+        Ok(listed)
     }
 
     pub(super) async fn paused_schedules(self: Arc<Self>) -> Result<Vec<String>> {

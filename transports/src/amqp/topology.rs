@@ -127,6 +127,11 @@ impl Inner {
         format!("{}._paused_schedules", self.prefix)
     }
 
+    /// The flag of one schedule: holds a marker while it is paused (see `pause.rs`).
+    pub(super) fn schedule_flag_name(&self, id: &str) -> String {
+        format!("{}._paused_schedule.{id}", self.prefix)
+    }
+
     pub(super) fn history_name(&self) -> String {
         format!("{}._history", self.prefix)
     }
@@ -328,6 +333,21 @@ impl Inner {
             self.declare_alone(session, &name, arguments).await?;
             self.masters_declared.store(true, Ordering::SeqCst);
         }
+        Ok(name)
+    }
+
+    /// Declare the flag of schedule `id` (at every use: pauses are rare). Returns its name.
+    pub(super) async fn declare_schedule_flag(
+        &self,
+        session: &Session,
+        id: &str,
+    ) -> Result<String> {
+        let name = self.schedule_flag_name(id);
+        let marker = args(&[
+            ("x-max-length", AMQPValue::LongLongInt(1)),
+            ("x-overflow", AMQPValue::LongString("reject-publish".into())),
+        ]);
+        self.declare_alone(session, &name, marker).await?;
         Ok(name)
     }
 

@@ -433,6 +433,9 @@ impl Transport for Tap {
     async fn paused_schedules(&self) -> Result<Vec<String>> {
         self.inner.paused_schedules().await
     }
+    async fn schedule_paused(&self, id: &str) -> Result<bool> {
+        self.inner.schedule_paused(id).await
+    }
     async fn task(&self, id: TaskId) -> Result<Option<TaskSummary>> {
         self.inner.task(id).await
     }
