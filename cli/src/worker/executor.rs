@@ -131,12 +131,14 @@ impl CtlExecutor {
             return fail(format!("cannot split command: {command}"));
         };
         logger.info(format_args!("Executing Task: {command}"));
-        let exe = match self
-            .rex
-            .clone()
-            .map(Ok)
-            .unwrap_or_else(std::env::current_exe)
-        {
+        // The master names its `rex`; without that name, `rex` beside this `rex-worker`.
+        let this = || {
+            std::env::current_exe().map(|exe| match exe.file_name() {
+                Some(name) if name == super::BINARY => exe.with_file_name("rex"),
+                _ => exe,
+            })
+        };
+        let exe = match self.rex.clone().map(Ok).unwrap_or_else(this) {
             Ok(exe) => exe,
             Err(e) => return fail(format!("cannot find the rex executable: {e}")),
         };

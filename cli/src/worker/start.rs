@@ -47,22 +47,13 @@ pub fn program() -> std::io::Result<(Program, Option<String>)> {
         return Ok((itself, None));
     }
     let expected = format!("{BINARY} {}", crate::VERSION);
-    let answer = std::process::Command::new(&beside)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output();
-    let why = match answer {
-        Ok(out)
-            if out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == expected =>
-        {
+    let why = match version_of(&beside) {
+        Ok(Some(said)) if said == expected => {
             let path = beside;
             return Ok((Program { path, arg: None }, None));
         }
-        Ok(out) => format!(
-            "it is not {expected} (--version said {:?})",
-            String::from_utf8_lossy(&out.stdout).trim()
-        ),
+        Ok(Some(said)) => format!("it is not {expected} (--version said {said:?})"),
+        Ok(None) => format!("it did not answer --version within {VERSION_WAIT:?}"),
         Err(e) => format!("it does not run: {e}"),
     };
     let note = format!(
@@ -70,6 +61,41 @@ pub fn program() -> std::io::Result<(Program, Option<String>)> {
         beside.display()
     );
     Ok((itself, Some(note)))
+}
+
+/// How long a master waits for `rex-worker --version` at start.
+const VERSION_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// What `program --version` prints (trimmed), or `None` if it fails or does not answer
+/// within [`VERSION_WAIT`] (it is then killed).
+fn version_of(program: &std::path::Path) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let mut child = std::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + VERSION_WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    let mut said = String::new();
+    if let Some(mut out) = child.stdout.take() {
+        // The child has exited (or was killed): this read ends at once.
+        let _ = out.read_to_string(&mut said);
+    }
+    Ok(status
+        .filter(|s| s.success())
+        .map(|_| said.trim().to_string()))
 }
 
 /// `rex __worker`.
@@ -97,15 +123,16 @@ extern "C" fn on_sigterm(_: nix::libc::c_int) {
     QUIT.store(true, Ordering::SeqCst);
 }
 
-/// A spec from a master of another version is refused before it is read: a `rex-worker` left
-/// from an older install beside a newer `rex` would otherwise misread it.
-fn spec_of(line: &str) -> Result<WorkerSpec> {
+/// A spec from a master of another version is refused before it is read (the master checked
+/// `rex-worker --version` when it started, so the binary was replaced since).
+fn spec_of(name: &str, line: &str) -> Result<WorkerSpec> {
     let bad = |e: serde_json::Error| Error::new(format!("bad worker spec from the master: {e}"));
     let value: Value = serde_json::from_str(line).map_err(bad)?;
     let master = value.get("version").and_then(Value::as_str).unwrap_or("?");
     if master != crate::VERSION {
         return Err(Error::new(format!(
-            "{BINARY} {} was started by rex {master}: install rex and {BINARY} from the same build",
+            "{name} {} was started by rex {master}: it was replaced since that master started; \
+             restart rex asynctask-workers",
             crate::VERSION
         )));
     }
@@ -135,7 +162,7 @@ fn run(name: &str) -> Result<i32> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line)?;
-    let spec = spec_of(&line)?;
+    let spec = spec_of(name, &line)?;
     if nix::unistd::getppid().as_raw() as u32 != spec.master_pid {
         return Ok(1);
     }
@@ -189,16 +216,17 @@ mod tests {
 
     #[test]
     fn a_spec_from_another_version_is_refused_by_name() {
-        let e = spec_of(r#"{"version": "0.0.1-old", "queue": "q"}"#).unwrap_err();
+        let e = spec_of(BINARY, r#"{"version": "0.0.1-old", "queue": "q"}"#).unwrap_err();
         let expected = format!("rex-worker {} was started by rex 0.0.1-old", crate::VERSION);
         assert!(e.render().contains(&expected), "{}", e.render());
-        let e = spec_of(r#"{"queue": "q"}"#).unwrap_err();
-        assert!(e.render().contains("started by rex ?"), "{}", e.render());
+        let e = spec_of(TASK_NAME, r#"{"queue": "q"}"#).unwrap_err();
+        let expected = format!("{TASK_NAME} {} was started by rex ?", crate::VERSION);
+        assert!(e.render().contains(&expected), "{}", e.render());
     }
 
     #[test]
     fn a_spec_of_this_version_is_read_on() {
-        let e = spec_of(&format!(r#"{{"version": "{}"}}"#, crate::VERSION)).unwrap_err();
+        let e = spec_of(BINARY, &format!(r#"{{"version": "{}"}}"#, crate::VERSION)).unwrap_err();
         assert!(e.render().contains("bad worker spec"), "{}", e.render());
     }
 }

@@ -37,6 +37,8 @@ pub(super) struct Inner {
     pub(super) registry_declared: AtomicBool,
     /// Fires queues this process declared.
     pub(super) fires: Mutex<HashSet<String>>,
+    /// The schedules' pause flags this process declared (for `delete_everything`).
+    pub(super) schedule_flags: Mutex<HashSet<String>>,
     /// Key queues this process declared (at most MAX_TRACKED_KEYS), for cleanup.
     pub(super) keys: Mutex<HashSet<String>>,
     /// This process's claims by lease token.

@@ -450,6 +450,8 @@ impl Inner {
         exchanges.push(self.events_name());
         doomed.extend(lock(&self.keys).drain());
         doomed.extend(lock(&self.fires).drain());
+        doomed.extend(lock(&self.schedule_flags).drain());
+        doomed.push(self.paused_schedules_name());
         let mut channel = self.fresh_channel(&session).await?;
         for name in &doomed {
             if channel

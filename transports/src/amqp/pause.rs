@@ -17,12 +17,13 @@
 //!   (or a task is submitted: a spurious wake-up) or its timeout passes.
 //!
 //! A paused *schedule* has a flag of its own, `P._paused_schedule.ID`, which schedulers read
-//! once per fire, and its id on the listing `P._paused_schedules`, which the console reads by
-//! browsing it (see [`Inner::set_schedule_paused`]).
+//! once per fire, and its id on the listing `P._paused_schedules`, which tells the console
+//! which flags to read (see [`Inner::set_schedule_paused`]).
 //!
-//! A message rather than the existence of a queue: a check never meets `NOT_FOUND` (which
-//! closes the channel it was asked on, a channel to open again for the next check of every
-//! queue that is not paused), and pausing and resuming are each one atomic step.
+//! A message rather than the existence of a queue: a queue's check never meets `NOT_FOUND`
+//! (which closes the channel it was asked on, a channel to open again for the next check of
+//! every queue that is not paused), and pausing and resuming are each one atomic step. (A
+//! schedule's flag is checked on a channel of its own: once per fire.)
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -173,17 +174,21 @@ impl Inner {
 
     /// Pausing a schedule publishes a marker to its flag `P._paused_schedule.ID` (a queue of
     /// at most one message, like a queue's pause flag: the broker's ack means this call paused
-    /// it, its nack that it was paused already) and its id to the listing `P._paused_schedules`;
-    /// resuming purges the flag (the purged count says whether it was paused) and deletes the
-    /// id's messages from the listing. Schedulers read the flag ([`Inner::schedule_paused`]),
-    /// which no other reader can hide; the listing is read by browsing it.
+    /// it, its nack that it was paused already) and its id to the listing `P._paused_schedules`
+    /// (once); resuming purges the flag (the purged count says whether it was paused) and
+    /// deletes the id from the listing. The flag decides: schedulers read it
+    /// ([`Inner::schedule_paused`]) and the listing shows only the ids whose flag is set, so an
+    /// id a reader at the same instant hid from this call (a browse takes the messages for a
+    /// moment) changes nothing but the listing's length.
     pub(super) async fn set_schedule_paused(
         self: Arc<Self>,
         id: String,
         paused: bool,
     ) -> Result<bool> {
         let session = self.session().await?;
-        let flag = self.declare_schedule_flag(&session, &id).await?;
+        // Its flag exists after this, with a pause made by an older rex moved onto it.
+        Arc::clone(&self).schedule_paused(id.clone()).await?;
+        let flag = self.schedule_flag_name(&id);
         let changed = if paused {
             match self
                 .publish_with(&session, "", &flag, b"paused", None, true)
@@ -203,67 +208,79 @@ impl Inner {
             Self::close(&channel).await;
             purged.map_err(|e| self.error(e))? > 0
         };
-        self.list_schedule_paused(&session, &id, paused).await?;
+        let (listed, channel) = self.listed(&session, &id).await?;
+        self.ack_and_close(&channel, if paused { Vec::new() } else { listed.clone() })
+            .await?;
+        if paused && listed.is_empty() {
+            let name = self.paused_schedules_name();
+            let properties = BasicProperties::default().with_delivery_mode(2);
+            let confirmation = self
+                .publish_with(&session, "", &name, id.as_bytes(), Some(properties), true)
+                .await?;
+            self.require_ack(confirmation, "", &name)?;
+        }
         Ok(changed)
     }
 
-    /// Put `id` on the listing of paused schedules (once) or take it off.
-    async fn list_schedule_paused(&self, session: &Session, id: &str, paused: bool) -> Result<()> {
+    /// The listing's messages naming `id`, held on the returned channel until it is closed.
+    async fn listed(
+        &self,
+        session: &Session,
+        id: &str,
+    ) -> Result<(Vec<lapin::types::DeliveryTag>, lapin::Channel)> {
         let name = self.declare_paused_schedules(session).await?;
         let Some((channel, messages)) = self.browse(session, &name).await? else {
             return Err(self.backend(format_args!("the queue {name} vanished")));
         };
-        let mine: Vec<_> = messages
+        let mine = messages
             .into_iter()
             .filter(|(_, data)| data.as_slice() == id.as_bytes())
             .map(|(tag, _)| tag)
             .collect();
-        let listed = !mine.is_empty();
-        self.ack_and_close(&channel, if paused { Vec::new() } else { mine })
-            .await?;
-        if paused && !listed {
-            let properties = BasicProperties::default().with_delivery_mode(2);
-            let confirmation = self
-                .publish_with(session, "", &name, id.as_bytes(), Some(properties), true)
-                .await?;
-            self.require_ack(confirmation, "", &name)?;
-        }
-        Ok(())
+        Ok((mine, channel))
     }
 
-    /// The flag of schedule `id`, read with a passive declare (nothing is taken, so a reader at
-    /// the same instant cannot hide it). A schedule without a flag was never paused by this
-    /// version: it is paused if an older rex listed it (the listing is then browsed, and the
-    /// flag set so that the next check is a declare again).
-    pub(super) async fn schedule_paused(self: Arc<Self>, id: String) -> Result<bool> {
-        let session = self.session().await?;
-        let flag = self.schedule_flag_name(&id);
-        let channel = self.fresh_channel(&session).await?;
+    /// The flag of schedule `id`: `None` when it has none (never paused or asked about by
+    /// this version). Read with a passive declare, which takes nothing, so a reader at the
+    /// same instant cannot hide it.
+    async fn schedule_flag(&self, session: &Session, id: &str) -> Result<Option<bool>> {
+        let flag = self.schedule_flag_name(id);
+        let channel = self.fresh_channel(session).await?;
         let declared = channel
             .queue_declare(flag.as_str().into(), passive(), FieldTable::default())
             .await;
         Self::close(&channel).await;
         match declared {
-            Ok(declared) => return Ok(declared.message_count() > 0),
-            Err(e) if is_not_found(&e) => {}
-            Err(e) => return Err(self.error(e)),
+            Ok(declared) => Ok(Some(declared.message_count() > 0)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.error(e)),
         }
-        let listing = self.declare_paused_schedules(&session).await?;
-        let channel = self.fresh_channel(&session).await?;
-        let declared = channel
-            .queue_declare(listing.as_str().into(), passive(), FieldTable::default())
-            .await;
-        Self::close(&channel).await;
-        if declared.map_err(|e| self.error(e))?.message_count() == 0 {
-            return Ok(false);
-        }
-        let listed = Arc::clone(&self).paused_schedules().await?.contains(&id);
-        if listed {
-            Arc::clone(&self).set_schedule_paused(id, true).await?;
-        }
-        Ok(listed)
     }
 
+    /// Whether schedule `id` is paused, from its flag. A schedule without one is asked about
+    /// for the first time by this version: it is paused if an older rex (which kept only the
+    /// listing) listed it, and its flag is made to say so, so that every later check is one
+    /// passive declare.
+    pub(super) async fn schedule_paused(self: Arc<Self>, id: String) -> Result<bool> {
+        let session = self.session().await?;
+        if let Some(paused) = self.schedule_flag(&session, &id).await? {
+            return Ok(paused);
+        }
+        let (listed, channel) = self.listed(&session, &id).await?;
+        Self::close(&channel).await;
+        let flag = self.declare_schedule_flag(&session, &id).await?;
+        if !listed.is_empty() {
+            let marker = self
+                .publish_with(&session, "", &flag, b"paused", None, true)
+                .await?;
+            if !matches!(marker, Confirmation::Nack(_)) {
+                self.require_ack(marker, "", &flag)?;
+            }
+        }
+        Ok(!listed.is_empty())
+    }
+
+    /// The listed schedules whose flag is set (or, without a flag, listed by an older rex).
     pub(super) async fn paused_schedules(self: Arc<Self>) -> Result<Vec<String>> {
         let session = self.session().await?;
         let name = self.declare_paused_schedules(&session).await?;
@@ -275,6 +292,19 @@ impl Inner {
             .into_iter()
             .filter_map(|(_, data)| String::from_utf8(data).ok())
             .collect();
-        Ok(ids.into_iter().collect())
+        let ids: Vec<String> = ids.into_iter().collect();
+        let mut paused = Vec::new();
+        for chunk in ids.chunks(PROBES_AT_ONCE) {
+            let flags = chunk
+                .iter()
+                .map(|id| self.schedule_flag(&session, id))
+                .collect();
+            for (id, flag) in chunk.iter().zip(join_all(flags).await) {
+                if flag?.unwrap_or(true) {
+                    paused.push(id.clone());
+                }
+            }
+        }
+        Ok(paused)
     }
 }

@@ -129,7 +129,7 @@ impl Inner {
 
     /// The flag of one schedule: holds a marker while it is paused (see `pause.rs`).
     pub(super) fn schedule_flag_name(&self, id: &str) -> String {
-        format!("{}._paused_schedule.{id}", self.prefix)
+        self.aux_name("_paused_schedule", id)
     }
 
     pub(super) fn history_name(&self) -> String {
@@ -348,6 +348,7 @@ impl Inner {
             ("x-overflow", AMQPValue::LongString("reject-publish".into())),
         ]);
         self.declare_alone(session, &name, marker).await?;
+        lock(&self.schedule_flags).insert(name.clone());
         Ok(name)
     }
 

@@ -278,6 +278,7 @@ impl Inner {
             registered: Mutex::new(HashSet::new()),
             registry_declared: AtomicBool::new(false),
             fires: Mutex::new(HashSet::new()),
+            schedule_flags: Mutex::new(HashSet::new()),
             keys: Mutex::new(HashSet::new()),
             leases: Mutex::new(HashMap::new()),
             given_up: Mutex::new(HashMap::new()),

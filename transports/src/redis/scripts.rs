@@ -87,8 +87,8 @@ pub(super) struct Scripts {
     pub(super) stats: Script,
     /// ARGV: queue (or empty for every queue). Returns flat SUMMARY_FIELDS rows.
     pub(super) failed: Script,
-    /// ARGV: now, mode (`ids`, `queue`, `all`), then the ids or the queue. Returns how many
-    /// failed tasks became pending.
+    /// ARGV: now, mode (`ids`, `queue`, `all`), then the ids or the queue. Returns the failed
+    /// tasks that became pending, flat: id, queue, id, queue, ...
     pub(super) retry_failed: Script,
     /// ARGV: queue, which (`failed`/`pending`). Returns how many tasks were deleted.
     pub(super) purge: Script,
