@@ -1,24 +1,23 @@
-//! The RabbitMQ transport (`amqp://`): tasks kept as messages in a RabbitMQ broker shared by
-//! every worker process of a project, on any number of hosts. Plain AMQP 0-9-1 with
-//! publisher confirms: no plugin is needed (not even the management plugin).
+//! The RabbitMQ transport (`amqp://`): tasks kept as messages in a RabbitMQ broker shared by every
+//! worker process of a project, on any number of hosts. Plain AMQP 0-9-1 with publisher confirms:
+//! no plugin is needed (not even the management plugin).
 //!
 //! # URIs
 //!
 //! `amqp://[USER[:PASSWORD]@]HOST[:PORT][/VHOST][?prefix=NAME]`. The virtual host is
-//! percent-encoded (`%2f` is `/`); an empty path means `/`. The user defaults to `guest`
-//! (password `guest`), the port to 5672. The optional `prefix` (default `rex`, spelled like a
-//! queue name) starts the name of every broker object of this transport, so several projects
-//! (or test runs) can share one virtual host. The other query parameters that are accepted
-//! are those of the AMQP client: `heartbeat` (seconds, default 10), `connection_timeout`
-//! (milliseconds, default 2000), `frame_max` (bytes, default 16384: the client's buffers are 64
-//! frames, resident) and `channel_max`; any other is refused.
-//! Passwords never appear in [`describe`](Transport::describe), in `Debug` output, in errors or
-//! in logs.
+//! percent-encoded (`%2f` is `/`); an empty path means `/`. The user defaults to `guest` (password
+//! `guest`), the port to 5672. The optional `prefix` (default `rex`, spelled like a queue name)
+//! starts the name of every broker object of this transport, so several projects (or test runs) can
+//! share one virtual host. The other query parameters that are accepted are those of the AMQP
+//! client: `heartbeat` (seconds, default 10), `connection_timeout` (milliseconds, default 2000),
+//! `frame_max` (bytes, default 16384: the client's buffers are 64 frames, resident) and
+//! `channel_max`; any other is refused. Passwords never appear in
+//! [`describe`](Transport::describe), in `Debug` output, in errors or in logs.
 //!
-//! `amqps://` connects over TLS (port 5671 by default) and checks the broker's certificate
-//! against the system's roots and the host name. As in RabbitMQ's own URI spec, `cacertfile`
-//! names a PEM file of roots trusted as well and `certfile` + `keyfile` a client certificate and
-//! its PKCS#8 key (for `fail_if_no_peer_cert` listeners); `verify=verify_none` is refused.
+//! `amqps://` connects over TLS (port 5671 by default) and checks the broker's certificate against
+//! the system's roots and the host name. As in RabbitMQ's own URI spec, `cacertfile` names a PEM
+//! file of roots trusted as well and `certfile` + `keyfile` a client certificate and its PKCS#8 key
+//! (for `fail_if_no_peer_cert` listeners); `verify=verify_none` is refused.
 //!
 //! # Broker objects (`P` is the prefix, `Q` a queue of tasks)
 //!
@@ -37,43 +36,41 @@
 //! | `P._events.followers` | queue, transient, `x-max-length` 0 | nothing: each follower of the events consumes it, to be counted |
 //! | `P._key.KEY` | queue, durable, `x-max-length` 1, `x-overflow` `reject-publish`, `x-expires` 7 days | one used idempotency key (`P._keyh.HASH` when the name would be longer than 255 bytes) |
 //! | `P._fires.ID` | queue, durable, `x-max-length` 16 | the last fire times of one schedule (`P._firesh.HASH` when too long) |
+//! | `P._paused_schedule.ID`; `P._paused_schedules` | queue, durable, `x-max-length` 1, `x-overflow` `reject-publish`; queue, durable | one marker while the schedule is paused; the ids of the paused schedules, whose flags readers look at (`pause.rs`) |
 //!
-//! Queue names cannot start with `_` or hold a `.`, so the `P._…` names never collide with
-//! the objects of a queue, nor `P.Q.paused` with another queue's. Objects are declared on first
-//! use and remembered per process; the objects of a task queue are declared together.
-//! A message is the JSON of a whole task — id, queue, payload, settled attempts, errors,
-//! crashes, `created_at`, `run_at`, last error and the attempt history — published persistent
-//! (delivery mode 2). Every operation waits for the broker's confirms of what it published
-//! before it returns (a batch waits for all of its publishes at once, see "Batches"), so what
-//! an operation reports as done is on the broker (and on disk).
+//! Queue names cannot start with `_` or hold a `.`, so the `P._…` names never collide with the
+//! objects of a queue, nor `P.Q.paused` with another queue's. Objects are declared on first use and
+//! remembered per process; the objects of a task queue are declared together. A message is the JSON
+//! of a whole task — id, queue, payload, settled attempts, errors, crashes, `created_at`, `run_at`,
+//! last error and the attempt history — published persistent (delivery mode 2). Every operation
+//! waits for the broker's confirms of what it published before it returns (a batch waits for all of
+//! its publishes at once, see "Batches"), so what an operation reports as done is on the broker
+//! (and on disk).
 //!
-//! Task ids are made without coordination: milliseconds since the epoch shifted left by 22
-//! bits, plus a per-process counter that starts at random, never going backwards within a
-//! process. They increase within a process and are unique across processes with
-//! overwhelming probability (two processes would need the same millisecond and counter);
-//! they stay positive until 2039.
+//! Task ids are made without coordination: milliseconds since the epoch shifted left by 22 bits,
+//! plus a per-process counter that starts at random, never going backwards within a process. They
+//! increase within a process and are unique across processes with overwhelming probability (two
+//! processes would need the same millisecond and counter); they stay positive until 2039.
 //!
 //! # Delivery model
 //!
-//! Leases are held by the broker: a claim is a `basic.get` without automatic
-//! acknowledgement, and the task's message stays *unacknowledged*, owned by the claiming
-//! connection, until it is settled. Settling publishes whatever the settlement produces
-//! (follow-up submits, the task again with its new record for a retry or a release, the task
-//! into `P.Q.failed`), waits for the confirms, then acknowledges the claimed message. The
-//! lease token is a fresh random number per claim, known only to the claiming process: a
-//! settlement of a lease this process does not hold (already settled, or lost with its
-//! connection) changes nothing and returns `false`.
+//! Leases are held by the broker: a claim is a `basic.get` without automatic acknowledgement, and
+//! the task's message stays *unacknowledged*, owned by the claiming connection, until it is
+//! settled. Settling publishes whatever the settlement produces (follow-up submits, the task again
+//! with its new record for a retry or a release, the task into `P.Q.failed`), waits for the
+//! confirms, then acknowledges the claimed message. The lease token is a fresh random number per
+//! claim, known only to the claiming process: a settlement of a lease this process does not hold
+//! (already settled, or lost with its connection) changes nothing and returns `false`.
 //!
-//! When the holder dies or its connection drops, RabbitMQ puts the message back into the
-//! queue at once, marked *redelivered*. The next claim that gets it hands it out with
-//! [`Task::lost`] set and the number of the attempt that was lost, and [`Task::unwitnessed_returns`]:
-//! the caller decides whether that attempt was a crash. The `rex` worker asks what its master
-//! saw when the previous child died: the task that was running is settled as a crash
-//! ([`fail`](Transport::fail), by its retry policy, with the master's reason), a task that was
-//! only in that child's window runs again uncharged, and a task nobody here saw die is
-//! [`release`](Transport::release)d once — which counts it in `unwitnessed_returns` — and
-//! charged a crash the next time. This is the whole of crash recovery on this transport, and
-//! it differs from the SQL and Redis transports:
+//! When the holder dies or its connection drops, RabbitMQ puts the message back into the queue at
+//! once, marked *redelivered*. The next claim that gets it hands it out with [`Task::lost`] set and
+//! the number of the attempt that was lost, and [`Task::unwitnessed_returns`]: the caller decides
+//! whether that attempt was a crash. The `rex` worker asks what its master saw when the previous
+//! child died: the task that was running is settled as a crash ([`fail`](Transport::fail), by its
+//! retry policy, with the master's reason), a task that was only in that child's window runs again
+//! uncharged, and a task nobody here saw die is [`release`](Transport::release)d once — which
+//! counts it in `unwitnessed_returns` — and charged a crash the next time. This is the whole of
+//! crash recovery on this transport, and it differs from the SQL and Redis transports:
 //!
 //! * [`owned_by`](Transport::owned_by), [`expired`](Transport::expired) and
 //!   [`renew`](Transport::renew) only see the calling process's own claims (claims of other
@@ -85,13 +82,12 @@
 //! * A redelivered message does not wake waiters: it is found by the next claim, at the latest
 //!   when a waiter's timeout passes.
 //!
-//! Delays need no plugin: a task not ready before `run_at` is published to the largest delay
-//! queue whose TTL fits in the remaining time (the smallest one below 8 ms). When it expires
-//! it goes back to the ready queue; a claim that gets a task whose `run_at` is still ahead
-//! publishes it again to the right delay queue and goes on. A task thus becomes ready within
-//! about 8 ms of its `run_at` after a few hops; delays beyond the largest queue (9.3 hours)
-//! loop through it. Between its return and its `run_at` (less than half of the remaining
-//! delay) a task counts as ready.
+//! Delays need no plugin: a task not ready before `run_at` is published to the largest delay queue
+//! whose TTL fits in the remaining time (the smallest one below 8 ms). When it expires it goes back
+//! to the ready queue; a claim that gets a task whose `run_at` is still ahead publishes it again to
+//! the right delay queue and goes on. A task thus becomes ready within about 8 ms of its `run_at`
+//! after a few hops; delays beyond the largest queue (9.3 hours) loop through it. Between its
+//! return and its `run_at` (less than half of the remaining delay) a task counts as ready.
 //!
 //! # Guarantees and their limits
 //!
@@ -159,33 +155,31 @@
 //!
 //! # Waiting
 //!
-//! [`wait`](Transport::wait) is push-based: each process and Tokio runtime that waits on a
-//! queue declares one exclusive queue bound to the queue's exchange and consumes it; any
-//! delivery is a wake-up. A waiter first checks the ready queue's message count (then it
-//! returns at once), then waits for a signal or its timeout. A submit from any host, or a
-//! delayed task expiring back, thus wakes waiters within milliseconds, and idle waiters send
-//! nothing to the broker. A waiter whose connection is lost returns within a second (the next
-//! call connects again, or reports the outage). Wake-ups may be spurious, as the contract
-//! allows.
+//! [`wait`](Transport::wait) is push-based: each process and Tokio runtime that waits on a queue
+//! declares one exclusive queue bound to the queue's exchange and consumes it; any delivery is a
+//! wake-up. A waiter first checks the ready queue's message count (then it returns at once), then
+//! waits for a signal or its timeout. A submit from any host, or a delayed task expiring back, thus
+//! wakes waiters within milliseconds, and idle waiters send nothing to the broker. A waiter whose
+//! connection is lost returns within a second (the next call connects again, or reports the
+//! outage). Wake-ups may be spurious, as the contract allows.
 //!
 //! # Connections and outages
 //!
-//! Opening a transport does not connect: the first operation does. Each Tokio runtime that
-//! uses the transport (the CLI uses several current-thread runtimes) gets a connection of its
-//! own, with a channel for claims and acknowledgements and one for confirmed publishes;
-//! lookups that may fail with `NOT_FOUND` (which closes a channel) use channels of their own.
-//! The AMQP heartbeat is 10 s, so a dead peer is noticed within about 20 s — and the
-//! deliveries of a dead host are returned by then. An operation with no answer within 15 s (a
-//! connection whose packets are dropped, or a request or reply lost while the heartbeats go
-//! on) closes its connection sooner. Connecting gives up after 2 s. Connection trouble
-//! (refused, reset, heartbeat missed, broker shutting down…) is [`TransportError::Unavailable`],
-//! the retryable error; the connection is then dropped, the leases claimed through it are
-//! stale (the broker returned their messages), and the next operation connects again. A
-//! publish whose confirm takes more than 10 s (a broker blocking publishers under a resource
-//! alarm) fails the same way. A dropped transport closes its connections, so its claims go back
-//! to the broker at once. After a failed connection attempt the next ones wait exponentially
-//! longer (100 ms doubling up to 5 s): operations in between fail at once with the last error,
-//! so nothing spins against a broker that is down.
+//! Opening a transport does not connect: the first operation does. Each Tokio runtime that uses the
+//! transport (the CLI uses several current-thread runtimes) gets a connection of its own, with a
+//! channel for claims and acknowledgements and one for confirmed publishes; lookups that may fail
+//! with `NOT_FOUND` (which closes a channel) use channels of their own. The AMQP heartbeat is 10 s,
+//! so a dead peer is noticed within about 20 s — and the deliveries of a dead host are returned by
+//! then. An operation with no answer within 15 s (a connection whose packets are dropped, or a
+//! request or reply lost while the heartbeats go on) closes its connection sooner. Connecting gives
+//! up after 2 s. Connection trouble (refused, reset, heartbeat missed, broker shutting down…) is
+//! [`TransportError::Unavailable`], the retryable error; the connection is then dropped, the leases
+//! claimed through it are stale (the broker returned their messages), and the next operation
+//! connects again. A publish whose confirm takes more than 10 s (a broker blocking publishers under
+//! a resource alarm) fails the same way. A dropped transport closes its connections, so its claims
+//! go back to the broker at once. After a failed connection attempt the next ones wait
+//! exponentially longer (100 ms doubling up to 5 s): operations in between fail at once with the
+//! last error, so nothing spins against a broker that is down.
 //!
 //! # Files
 //!
@@ -211,9 +205,9 @@
 //! * `wake.rs`: `wait` and its wake-up consumers.
 //! * `events.rs`: lifecycle events: publishing them, counting and feeding their followers.
 //! * The console (each file documents what RabbitMQ allows): `pause.rs` (a marker message per
-//!   paused queue, looked at by claims and waits; a message per paused schedule), `console.rs` (lookups, listings, counts and
-//!   purges by browsing; running tasks: this process's claims), `heartbeats.rs` (masters),
-//!   `history.rs` (throughput history: a message per master and minute, summed by readers).
+//!   paused queue or schedule, read by claims, waits and schedulers), `console.rs` (lookups,
+//!   listings, counts and purges by browsing; running tasks: this process's claims),
+//!   `heartbeats.rs` (masters), `history.rs` (throughput history: per master and minute).
 //!
 //! [`TransportError`]: crate::TransportError
 //! [`TransportError::Unavailable`]: crate::TransportError::Unavailable
